@@ -1,0 +1,61 @@
+# kanc: compiler and runtime for KAN-transformers.
+#   make          build build/kanc and build/kanrun
+#   make test     build and run every test (no GPU needed)
+#   make setup    install the Debian packages the build needs (root)
+
+CC      ?= cc
+BUILD   := build
+OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
+CFLAGS  ?= -O3 -march=native
+CFLAGS  += -std=gnu11 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fopenmp \
+           -I. -Icompiler -Iruntime -I$(BUILD)/gen \
+           -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8)
+LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
+           $(shell pkg-config --libs libcjson libpcre2-8) -lm -ldl -fopenmp
+
+GEN      := $(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.yy.c
+LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c runtime/*.c))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/kdl.tab.o $(BUILD)/gen/kdl.yy.o
+TEST_SRC := $(wildcard tests/*.c)
+TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC))
+HDRS     := $(wildcard compiler/*.h runtime/*.h runtime/*.inc) $(BUILD)/gen/kdl.tab.h
+
+all: $(BUILD)/kanc $(BUILD)/kanrun
+
+$(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.tab.h: grammar/kdl.y
+	@mkdir -p $(dir $@)
+	bison -Wall --defines=$(BUILD)/gen/kdl.tab.h -o $(BUILD)/gen/kdl.tab.c $<
+
+$(BUILD)/gen/kdl.yy.c $(BUILD)/gen/kdl.yy.h: grammar/kdl.l $(BUILD)/gen/kdl.tab.h
+	@mkdir -p $(dir $@)
+	flex --header-file=$(BUILD)/gen/kdl.yy.h -o $(BUILD)/gen/kdl.yy.c $<
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/kdl.yy.c
+	$(CC) $(CFLAGS) -Wno-unused-function -c -o $@ $<
+
+$(BUILD)/%.o: %.c $(HDRS) $(BUILD)/gen/kdl.yy.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/libkanc.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/kanc: $(BUILD)/compiler/kanc_main.o $(BUILD)/libkanc.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/kanrun: $(BUILD)/runtime/kanrun_main.o $(BUILD)/libkanc.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libkanc.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
+
+test: all $(BUILD)/run_tests
+	KANC_ROOT=$(CURDIR) SHARED=$(abspath ../shared) $(BUILD)/run_tests --jobs 2
+
+setup:
+	bash scripts/setup.sh
+
+clean:
+	rm -rf $(BUILD)
+
+.PHONY: all test setup clean

@@ -1,0 +1,176 @@
+/* graph.h: the static dataflow graph (the compiler's IR).
+ *
+ * A graph is an array of nodes in a valid execution order (every input of a
+ * node comes before it). Each node produces at most one tensor value, plus an
+ * optional auxiliary tensor saved for its backward rule (layernorm's mean and
+ * rstd, attention's probabilities, cross-entropy's log-sum-exp). Parameters
+ * and buffers are leaf nodes that carry their state_dict name; their storage
+ * lives outside the activation arena (see plan.h).
+ *
+ * Shapes are fully static. Every float tensor is "real" (float32 in a normal
+ * run, float64 when the tests run the CPU kernels in double precision); token
+ * ids are int32.
+ */
+#ifndef KANC_GRAPH_H
+#define KANC_GRAPH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define G_MAXDIM 6
+#define G_MAXIN 8
+
+typedef struct {
+    int nd;
+    int64_t d[G_MAXDIM];
+} GShape;
+
+typedef enum { DT_REAL, DT_I32 } GDtype;
+
+typedef enum {
+    /* leaves */
+    OP_INPUT,         /* fed by the runtime each step (tokens or floats) */
+    OP_PARAM,         /* trainable parameter */
+    OP_BUFFER,        /* non-trainable state: KAN knot grid, causal mask */
+    /* forward */
+    OP_EMBEDDING,     /* idx[...] (i32), W[V,C] -> [..., C] */
+    OP_ADD,           /* a + b; b's shape equals a trailing part of a's shape (broadcast) */
+    OP_SUB,           /* a - b, same broadcast rule */
+    OP_MUL,           /* a * b elementwise, same broadcast rule */
+    OP_SCALE,         /* a * attr.scale */
+    OP_LINEAR,        /* x[..., in], W[out,in], b[out]? -> [..., out] */
+    OP_KAN,           /* x[..., in], grid[in,G+2k+1], base_weight[out,in],
+                         spline_weight[out,in,G+k], spline_scaler[out,in]? -> [..., out] */
+    OP_LAYERNORM,     /* x[..., C], w[C], b[C] -> [..., C]; aux [N,2] = (mean, rstd) */
+    OP_ATTENTION,     /* qkv[B,T,3C] -> y[B,T,C]; aux P[B,H,T,T] (post-dropout probs) */
+    OP_GELU,          /* tanh form */
+    OP_SILU,
+    OP_RELU,
+    OP_DROPOUT,       /* attr.p; mask from the counter RNG (seed, step, node, index) */
+    OP_SLICE,         /* last dim [start, start+len) */
+    OP_CONCAT,        /* last-dim concatenation of in[0], in[1] */
+    OP_RESHAPE,       /* same elements, new shape */
+    OP_CROSS_ENTROPY, /* logits[..., V], targets[...] (i32, -1 ignored) -> [] mean;
+                         aux [N] = log-sum-exp of each row */
+    OP_SUM,           /* sum of all elements -> [] */
+
+    /* backward. "prev" (optional last input, attr.acc = 1) is the partial
+       gradient accumulated so far: the output then shares its storage and the
+       kernel adds into it. Parameter gradients always accumulate into the
+       gradient area (zeroed before the step). */
+    OP_SEED,          /* [] ones: d loss / d loss */
+    OP_ACC,           /* out (+)= attr.scale * reduce(dy) to out's shape: in dy, prev? */
+    OP_MUL_BWD,       /* out (+)= reduce(dy * other): in dy, other, prev? */
+    OP_EMBEDDING_BWD, /* dW += scatter(dy): in idx, dy, W(param) */
+    OP_LINEAR_BWD_X,  /* dx (+)= dy W: in dy, W, prev? */
+    OP_LINEAR_BWD_W,  /* dW += dy^T x, db += sum dy: in dy, x, W, b? */
+    OP_KAN_BWD_X,     /* dx (+)= fused epilogue: in dy, x, grid, base, spline, scaler?, prev? */
+    OP_KAN_BWD_W,     /* d base, d spline, d scaler: in dy, x, grid, base, spline, scaler? */
+    OP_LAYERNORM_BWD, /* dx (+)=, dw +=, db +=: in dy, x, fwd(node, for aux), w, b, prev? */
+    OP_ATTENTION_BWD, /* dqkv (+)=: in dy, qkv, fwd(node, for aux), prev? */
+    OP_ACT_BWD,       /* dx (+)= dy * f'(x): attr.act, in dy, x, prev? */
+    OP_DROPOUT_BWD,   /* dx (+)= dy * mask / (1-p): in dy, fwd(node, for its id), prev? */
+    OP_SLICE_BWD,     /* dx[..., start:start+len] (+)= dy, zero elsewhere: in dy, prev? */
+    OP_CE_BWD,        /* dlogits (+)= (softmax - onehot) * dloss / count:
+                         in dloss, logits, targets, fwd(node, for aux), prev? */
+    OP_SUM_BWD,       /* dx (+)= dloss broadcast: in dloss, prev? */
+
+    /* optimizer (no tensor outputs; they act on the parameter areas) */
+    OP_GRAD_NORM,     /* -> [1]: global L2 norm of all gradients */
+    OP_ADAMW,         /* clip by norm (in[0]) to attr.clip, AdamW update of every parameter */
+    OP__COUNT
+} GOp;
+
+/* activation kinds: OP_KAN's base activation and OP_ACT_BWD */
+typedef enum { ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU } GAct;
+
+/* how a parameter or buffer is initialised when training from scratch */
+typedef enum {
+    INIT_NONE,            /* must be loaded */
+    INIT_ZEROS,
+    INIT_ONES,
+    INIT_NORMAL,          /* N(0, init_a) */
+    INIT_KAIMING_UNIFORM, /* torch kaiming_uniform_(a = init_a), fan_in = last dim */
+    INIT_KAN_SPLINE,      /* least squares of noise scale init_a (needs the layer's grid) */
+    INIT_KNOTS,           /* uniform knots: attr grid_size, spline_order, lo=init_a, hi=init_b */
+    INIT_TRIL,            /* causal mask: ones on and below the diagonal */
+} GInit;
+
+typedef struct {
+    int heads, causal;           /* attention */
+    int grid_size, spline_order; /* kan */
+    int has_scaler;              /* kan: standalone spline_scaler present */
+    int has_bias;                /* linear */
+    GAct act;                    /* kan base activation; OP_ACT_BWD's function */
+    int64_t start, len;          /* slice */
+    double p;                    /* dropout probability (also attention's) */
+    double eps;                  /* layernorm */
+    double scale;                /* scale, acc */
+    double clip;                 /* adamw: max gradient norm (<= 0: none) */
+    int acc;                     /* backward: last input is the partial sum to add into */
+} GAttr;
+
+typedef struct GNode {
+    int id;
+    GOp op;
+    int nin;
+    int in[G_MAXIN];
+    GShape shape;       /* of the value (nd = 0: scalar; op with no value: numel 0) */
+    GDtype dtype;
+    GShape aux;         /* auxiliary saved tensor (nd = 0 and aux_numel = 0: none) */
+    int64_t aux_numel;
+    GAttr a;
+    char *name;         /* leaves: full state_dict / input name; others: scope label or NULL */
+    int fwd;            /* backward node: the forward node it differentiates (-1 otherwise) */
+    /* leaves */
+    int trainable;      /* OP_PARAM */
+    int decay;          /* OP_PARAM: AdamW weight decay applies */
+    int optional;       /* OP_BUFFER: may be absent from a loaded file (derived from config) */
+    GInit init;
+    double init_a, init_b;
+    int init_ref;       /* INIT_KAN_SPLINE: the grid buffer node */
+    int grad;           /* OP_PARAM: -1 (gradients live in the gradient area) */
+    int src_line, src_col; /* where in the .kdl this node was made (0: unknown) */
+    /* backward nodes (made by autodiff only): >= 0 when the result is that
+       parameter's gradient, accumulated in the gradient area (no value) */
+    int gparam;
+} GNode;
+
+typedef struct {
+    GNode *nodes;
+    int n, cap;
+    int n_forward;      /* nodes [0, n_forward) are the forward graph */
+    int loss;           /* node id of the scalar loss, or -1 */
+    int output;         /* node id of the main output (logits / y), or -1 */
+    /* named outputs of the model, in declaration order */
+    int n_outputs;
+    int outputs[16];
+    char *output_names[16];
+    /* after autodiff: grad_of[i] = the node holding d(output)/d(node i) for
+       forward nodes (-1 when none is computed); NULL before */
+    int *grad_of;
+} Graph;
+
+void graph_init(Graph *g);
+void graph_free(Graph *g);
+/* Appends a node (copied); returns its id. Inputs must already exist. */
+int graph_add(Graph *g, const GNode *proto);
+/* Convenience: a node of op with the given inputs, shape from `shape`. */
+int graph_op(Graph *g, GOp op, const int *in, int nin, GShape shape, const GAttr *attr);
+int graph_find(const Graph *g, GOp op, const char *name); /* leaf by name, -1 if none */
+
+GShape shape_make(int nd, const int64_t *d);
+GShape shape_of(int nd, ...); /* shape_of(2, (int64_t)3, (int64_t)4) */
+int64_t shape_numel(const GShape *s);
+int shape_eq(const GShape *a, const GShape *b);
+/* 1 if b equals the trailing dims of a (so b broadcasts over a's leading dims) */
+int shape_is_suffix(const GShape *a, const GShape *b);
+/* "[3, 4, 5]" into buf; returns buf */
+const char *shape_str(const GShape *s, char *buf, size_t n);
+int64_t shape_last(const GShape *s);
+int64_t shape_rows(const GShape *s); /* numel / last dim */
+
+const char *op_name(GOp op);
+void graph_dump(const Graph *g, FILE *f);
+
+#endif

@@ -1,0 +1,106 @@
+/* kanc: the model compiler's command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+#include "config.h"
+#include "frontend.h"
+#include "plan.h"
+#include "util.h"
+
+static const char USAGE[] =
+    "usage: kanc MODEL.kdl [options]\n"
+    "\n"
+    "Compiles a model description into a training step.\n"
+    "\n"
+    "  --set NAME=VALUE   override a hyperparameter (repeatable); VALUE is a .kdl\n"
+    "                     expression: 6, 0.1, [-2, 2], true\n"
+    "  --batch B          the same as --set batch=B\n"
+    "  --report           print parameters, arena peak, FLOPs per token and the\n"
+    "                     step's op list\n"
+    "  --dump-graph       print the training graph node by node\n"
+    "  --forward-only     report or dump the forward graph without the backward\n"
+    "  -h, --help         this text\n";
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int report = 0, dump = 0, forward_only = 0;
+    ConfigSets cs = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(USAGE, stdout);
+            return 0;
+        } else if (!strcmp(a, "--set") && i + 1 < argc) {
+            if (config_parse_set(argv[++i], &cs)) {
+                fprintf(stderr, "kanc: error: --set needs NAME=VALUE, got '%s'\n", argv[i]);
+                return 2;
+            }
+        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
+            config_sets_add(&cs, "batch", argv[++i], 0);
+        } else if (!strcmp(a, "--report")) {
+            report = 1;
+        } else if (!strcmp(a, "--dump-graph")) {
+            dump = 1;
+        } else if (!strcmp(a, "--forward-only")) {
+            forward_only = 1;
+        } else if (a[0] == '-' && a[1]) {
+            fprintf(stderr, "kanc: error: unknown option '%s'\n%s", a, USAGE);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "kanc: error: one model file at a time ('%s' and '%s')\n", path, a);
+            return 2;
+        }
+    }
+    if (!path) {
+        fputs(USAGE, stderr);
+        return 2;
+    }
+    size_t len;
+    char *src = read_file(path, &len);
+    if (!src) {
+        perror(path);
+        return 1;
+    }
+    Graph g;
+    graph_init(&g);
+    KdlParams params = {0};
+    int rc = 1;
+    if (kdl_compile(path, src, len, cs.sets, cs.n, &g, &params, stderr)) goto out;
+    g.n_forward = g.n;
+    char err[256];
+    if (!forward_only && g.loss >= 0) {
+        if (autodiff(&g, g.loss, -1, 0, err, sizeof err)) {
+            fprintf(stderr, "%s: error: %s\n", path, err);
+            goto out;
+        }
+        autodiff_add_optimizer(&g, 1.0);
+    }
+    int64_t tokens = 0; /* the token inputs' size: ids of one step */
+    for (int i = 0; i < g.n; i++)
+        if (g.nodes[i].op == OP_INPUT && !tokens) tokens = shape_rows(&g.nodes[i].shape) *
+                                                  (g.nodes[i].dtype == DT_I32 ? shape_last(&g.nodes[i].shape) : 1);
+    if (dump) graph_dump(&g, stdout);
+    if (report) {
+        Plan p;
+        plan_build(&p, &g, 4);
+        printf("model:           %s\n", path);
+        for (int i = 0; i < params.n; i++)
+            printf("%s%s = %s", i ? ", " : "hyperparameters: ", params.names[i], params.values[i]);
+        printf("\n");
+        plan_report(&p, tokens, stdout);
+        plan_free(&p);
+    }
+    if (!dump && !report) printf("%s: ok (%d nodes)\n", path, g.n);
+    rc = 0;
+out:
+    graph_free(&g);
+    kdl_params_free(&params);
+    config_sets_free(&cs);
+    free(src);
+    return rc;
+}

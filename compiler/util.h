@@ -1,0 +1,18 @@
+/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads. */
+#ifndef KANC_UTIL_H
+#define KANC_UTIL_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+/* printf-style into a fresh string */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "error: <message>" on stderr and exit(1): for states a user cannot cause */
+_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The whole file, NUL-terminated (len excludes the NUL). NULL with errno set on failure. */
+char *read_file(const char *path, size_t *len);
+
+#endif

@@ -1,0 +1,102 @@
+/* config.c: hyperparameters between JSON and .kdl text. */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* a JSON value as .kdl expression text; NULL for objects and null */
+static char *kdl_text(const cJSON *v)
+{
+    if (cJSON_IsBool(v)) return xstrdup(cJSON_IsTrue(v) ? "true" : "false");
+    if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == floor(d) && fabs(d) < 1e15) return xasprintf("%lld", (long long)d);
+        return xasprintf("%.17g", d);
+    }
+    if (cJSON_IsString(v)) return xasprintf("\"%s\"", v->valuestring);
+    if (cJSON_IsArray(v)) {
+        char *s = xstrdup("[");
+        const cJSON *e;
+        int first = 1;
+        cJSON_ArrayForEach(e, v)
+        {
+            char *t = kdl_text(e);
+            if (!t) {
+                free(s);
+                return NULL;
+            }
+            char *u = xasprintf("%s%s%s", s, first ? "" : ", ", t);
+            free(s), free(t);
+            s = u;
+            first = 0;
+        }
+        char *u = xasprintf("%s]", s);
+        free(s);
+        return u;
+    }
+    return NULL;
+}
+
+void config_sets_add(ConfigSets *cs, const char *name, const char *value, int soft)
+{
+    if (cs->n == cs->cap) {
+        cs->cap = cs->cap ? 2 * cs->cap : 16;
+        cs->sets = xrealloc(cs->sets, sizeof *cs->sets * (size_t)cs->cap);
+    }
+    cs->sets[cs->n++] = (KdlSet){xstrdup(name), xstrdup(value), soft};
+}
+
+void config_to_sets(const cJSON *obj, ConfigSets *cs)
+{
+    memset(cs, 0, sizeof *cs);
+    const cJSON *v;
+    cJSON_ArrayForEach(v, obj)
+    {
+        char *text = kdl_text(v);
+        if (!text) continue;
+        config_sets_add(cs, v->string, text, 1);
+        free(text);
+    }
+}
+
+void config_sets_free(ConfigSets *cs)
+{
+    for (int i = 0; i < cs->n; i++) {
+        free((char *)cs->sets[i].name);
+        free((char *)cs->sets[i].value);
+    }
+    free(cs->sets);
+    memset(cs, 0, sizeof *cs);
+}
+
+int config_parse_set(const char *arg, ConfigSets *cs)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg) return -1;
+    char *name = xstrdup(arg);
+    name[eq - arg] = 0;
+    config_sets_add(cs, name, eq + 1, 0);
+    free(name);
+    return 0;
+}
+
+double config_number(const cJSON *obj, const char *key, double def)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : def;
+}
+
+cJSON *config_from_params(const KdlParams *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < p->n; i++) {
+        cJSON *v = cJSON_Parse(p->values[i]); /* ints, floats, bools, lists are JSON too */
+        if (!v) v = cJSON_CreateString(p->values[i]);
+        cJSON_AddItemToObject(o, p->names[i], v);
+    }
+    return o;
+}

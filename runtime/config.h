@@ -1,0 +1,30 @@
+/* config.h: hyperparameters as JSON (file metadata) <-> .kdl overrides. */
+#ifndef KANC_CONFIG_H
+#define KANC_CONFIG_H
+
+#include <cjson/cJSON.h>
+
+#include "frontend.h"
+
+/* An owned, growable list of overrides. */
+typedef struct {
+    KdlSet *sets;
+    int n, cap;
+} ConfigSets;
+
+/* One soft override per number, bool, string or list member of the object
+   (keys a model does not declare are ignored). "batch" maps to `batch`. */
+void config_to_sets(const cJSON *obj, ConfigSets *cs);
+/* Appends name=value (copied); soft as in KdlSet. A later entry wins. */
+void config_sets_add(ConfigSets *cs, const char *name, const char *value, int soft);
+void config_sets_free(ConfigSets *cs);
+/* Parses "name=value" into an override; -1 if there is no '='. */
+int config_parse_set(const char *arg, ConfigSets *cs);
+
+/* obj[key] as a number, or def when absent or not a number */
+double config_number(const cJSON *obj, const char *key, double def);
+
+/* The resolved hyperparameters as a JSON object (numbers, bools, lists). */
+cJSON *config_from_params(const KdlParams *p);
+
+#endif

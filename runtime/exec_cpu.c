@@ -1,0 +1,95 @@
+/* exec_cpu.c: the CPU target: storage for a plan and a loop over its nodes. */
+#include "exec_cpu.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "rng.h"
+#include "util.h"
+
+static void *alloc_area(int64_t bytes)
+{
+    /* 64-byte aligned, zeroed */
+    size_t n = (size_t)((bytes + 63) / 64 * 64);
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p) die("out of memory allocating %lld bytes", (long long)bytes);
+    memset(p, 0, n ? n : 64);
+    return p;
+}
+
+void cpu_exec_init(CpuExec *e, Plan *p)
+{
+    memset(e, 0, sizeof *e);
+    e->plan = p;
+    e->g = p->g;
+    e->rs = p->real_size;
+    e->arena = alloc_area(p->arena_bytes);
+    int64_t pb = p->n_param_elems * (int64_t)e->rs;
+    e->params = alloc_area(pb);
+    e->grads = alloc_area(pb);
+    e->m = alloc_area(pb);
+    e->v = alloc_area(pb);
+    e->buffers = alloc_area(p->n_buffer_elems * (int64_t)e->rs);
+    e->ws = alloc_area(p->ws_elems * (int64_t)e->rs);
+    e->opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
+                           .weight_decay = 0.1};
+    e->clip_scale = 1;
+}
+
+void cpu_exec_free(CpuExec *e)
+{
+    free(e->arena);
+    free(e->params);
+    free(e->grads);
+    free(e->m);
+    free(e->v);
+    free(e->buffers);
+    free(e->ws);
+    memset(e, 0, sizeof *e);
+}
+
+void *cpu_exec_value(CpuExec *e, int i)
+{
+    const GNode *n = &e->g->nodes[i];
+    if (n->op == OP_PARAM) return (char *)e->params + e->plan->pos[i] * (int64_t)e->rs;
+    if (n->op == OP_BUFFER) return (char *)e->buffers + e->plan->pos[i] * (int64_t)e->rs;
+    if (e->plan->off[i] < 0) die("cpu: node %d (%s) has no storage", i, op_name(n->op));
+    return e->arena + e->plan->off[i];
+}
+
+void *cpu_exec_grad(CpuExec *e, int i)
+{
+    if (e->g->nodes[i].op != OP_PARAM) die("cpu: node %d is not a parameter", i);
+    return (char *)e->grads + e->plan->pos[i] * (int64_t)e->rs;
+}
+
+double cpu_exec_scalar(CpuExec *e, int i)
+{
+    void *p = cpu_exec_value(e, i);
+    return e->rs == 8 ? *(double *)p : (double)*(float *)p;
+}
+
+#define REAL float
+#define K(name) name##_f32
+#include "exec_cpu_node.inc"
+#undef REAL
+#undef K
+#define REAL double
+#define K(name) name##_f64
+#include "exec_cpu_node.inc"
+#undef REAL
+#undef K
+
+void cpu_exec_run(CpuExec *e, int from, int to)
+{
+    if (to > e->g->n_forward && from < to)
+        memset(e->grads, 0, (size_t)(e->plan->n_param_elems * (int64_t)e->rs));
+    for (int i = from; i < to; i++) {
+        if (e->rs == 8)
+            run_node_f64(e, i);
+        else
+            run_node_f32(e, i);
+    }
+}

@@ -1,0 +1,141 @@
+/* init.c: parameter and buffer initialisation by rule. */
+#include "init.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_kernels.h"
+#include "rng.h"
+#include "util.h"
+
+/* LAPACK (from OpenBLAS): least squares / minimum norm solution of A X = B */
+extern void dgels_(const char *trans, const int *m, const int *n, const int *nrhs, double *a,
+                   const int *lda, double *b, const int *ldb, double *work, const int *lwork,
+                   int *info);
+
+static void put(CpuExec *e, void *base, int64_t i, double v)
+{
+    if (e->rs == 8)
+        ((double *)base)[i] = v;
+    else
+        ((float *)base)[i] = (float)v;
+}
+
+static double get(CpuExec *e, const void *base, int64_t i)
+{
+    return e->rs == 8 ? ((const double *)base)[i] : (double)((const float *)base)[i];
+}
+
+static double uniform(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    return (double)(kanc_rng_bits(seed, stream, i) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static double normal(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    double u1 = uniform(seed, stream, 2 * i), u2 = uniform(seed, stream, 2 * i + 1);
+    return sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2);
+}
+
+/* efficient-kan: spline weights fitting noise (G+1, in, out) at the interior knots */
+static int init_kan_spline(CpuExec *e, const GNode *n, void *dst, uint64_t seed, uint64_t stream,
+                           char *err, size_t errlen)
+{
+    const GNode *grid = &e->g->nodes[n->init_ref];
+    const void *t = cpu_exec_value(e, grid->id);
+    int G = n->a.grid_size, k = n->a.spline_order;
+    int64_t out = n->shape.d[0], in = n->shape.d[1];
+    int nb = G + k, nk = G + 2 * k + 1, m = G + 1, ldb = m > nb ? m : nb;
+    int nrhs = (int)out, info = 0, lwork = -1;
+    double *A = xmalloc(sizeof(double) * (size_t)(m * nb));
+    double *B = xmalloc(sizeof(double) * (size_t)(ldb * out));
+    double *knots = xmalloc(sizeof(double) * (size_t)nk), *row = xmalloc(sizeof(double) * (size_t)nb);
+    double *scratch = xmalloc(sizeof(double) * (size_t)nk), wq;
+    dgels_("N", &m, &nb, &nrhs, A, &m, B, &ldb, &wq, &lwork, &info);
+    lwork = (int)wq + 1;
+    double *work = xmalloc(sizeof(double) * (size_t)lwork);
+    int rc = 0;
+    for (int64_t i = 0; i < in && !rc; i++) {
+        for (int j = 0; j < nk; j++) knots[j] = get(e, t, i * nk + j);
+        for (int r = 0; r < m; r++) { /* column-major A[r, c] = B_c(knot k + r) */
+            kan_bases_f64(knots[k + r], knots, G, k, row, NULL, scratch);
+            for (int c = 0; c < nb; c++) A[r + c * m] = row[c];
+        }
+        for (int64_t o = 0; o < out; o++)
+            for (int r = 0; r < m; r++)
+                B[r + o * ldb] = (uniform(seed, stream, (uint64_t)((r * in + i) * out + o)) - 0.5) *
+                                 n->init_a / G;
+        dgels_("N", &m, &nb, &nrhs, A, &m, B, &ldb, work, &lwork, &info);
+        if (info != 0) {
+            snprintf(err, errlen, "init: spline fit of '%s' failed (LAPACK info %d)", n->name, info);
+            rc = -1;
+        }
+        for (int64_t o = 0; o < out && !rc; o++)
+            for (int c = 0; c < nb; c++) put(e, dst, (o * in + i) * nb + c, B[c + o * ldb]);
+    }
+    free(A), free(B), free(knots), free(row), free(scratch), free(work);
+    return rc;
+}
+
+static void init_buffer(CpuExec *e, const GNode *n)
+{
+    void *dst = cpu_exec_value(e, n->id);
+    int64_t numel = shape_numel(&n->shape);
+    if (n->init == INIT_KNOTS) {
+        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
+        double h = (n->init_b - n->init_a) / G;
+        for (int64_t i = 0; i < numel / nk; i++)
+            for (int j = 0; j < nk; j++) put(e, dst, i * nk + j, (j - k) * h + n->init_a);
+    } else if (n->init == INIT_TRIL) {
+        int64_t T = shape_last(&n->shape);
+        for (int64_t r = 0; r < numel / T; r++)
+            for (int64_t c = 0; c < T; c++) put(e, dst, r * T + c, c <= r % T ? 1 : 0);
+    } else if (n->init == INIT_ONES) {
+        for (int64_t i = 0; i < numel; i++) put(e, dst, i, 1);
+    } else if (n->init == INIT_ZEROS) {
+        for (int64_t i = 0; i < numel; i++) put(e, dst, i, 0);
+    }
+}
+
+void init_buffers(CpuExec *e)
+{
+    for (int i = 0; i < e->g->n; i++)
+        if (e->g->nodes[i].op == OP_BUFFER) init_buffer(e, &e->g->nodes[i]);
+}
+
+int init_state(CpuExec *e, uint64_t seed, char *err, size_t errlen)
+{
+    init_buffers(e);
+    for (int i = 0; i < e->g->n; i++) {
+        const GNode *n = &e->g->nodes[i];
+        if (n->op != OP_PARAM) continue;
+        void *dst = cpu_exec_value(e, i);
+        int64_t numel = shape_numel(&n->shape);
+        uint64_t stream = (uint64_t)i + 1;
+        switch (n->init) {
+        case INIT_ZEROS:
+        case INIT_ONES:
+            for (int64_t j = 0; j < numel; j++) put(e, dst, j, n->init == INIT_ONES);
+            break;
+        case INIT_NORMAL:
+            for (int64_t j = 0; j < numel; j++) put(e, dst, j, n->init_a * normal(seed, stream, j));
+            break;
+        case INIT_KAIMING_UNIFORM: { /* torch: bound = sqrt(3) * sqrt(2 / (1 + a^2)) / sqrt(fan_in) */
+            int64_t fan_in = n->shape.nd ? numel / n->shape.d[0] : 1;
+            double bound = sqrt(3.0) * sqrt(2.0 / (1 + n->init_a * n->init_a)) / sqrt((double)fan_in);
+            for (int64_t j = 0; j < numel; j++)
+                put(e, dst, j, (2 * uniform(seed, stream, j) - 1) * bound);
+            break;
+        }
+        case INIT_KAN_SPLINE:
+            if (init_kan_spline(e, n, dst, seed, stream, err, errlen)) return -1;
+            break;
+        default:
+            snprintf(err, errlen, "init: parameter '%s' has no initialisation rule", n->name);
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,232 @@
+/* verify.c: `kanrun verify`: run a model on a reference file and compare every tensor.
+ *
+ * A reference file (shared/fixtures, written by the PyTorch reference) holds
+ * the parameters and inputs in F32 and the expected results in F64, with the
+ * hyperparameters in its __metadata__ "config". Kinds:
+ *   kan_linear: y and grad.* for the upstream gradient dy;
+ *   gpt:        logits, loss, grad.<param>, step1.<param> after one clipped
+ *               AdamW step, and `losses` over `steps` steps on the same batch.
+ */
+#include "verify.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "util.h"
+
+typedef struct {
+    FILE *out;
+    double tol;
+    double worst;
+    int failed, compared;
+} Tally;
+
+/* one line: name, max abs error, relative error ||a-b|| / ||b|| */
+static void compare(Tally *t, const char *name, const double *got, const StTensor *want)
+{
+    double *ref = xmalloc(sizeof(double) * (size_t)(want->numel ? want->numel : 1));
+    st_read_f64(want, ref);
+    double maxabs = 0, diff2 = 0, ref2 = 0;
+    for (int64_t i = 0; i < want->numel; i++) {
+        double d = got[i] - ref[i];
+        if (!(fabs(d) <= maxabs)) maxabs = fabs(d); /* NaN propagates */
+        diff2 += d * d;
+        ref2 += ref[i] * ref[i];
+    }
+    double rel = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+    int ok = rel <= t->tol;
+    if (!ok || isnan(rel)) t->failed++;
+    if (!(rel <= t->worst)) t->worst = rel;
+    t->compared++;
+    fprintf(t->out, "%-56s max_abs %.3e  rel %.3e  %s\n", name, maxabs, rel, ok ? "ok" : "FAILED");
+    free(ref);
+}
+
+static const StTensor *need(const StFile *f, const char *name, int64_t numel, char *err,
+                            size_t errlen)
+{
+    const StTensor *t = st_find(f, name);
+    if (!t)
+        snprintf(err, errlen, "%s: no tensor '%s'", f->path, name);
+    else if (t->numel != numel)
+        snprintf(err, errlen, "%s: '%s' has %lld elements, the model makes %lld", f->path, name,
+                 (long long)t->numel, (long long)numel);
+    else
+        return t;
+    return NULL;
+}
+
+static int compare_value(Tally *t, Model *m, const StFile *f, const char *name, int node,
+                         int is_grad, char *err, size_t errlen)
+{
+    int64_t numel = shape_numel(&m->g.nodes[node].shape);
+    const StTensor *want = need(f, name, numel, err, errlen);
+    if (!want) return -1;
+    double *got = xmalloc(sizeof(double) * (size_t)(numel ? numel : 1));
+    if (is_grad)
+        model_read_grad(m, node, got);
+    else
+        model_read_value(m, node, got);
+    compare(t, name, got, want);
+    free(got);
+    return 0;
+}
+
+/* every file input of the model, by name */
+static int feed_inputs(Model *m, const StFile *f, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->g.n; i++) {
+        const GNode *n = &m->g.nodes[i];
+        if (n->op != OP_INPUT) continue;
+        const StTensor *t = st_find(f, n->name);
+        if (!t) {
+            snprintf(err, errlen, "%s: no tensor for the model's input '%s'", f->path, n->name);
+            return -1;
+        }
+        if (model_set_input(m, i, t, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+static int compare_param_grads(Tally *t, Model *m, const StFile *f, const char *prefix,
+                               int is_grad, char *err, size_t errlen)
+{
+    for (int i = 0; i < m->g.n; i++) {
+        const GNode *n = &m->g.nodes[i];
+        if (n->op != OP_PARAM) continue;
+        char name[512];
+        snprintf(name, sizeof name, "%s.%s", prefix, n->name);
+        if (compare_value(t, m, f, name, i, is_grad, err, errlen)) return -1;
+    }
+    return 0;
+}
+
+static int verify_kan_linear(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
+{
+    Graph *g = &m->g;
+    cpu_exec_run(&m->ex, 0, g->n);
+    if (compare_value(t, m, f, g->output_names[0], g->output, 0, err, errlen)) return -1;
+    for (int i = 0; i < g->n_forward; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_INPUT || n->dtype != DT_REAL || !g->grad_of || g->grad_of[i] < 0) continue;
+        char name[256];
+        snprintf(name, sizeof name, "grad.%s", n->name);
+        if (compare_value(t, m, f, name, g->grad_of[i], 0, err, errlen)) return -1;
+    }
+    return compare_param_grads(t, m, f, "grad", 1, err, errlen);
+}
+
+/* Checks that the model puts weight decay on exactly the file's parameters. */
+static void compare_decay(Tally *t, Model *m, const cJSON *decay)
+{
+    int mismatches = 0;
+    for (int i = 0; i < m->g.n; i++) {
+        const GNode *n = &m->g.nodes[i];
+        if (n->op != OP_PARAM) continue;
+        int in_file = 0;
+        const cJSON *d;
+        cJSON_ArrayForEach(d, decay) if (cJSON_IsString(d) && !strcmp(d->valuestring, n->name)) in_file = 1;
+        if (in_file != n->decay) {
+            fprintf(t->out, "weight decay on %s: model %s, reference %s  FAILED\n", n->name,
+                    n->decay ? "yes" : "no", in_file ? "yes" : "no");
+            mismatches++;
+        }
+    }
+    if (mismatches) t->failed++;
+    fprintf(t->out, "%-56s %s\n", "weight decay groups", mismatches ? "FAILED" : "ok");
+}
+
+static int verify_gpt(Tally *t, Model *m, const StFile *f, const cJSON *cfg, char *err,
+                      size_t errlen)
+{
+    Graph *g = &m->g;
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(cfg, "optimizer");
+    const cJSON *betas = cJSON_GetObjectItemCaseSensitive(opt, "betas");
+    m->ex.opt.lr = config_number(opt, "lr", 1e-3);
+    m->ex.opt.eps = config_number(opt, "eps", 1e-8);
+    m->ex.opt.weight_decay = config_number(opt, "weight_decay", 0.1);
+    if (cJSON_GetArraySize(betas) == 2) {
+        m->ex.opt.beta1 = cJSON_GetArrayItem(betas, 0)->valuedouble;
+        m->ex.opt.beta2 = cJSON_GetArrayItem(betas, 1)->valuedouble;
+    }
+    compare_decay(t, m, cJSON_GetObjectItemCaseSensitive(opt, "decay"));
+    int steps = (int)config_number(cfg, "steps", 1);
+    int adam = -1;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_ADAMW) adam = i;
+    double *losses = xmalloc(sizeof(double) * (size_t)(steps > 0 ? steps : 1));
+    for (int s = 0; s < steps; s++) {
+        cpu_exec_run(&m->ex, 0, adam); /* forward, backward, norm */
+        losses[s] = cpu_exec_scalar(&m->ex, g->loss);
+        if (s == 0) {
+            if (compare_value(t, m, f, "logits", g->output, 0, err, errlen) ||
+                compare_value(t, m, f, "loss", g->loss, 0, err, errlen) ||
+                compare_param_grads(t, m, f, "grad", 1, err, errlen))
+                goto fail;
+        }
+        cpu_exec_run(&m->ex, adam, adam + 1);
+        if (s == 0 && compare_param_grads(t, m, f, "step1", 0, err, errlen)) goto fail;
+    }
+    const StTensor *want = need(f, "losses", steps, err, errlen);
+    if (!want) goto fail;
+    compare(t, "losses", losses, want);
+    free(losses);
+    return 0;
+fail:
+    free(losses);
+    return -1;
+}
+
+int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
+               double tol, FILE *out)
+{
+    char err[1024];
+    StFile f;
+    if (st_open(&f, ref_path, err, sizeof err)) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    const char *kind = st_meta(&f, "kind"), *cfg_text = st_meta(&f, "config");
+    cJSON *cfg = cfg_text ? cJSON_Parse(cfg_text) : NULL;
+    if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear"))) {
+        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt or "
+                        "kan_linear and a JSON config)\n", ref_path);
+        cJSON_Delete(cfg);
+        st_close(&f);
+        return 2;
+    }
+    /* the file's config first (soft: keys the model does not declare are
+       ignored), then the command line's --set, which wins */
+    ConfigSets cs;
+    config_to_sets(cfg, &cs);
+    for (int i = 0; i < nsets; i++) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
+    int is_gpt = !strcmp(kind, "gpt");
+    Model m;
+    int rc = 2;
+    if (model_compile(&m, model_path, NULL, cs.sets, cs.n, is_gpt ? MODEL_TRAIN : MODEL_GRAD_OUTPUT,
+                      config_number(cfg, "clip", 1.0), 4, stderr))
+        goto done;
+    if (model_load_state(&m, &f, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err)) {
+        fprintf(stderr, "error: %s\n", err);
+        goto done;
+    }
+    Tally t = {.out = out, .tol = tol};
+    fprintf(out, "verify %s against %s (%s)\n", model_path, ref_path, kind);
+    if ((is_gpt ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
+                : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
+        fprintf(stderr, "error: %s\n", err);
+        goto done;
+    }
+    fprintf(out, "%d tensors, worst relative error %.3e (tolerance %.0e): %s\n", t.compared,
+            t.worst, tol, t.failed ? "FAILED" : "ok");
+    rc = t.failed ? 1 : 0;
+done:
+    model_free(&m);
+    config_sets_free(&cs);
+    cJSON_Delete(cfg);
+    st_close(&f);
+    return rc;
+}
