@@ -244,9 +244,9 @@ int autodiff(Graph *g, int out, int seed, int inputs_too, char *err, size_t errl
     return 0;
 }
 
-void autodiff_add_optimizer(Graph *g, double clip)
+void autodiff_add_optimizer(Graph *g)
 {
-    GAttr a = {.clip = clip};
+    GAttr a = {0};
     int norm = graph_op(g, OP_GRAD_NORM, NULL, 0, shape_of(1, (int64_t)1), NULL);
     g->nodes[norm].fwd = -1;
     g->nodes[norm].gparam = -1;

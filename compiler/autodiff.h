@@ -16,8 +16,9 @@
    on anything differentiable or the seed's shape is wrong. */
 int autodiff(Graph *g, int out, int seed, int inputs_too, char *err, size_t errlen);
 
-/* Appends the optimizer: OP_GRAD_NORM then OP_ADAMW (clip > 0 clips the global
-   norm to it, as torch's clip_grad_norm_). Call after autodiff. */
-void autodiff_add_optimizer(Graph *g, double clip);
+/* Appends the optimizer: OP_GRAD_NORM then OP_ADAMW (clipping the global norm
+   as torch's clip_grad_norm_; its limit is a runtime setting). Call after
+   autodiff. */
+void autodiff_add_optimizer(Graph *g);
 
 #endif

@@ -41,4 +41,13 @@ int kdl_compile(const char *path, const char *src, size_t len, const KdlSet *set
 const char *kdl_param_get(const KdlParams *p, const char *name); /* NULL if absent */
 void kdl_params_free(KdlParams *p);
 
+/* Reads a preset file (models/presets/NAME.set): one `name=value` per line,
+   blank lines and lines starting with '#' skipped. Appends the overrides to
+   *sets / *nsets (grown with realloc; start from NULL / 0), each with the
+   given soft flag. Returns the number of errors (a missing file, a line with
+   no '='), reported to diag as file:line:col. Free with kdl_sets_free, which
+   frees the name and value strings too: use it only on arrays filled here. */
+int kdl_sets_load(const char *path, int soft, KdlSet **sets, int *nsets, FILE *diag);
+void kdl_sets_free(KdlSet *sets, int nsets);
+
 #endif

@@ -77,7 +77,8 @@ typedef enum {
 
     /* optimizer (no tensor outputs; they act on the parameter areas) */
     OP_GRAD_NORM,     /* -> [1]: global L2 norm of all gradients */
-    OP_ADAMW,         /* clip by norm (in[0]) to attr.clip, AdamW update of every parameter */
+    OP_ADAMW,         /* clip by the norm (in[0]), AdamW update of every parameter; the
+                         clip, learning rate and decay are runtime settings */
     OP__COUNT
 } GOp;
 
@@ -106,7 +107,6 @@ typedef struct {
     double p;                    /* dropout probability (also attention's) */
     double eps;                  /* layernorm */
     double scale;                /* scale, acc */
-    double clip;                 /* adamw: max gradient norm (<= 0: none) */
     int acc;                     /* backward: last input is the partial sum to add into */
 } GAttr;
 

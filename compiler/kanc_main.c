@@ -78,7 +78,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: error: %s\n", path, err);
             goto out;
         }
-        autodiff_add_optimizer(&g, 1.0);
+        autodiff_add_optimizer(&g);
     }
     int64_t tokens = 0; /* the token inputs' size: ids of one step */
     for (int i = 0; i < g.n; i++)

@@ -128,8 +128,11 @@ void plan_build(Plan *p, Graph *g, size_t real_size)
         if (end[root[i]] < i) end[root[i]] = i;
         if (x->fwd >= 0 && reads_aux(x->op) && aux_end[x->fwd] < i) aux_end[x->fwd] = i;
     }
-    /* values the runtime reads after the step: outputs, input gradients, the norm */
+    /* values the runtime reads after the step (outputs, input gradients, the
+       norm) and the inputs, which a caller may keep for several steps */
     for (int i = 0; i < g->n_outputs; i++) end[root[g->outputs[i]]] = n;
+    for (int i = 0; i < n; i++)
+        if (g->nodes[i].op == OP_INPUT) end[root[i]] = n;
     if (g->loss >= 0) end[root[g->loss]] = n;
     for (int i = 0; i < n; i++) {
         if (g->nodes[i].op == OP_GRAD_NORM) end[root[i]] = n;

@@ -34,7 +34,7 @@ void cpu_exec_init(CpuExec *e, Plan *p)
     e->buffers = alloc_area(p->n_buffer_elems * (int64_t)e->rs);
     e->ws = alloc_area(p->ws_elems * (int64_t)e->rs);
     e->opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
-                           .weight_decay = 0.1};
+                           .weight_decay = 0.1, .clip = 1.0};
     e->clip_scale = 1;
 }
 
@@ -84,7 +84,7 @@ double cpu_exec_scalar(CpuExec *e, int i)
 
 void cpu_exec_run(CpuExec *e, int from, int to)
 {
-    if (to > e->g->n_forward && from < to)
+    if (from <= e->g->n_forward && to > e->g->n_forward) /* the range starts the backward */
         memset(e->grads, 0, (size_t)(e->plan->n_param_elems * (int64_t)e->rs));
     for (int i = from; i < to; i++) {
         if (e->rs == 8)

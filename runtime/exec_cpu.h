@@ -15,6 +15,7 @@
 
 typedef struct {
     double lr, beta1, beta2, eps, weight_decay;
+    double clip; /* max global gradient norm; <= 0: no clipping */
 } AdamWConfig;
 
 typedef struct {
@@ -36,7 +37,8 @@ void cpu_exec_init(CpuExec *e, Plan *p);
 void cpu_exec_free(CpuExec *e);
 
 /* Runs nodes [from, to). The whole step: cpu_exec_run(e, 0, g->n); the
-   gradient area is zeroed first when the range holds backward nodes. */
+   gradient area is zeroed first when the range contains the first backward
+   node (g->n_forward). */
 void cpu_exec_run(CpuExec *e, int from, int to);
 
 /* Pointer to node i's value (arena, parameter or buffer area). */

@@ -15,7 +15,13 @@ extern void dgels_(const char *trans, const int *m, const int *n, const int *nrh
                    const int *lda, double *b, const int *ldb, double *work, const int *lwork,
                    int *info);
 
-static void put(CpuExec *e, void *base, int64_t i, double v)
+typedef struct {
+    const Plan *p;
+    size_t rs;
+    void *params, *buffers;
+} Init;
+
+static void put(const Init *e, void *base, int64_t i, double v)
 {
     if (e->rs == 8)
         ((double *)base)[i] = v;
@@ -23,7 +29,7 @@ static void put(CpuExec *e, void *base, int64_t i, double v)
         ((float *)base)[i] = (float)v;
 }
 
-static double get(CpuExec *e, const void *base, int64_t i)
+static double get(const Init *e, const void *base, int64_t i)
 {
     return e->rs == 8 ? ((const double *)base)[i] : (double)((const float *)base)[i];
 }
@@ -40,11 +46,10 @@ static double normal(uint64_t seed, uint64_t stream, uint64_t i)
 }
 
 /* efficient-kan: spline weights fitting noise (G+1, in, out) at the interior knots */
-static int init_kan_spline(CpuExec *e, const GNode *n, void *dst, uint64_t seed, uint64_t stream,
+static int init_kan_spline(const Init *e, const GNode *n, void *dst, uint64_t seed, uint64_t stream,
                            char *err, size_t errlen)
 {
-    const GNode *grid = &e->g->nodes[n->init_ref];
-    const void *t = cpu_exec_value(e, grid->id);
+    const void *t = (const char *)e->buffers + e->p->pos[n->init_ref] * (int64_t)e->rs;
     int G = n->a.grid_size, k = n->a.spline_order;
     int64_t out = n->shape.d[0], in = n->shape.d[1];
     int nb = G + k, nk = G + 2 * k + 1, m = G + 1, ldb = m > nb ? m : nb;
@@ -79,9 +84,9 @@ static int init_kan_spline(CpuExec *e, const GNode *n, void *dst, uint64_t seed,
     return rc;
 }
 
-static void init_buffer(CpuExec *e, const GNode *n)
+static void init_buffer(const Init *e, const GNode *n)
 {
-    void *dst = cpu_exec_value(e, n->id);
+    void *dst = (char *)e->buffers + e->p->pos[n->id] * (int64_t)e->rs;
     int64_t numel = shape_numel(&n->shape);
     if (n->init == INIT_KNOTS) {
         int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
@@ -99,19 +104,21 @@ static void init_buffer(CpuExec *e, const GNode *n)
     }
 }
 
-void init_buffers(CpuExec *e)
+void init_buffers(const Plan *p, void *buffers)
 {
-    for (int i = 0; i < e->g->n; i++)
-        if (e->g->nodes[i].op == OP_BUFFER) init_buffer(e, &e->g->nodes[i]);
+    Init e = {p, p->real_size, NULL, buffers};
+    for (int i = 0; i < p->g->n; i++)
+        if (p->g->nodes[i].op == OP_BUFFER) init_buffer(&e, &p->g->nodes[i]);
 }
 
-int init_state(CpuExec *e, uint64_t seed, char *err, size_t errlen)
+int init_state(const Plan *p, void *params, void *buffers, uint64_t seed, char *err, size_t errlen)
 {
-    init_buffers(e);
-    for (int i = 0; i < e->g->n; i++) {
-        const GNode *n = &e->g->nodes[i];
+    Init init = {p, p->real_size, params, buffers}, *e = &init;
+    init_buffers(p, buffers);
+    for (int i = 0; i < p->g->n; i++) {
+        const GNode *n = &p->g->nodes[i];
         if (n->op != OP_PARAM) continue;
-        void *dst = cpu_exec_value(e, i);
+        void *dst = (char *)params + p->pos[i] * (int64_t)e->rs;
         int64_t numel = shape_numel(&n->shape);
         uint64_t stream = (uint64_t)i + 1;
         switch (n->init) {

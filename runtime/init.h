@@ -11,13 +11,14 @@
 
 #include <stdint.h>
 
-#include "exec_cpu.h"
+#include "plan.h"
 
-/* Buffers first (a spline fit needs its knots), then parameters. Returns 0,
-   or -1 with a message in err (a parameter that has no rule, a failed fit). */
-int init_state(CpuExec *e, uint64_t seed, char *err, size_t errlen);
+/* Fills host copies of the parameter and buffer areas (plan order, the plan's
+   real type): buffers first (a spline fit needs its knots), then parameters.
+   Returns 0, or -1 with a message in err (no rule, a failed fit). */
+int init_state(const Plan *p, void *params, void *buffers, uint64_t seed, char *err, size_t errlen);
 
-/* Only the buffers that can be derived from the model (knots, masks). */
-void init_buffers(CpuExec *e);
+/* Only the buffers, which are derived from the model (knots, masks). */
+void init_buffers(const Plan *p, void *buffers);
 
 #endif

@@ -1,4 +1,4 @@
-/* model.c: compile a .kdl into a runnable CPU model; state in and out by name. */
+/* model.c: compile a .kdl into a runnable model on a device; state in and out by name. */
 #include "model.h"
 
 #include <errno.h>
@@ -12,27 +12,53 @@
 /* MODEL_GRAD_OUTPUT: an input "d<output>" shaped like the first output */
 static int add_seed_input(Graph *g)
 {
-    const GNode *out = &g->nodes[g->output];
     GNode n = {0};
     n.op = OP_INPUT;
-    n.shape = out->shape;
+    n.shape = g->nodes[g->output].shape;
     n.dtype = DT_REAL;
     n.fwd = -1;
     n.init_ref = -1;
-    char *name = xasprintf("d%s", g->output_names[0]);
-    n.name = name;
+    n.name = xasprintf("d%s", g->output_names[0]);
     int id = graph_add(g, &n);
-    free(name);
+    free(n.name);
     return id;
 }
 
+static int differentiate(Model *m, FILE *diag)
+{
+    Graph *g = &m->g;
+    char err[256];
+    if (m->mode == MODEL_TRAIN) {
+        if (g->loss < 0) {
+            fprintf(diag, "%s: error: training needs the model to return a scalar named 'loss'\n",
+                    m->path);
+            return -1;
+        }
+        if (autodiff(g, g->loss, -1, 0, err, sizeof err)) goto fail;
+        autodiff_add_optimizer(g);
+    } else if (m->mode == MODEL_GRAD_OUTPUT) {
+        if (g->output < 0) {
+            fprintf(diag, "%s: error: the model returns nothing\n", m->path);
+            return -1;
+        }
+        m->seed_input = add_seed_input(g);
+        g->n_forward = g->n;
+        if (autodiff(g, g->output, m->seed_input, 1, err, sizeof err)) goto fail;
+    }
+    return 0;
+fail:
+    fprintf(diag, "%s: error: %s\n", m->path, err);
+    return -1;
+}
+
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
-                  ModelMode mode, double clip, size_t real_size, FILE *diag)
+                  ModelMode mode, size_t real_size, const char *device, FILE *diag)
 {
     memset(m, 0, sizeof *m);
     m->path = xstrdup(path);
     m->mode = mode;
     m->seed_input = -1;
+    graph_init(&m->g);
     if (src) {
         m->src = xstrdup(src);
         m->src_len = strlen(src);
@@ -40,43 +66,45 @@ int model_compile(Model *m, const char *path, const char *src, const KdlSet *set
         fprintf(diag, "%s: error: cannot read the model: %s\n", path, strerror(errno));
         return -1;
     }
-    graph_init(&m->g);
     if (kdl_compile(path, m->src, m->src_len, sets, nsets, &m->g, &m->params, diag)) return -1;
-    Graph *g = &m->g;
-    g->n_forward = g->n;
-    char err[256];
-    if (mode == MODEL_TRAIN) {
-        if (g->loss < 0) {
-            fprintf(diag, "%s: error: training needs the model to return a scalar named 'loss'\n",
-                    path);
-            return -1;
-        }
-        if (autodiff(g, g->loss, -1, 0, err, sizeof err)) {
-            fprintf(diag, "%s: error: %s\n", path, err);
-            return -1;
-        }
-        autodiff_add_optimizer(g, clip);
-    } else if (mode == MODEL_GRAD_OUTPUT) {
-        if (g->output < 0) {
-            fprintf(diag, "%s: error: the model returns nothing\n", path);
-            return -1;
-        }
-        m->seed_input = add_seed_input(g);
-        g->n_forward = g->n;
-        if (autodiff(g, g->output, m->seed_input, 1, err, sizeof err)) {
-            fprintf(diag, "%s: error: %s\n", path, err);
-            return -1;
-        }
+    m->g.n_forward = m->g.n;
+    if (differentiate(m, diag)) return -1;
+    if (strcmp(device, "cpu")) {
+        fprintf(diag, "error: unknown device '%s'\n", device);
+        return -1;
     }
-    plan_build(&m->plan, g, real_size);
-    cpu_exec_init(&m->ex, &m->plan);
-    init_buffers(&m->ex);
+    plan_build(&m->plan, &m->g, real_size);
+    m->dev = device_cpu_new(&m->plan);
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, real_size);
+    init_buffers(&m->plan, buffers);
+    m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);
+    free(buffers);
     return 0;
+}
+
+int model_init_params(Model *m, uint64_t seed, char *err, size_t errlen)
+{
+    size_t rs = m->plan.real_size;
+    void *params = xcalloc((size_t)m->plan.n_param_elems + 1, rs);
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, rs);
+    int rc = init_state(&m->plan, params, buffers, seed, err, errlen);
+    if (!rc) {
+        Device *d = m->dev;
+        d->ops->write_area(d, AREA_PARAMS, params);
+        d->ops->write_area(d, AREA_BUFFERS, buffers);
+        memset(params, 0, (size_t)m->plan.n_param_elems * rs);
+        d->ops->write_area(d, AREA_M, params);
+        d->ops->write_area(d, AREA_V, params);
+        d->step = 0;
+    }
+    free(params);
+    free(buffers);
+    return rc;
 }
 
 void model_free(Model *m)
 {
-    if (m->ex.arena) cpu_exec_free(&m->ex);
+    if (m->dev) m->dev->ops->destroy(m->dev);
     if (m->plan.off) plan_free(&m->plan);
     graph_free(&m->g);
     kdl_params_free(&m->params);
@@ -87,50 +115,96 @@ void model_free(Model *m)
 
 static int same_shape(const StTensor *t, const GShape *s)
 {
-    /* a scalar and a one-element vector are not interchangeable, except that
-       torch saves [] for 0-d tensors: compare dims exactly */
     if (t->rank != s->nd) return 0;
     for (int i = 0; i < s->nd; i++)
         if (t->shape[i] != s->d[i]) return 0;
     return 1;
 }
 
-static void read_into(Model *m, void *dst, const StTensor *t)
+static void read_real(size_t rs, void *dst, const StTensor *t)
 {
-    if (m->ex.rs == 8)
+    if (rs == 8)
         st_read_f64(t, dst);
     else
         st_read_f32(t, dst);
 }
 
-int model_load_state(Model *m, const StFile *f, char *err, size_t errlen)
+int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_t errlen)
 {
     Graph *g = &m->g;
+    Device *d = m->dev;
+    size_t rs = m->plan.real_size;
     char a[96], b[96];
-    for (int i = 0; i < g->n; i++) {
+    void *params = xcalloc((size_t)m->plan.n_param_elems + 1, rs);
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, rs);
+    d->ops->read_area(d, AREA_PARAMS, params);
+    d->ops->read_area(d, AREA_BUFFERS, buffers);
+    int rc = 0;
+    for (int i = 0; i < g->n && !rc; i++) {
         const GNode *n = &g->nodes[i];
         if (n->op != OP_PARAM && n->op != OP_BUFFER) continue;
         const StTensor *t = st_find(f, n->name);
         if (!t) {
             if (n->optional) continue;
+            if (defaults && n->op == OP_PARAM && (n->init == INIT_ZEROS || n->init == INIT_ONES)) {
+                void *area = (char *)params + m->plan.pos[i] * (int64_t)rs;
+                for (int64_t j = 0; j < shape_numel(&n->shape); j++) {
+                    if (rs == 8) ((double *)area)[j] = n->init == INIT_ONES;
+                    else ((float *)area)[j] = n->init == INIT_ONES;
+                }
+                fprintf(defaults, "note: %s: no '%s'; it takes the model's initial value (%s)\n",
+                        f->path, n->name, n->init == INIT_ONES ? "ones" : "zeros");
+                continue;
+            }
             snprintf(err, errlen, "%s: missing %s '%s' %s", f->path,
                      n->op == OP_PARAM ? "parameter" : "buffer", n->name,
                      shape_str(&n->shape, a, sizeof a));
-            return -1;
-        }
-        if (!same_shape(t, &n->shape)) {
+            rc = -1;
+        } else if (!same_shape(t, &n->shape)) {
             snprintf(err, errlen, "%s: '%s' has shape %s in the file, the model needs %s", f->path,
                      n->name, st_shape_str(t, b, sizeof b), shape_str(&n->shape, a, sizeof a));
-            return -1;
+            rc = -1;
+        } else {
+            void *area = n->op == OP_PARAM ? params : buffers;
+            read_real(rs, (char *)area + m->plan.pos[i] * (int64_t)rs, t);
         }
-        read_into(m, cpu_exec_value(&m->ex, i), t);
     }
-    return 0;
+    if (!rc) {
+        d->ops->write_area(d, AREA_PARAMS, params);
+        d->ops->write_area(d, AREA_BUFFERS, buffers);
+    }
+    free(params);
+    free(buffers);
+    return rc;
 }
 
-int model_input(const Model *m, const char *name)
+int model_input(const Model *m, const char *name) { return graph_find(&m->g, OP_INPUT, name); }
+
+int64_t model_vocab(const Model *m, int node)
 {
-    return graph_find(&m->g, OP_INPUT, name);
+    for (int i = 0; i < m->g.n_forward; i++) {
+        const GNode *e = &m->g.nodes[i];
+        if (e->op == OP_EMBEDDING && e->in[0] == node) return m->g.nodes[e->in[1]].shape.d[0];
+        if (e->op == OP_CROSS_ENTROPY && e->in[1] == node)
+            return shape_last(&m->g.nodes[e->in[0]].shape);
+    }
+    return -1;
+}
+
+int model_set_tokens(Model *m, int node, const int32_t *ids, char *err, size_t errlen)
+{
+    const GNode *n = &m->g.nodes[node];
+    int64_t vocab = model_vocab(m, node), lo = -1; /* targets may be -1 (ignored) */
+    for (int i = 0; i < m->g.n_forward; i++)
+        if (m->g.nodes[i].op == OP_EMBEDDING && m->g.nodes[i].in[0] == node) lo = 0;
+    for (int64_t i = 0; i < shape_numel(&n->shape); i++)
+        if (ids[i] < lo || (vocab > 0 && ids[i] >= vocab)) {
+            snprintf(err, errlen, "input '%s': token id %d at position %lld is outside [%lld, %lld)",
+                     n->name, ids[i], (long long)i, (long long)lo, (long long)vocab);
+            return -1;
+        }
+    m->dev->ops->write_value(m->dev, node, ids);
+    return 0;
 }
 
 int model_set_input(Model *m, int node, const StTensor *t, char *err, size_t errlen)
@@ -142,49 +216,47 @@ int model_set_input(Model *m, int node, const StTensor *t, char *err, size_t err
                  st_shape_str(t, b, sizeof b), shape_str(&n->shape, a, sizeof a));
         return -1;
     }
-    void *dst = cpu_exec_value(&m->ex, node);
+    size_t rs = n->dtype == DT_I32 ? 4 : m->plan.real_size;
+    void *host = xmalloc((size_t)(t->numel + 1) * rs);
+    int rc = 0;
     if (n->dtype == DT_I32) {
-        if (st_read_i32(t, dst)) {
+        if (st_read_i32(t, host)) {
             snprintf(err, errlen, "input '%s': token ids must be integers", n->name);
-            return -1;
+            rc = -1;
+        } else {
+            rc = model_set_tokens(m, node, host, err, errlen);
         }
-        /* the vocabulary: rows of the embedding that reads this input */
-        int64_t vocab = -1, lo = -1; /* targets may be -1 (ignored); embedded ids may not */
-        for (int i = 0; i < m->g.n_forward; i++) {
-            const GNode *e = &m->g.nodes[i];
-            if (e->op == OP_EMBEDDING && e->in[0] == node) {
-                vocab = m->g.nodes[e->in[1]].shape.d[0];
-                lo = 0;
-            }
-            if (e->op == OP_CROSS_ENTROPY && e->in[1] == node)
-                vocab = shape_last(&m->g.nodes[e->in[0]].shape);
-        }
-        const int32_t *ids = dst;
-        for (int64_t i = 0; i < t->numel; i++)
-            if (ids[i] < lo || (vocab > 0 && ids[i] >= vocab)) {
-                snprintf(err, errlen, "input '%s': token id %d at position %lld is outside [%lld, %lld)",
-                         n->name, ids[i], (long long)i, (long long)lo, (long long)vocab);
-                return -1;
-            }
     } else {
-        read_into(m, dst, t);
+        read_real(rs, host, t);
+        m->dev->ops->write_value(m->dev, node, host);
     }
-    return 0;
+    free(host);
+    return rc;
 }
 
-static int64_t copy_out(Model *m, const void *src, int64_t numel, double *dst)
+static int64_t to_double(Model *m, const void *src, int64_t numel, double *dst)
 {
     for (int64_t i = 0; i < numel; i++)
-        dst[i] = m->ex.rs == 8 ? ((const double *)src)[i] : ((const float *)src)[i];
+        dst[i] = m->plan.real_size == 8 ? ((const double *)src)[i] : ((const float *)src)[i];
     return numel;
 }
 
 int64_t model_read_value(Model *m, int i, double *dst)
 {
-    return copy_out(m, cpu_exec_value(&m->ex, i), shape_numel(&m->g.nodes[i].shape), dst);
+    int64_t numel = shape_numel(&m->g.nodes[i].shape);
+    void *host = xmalloc((size_t)(numel + 1) * m->plan.real_size);
+    m->dev->ops->read_value(m->dev, i, host);
+    to_double(m, host, numel, dst);
+    free(host);
+    return numel;
 }
 
 int64_t model_read_grad(Model *m, int i, double *dst)
 {
-    return copy_out(m, cpu_exec_grad(&m->ex, i), shape_numel(&m->g.nodes[i].shape), dst);
+    int64_t numel = shape_numel(&m->g.nodes[i].shape);
+    void *host = xmalloc((size_t)(numel + 1) * m->plan.real_size);
+    m->dev->ops->read_grad(m->dev, i, host);
+    to_double(m, host, numel, dst);
+    free(host);
+    return numel;
 }

@@ -8,7 +8,7 @@
 
 #include <stdio.h>
 
-#include "exec_cpu.h"
+#include "device.h"
 #include "frontend.h"
 #include "safetensors.h"
 
@@ -26,27 +26,36 @@ typedef struct {
     Graph g;
     KdlParams params;
     Plan plan;
-    CpuExec ex;
+    Device *dev;
     ModelMode mode;
     int seed_input; /* MODEL_GRAD_OUTPUT: the seed input node */
 } Model;
 
 /* Compiles path (its source read from disk, or src when non-NULL) with the
-   overrides, for mode, with float (real_size 4) or double (8) storage.
-   Diagnostics go to diag. Returns 0, or -1 (errors already printed). */
+   overrides, for mode, with float (real_size 4) or double (8) storage, and
+   opens the device ("cpu"). Buffers get their derived values. Diagnostics go
+   to diag. Returns 0, or -1 (errors already printed). */
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
-                  ModelMode mode, double clip, size_t real_size, FILE *diag);
+                  ModelMode mode, size_t real_size, const char *device, FILE *diag);
+
+/* Fresh parameters from the init rules (seeded), zero AdamW moments. */
+int model_init_params(Model *m, uint64_t seed, char *err, size_t errlen);
 void model_free(Model *m);
 
 /* Loads every parameter and buffer from f by name, checking shapes. Buffers
    marked optional may be absent (they keep their derived values). With
-   params_only, buffers are not required either. Returns 0, or -1 with a
-   message naming the tensor. */
-int model_load_state(Model *m, const StFile *f, char *err, size_t errlen);
+   `defaults` non-NULL, a parameter whose initial value the model fixes
+   (zeros, ones) may be absent too: it takes that value and a note naming it
+   goes to `defaults`. Returns 0, or -1 with a message naming the tensor. */
+int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_t errlen);
 
 /* Copies a tensor from f into input node `node` (token ids or floats),
    checking the shape and, for tokens, the range [-1, vocab). */
 int model_set_input(Model *m, int node, const StTensor *t, char *err, size_t errlen);
+/* Token ids (numel of the node) into an int32 input node, range-checked. */
+int model_set_tokens(Model *m, int node, const int32_t *ids, char *err, size_t errlen);
+/* The vocabulary size read by the model's token input `node` (-1: unknown). */
+int64_t model_vocab(const Model *m, int node);
 
 /* Input node by name, -1 if none. */
 int model_input(const Model *m, const char *name);

@@ -107,7 +107,7 @@ static int compare_param_grads(Tally *t, Model *m, const StFile *f, const char *
 static int verify_kan_linear(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
 {
     Graph *g = &m->g;
-    cpu_exec_run(&m->ex, 0, g->n);
+    m->dev->ops->run(m->dev, 0, g->n);
     if (compare_value(t, m, f, g->output_names[0], g->output, 0, err, errlen)) return -1;
     for (int i = 0; i < g->n_forward; i++) {
         const GNode *n = &g->nodes[i];
@@ -145,12 +145,13 @@ static int verify_gpt(Tally *t, Model *m, const StFile *f, const cJSON *cfg, cha
     Graph *g = &m->g;
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(cfg, "optimizer");
     const cJSON *betas = cJSON_GetObjectItemCaseSensitive(opt, "betas");
-    m->ex.opt.lr = config_number(opt, "lr", 1e-3);
-    m->ex.opt.eps = config_number(opt, "eps", 1e-8);
-    m->ex.opt.weight_decay = config_number(opt, "weight_decay", 0.1);
+    m->dev->opt.lr = config_number(opt, "lr", 1e-3);
+    m->dev->opt.eps = config_number(opt, "eps", 1e-8);
+    m->dev->opt.weight_decay = config_number(opt, "weight_decay", 0.1);
+    m->dev->opt.clip = config_number(cfg, "clip", 1.0);
     if (cJSON_GetArraySize(betas) == 2) {
-        m->ex.opt.beta1 = cJSON_GetArrayItem(betas, 0)->valuedouble;
-        m->ex.opt.beta2 = cJSON_GetArrayItem(betas, 1)->valuedouble;
+        m->dev->opt.beta1 = cJSON_GetArrayItem(betas, 0)->valuedouble;
+        m->dev->opt.beta2 = cJSON_GetArrayItem(betas, 1)->valuedouble;
     }
     compare_decay(t, m, cJSON_GetObjectItemCaseSensitive(opt, "decay"));
     int steps = (int)config_number(cfg, "steps", 1);
@@ -159,15 +160,15 @@ static int verify_gpt(Tally *t, Model *m, const StFile *f, const cJSON *cfg, cha
         if (g->nodes[i].op == OP_ADAMW) adam = i;
     double *losses = xmalloc(sizeof(double) * (size_t)(steps > 0 ? steps : 1));
     for (int s = 0; s < steps; s++) {
-        cpu_exec_run(&m->ex, 0, adam); /* forward, backward, norm */
-        losses[s] = cpu_exec_scalar(&m->ex, g->loss);
+        m->dev->ops->run(m->dev, 0, adam); /* forward, backward, norm */
+        model_read_value(m, g->loss, &losses[s]);
         if (s == 0) {
             if (compare_value(t, m, f, "logits", g->output, 0, err, errlen) ||
                 compare_value(t, m, f, "loss", g->loss, 0, err, errlen) ||
                 compare_param_grads(t, m, f, "grad", 1, err, errlen))
                 goto fail;
         }
-        cpu_exec_run(&m->ex, adam, adam + 1);
+        m->dev->ops->run(m->dev, adam, adam + 1);
         if (s == 0 && compare_param_grads(t, m, f, "step1", 0, err, errlen)) goto fail;
     }
     const StTensor *want = need(f, "losses", steps, err, errlen);
@@ -181,7 +182,7 @@ fail:
 }
 
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
-               double tol, FILE *out)
+               double tol, const char *device, FILE *out)
 {
     char err[1024];
     StFile f;
@@ -207,9 +208,9 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     Model m;
     int rc = 2;
     if (model_compile(&m, model_path, NULL, cs.sets, cs.n, is_gpt ? MODEL_TRAIN : MODEL_GRAD_OUTPUT,
-                      config_number(cfg, "clip", 1.0), 4, stderr))
+                      4, device, stderr))
         goto done;
-    if (model_load_state(&m, &f, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err)) {
+    if (model_load_state(&m, &f, out, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
     }

@@ -12,6 +12,6 @@
    every tensor is within tol, 1 when one is not, 2 on an error (message on
    stderr: unreadable file, missing tensor, shape mismatch, bad model). */
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
-               double tol, FILE *out);
+               double tol, const char *device, FILE *out);
 
 #endif

@@ -1,0 +1,1886 @@
+/* codegen_cuda.c: the CUDA target: one CUDA C++ source for every kernel of a planned step.
+ *
+ * The source has two parts. A fixed library (kanc_lib below: the KancArgs and
+ * KancScalars structs, the counter RNG of runtime/rng.h, the warp and block
+ * primitives, and templates for the fused KAN products, the GEMM, layernorm,
+ * attention, cross-entropy and the reductions), then one or more small
+ * kernels per graph node that bake the node's offsets, shapes and attributes
+ * into a call of the library (or a one-line loop for elementwise ops). The
+ * launch list (CudaProgram.launch) records the kernels and the plain GEMMs in
+ * execution order.
+ *
+ * Every kernel computes what runtime/cpu_kernels.inc and runtime/cpu_kan.inc
+ * compute for the same node (exec_cpu_node.inc shows how a node's inputs map
+ * to a kernel); reductions run in a fixed order, so repeated runs give the
+ * same bits. Under the emulation prelude (runtime/emu/cuda_emu.h, KANC_EMU)
+ * each kernel also gets a host entry NAME__host that runs it on the CPU.
+ *
+ * One emitter per op (emit_<op>); the helpers above them print pointers to
+ * tensors, open and close kernels and record launches.
+ */
+#include "codegen_cuda.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* ------------------------------------------------------------------------ */
+/* the fixed library: generated from the CUDA text, kept as C strings        */
+/* ------------------------------------------------------------------------ */
+
+/* The library's text up to the random numbers, and after them. Edit it as CUDA: each
+   line is one string. */
+static const char *const KANC_LIB_1[] = {
+    "/* ---- fixed part: types, storage, random numbers, primitives, templates ---- */\n",
+    "#ifndef KANC_EMU\n",
+    "/* NVRTC has no <stdint.h> */\n",
+    "typedef unsigned long long uint64_t;\n",
+    "typedef long long int64_t;\n",
+    "typedef unsigned int uint32_t;\n",
+    "typedef int int32_t;\n",
+    "#endif\n",
+    "\n",
+    "/* Base addresses of the storage areas and of the per-step scalars; mirrors\n",
+    "   KancArgsHost (compiler/codegen_cuda.h) field for field. */\n",
+    "struct KancArgs {\n",
+    "    unsigned long long arena, params, grads, m, v, buffers, ws;\n",
+    "    unsigned long long scalars; /* KancScalars * */\n",
+    "};\n",
+    "\n",
+    "/* Mirrors KancScalars (compiler/codegen_cuda.h). */\n",
+    "struct KancScalars {\n",
+    "    float lr, beta1, beta2, eps, weight_decay, clip;\n",
+    "    float grad_norm, clip_scale; /* written by the device */\n",
+    "    unsigned long long seed, step;\n",
+    "    int training, pad;\n",
+    "};\n",
+    "\n",
+    "/* a tensor at a constant byte offset of a storage area */\n",
+    "#define KANC_PTR(T, base, bytes) ((T *)((base) + (unsigned long long)(bytes)))\n",
+    "#define KANC_SCALARS(args) ((KancScalars *)(args)->scalars)\n",
+    "#define KANC_BIG 3.402823466e+38f /* FLT_MAX: start of a max reduction */\n",
+    "#define KD static __device__ __forceinline__\n",
+    "\n",
+    "/* Dynamic shared memory (the launch's smem bytes) as a T array. */\n",
+    "#ifdef KANC_EMU\n",
+    "#define KANC_DYN_SMEM(T, name) T *name = (T *)kanc_emu_dyn_smem()\n",
+    "#else\n",
+    "#define KANC_DYN_SMEM(T, name)                                        \\\n",
+    "    extern __shared__ __align__(16) unsigned char kanc_dyn_smem_[]; \\\n",
+    "    T *name = (T *)kanc_dyn_smem_\n",
+    "#endif\n",
+    "\n",
+    "/* runtime/rng.h, pasted: dropout masks equal the CPU's bit for bit */\n",
+    "#define KANC_RNG_FN KD\n",
+};
+
+/* runtime/rng.h's functions, verbatim (KANC_RNG_FN is defined by the library as a
+   device inline), so dropout masks match the CPU bit for bit. A test compares the
+   emulated masks with the CPU's. */
+static const char *const KANC_RNG[] = {
+    "/* splitmix64's finaliser: a bijective 64-bit mix */\n",
+    "KANC_RNG_FN uint64_t kanc_mix64(uint64_t z)\n",
+    "{\n",
+    "    z += 0x9e3779b97f4a7c15ULL;\n",
+    "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;\n",
+    "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;\n",
+    "    return z ^ (z >> 31);\n",
+    "}\n",
+    "\n",
+    "/* 64 random bits for element `index` of stream `stream` under `seed` */\n",
+    "KANC_RNG_FN uint64_t kanc_rng_bits(uint64_t seed, uint64_t stream, uint64_t index)\n",
+    "{\n",
+    "    return kanc_mix64(kanc_mix64(seed ^ kanc_mix64(stream)) ^ index);\n",
+    "}\n",
+    "\n",
+    "/* uniform in [0, 1) with 24 bits, exact in float and double */\n",
+    "KANC_RNG_FN float kanc_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index)\n",
+    "{\n",
+    "    return (float)(kanc_rng_bits(seed, stream, index) >> 40) * (1.0f / 16777216.0f);\n",
+    "}\n",
+    "\n",
+    "/* The dropout stream of graph node `node` at optimizer step `step`. */\n",
+    "KANC_RNG_FN uint64_t kanc_dropout_stream(uint64_t step, uint32_t node)\n",
+    "{\n",
+    "    return (step << 20) ^ (uint64_t)node;\n",
+    "}\n",
+};
+
+static const char *const KANC_LIB_2[] = {
+    "/* grid-stride loops over n elements */\n",
+    "KD long long kanc_gtid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }\n",
+    "KD long long kanc_gstride() { return (long long)gridDim.x * blockDim.x; }\n",
+    "\n",
+    "/* ---- warp and block primitives: every cross-thread operation goes through\n",
+    "   these; under the emulation prelude (KANC_EMU) they have a CPU meaning that\n",
+    "   gives the same bits (the same butterfly order). ---- */\n",
+    "#ifdef KANC_EMU\n",
+    "KD float kanc_warp_sum(float v) { return kanc_emu_warp_sum(v); }\n",
+    "KD double kanc_warp_sum(double v) { return kanc_emu_warp_sum(v); }\n",
+    "KD float kanc_warp_max(float v) { return kanc_emu_warp_max(v); }\n",
+    "KD void kanc_warp_sync() { kanc_emu_warp_sync(); }\n",
+    "#else\n",
+    "KD float kanc_warp_sum(float v)\n",
+    "{\n",
+    "    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);\n",
+    "    return v;\n",
+    "}\n",
+    "KD double kanc_warp_sum(double v)\n",
+    "{\n",
+    "    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);\n",
+    "    return v;\n",
+    "}\n",
+    "KD float kanc_warp_max(float v)\n",
+    "{\n",
+    "    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));\n",
+    "    return v;\n",
+    "}\n",
+    "KD void kanc_warp_sync() { __syncwarp(); }\n",
+    "#endif\n",
+    "\n",
+    "/* Sum over the block (blockDim.x a multiple of 32, every thread calls it):\n",
+    "   warp butterflies, then every thread adds the per-warp partials in warp\n",
+    "   order, so the result is the same in all threads and on every run. */\n",
+    "template <typename T> __device__ __forceinline__ T kanc_block_sum(T v)\n",
+    "{\n",
+    "    __shared__ T part[32];\n",
+    "    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n",
+    "    v = kanc_warp_sum(v);\n",
+    "    __syncthreads(); /* an earlier call's readers are done with part */\n",
+    "    if (lane == 0) part[w] = v;\n",
+    "    __syncthreads();\n",
+    "    T s = part[0];\n",
+    "    for (int j = 1; j < nw; j++) s += part[j];\n",
+    "    return s;\n",
+    "}\n",
+    "\n",
+    "KD float kanc_block_max(float v)\n",
+    "{\n",
+    "    __shared__ float part[32];\n",
+    "    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n",
+    "    v = kanc_warp_max(v);\n",
+    "    __syncthreads();\n",
+    "    if (lane == 0) part[w] = v;\n",
+    "    __syncthreads();\n",
+    "    float s = part[0];\n",
+    "    for (int j = 1; j < nw; j++) s = fmaxf(s, part[j]);\n",
+    "    return s;\n",
+    "}\n",
+    "\n",
+    "/* ---- activations (GAct numbering), as runtime/cpu_kernels.inc ---- */\n",
+    "#define KANC_ACT_NONE 0\n",
+    "#define KANC_ACT_SILU 1\n",
+    "#define KANC_ACT_GELU 2\n",
+    "#define KANC_ACT_RELU 3\n",
+    "#define KANC_GELU_C 0.7978845608028654f /* sqrt(2/pi) */\n",
+    "#define KANC_GELU_A 0.044715f\n",
+    "\n",
+    "KD float kanc_act(int act, float x)\n",
+    "{\n",
+    "    switch (act) {\n",
+    "    case KANC_ACT_SILU: return x / (1.0f + expf(-x));\n",
+    "    case KANC_ACT_GELU:\n",
+    "        return 0.5f * x * (1.0f + tanhf(KANC_GELU_C * (x + KANC_GELU_A * x * x * x)));\n",
+    "    case KANC_ACT_RELU: return x > 0.0f ? x : 0.0f;\n",
+    "    default: return x;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "KD float kanc_act_grad(int act, float x)\n",
+    "{\n",
+    "    switch (act) {\n",
+    "    case KANC_ACT_SILU: {\n",
+    "        float s = 1.0f / (1.0f + expf(-x));\n",
+    "        return s * (1.0f + x * (1.0f - s));\n",
+    "    }\n",
+    "    case KANC_ACT_GELU: {\n",
+    "        float t = tanhf(KANC_GELU_C * (x + KANC_GELU_A * x * x * x));\n",
+    "        return 0.5f * (1.0f + t) +\n",
+    "               0.5f * x * (1.0f - t * t) * KANC_GELU_C * (1.0f + 3.0f * KANC_GELU_A * x * x);\n",
+    "    }\n",
+    "    case KANC_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;\n",
+    "    default: return 1.0f;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* keep scale or 0 for element idx of a dropout stream (p > 0): the CPU compares\n",
+    "   the float draw with the double p */\n",
+    "KD float kanc_drop(double p, float keep, uint64_t seed, uint64_t stream, uint64_t idx)\n",
+    "{\n",
+    "    return (double)kanc_rng_uniform(seed, stream, idx) >= p ? keep : 0.0f;\n",
+    "}\n",
+    "\n",
+    "/* ---- the KAN basis family: B-splines (DESIGN.md 4). The fused kernels only\n",
+    "   call kanc_basis<G, K>(x, knots, values, derivatives or 0); another family\n",
+    "   (RBF, Chebyshev, rational) plugs in here with the same signature. ---- */\n",
+    "\n",
+    "/* Cox-de Boor on the knots t[0 .. G+2K] exactly as runtime/cpu_kan.inc:\n",
+    "   out[0 .. G+K-1] = B_j,K(x); with dout, their derivatives. */\n",
+    "template <int G, int K>\n",
+    "__device__ __forceinline__ void kanc_basis(float x, const float *t, float *out, float *dout)\n",
+    "{\n",
+    "    float tk[G + 2 * K + 1], b[G + 2 * K];\n",
+    "#pragma unroll\n",
+    "    for (int j = 0; j < G + 2 * K + 1; j++) tk[j] = t[j];\n",
+    "#pragma unroll\n",
+    "    for (int j = 0; j < G + 2 * K; j++) b[j] = (tk[j] <= x && x < tk[j + 1]) ? 1.0f : 0.0f;\n",
+    "#pragma unroll\n",
+    "    for (int p = 1; p <= K; p++) {\n",
+    "        if (p == K && dout) /* B'_j,K from the order K-1 bases */\n",
+    "            for (int j = 0; j < G + K; j++)\n",
+    "                dout[j] = (float)p / (tk[j + p] - tk[j]) * b[j] -\n",
+    "                          (float)p / (tk[j + p + 1] - tk[j + 1]) * b[j + 1];\n",
+    "        for (int j = 0; j < G + 2 * K - p; j++)\n",
+    "            b[j] = (x - tk[j]) / (tk[j + p] - tk[j]) * b[j] +\n",
+    "                   (tk[j + p + 1] - x) / (tk[j + p + 1] - tk[j + 1]) * b[j + 1];\n",
+    "    }\n",
+    "    if (K == 0 && dout)\n",
+    "        for (int j = 0; j < G; j++) dout[j] = 0.0f;\n",
+    "#pragma unroll\n",
+    "    for (int j = 0; j < G + K; j++) out[j] = b[j];\n",
+    "}\n",
+    "\n",
+    "/* One row of A(X) for input value xv: [act(x), B_0(x) .. B_{G+K-1}(x)] */\n",
+    "template <int G, int K, int ACT>\n",
+    "__device__ __forceinline__ void kanc_kan_a(float xv, const float *t, float *a)\n",
+    "{\n",
+    "    a[0] = kanc_act(ACT, xv);\n",
+    "    kanc_basis<G, K>(xv, t, a + 1, (float *)0);\n",
+    "}\n",
+    "\n",
+    "/* Fused weight entry Wf[o, i*S + c]: base[o,i] (c = 0), spline[o,i,c-1] * scaler[o,i] */\n",
+    "template <int NB, int SCALER>\n",
+    "__device__ __forceinline__ float kanc_kan_w(const float *base, const float *spline,\n",
+    "                                            const float *scaler, long long oi, int c)\n",
+    "{\n",
+    "    if (c == 0) return base[oi];\n",
+    "    float w = spline[oi * NB + c - 1];\n",
+    "    return SCALER ? w * scaler[oi] : w;\n",
+    "}\n",
+    "\n",
+    "/* ---- GEMM: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, row-major, op =\n",
+    "   transpose when TA / TB (lda, ldb: the stored row strides). One block of\n",
+    "   256 threads (16 x 16) computes a TM x TN tile of C (TM, TN multiples of 16);\n",
+    "   thread (tx, ty) owns rows ty + 16i and columns tx + 16j; K advances TK at a\n",
+    "   time through shared memory. beta == 0: C is not read. ---- */\n",
+    "template <int TA, int TB, int TM, int TN, int TK>\n",
+    "__device__ __forceinline__ void kanc_gemm(const float *A, const float *B, float *C, long long M,\n",
+    "                                          long long N, long long K, long long lda, long long ldb,\n",
+    "                                          long long ldc, float alpha, float beta)\n",
+    "{\n",
+    "    constexpr int RM = TM / 16, RN = TN / 16;\n",
+    "    __shared__ float As[TK][TM + 1]; /* op(A) tile, k-major */\n",
+    "    __shared__ float Bs[TK][TN + 1]; /* op(B) tile */\n",
+    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
+    "    long long m0 = (long long)blockIdx.y * TM, n0 = (long long)blockIdx.x * TN;\n",
+    "    float acc[RM][RN];\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
+    "    for (long long k0 = 0; k0 < K; k0 += TK) {\n",
+    "        for (int e = tid; e < TM * TK; e += 256) { /* consecutive threads: consecutive addresses */\n",
+    "            int mm = TA ? e % TM : e / TK, kk = TA ? e / TM : e % TK;\n",
+    "            long long m = m0 + mm, k = k0 + kk;\n",
+    "            As[kk][mm] = (m < M && k < K) ? (TA ? A[k * lda + m] : A[m * lda + k]) : 0.0f;\n",
+    "        }\n",
+    "        for (int e = tid; e < TN * TK; e += 256) {\n",
+    "            int nn = TB ? e / TK : e % TN, kk = TB ? e % TK : e / TN;\n",
+    "            long long n = n0 + nn, k = k0 + kk;\n",
+    "            Bs[kk][nn] = (n < N && k < K) ? (TB ? B[n * ldb + k] : B[k * ldb + n]) : 0.0f;\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "        for (int kk = 0; kk < TK; kk++) {\n",
+    "            float a[RM], b[RN];\n",
+    "            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];\n",
+    "            for (int j = 0; j < RN; j++) b[j] = Bs[kk][tx + 16 * j];\n",
+    "            for (int i = 0; i < RM; i++)\n",
+    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "    }\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) {\n",
+    "            long long m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;\n",
+    "            if (m >= M || n >= N) continue;\n",
+    "            float v = alpha * acc[i][j];\n",
+    "            C[m * ldc + n] = beta == 0.0f ? v : v + beta * C[m * ldc + n];\n",
+    "        }\n",
+    "}\n",
+    "\n",
+    "/* ---- the fused KAN layer (DESIGN.md 4). S = G+K+1 columns of A per input:\n",
+    "   [act(x), B_0(x) .. B_{G+K-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]\n",
+    "   in the same interleaving. A is built tile by tile in shared memory from X\n",
+    "   and Wf from the parameters; neither ever exists in device memory. ---- */\n",
+    "\n",
+    "/* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;\n",
+    "   the reduction advances TI inputs (TI*S columns of A) per stage. */\n",
+    "template <int G, int K, int ACT, int SCALER, int TM, int TN, int TI>\n",
+    "__device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const float *grid,\n",
+    "                                             const float *base, const float *spline,\n",
+    "                                             const float *scaler, long long N, int IN, int OUT)\n",
+    "{\n",
+    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TKW = TI * S;\n",
+    "    constexpr int RM = TM / 16, RN = TN / 16;\n",
+    "    __shared__ float As[TKW][TM + 1]; /* A(X) tile, k-major: As[ii*S + c][row] */\n",
+    "    __shared__ float Ws[TKW][TN + 1]; /* Wf^T tile: Ws[ii*S + c][out] */\n",
+    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
+    "    long long r0 = (long long)blockIdx.y * TM;\n",
+    "    int o0 = blockIdx.x * TN;\n",
+    "    float acc[RM][RN];\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
+    "    for (int i0 = 0; i0 < IN; i0 += TI) {\n",
+    "        /* prologue fusion: act and bases of TM rows x TI inputs */\n",
+    "        for (int e = tid; e < TM * TI; e += 256) {\n",
+    "            int r = e % TM, ii = e / TM, i = i0 + ii;\n",
+    "            long long n = r0 + r;\n",
+    "            float a[S];\n",
+    "            if (n < N && i < IN)\n",
+    "                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);\n",
+    "            else\n",
+    "                for (int c = 0; c < S; c++) a[c] = 0.0f;\n",
+    "            for (int c = 0; c < S; c++) As[ii * S + c][r] = a[c];\n",
+    "        }\n",
+    "        for (int e = tid; e < TN * TKW; e += 256) {\n",
+    "            int kk = e % TKW, oo = e / TKW, o = o0 + oo, i = i0 + kk / S;\n",
+    "            Ws[kk][oo] = (o < OUT && i < IN)\n",
+    "                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)\n",
+    "                             : 0.0f;\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "        for (int kk = 0; kk < TKW; kk++) {\n",
+    "            float a[RM], b[RN];\n",
+    "            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];\n",
+    "            for (int j = 0; j < RN; j++) b[j] = Ws[kk][tx + 16 * j];\n",
+    "            for (int i = 0; i < RM; i++)\n",
+    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "    }\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) {\n",
+    "            long long n = r0 + ty + 16 * i;\n",
+    "            int o = o0 + tx + 16 * j;\n",
+    "            if (n < N && o < OUT) y[n * OUT + o] = acc[i][j];\n",
+    "        }\n",
+    "}\n",
+    "\n",
+    "/* weights: dWf[OUT, IN*S] = dY^T A(X), A rebuilt the same way; the epilogue\n",
+    "   splits each (o, i) group of S columns into d base, d spline (times the\n",
+    "   scaler) and d scaler (sum_c dWf_spline * spline), adding into the gradient\n",
+    "   area. Block: TM outputs x TI inputs (TI*S columns); TR rows per stage. */\n",
+    "template <int G, int K, int ACT, int SCALER, int TM, int TI, int TR>\n",
+    "__device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, float *dscaler,\n",
+    "                                               const float *dy, const float *x, const float *grid,\n",
+    "                                               const float *spline, const float *scaler,\n",
+    "                                               long long N, int IN, int OUT)\n",
+    "{\n",
+    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;\n",
+    "    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;\n",
+    "    __shared__ float Ds[TR][TM + 1];  /* dY rows x outputs */\n",
+    "    __shared__ float As[TR][TNW + 1]; /* A(X) rows x columns */\n",
+    "    __shared__ float Gs[TM][TNW + 1]; /* the finished dWf tile */\n",
+    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
+    "    int o0 = blockIdx.y * TM, i0 = blockIdx.x * TI;\n",
+    "    float acc[RM][RN];\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
+    "    for (long long n0 = 0; n0 < N; n0 += TR) {\n",
+    "        for (int e = tid; e < TR * TM; e += 256) {\n",
+    "            int oo = e % TM, r = e / TM, o = o0 + oo;\n",
+    "            long long n = n0 + r;\n",
+    "            Ds[r][oo] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;\n",
+    "        }\n",
+    "        for (int e = tid; e < TR * TI; e += 256) {\n",
+    "            int r = e % TR, ii = e / TR, i = i0 + ii;\n",
+    "            long long n = n0 + r;\n",
+    "            float a[S];\n",
+    "            if (n < N && i < IN)\n",
+    "                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);\n",
+    "            else\n",
+    "                for (int c = 0; c < S; c++) a[c] = 0.0f;\n",
+    "            for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "        for (int r = 0; r < TR; r++) {\n",
+    "            float a[RM], b[RN];\n",
+    "            for (int i = 0; i < RM; i++) a[i] = Ds[r][ty + 16 * i];\n",
+    "            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? As[r][tx + 16 * j] : 0.0f;\n",
+    "            for (int i = 0; i < RM; i++)\n",
+    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "    }\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++)\n",
+    "            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];\n",
+    "    __syncthreads();\n",
+    "    for (int e = tid; e < TM * TI; e += 256) {\n",
+    "        int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;\n",
+    "        if (o >= OUT || i >= IN) continue;\n",
+    "        long long oi = (long long)o * IN + i;\n",
+    "        const float *g = &Gs[oo][ii * S];\n",
+    "        dbase[oi] += g[0];\n",
+    "        float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;\n",
+    "        for (int c = 0; c < NB; c++) {\n",
+    "            dspline[oi * NB + c] += g[1 + c] * s;\n",
+    "            ds += g[1 + c] * spline[oi * NB + c];\n",
+    "        }\n",
+    "        if (SCALER) dscaler[oi] += ds;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* input: Gb = dY Wf (TM rows x TI*S columns per block, the reduction over\n",
+    "   outputs TO at a time with Wf built on the fly); epilogue fusion:\n",
+    "   dx[n,i] (+)= act'(x) Gb[n,i,0] + sum_c B'_c(x) Gb[n,i,1+c]. */\n",
+    "template <int G, int K, int ACT, int SCALER, int ACC, int TM, int TI, int TO>\n",
+    "__device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const float *x,\n",
+    "                                               const float *grid, const float *base,\n",
+    "                                               const float *spline, const float *scaler,\n",
+    "                                               long long N, int IN, int OUT)\n",
+    "{\n",
+    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;\n",
+    "    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;\n",
+    "    __shared__ float Ds[TO][TM + 1];  /* dY^T: outputs x rows */\n",
+    "    __shared__ float Ws[TO][TNW + 1]; /* Wf: outputs x columns */\n",
+    "    __shared__ float Gs[TM][TNW + 1]; /* the finished Gb tile */\n",
+    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
+    "    long long r0 = (long long)blockIdx.y * TM;\n",
+    "    int i0 = blockIdx.x * TI;\n",
+    "    float acc[RM][RN];\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
+    "    for (int o0 = 0; o0 < OUT; o0 += TO) {\n",
+    "        for (int e = tid; e < TO * TM; e += 256) {\n",
+    "            int oo = e % TO, r = e / TO, o = o0 + oo;\n",
+    "            long long n = r0 + r;\n",
+    "            Ds[oo][r] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;\n",
+    "        }\n",
+    "        for (int e = tid; e < TO * TNW; e += 256) {\n",
+    "            int kk = e % TNW, oo = e / TNW, o = o0 + oo, i = i0 + kk / S;\n",
+    "            Ws[oo][kk] = (o < OUT && i < IN)\n",
+    "                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)\n",
+    "                             : 0.0f;\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "        for (int oo = 0; oo < TO; oo++) {\n",
+    "            float a[RM], b[RN];\n",
+    "            for (int i = 0; i < RM; i++) a[i] = Ds[oo][ty + 16 * i];\n",
+    "            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? Ws[oo][tx + 16 * j] : 0.0f;\n",
+    "            for (int i = 0; i < RM; i++)\n",
+    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
+    "        }\n",
+    "        __syncthreads();\n",
+    "    }\n",
+    "    for (int i = 0; i < RM; i++)\n",
+    "        for (int j = 0; j < RN; j++)\n",
+    "            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];\n",
+    "    __syncthreads();\n",
+    "    for (int e = tid; e < TM * TI; e += 256) {\n",
+    "        int r = e / TI, ii = e % TI, i = i0 + ii;\n",
+    "        long long n = r0 + r;\n",
+    "        if (n >= N || i >= IN) continue;\n",
+    "        long long q = n * IN + i;\n",
+    "        float xv = x[q], bs[NB], dbs[NB];\n",
+    "        kanc_basis<G, K>(xv, grid + (long long)i * NK, bs, dbs);\n",
+    "        const float *g = &Gs[r][ii * S];\n",
+    "        float s = kanc_act_grad(ACT, xv) * g[0];\n",
+    "        for (int c = 0; c < NB; c++) s += dbs[c] * g[1 + c];\n",
+    "        dx[q] = ACC ? dx[q] + s : s;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- layernorm: one block per row ---- */\n",
+    "\n",
+    "/* y = (x - mean) rstd w + b; stats[r] = (mean, rstd), rstd = 1/sqrt(var + eps) */\n",
+    "KD void kanc_layernorm_fwd(float *y, float *stats, const float *x, const float *w, const float *b,\n",
+    "                           int C, double eps)\n",
+    "{\n",
+    "    long long r = blockIdx.x;\n",
+    "    const float *xr = x + r * C;\n",
+    "    float *yr = y + r * C;\n",
+    "    double s = 0.0;\n",
+    "    for (int j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];\n",
+    "    double mean = kanc_block_sum(s) / C;\n",
+    "    double v = 0.0;\n",
+    "    for (int j = threadIdx.x; j < C; j += blockDim.x) v += (xr[j] - mean) * (xr[j] - mean);\n",
+    "    double rstd = 1.0 / sqrt(kanc_block_sum(v) / C + eps);\n",
+    "    if (threadIdx.x == 0) {\n",
+    "        stats[2 * r] = (float)mean;\n",
+    "        stats[2 * r + 1] = (float)rstd;\n",
+    "    }\n",
+    "    float m = (float)mean, rs = (float)rstd;\n",
+    "    for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * w[j] + b[j];\n",
+    "}\n",
+    "\n",
+    "/* dx (+)= rstd (dy w - mean(dy w) - xhat mean(dy w xhat)) */\n",
+    "template <int ACC>\n",
+    "__device__ __forceinline__ void kanc_layernorm_bwd_x(float *dx, const float *dy, const float *x,\n",
+    "                                                     const float *stats, const float *w, int C)\n",
+    "{\n",
+    "    long long r = blockIdx.x;\n",
+    "    const float *xr = x + r * C, *g = dy + r * C;\n",
+    "    float *d = dx + r * C;\n",
+    "    double mean = stats[2 * r], rstd = stats[2 * r + 1], s1 = 0.0, s2 = 0.0;\n",
+    "    for (int j = threadIdx.x; j < C; j += blockDim.x) {\n",
+    "        double gw = (double)g[j] * w[j];\n",
+    "        s1 += gw;\n",
+    "        s2 += gw * (xr[j] - mean) * rstd;\n",
+    "    }\n",
+    "    s1 = kanc_block_sum(s1) / C;\n",
+    "    s2 = kanc_block_sum(s2) / C;\n",
+    "    for (int j = threadIdx.x; j < C; j += blockDim.x) {\n",
+    "        double v = rstd * ((double)g[j] * w[j] - s1 - (xr[j] - mean) * rstd * s2);\n",
+    "        d[j] = (float)((ACC ? (double)d[j] : 0.0) + v);\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* dw[c] += sum_r dy xhat, db[c] += sum_r dy: one thread per column, rows in order */\n",
+    "KD void kanc_layernorm_bwd_wb(float *dw, float *db, const float *dy, const float *x,\n",
+    "                              const float *stats, long long N, int C)\n",
+    "{\n",
+    "    for (long long c = kanc_gtid(); c < C; c += kanc_gstride()) {\n",
+    "        double sw = 0.0, sb = 0.0;\n",
+    "        for (long long r = 0; r < N; r++) {\n",
+    "            double mean = stats[2 * r], rstd = stats[2 * r + 1], g = dy[r * C + c];\n",
+    "            sw += g * ((x[r * C + c] - mean) * rstd);\n",
+    "            sb += g;\n",
+    "        }\n",
+    "        dw[c] = (float)(dw[c] + sw);\n",
+    "        db[c] = (float)(db[c] + sb);\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- attention (minGPT): qkv[B,T,3C], head h uses columns h*D .. of q, k, v.\n",
+    "   One warp per row u = (b*H + h)*T + i of P[B,H,T,T]; P is the softmax before\n",
+    "   dropout, as the CPU saves it. ---- */\n",
+    "template <int CAUSAL>\n",
+    "__device__ __forceinline__ void kanc_attention_fwd(float *y, float *P, const float *qkv, int B,\n",
+    "                                                   int T, int C, int H, float sc, double p,\n",
+    "                                                   float keep, uint64_t seed, uint64_t stream)\n",
+    "{\n",
+    "    int lane = threadIdx.x & 31;\n",
+    "    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);\n",
+    "    if (u >= (long long)B * H * T) return; /* whole warps leave together */\n",
+    "    int D = C / H, C3 = 3 * C, h = (int)(u / T % H), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;\n",
+    "    long long b = u / ((long long)H * T);\n",
+    "    const float *q = qkv + (b * T + i) * C3 + h * D, *kv = qkv + b * T * C3 + h * D;\n",
+    "    float *pr = P + u * T, *yr = y + (b * T + i) * C + h * D;\n",
+    "    float mx = -KANC_BIG;\n",
+    "    for (int j = lane; j < jn; j += 32) {\n",
+    "        const float *kj = kv + (long long)j * C3 + C;\n",
+    "        float s = 0.0f;\n",
+    "        for (int d = 0; d < D; d++) s += q[d] * kj[d];\n",
+    "        pr[j] = s * sc;\n",
+    "        mx = fmaxf(mx, pr[j]);\n",
+    "    }\n",
+    "    mx = kanc_warp_max(mx);\n",
+    "    double sum = 0.0;\n",
+    "    for (int j = lane; j < jn; j += 32) {\n",
+    "        pr[j] = expf(pr[j] - mx);\n",
+    "        sum += pr[j];\n",
+    "    }\n",
+    "    float inv = (float)(1.0 / kanc_warp_sum(sum));\n",
+    "    for (int j = lane; j < jn; j += 32) pr[j] *= inv;\n",
+    "    for (int j = jn + lane; j < T; j += 32) pr[j] = 0.0f;\n",
+    "    kanc_warp_sync(); /* the row of P, written by all lanes, is read by all */\n",
+    "    for (int d = lane; d < D; d += 32) {\n",
+    "        float acc = 0.0f;\n",
+    "        for (int j = 0; j < jn; j++) {\n",
+    "            float a = p > 0.0 ? pr[j] * kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : pr[j];\n",
+    "            acc += a * kv[(long long)j * C3 + 2 * C + d];\n",
+    "        }\n",
+    "        yr[d] = acc;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* backward, pass 1 (one warp per row u): dS[u, j] = P (dP - rowdot) sc with\n",
+    "   dP = mask (dy_i . v_j) and rowdot = sum_j P dP; dS goes to the workspace. */\n",
+    "template <int CAUSAL>\n",
+    "__device__ __forceinline__ void kanc_attention_bwd_ds(float *dS, const float *dy, const float *qkv,\n",
+    "                                                      const float *P, int B, int T, int C, int H,\n",
+    "                                                      float sc, double p, float keep,\n",
+    "                                                      uint64_t seed, uint64_t stream)\n",
+    "{\n",
+    "    int lane = threadIdx.x & 31;\n",
+    "    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);\n",
+    "    if (u >= (long long)B * H * T) return;\n",
+    "    int D = C / H, C3 = 3 * C, h = (int)(u / T % H), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;\n",
+    "    long long b = u / ((long long)H * T);\n",
+    "    const float *g = dy + (b * T + i) * C + h * D, *kv = qkv + b * T * C3 + h * D, *pr = P + u * T;\n",
+    "    float *ds = dS + u * T;\n",
+    "    double rowdot = 0.0;\n",
+    "    for (int j = lane; j < jn; j += 32) {\n",
+    "        const float *vj = kv + (long long)j * C3 + 2 * C;\n",
+    "        float da = 0.0f;\n",
+    "        for (int d = 0; d < D; d++) da += g[d] * vj[d];\n",
+    "        float m = p > 0.0 ? kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : 1.0f;\n",
+    "        ds[j] = da * m;\n",
+    "        rowdot += (double)pr[j] * ds[j];\n",
+    "    }\n",
+    "    rowdot = kanc_warp_sum(rowdot);\n",
+    "    for (int j = lane; j < jn; j += 32) ds[j] = (float)(pr[j] * (ds[j] - rowdot)) * sc;\n",
+    "}\n",
+    "\n",
+    "/* backward, pass 2: one thread per element of dqkv[B,T,3C]:\n",
+    "   dq_i = sum_j dS_ij k_j, dk_j = sum_i dS_ij q_i, dv_j = sum_i mask P_ij dy_i */\n",
+    "template <int CAUSAL, int ACC>\n",
+    "__device__ __forceinline__ void kanc_attention_bwd_qkv(float *dqkv, const float *dS, const float *dy,\n",
+    "                                                       const float *qkv, const float *P, int B,\n",
+    "                                                       int T, int C, int H, double p, float keep,\n",
+    "                                                       uint64_t seed, uint64_t stream)\n",
+    "{\n",
+    "    int D = C / H, C3 = 3 * C;\n",
+    "    for (long long e = kanc_gtid(); e < (long long)B * T * C3; e += kanc_gstride()) {\n",
+    "        int col = (int)(e % C3), t = (int)(e / C3 % T), part = col / C, h = col % C / D;\n",
+    "        long long b = e / ((long long)T * C3), bh = b * H + h;\n",
+    "        const float *base = qkv + b * T * C3 + col % C; /* this head-column of q at row 0 */\n",
+    "        float s = 0.0f;\n",
+    "        if (part == 0) { /* dq */\n",
+    "            int jn = CAUSAL ? t + 1 : T;\n",
+    "            const float *dsr = dS + (bh * T + t) * T;\n",
+    "            for (int j = 0; j < jn; j++) s += dsr[j] * base[(long long)j * C3 + C];\n",
+    "        } else {\n",
+    "            for (int i = CAUSAL ? t : 0; i < T; i++) {\n",
+    "                long long u = bh * T + i;\n",
+    "                if (part == 1) /* dk */\n",
+    "                    s += dS[u * T + t] * base[(long long)i * C3];\n",
+    "                else { /* dv */\n",
+    "                    float a = p > 0.0 ? P[u * T + t] * kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + t))\n",
+    "                                      : P[u * T + t];\n",
+    "                    s += a * dy[(b * T + i) * C + col % C];\n",
+    "                }\n",
+    "            }\n",
+    "        }\n",
+    "        dqkv[e] = ACC ? dqkv[e] + s : s;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- softmax cross-entropy ---- */\n",
+    "\n",
+    "/* lse[r] = log sum exp logits[r, :]: one block per row */\n",
+    "KD void kanc_ce_lse(float *lse, const float *logits, int V)\n",
+    "{\n",
+    "    long long r = blockIdx.x;\n",
+    "    const float *row = logits + r * V;\n",
+    "    float mx = -KANC_BIG;\n",
+    "    for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, row[j]);\n",
+    "    mx = kanc_block_max(mx);\n",
+    "    double s = 0.0;\n",
+    "    for (int j = threadIdx.x; j < V; j += blockDim.x) s += expf(row[j] - mx);\n",
+    "    s = kanc_block_sum(s);\n",
+    "    if (threadIdx.x == 0) lse[r] = (float)(mx + log(s));\n",
+    "}\n",
+    "\n",
+    "/* loss = mean over rows with a target (!= -1) of lse - logit[target]: one block */\n",
+    "KD void kanc_ce_loss(float *loss, const float *lse, const float *logits, const int *targets,\n",
+    "                     long long N, int V)\n",
+    "{\n",
+    "    double total = 0.0, count = 0.0;\n",
+    "    for (long long r = threadIdx.x; r < N; r += blockDim.x)\n",
+    "        if (targets[r] != -1) {\n",
+    "            total += (double)lse[r] - logits[r * V + targets[r]];\n",
+    "            count += 1.0;\n",
+    "        }\n",
+    "    total = kanc_block_sum(total);\n",
+    "    count = kanc_block_sum(count);\n",
+    "    if (threadIdx.x == 0) loss[0] = (float)(count > 0.0 ? total / count : 0.0);\n",
+    "}\n",
+    "\n",
+    "/* g = dloss / count (0 when nothing counts) into *g: one block */\n",
+    "KD void kanc_ce_scale(float *g, const float *dloss, const int *targets, long long N)\n",
+    "{\n",
+    "    double count = 0.0;\n",
+    "    for (long long r = threadIdx.x; r < N; r += blockDim.x) count += targets[r] != -1 ? 1.0 : 0.0;\n",
+    "    count = kanc_block_sum(count);\n",
+    "    if (threadIdx.x == 0) g[0] = (float)(count > 0.0 ? (double)dloss[0] / count : 0.0);\n",
+    "}\n",
+    "\n",
+    "/* dlogits (+)= g (softmax - onehot) on counted rows; uncounted rows: 0 (kept when ACC) */\n",
+    "template <int ACC>\n",
+    "__device__ __forceinline__ void kanc_ce_bwd(float *dl, const float *gp, const float *logits,\n",
+    "                                            const int *targets, const float *lse, long long N, int V)\n",
+    "{\n",
+    "    float g = gp[0];\n",
+    "    for (long long e = kanc_gtid(); e < N * V; e += kanc_gstride()) {\n",
+    "        long long r = e / V;\n",
+    "        int j = (int)(e % V), t = targets[r];\n",
+    "        float prev = ACC ? dl[e] : 0.0f;\n",
+    "        dl[e] = t == -1 ? prev : prev + g * (expf(logits[e] - lse[r]) - (j == t ? 1.0f : 0.0f));\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- whole-tensor sums: a fixed grid, fixed per-thread strides and a fixed\n",
+    "   tree, so the result is the same on every run ---- */\n",
+    "\n",
+    "/* part[block] = sum of x (SQUARE: x^2) over this block's grid-stride share */\n",
+    "template <int SQUARE>\n",
+    "__device__ __forceinline__ void kanc_sum_partial(double *part, const float *x, long long n)\n",
+    "{\n",
+    "    double s = 0.0;\n",
+    "    for (long long i = kanc_gtid(); i < n; i += kanc_gstride())\n",
+    "        s += SQUARE ? (double)x[i] * x[i] : (double)x[i];\n",
+    "    s = kanc_block_sum(s);\n",
+    "    if (threadIdx.x == 0) part[blockIdx.x] = s;\n",
+    "}\n",
+    "\n",
+    "/* sum of part[0 .. nparts) by one block (nparts <= blockDim.x) */\n",
+    "KD double kanc_sum_parts(const double *part, int nparts)\n",
+    "{\n",
+    "    return kanc_block_sum(threadIdx.x < nparts ? part[threadIdx.x] : 0.0);\n",
+    "}\n",
+    "\n",
+    "/* ---- AdamW (torch.optim.AdamW) on n elements with gradient gscale * g ---- */\n",
+    "KD void kanc_adamw(float *p, const float *g, float *m, float *v, long long n, float gscale,\n",
+    "                   float decay, float step, float bc2, float b1, float b2, float eps)\n",
+    "{\n",
+    "    for (long long i = kanc_gtid(); i < n; i += kanc_gstride()) {\n",
+    "        float gi = g[i] * gscale;\n",
+    "        float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;\n",
+    "        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2 + eps);\n",
+    "        m[i] = mi;\n",
+    "        v[i] = vi;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- embedding ---- */\n",
+    "\n",
+    "/* dw[idx[n], c] += dy[n, c]: thread (column c, vocabulary chunk blockIdx.y)\n",
+    "   scans every id in order and adds the rows that fall in its chunk, so each\n",
+    "   element of dw is owned by one thread and summed in the CPU's order. */\n",
+    "KD void kanc_embedding_bwd(float *dw, const int *idx, const float *dy, long long N, int C, int V,\n",
+    "                           int chunk)\n",
+    "{\n",
+    "    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n",
+    "    int v0 = blockIdx.y * chunk, v1 = v0 + chunk < V ? v0 + chunk : V;\n",
+    "    if (c >= C) return;\n",
+    "    for (long long n = 0; n < N; n++) {\n",
+    "        int id = idx[n];\n",
+    "        if (id >= v0 && id < v1) dw[(long long)id * C + c] += dy[n * C + c];\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* ---- column reductions: out[j] (+)= s * sum over rows of dy[r, j] (times\n",
+    "   other[(r*nout + j) % nother] for MUL); one thread per column, rows in order ---- */\n",
+    "template <int ACC, int MUL>\n",
+    "__device__ __forceinline__ void kanc_col_reduce(float *out, const float *dy, const float *other,\n",
+    "                                                long long rows, long long nout, long long nother,\n",
+    "                                                double s)\n",
+    "{\n",
+    "    for (long long j = kanc_gtid(); j < nout; j += kanc_gstride()) {\n",
+    "        double sum = 0.0;\n",
+    "        for (long long r = 0; r < rows; r++) {\n",
+    "            long long i = r * nout + j;\n",
+    "            sum += MUL ? (double)dy[i] * other[i % nother] : (double)dy[i];\n",
+    "        }\n",
+    "        out[j] = (float)((ACC ? (double)out[j] : 0.0) + s * sum);\n",
+    "    }\n",
+    "}\n",
+};
+
+/* ------------------------------------------------------------------------ */
+/* string builder                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *s;
+    size_t n, cap;
+} Sb;
+
+static void sb_vput(Sb *b, const char *fmt, va_list ap)
+{
+    va_list aq;
+    va_copy(aq, ap);
+    int need = vsnprintf(NULL, 0, fmt, aq);
+    va_end(aq);
+    if (b->n + (size_t)need + 1 > b->cap) {
+        b->cap = (b->n + (size_t)need + 1) * 2;
+        b->s = xrealloc(b->s, b->cap);
+    }
+    vsnprintf(b->s + b->n, (size_t)need + 1, fmt, ap);
+    b->n += (size_t)need;
+}
+
+static void sb_put(Sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_put(Sb *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vput(b, fmt, ap);
+    va_end(ap);
+}
+
+/* ------------------------------------------------------------------------ */
+/* generator state, storage locations, kernels and launches                  */
+/* ------------------------------------------------------------------------ */
+
+/* storage areas, numbered as GemmDesc.area_* */
+enum { KA_ARENA, KA_PARAMS, KA_GRADS, KA_M, KA_V, KA_BUFFERS, KA_WS };
+static const char *const AREA_FIELD[] = {"arena", "params", "grads", "m", "v", "buffers", "ws"};
+
+typedef struct {
+    int area;
+    int64_t off; /* bytes */
+} Loc;
+
+#define BLOCK 256          /* threads of the elementwise, GEMM and KAN kernels */
+#define MAX_BLOCKS 4096    /* grid-stride kernels use at most this many blocks */
+#define WARPS_PER_BLOCK 4  /* attention: one warp per row of P */
+#define SUM_PARTS 256      /* whole-tensor sums: at most this many partial sums */
+#define EMB_THREADS 65536  /* embedding backward: about this many (column, chunk) threads */
+#define SMEM_LIMIT 49152   /* static shared memory per block */
+
+typedef struct {
+    const Plan *p;
+    const Graph *g;
+    CudaOptions o;
+    Sb src;
+    CudaLaunch *launch;
+    int n_launch, cap;
+    int64_t ws_bytes;
+    const GNode *n;   /* the node being emitted */
+    char kname[64];   /* the kernel being emitted */
+    int ksync;        /* it uses barriers or warp primitives */
+    char *err;
+    size_t errlen;
+    int failed;
+} Gen;
+
+static void fail(Gen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void fail(Gen *G, const char *fmt, ...)
+{
+    if (G->failed) return;
+    G->failed = 1;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(G->err, G->errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* blocks of BLOCK threads for a grid-stride loop over n elements */
+static unsigned blocks_for(int64_t n) { return (unsigned)imax(1, imin(cdiv(n, BLOCK), MAX_BLOCKS)); }
+
+static void need_ws(Gen *G, int64_t bytes)
+{
+    if (bytes > G->ws_bytes) G->ws_bytes = bytes;
+}
+
+/* where node i's value lives (mirrors cpu_exec_value) */
+static Loc value_loc(Gen *G, int i)
+{
+    const GNode *n = &G->g->nodes[i];
+    if (n->op == OP_PARAM) return (Loc){KA_PARAMS, G->p->pos[i] * 4};
+    if (n->op == OP_BUFFER) return (Loc){KA_BUFFERS, G->p->pos[i] * 4};
+    if (G->p->off[i] < 0) fail(G, "cuda: node %d (%s) has no storage", i, op_name(n->op));
+    return (Loc){KA_ARENA, G->p->off[i]};
+}
+
+/* the gradient of parameter node i */
+static Loc grad_loc(Gen *G, int i)
+{
+    if (G->g->nodes[i].op != OP_PARAM) fail(G, "cuda: node %d is not a parameter", i);
+    return (Loc){KA_GRADS, G->p->pos[i] * 4};
+}
+
+/* the output of node n: its value, or the gradient of the parameter it targets */
+static Loc out_loc(Gen *G, const GNode *n)
+{
+    if (n->op >= OP_SEED && n->gparam >= 0) return grad_loc(G, n->gparam);
+    return value_loc(G, n->id);
+}
+
+static Loc aux_loc(Gen *G, int i)
+{
+    if (G->p->aux_off[i] < 0) fail(G, "cuda: node %d (%s) has no aux tensor", i, op_name(G->g->nodes[i].op));
+    return (Loc){KA_ARENA, G->p->aux_off[i]};
+}
+
+/* the node's accumulate flag: parameter gradients always accumulate */
+static int node_acc(const GNode *n) { return n->a.acc || (n->op >= OP_SEED && n->gparam >= 0); }
+
+/* dropout probability and keep scale as the CPU computes them */
+static float keep_scale(double p) { return (float)(p < 1 ? 1.0 / (1.0 - p) : 0.0); }
+
+/* exact float and double literals */
+static const char *flit(char *buf, float v)
+{
+    snprintf(buf, 32, "%.8ef", (double)v);
+    return buf;
+}
+static const char *dlit(char *buf, double v)
+{
+    snprintf(buf, 32, "%.17e", v);
+    return buf;
+}
+
+static const char *shp(const GShape *s, char *buf) { return shape_str(s, buf, 96); }
+
+static const char *act_name(int act)
+{
+    switch (act) {
+    case ACT_SILU: return "KANC_ACT_SILU";
+    case ACT_GELU: return "KANC_ACT_GELU";
+    case ACT_RELU: return "KANC_ACT_RELU";
+    default: return "KANC_ACT_NONE";
+    }
+}
+
+/* a line of the kernel body, indented */
+static void line(Gen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void line(Gen *G, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sb_put(&G->src, "    ");
+    sb_vput(&G->src, fmt, ap);
+    sb_put(&G->src, "\n");
+    va_end(ap);
+}
+
+static CudaLaunch *add_launch(Gen *G, LaunchKind kind, const char *name)
+{
+    if (G->n_launch == G->cap) {
+        G->cap = G->cap ? 2 * G->cap : 64;
+        G->launch = xrealloc(G->launch, sizeof *G->launch * (size_t)G->cap);
+    }
+    CudaLaunch *l = &G->launch[G->n_launch++];
+    memset(l, 0, sizeof *l);
+    l->kind = kind;
+    l->node = G->n ? G->n->id : -1;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->grid[0] = l->grid[1] = l->grid[2] = 1;
+    l->block[0] = l->block[1] = l->block[2] = 1;
+    return l;
+}
+
+/* Opens kernel n<id>_<what>, launched on grid (gx, gy) x block threads.
+   sync: the kernel uses __syncthreads or warp primitives (the emulation then
+   runs its threads as fibers). note: one line on what it computes. */
+static void kernel_begin(Gen *G, const char *what, unsigned gx, unsigned gy, unsigned block,
+                         int sync, const char *note, ...) __attribute__((format(printf, 7, 8)));
+static void kernel_begin(Gen *G, const char *what, unsigned gx, unsigned gy, unsigned block,
+                         int sync, const char *note, ...)
+{
+    snprintf(G->kname, sizeof G->kname, "n%d_%s", G->n->id, what);
+    G->ksync = sync;
+    CudaLaunch *l = add_launch(G, LAUNCH_KERNEL, G->kname);
+    l->grid[0] = gx;
+    l->grid[1] = gy;
+    l->block[0] = block;
+    sb_put(&G->src, "/* node %d %s", G->n->id, op_name(G->n->op));
+    const char *label = G->n->name;
+    if (!label && G->n->fwd >= 0) label = G->g->nodes[G->n->fwd].name;
+    if (label) sb_put(&G->src, " (%s)", label);
+    sb_put(&G->src, ": ");
+    va_list ap;
+    va_start(ap, note);
+    sb_vput(&G->src, note, ap);
+    va_end(ap);
+    sb_put(&G->src, "\n   launch: grid (%u, %u), block %u */\n", gx, gy, block);
+    sb_put(&G->src, "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args)\n{\n",
+           block, G->kname);
+}
+
+static void kernel_end(Gen *G)
+{
+    sb_put(&G->src, "}\n#ifdef KANC_EMU\nKANC_EMU_HOST(%s, %d)\n#endif\n\n", G->kname, G->ksync);
+}
+
+/* a pointer to a tensor: `const float *x = KANC_PTR(...); / * [shape] name * /` */
+static void ptr(Gen *G, const char *type, const char *var, Loc l, const GShape *s, const char *name)
+{
+    char sb[96];
+    sb_put(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld);", type, var, type, AREA_FIELD[l.area],
+           (long long)l.off);
+    if (s) sb_put(&G->src, " /* %s%s%s */", shp(s, sb), name ? " " : "", name ? name : "");
+    sb_put(&G->src, "\n");
+}
+
+/* input j of the current node, as a const pointer */
+static void in_ptr(Gen *G, const char *var, int j)
+{
+    const GNode *x = &G->g->nodes[G->n->in[j]];
+    ptr(G, x->dtype == DT_I32 ? "const int" : "const float", var, value_loc(G, x->id), &x->shape,
+        x->name);
+}
+
+/* the node's output */
+static void out_ptr(Gen *G, const char *var)
+{
+    const GNode *n = G->n;
+    const GNode *t = n->op >= OP_SEED && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
+    char note[160];
+    snprintf(note, sizeof note, "%s%s%s", t ? "grad of " : "", t ? t->name : "",
+             node_acc(n) ? " (accumulate)" : "");
+    ptr(G, "float", var, out_loc(G, n), &n->shape, note[0] ? note : NULL);
+}
+
+/* the dropout probability p (0 unless training) and stream of node `node` */
+static void dropout_params(Gen *G, double p, int node)
+{
+    char b[32];
+    line(G, "const KancScalars *sc = KANC_SCALARS(args);");
+    line(G, "const double p = sc->training ? %s : 0.0;", dlit(b, p));
+    line(G, "const uint64_t seed = sc->seed, stream = kanc_dropout_stream(sc->step, %du);", node);
+}
+
+/* for (e over n elements) body; the loop variable is e */
+static void loop(Gen *G, int64_t n, const char *body)
+{
+    line(G, "for (long long e = kanc_gtid(); e < %lldLL; e += kanc_gstride())", (long long)n);
+    line(G, "    %s", body);
+}
+
+/* ------------------------------------------------------------------------ */
+/* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int ta, tb;
+    int64_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    Loc a, b, c;
+} Gemm;
+
+static void emit_gemm(Gen *G, const char *what, const Gemm *q, const char *note)
+{
+    char ba[32], bb[32];
+    if (G->o.use_cublas) {
+        char name[64];
+        snprintf(name, sizeof name, "n%d_%s", G->n->id, what);
+        CudaLaunch *l = add_launch(G, LAUNCH_GEMM, name);
+        l->gemm = (GemmDesc){.trans_a = q->ta, .trans_b = q->tb, .m = q->m, .n = q->n, .k = q->k,
+                             .lda = q->lda, .ldb = q->ldb, .ldc = q->ldc, .alpha = q->alpha,
+                             .beta = q->beta, .area_a = q->a.area, .area_b = q->b.area,
+                             .area_c = q->c.area, .off_a = q->a.off, .off_b = q->b.off,
+                             .off_c = q->c.off};
+        sb_put(&G->src,
+               "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
+               "%s op(A) op(B) + %s C, trans %d %d, k %lld */\n\n",
+               G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n,
+               flit(ba, q->alpha), flit(bb, q->beta), q->ta, q->tb, (long long)q->k);
+        return;
+    }
+    int TM = G->o.tile_m, TN = G->o.tile_n, TK = G->o.tile_k;
+    kernel_begin(G, what, (unsigned)cdiv(q->n, TN), (unsigned)cdiv(q->m, TM), BLOCK, 1,
+                 "%s\n   C[%lld,%lld] = %s op(A) op(B) + %s C, trans %d %d, k %lld", note,
+                 (long long)q->m, (long long)q->n, flit(ba, q->alpha), flit(bb, q->beta), q->ta,
+                 q->tb, (long long)q->k);
+    ptr(G, "const float", "A", q->a, NULL, NULL);
+    ptr(G, "const float", "B", q->b, NULL, NULL);
+    ptr(G, "float", "C", q->c, NULL, NULL);
+    line(G, "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
+         q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k,
+         (long long)q->lda, (long long)q->ldb, (long long)q->ldc, flit(ba, q->alpha),
+         flit(bb, q->beta));
+    kernel_end(G);
+}
+
+/* ------------------------------------------------------------------------ */
+/* one emitter per op                                                        */
+/* ------------------------------------------------------------------------ */
+
+#define IN(j) (&G->g->nodes[G->n->in[j]])
+
+static void emit_embedding(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&IN(0)->shape), C = shape_last(&n->shape);
+    kernel_begin(G, "embedding", blocks_for(N * C), 1, BLOCK, 0, "y[n, c] = w[idx[n], c]");
+    out_ptr(G, "y");
+    in_ptr(G, "idx", 0);
+    in_ptr(G, "w", 1);
+    char body[160];
+    snprintf(body, sizeof body, "y[e] = w[(long long)idx[e / %lld] * %lld + e %% %lld];", (long long)C,
+             (long long)C, (long long)C);
+    loop(G, N * C, body);
+    kernel_end(G);
+}
+
+static void emit_binary(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape), nb = shape_numel(&IN(1)->shape);
+    const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : "*";
+    kernel_begin(G, op_name(n->op), blocks_for(N), 1, BLOCK, 0, "y = a %s b (b broadcast over a's leading dims)", op);
+    out_ptr(G, "y");
+    in_ptr(G, "a", 0);
+    in_ptr(G, "b", 1);
+    char body[160];
+    if (nb == N)
+        snprintf(body, sizeof body, "y[e] = a[e] %s b[e];", op);
+    else
+        snprintf(body, sizeof body, "y[e] = a[e] %s b[e %% %lld];", op, (long long)nb);
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+static void emit_scale(Gen *G)
+{
+    char b[32], body[96];
+    int64_t N = shape_numel(&G->n->shape);
+    kernel_begin(G, "scale", blocks_for(N), 1, BLOCK, 0, "y = s x");
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    line(G, "const float s = %s;", flit(b, (float)G->n->a.scale));
+    snprintf(body, sizeof body, "y[e] = s * x[e];");
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+/* reshape: same elements; a copy unless the plan placed both at one offset */
+static void emit_copy(Gen *G, const char *what)
+{
+    int64_t N = shape_numel(&G->n->shape);
+    Loc y = out_loc(G, G->n), x = value_loc(G, G->n->in[0]);
+    if (y.area == x.area && y.off == x.off) return;
+    kernel_begin(G, what, blocks_for(N), 1, BLOCK, 0, "y = x");
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    loop(G, N, "y[e] = x[e];");
+    kernel_end(G);
+}
+
+static void emit_activation(Gen *G)
+{
+    const GNode *n = G->n;
+    int act = n->op == OP_GELU ? ACT_GELU : n->op == OP_SILU ? ACT_SILU : ACT_RELU;
+    int64_t N = shape_numel(&n->shape);
+    char body[96];
+    kernel_begin(G, op_name(n->op), blocks_for(N), 1, BLOCK, 0, "y = %s(x)", op_name(n->op));
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    snprintf(body, sizeof body, "y[e] = kanc_act(%s, x[e]);", act_name(act));
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+static void emit_act_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char body[128];
+    kernel_begin(G, "act_bwd", blocks_for(N), 1, BLOCK, 0, "dx (+)= dy * %s'(x)",
+                 act_name(n->a.act));
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "x", 1);
+    snprintf(body, sizeof body, "dx[e] = %sdy[e] * kanc_act_grad(%s, x[e]);",
+             node_acc(n) ? "dx[e] + " : "", act_name(n->a.act));
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+static void emit_dropout(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char b[32], body[192];
+    kernel_begin(G, "dropout", blocks_for(N), 1, BLOCK, 0,
+                 "y = x * keep / (1-p), keep from the counter RNG (training only)");
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    dropout_params(G, n->a.p, n->id);
+    snprintf(body, sizeof body,
+             "y[e] = p > 0.0 ? x[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : x[e];",
+             flit(b, keep_scale(n->a.p)));
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+static void emit_dropout_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char b[32], body[192];
+    kernel_begin(G, "dropout_bwd", blocks_for(N), 1, BLOCK, 0,
+                 "dx (+)= dy * keep / (1-p), the forward's mask (training only)");
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    dropout_params(G, n->a.p, n->fwd);
+    snprintf(body, sizeof body,
+             "dx[e] = %s(p > 0.0 ? dy[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : dy[e]);",
+             node_acc(n) ? "dx[e] + " : "", flit(b, keep_scale(n->a.p)));
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+static void emit_slice(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t rows = shape_rows(&IN(0)->shape), C = shape_last(&IN(0)->shape);
+    int64_t start = n->a.start, len = n->a.len;
+    char body[160];
+    kernel_begin(G, "slice", blocks_for(rows * len), 1, BLOCK, 0,
+                 "y[r, :] = x[r, %lld:%lld]", (long long)start, (long long)(start + len));
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    snprintf(body, sizeof body, "y[e] = x[(e / %lld) * %lld + %lld + e %% %lld];", (long long)len,
+             (long long)C, (long long)start, (long long)len);
+    loop(G, rows * len, body);
+    kernel_end(G);
+}
+
+static void emit_slice_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t rows = shape_rows(&n->shape), C = shape_last(&n->shape);
+    int64_t start = n->a.start, len = n->a.len;
+    kernel_begin(G, "slice_bwd", blocks_for(rows * C), 1, BLOCK, 0,
+                 "dx[r, %lld:%lld] (+)= dy[r, :], other columns 0 (or kept)", (long long)start,
+                 (long long)(start + len));
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    line(G, "for (long long e = kanc_gtid(); e < %lldLL; e += kanc_gstride()) {", (long long)(rows * C));
+    line(G, "    long long c = e %% %lld;", (long long)C);
+    line(G, "    float v = c >= %lld && c < %lld ? dy[(e / %lld) * %lld + c - %lld] : 0.0f;",
+         (long long)start, (long long)(start + len), (long long)C, (long long)len, (long long)start);
+    line(G, "    dx[e] = %sv;", node_acc(n) ? "dx[e] + " : "");
+    line(G, "}");
+    kernel_end(G);
+}
+
+static void emit_concat(Gen *G)
+{
+    int64_t rows = shape_rows(&IN(0)->shape), ca = shape_last(&IN(0)->shape),
+            cb = shape_last(&IN(1)->shape), W = ca + cb;
+    kernel_begin(G, "concat", blocks_for(rows * W), 1, BLOCK, 0, "y[r] = [a[r], b[r]]");
+    out_ptr(G, "y");
+    in_ptr(G, "a", 0);
+    in_ptr(G, "b", 1);
+    line(G, "for (long long e = kanc_gtid(); e < %lldLL; e += kanc_gstride()) {", (long long)(rows * W));
+    line(G, "    long long r = e / %lld, c = e %% %lld;", (long long)W, (long long)W);
+    line(G, "    y[e] = c < %lld ? a[r * %lld + c] : b[r * %lld + c - %lld];", (long long)ca,
+         (long long)ca, (long long)cb, (long long)ca);
+    line(G, "}");
+    kernel_end(G);
+}
+
+static void emit_seed(Gen *G)
+{
+    kernel_begin(G, "seed", 1, 1, 32, 0, "d loss / d loss = 1");
+    out_ptr(G, "y");
+    line(G, "if (threadIdx.x == 0) y[0] = 1.0f;");
+    kernel_end(G);
+}
+
+static void emit_sum_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char body[96];
+    kernel_begin(G, "sum_bwd", blocks_for(N), 1, BLOCK, 0, "dx (+)= dloss");
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    snprintf(body, sizeof body, "dx[e] = %sdy[0];", node_acc(n) ? "dx[e] + " : "");
+    loop(G, N, body);
+    kernel_end(G);
+}
+
+/* whole-tensor sum, in two deterministic passes through the workspace:
+   partial sums of fixed grid-stride shares, then one block adds them */
+static int sum_parts(int64_t n) { return (int)imax(1, imin(SUM_PARTS, cdiv(n, BLOCK))); }
+
+static void emit_sum(Gen *G)
+{
+    int64_t N = shape_numel(&IN(0)->shape);
+    int parts = sum_parts(N);
+    need_ws(G, parts * 8);
+    kernel_begin(G, "sum_partial", (unsigned)parts, 1, BLOCK, 1, "ws[block] = partial sums of x");
+    in_ptr(G, "x", 0);
+    ptr(G, "double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    line(G, "kanc_sum_partial<0>(part, x, %lldLL);", (long long)N);
+    kernel_end(G);
+    kernel_begin(G, "sum", 1, 1, BLOCK, 1, "y = the sum of the %d partial sums", parts);
+    out_ptr(G, "y");
+    ptr(G, "const double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    line(G, "double s = kanc_sum_parts(part, %d);", parts);
+    line(G, "if (threadIdx.x == 0) y[0] = (float)s;");
+    kernel_end(G);
+}
+
+/* out (+)= s * column sums of dy (ACC) or of dy * other (MUL_BWD) */
+static void emit_col_reduce(Gen *G)
+{
+    const GNode *n = G->n;
+    int mul = n->op == OP_MUL_BWD;
+    int64_t N = shape_numel(&IN(0)->shape), nout = shape_numel(&n->shape);
+    int64_t nother = mul ? shape_numel(&IN(1)->shape) : 1;
+    char b[32];
+    kernel_begin(G, op_name(n->op), blocks_for(nout), 1, BLOCK, 0,
+                 "out (+)= %s summed over the %lld rows of [%lld, %lld]",
+                 mul ? "dy * other" : "s * dy", (long long)(N / nout), (long long)(N / nout),
+                 (long long)nout);
+    out_ptr(G, "out");
+    in_ptr(G, "dy", 0);
+    if (mul)
+        in_ptr(G, "other", 1);
+    else
+        line(G, "const float *other = 0;");
+    line(G, "kanc_col_reduce<%d, %d>(out, dy, other, %lldLL, %lldLL, %lldLL, %s);", node_acc(n), mul,
+         (long long)(N / nout), (long long)nout, (long long)nother, dlit(b, mul ? 1.0 : n->a.scale));
+    kernel_end(G);
+}
+
+static void emit_linear(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(0)->shape), in = shape_last(&IN(0)->shape), out = shape_last(&n->shape);
+    Loc y = out_loc(G, n);
+    if (n->a.has_bias) { /* y = b first, then the GEMM adds x W^T (the CPU's order) */
+        kernel_begin(G, "linear_bias", blocks_for(N * out), 1, BLOCK, 0, "y[n, :] = b");
+        out_ptr(G, "y");
+        in_ptr(G, "b", 2);
+        char body[96];
+        snprintf(body, sizeof body, "y[e] = b[e %% %lld];", (long long)out);
+        loop(G, N * out, body);
+        kernel_end(G);
+    }
+    Gemm q = {.ta = 0, .tb = 1, .m = N, .n = out, .k = in, .lda = in, .ldb = in, .ldc = out,
+              .alpha = 1, .beta = n->a.has_bias ? 1 : 0, .a = value_loc(G, n->in[0]),
+              .b = value_loc(G, n->in[1]), .c = y};
+    char note[128], s1[96], s2[96];
+    snprintf(note, sizeof note, "y%s (+)= x%s W^T", shp(&n->shape, s1), shp(&IN(0)->shape, s2));
+    emit_gemm(G, "linear_gemm", &q, note);
+}
+
+static void emit_linear_bwd_x(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(0)->shape), in = shape_last(&n->shape), out = shape_last(&IN(0)->shape);
+    Gemm q = {.ta = 0, .tb = 0, .m = N, .n = in, .k = out, .lda = out, .ldb = in, .ldc = in,
+              .alpha = 1, .beta = node_acc(n) ? 1 : 0, .a = value_loc(G, n->in[0]),
+              .b = value_loc(G, n->in[1]), .c = out_loc(G, n)};
+    emit_gemm(G, "linear_bwd_x", &q, "dx (+)= dy W");
+}
+
+static void emit_linear_bwd_w(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(0)->shape), in = shape_last(&IN(1)->shape), out = shape_last(&IN(0)->shape);
+    Gemm q = {.ta = 1, .tb = 0, .m = out, .n = in, .k = N, .lda = out, .ldb = in, .ldc = in,
+              .alpha = 1, .beta = 1, .a = value_loc(G, n->in[0]), .b = value_loc(G, n->in[1]),
+              .c = out_loc(G, n)};
+    emit_gemm(G, "linear_bwd_w", &q, "dW += dy^T x");
+    if (n->a.has_bias) {
+        kernel_begin(G, "linear_bwd_b", blocks_for(out), 1, BLOCK, 0,
+                     "db += column sums of dy (rows in order)");
+        ptr(G, "float", "db", grad_loc(G, n->in[3]), &IN(3)->shape, "grad of bias");
+        in_ptr(G, "dy", 0);
+        line(G, "kanc_col_reduce<1, 0>(db, dy, (const float *)0, %lldLL, %lldLL, 1LL, 1.0);",
+             (long long)N, (long long)out);
+        kernel_end(G);
+    }
+}
+
+/* ---- the fused KAN layer ---- */
+
+typedef struct {
+    int64_t N, in, out;
+    int G, k, S, act, scaler;
+} KanDims;
+
+static KanDims kan_dims(Gen *G, const GNode *k, const GNode *x)
+{
+    KanDims d = {.N = shape_rows(&x->shape), .in = shape_last(&x->shape), .out = shape_last(&k->shape),
+                 .G = k->a.grid_size, .k = k->a.spline_order, .act = k->a.act,
+                 .scaler = k->a.has_scaler};
+    d.S = d.G + d.k + 1;
+    return d;
+}
+
+/* inputs per stage: about `cols` columns of A, within the shared memory limit
+   (floats = fixed + per_input * TI) */
+static int kan_inputs(Gen *G, int cols, int S, int64_t in, int64_t fixed, int64_t per_input)
+{
+    int ti = (int)imax(1, imin(cols / S, in));
+    while (ti > 1 && (fixed + per_input * ti) * 4 > SMEM_LIMIT) ti--;
+    if ((fixed + per_input * ti) * 4 > SMEM_LIMIT)
+        fail(G, "cuda: node %d: KAN tile too large for shared memory (G+k+1 = %d); use smaller tiles",
+             G->n->id, S);
+    return ti;
+}
+
+static void kan_params(Gen *G, const char *base, int j_grid, int j_base, int j_spline, int j_scaler,
+                       int scaler)
+{
+    in_ptr(G, "grid", j_grid);
+    if (base) in_ptr(G, "base", j_base);
+    in_ptr(G, "spline", j_spline);
+    if (scaler)
+        in_ptr(G, "scaler", j_scaler);
+    else
+        line(G, "const float *scaler = 0; /* no standalone scaler */");
+}
+
+static void emit_kan(Gen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, n, IN(0));
+    int TM = G->o.tile_m, TN = G->o.tile_n;
+    int TI = kan_inputs(G, G->o.tile_k, d.S, d.in, 0, (int64_t)d.S * (TM + TN + 2));
+    char s1[96], s2[96];
+    kernel_begin(G, "kan_fwd", (unsigned)cdiv(d.out, TN), (unsigned)cdiv(d.N, TM), BLOCK, 1,
+                 "y%s = A(x%s) Wf^T, G=%d k=%d %s%s\n   tiles %d rows x %d outputs, %d inputs "
+                 "(%d columns of A) per stage",
+                 shp(&n->shape, s1), shp(&IN(0)->shape, s2), d.G, d.k, act_name(d.act),
+                 d.scaler ? " scaler" : "", TM, TN, TI, TI * d.S);
+    out_ptr(G, "y");
+    in_ptr(G, "x", 0);
+    kan_params(G, "base", 1, 2, 3, 4, d.scaler);
+    line(G, "kanc_kan_fwd<%d, %d, %s, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
+         d.G, d.k, act_name(d.act), d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
+         (long long)d.out);
+    kernel_end(G);
+}
+
+static void emit_kan_bwd_w(Gen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], IN(1));
+    int TM = G->o.tile_m, TR = G->o.tile_k;
+    int TI = kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TR * (TM + 1) + TR + TM,
+                        (int64_t)d.S * (TR + TM));
+    kernel_begin(G, "kan_bwd_w", (unsigned)cdiv(d.in, TI), (unsigned)cdiv(d.out, TM), BLOCK, 1,
+                 "dWf = dy^T A(x), split into d base, d spline, d scaler (accumulate)\n"
+                 "   G=%d k=%d %s%s; tiles %d outputs x %d inputs (%d columns), %d rows per stage",
+                 d.G, d.k, act_name(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
+    ptr(G, "float", "dbase", grad_loc(G, n->in[3]), &IN(3)->shape, "grad of base_weight");
+    ptr(G, "float", "dspline", grad_loc(G, n->in[4]), &IN(4)->shape, "grad of spline_weight");
+    if (d.scaler)
+        ptr(G, "float", "dscaler", grad_loc(G, n->in[5]), &IN(5)->shape, "grad of spline_scaler");
+    else
+        line(G, "float *dscaler = 0;");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "x", 1);
+    kan_params(G, NULL, 2, 3, 4, 5, d.scaler);
+    line(G, "kanc_kan_bwd_w<%d, %d, %s, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
+            "scaler, %lldLL, %lld, %lld);",
+         d.G, d.k, act_name(d.act), d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
+         (long long)d.out);
+    kernel_end(G);
+}
+
+static void emit_kan_bwd_x(Gen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], IN(1));
+    int TM = G->o.tile_m, TO = G->o.tile_k;
+    int TI = kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TO * (TM + 1) + TO + TM,
+                        (int64_t)d.S * (TO + TM));
+    kernel_begin(G, "kan_bwd_x", (unsigned)cdiv(d.in, TI), (unsigned)cdiv(d.N, TM), BLOCK, 1,
+                 "dx (+)= act'(x) (dy Wf)[., 0] + sum_c B'_c(x) (dy Wf)[., 1+c]\n"
+                 "   G=%d k=%d %s%s; tiles %d rows x %d inputs (%d columns), %d outputs per stage",
+                 d.G, d.k, act_name(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "x", 1);
+    kan_params(G, "base", 2, 3, 4, 5, d.scaler);
+    line(G, "kanc_kan_bwd_x<%d, %d, %s, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
+            "%lldLL, %lld, %lld);",
+         d.G, d.k, act_name(d.act), d.scaler, node_acc(n), TM, TI, TO, (long long)d.N,
+         (long long)d.in, (long long)d.out);
+    kernel_end(G);
+}
+
+/* ---- layernorm, attention, cross-entropy ---- */
+
+/* threads for a one-block-per-row kernel over rows of C: a multiple of 32 */
+static unsigned row_threads(int64_t C) { return (unsigned)imin(256, imax(32, cdiv(C, 32) * 32)); }
+
+static void emit_layernorm(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(0)->shape), C = shape_last(&IN(0)->shape);
+    char b[32];
+    kernel_begin(G, "layernorm_fwd", (unsigned)N, 1, row_threads(C), 1,
+                 "y = (x - mean) rstd w + b, stats = (mean, rstd); one block per row");
+    out_ptr(G, "y");
+    GShape as = shape_of(2, N, (int64_t)2);
+    ptr(G, "float", "stats", aux_loc(G, n->id), &as, "(mean, rstd)");
+    in_ptr(G, "x", 0);
+    in_ptr(G, "w", 1);
+    in_ptr(G, "b", 2);
+    line(G, "kanc_layernorm_fwd(y, stats, x, w, b, %lld, %s);", (long long)C, dlit(b, n->a.eps));
+    kernel_end(G);
+}
+
+static void emit_layernorm_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(1)->shape), C = shape_last(&IN(1)->shape);
+    GShape as = shape_of(2, N, (int64_t)2);
+    kernel_begin(G, "layernorm_bwd_x", (unsigned)N, 1, row_threads(C), 1,
+                 "dx (+)= rstd (dy w - mean(dy w) - xhat mean(dy w xhat)); one block per row");
+    out_ptr(G, "dx");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "x", 1);
+    ptr(G, "const float", "stats", aux_loc(G, n->fwd), &as, "(mean, rstd)");
+    in_ptr(G, "w", 2);
+    line(G, "kanc_layernorm_bwd_x<%d>(dx, dy, x, stats, w, %lld);", node_acc(n), (long long)C);
+    kernel_end(G);
+    kernel_begin(G, "layernorm_bwd_wb", blocks_for(C), 1, BLOCK, 0,
+                 "dw += sum_r dy xhat, db += sum_r dy; one thread per column");
+    ptr(G, "float", "dw", grad_loc(G, n->in[2]), &IN(2)->shape, "grad of weight");
+    ptr(G, "float", "db", grad_loc(G, n->in[3]), &IN(3)->shape, "grad of bias");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "x", 1);
+    ptr(G, "const float", "stats", aux_loc(G, n->fwd), &as, "(mean, rstd)");
+    line(G, "kanc_layernorm_bwd_wb(dw, db, dy, x, stats, %lldLL, %lld);", (long long)N, (long long)C);
+    kernel_end(G);
+}
+
+typedef struct {
+    int64_t B, T, C, H;
+    int causal;
+    double p;
+} AttDims;
+
+static AttDims att_dims(const GNode *f)
+{
+    return (AttDims){f->shape.d[0], f->shape.d[1], f->shape.d[2], f->a.heads, f->a.causal, f->a.p};
+}
+
+/* the attention's constant arguments after the shapes: sc and keep */
+static void att_consts(Gen *G, const AttDims *a)
+{
+    char b1[32], b2[32];
+    line(G, "const float scale = %s, keep = %s; /* 1/sqrt(D), 1/(1-p) */",
+         flit(b1, (float)(1.0 / sqrt((double)(a->C / a->H)))), flit(b2, keep_scale(a->p)));
+}
+
+static void emit_attention(Gen *G)
+{
+    const GNode *n = G->n;
+    AttDims a = att_dims(n);
+    int64_t rows = a.B * a.H * a.T;
+    char s1[96];
+    kernel_begin(G, "attention_fwd", (unsigned)cdiv(rows, WARPS_PER_BLOCK), 1, 32 * WARPS_PER_BLOCK, 1,
+                 "%s attention, %lld heads: y = dropout(softmax(q k^T / sqrt(D))) v, P = softmax;\n"
+                 "   one warp per row of P%s",
+                 a.causal ? "causal" : "bidirectional", (long long)a.H, shp(&n->aux, s1));
+    out_ptr(G, "y");
+    ptr(G, "float", "P", aux_loc(G, n->id), &n->aux, "softmax (before dropout)");
+    in_ptr(G, "qkv", 0);
+    dropout_params(G, a.p, n->id);
+    att_consts(G, &a);
+    line(G, "kanc_attention_fwd<%d>(y, P, qkv, %lld, %lld, %lld, %lld, scale, p, keep, seed, stream);",
+         a.causal, (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
+    kernel_end(G);
+}
+
+static void emit_attention_bwd(Gen *G)
+{
+    const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
+    AttDims a = att_dims(f);
+    int64_t rows = a.B * a.H * a.T;
+    need_ws(G, rows * a.T * 4);
+    kernel_begin(G, "attention_bwd_ds", (unsigned)cdiv(rows, WARPS_PER_BLOCK), 1,
+                 32 * WARPS_PER_BLOCK, 1,
+                 "dS = P (dP - rowsum(P dP)) / sqrt(D) into the workspace; one warp per row");
+    ptr(G, "float", "dS", (Loc){KA_WS, 0}, &f->aux, NULL);
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "qkv", 1);
+    ptr(G, "const float", "P", aux_loc(G, f->id), &f->aux, "softmax (before dropout)");
+    dropout_params(G, a.p, f->id);
+    att_consts(G, &a);
+    line(G, "kanc_attention_bwd_ds<%d>(dS, dy, qkv, P, %lld, %lld, %lld, %lld, scale, p, keep, seed, stream);",
+         a.causal, (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
+    kernel_end(G);
+    int64_t N = a.B * a.T * 3 * a.C;
+    kernel_begin(G, "attention_bwd_qkv", blocks_for(N), 1, BLOCK, 0,
+                 "dq = dS k, dk = dS^T q, dv = (mask P)^T dy; one thread per element of dqkv");
+    out_ptr(G, "dqkv");
+    ptr(G, "const float", "dS", (Loc){KA_WS, 0}, &f->aux, NULL);
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "qkv", 1);
+    ptr(G, "const float", "P", aux_loc(G, f->id), &f->aux, "softmax (before dropout)");
+    dropout_params(G, a.p, f->id);
+    att_consts(G, &a);
+    line(G, "(void)scale;");
+    line(G, "kanc_attention_bwd_qkv<%d, %d>(dqkv, dS, dy, qkv, P, %lld, %lld, %lld, %lld, p, keep, seed, stream);",
+         a.causal, node_acc(n), (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
+    kernel_end(G);
+}
+
+static void emit_cross_entropy(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(0)->shape), V = shape_last(&IN(0)->shape);
+    GShape ls = shape_of(1, N);
+    kernel_begin(G, "ce_lse", (unsigned)N, 1, row_threads(V), 1,
+                 "lse[r] = log sum exp logits[r, :]; one block per row");
+    ptr(G, "float", "lse", aux_loc(G, n->id), &ls, "log-sum-exp");
+    in_ptr(G, "logits", 0);
+    line(G, "kanc_ce_lse(lse, logits, %lld);", (long long)V);
+    kernel_end(G);
+    kernel_begin(G, "ce_loss", 1, 1, BLOCK, 1,
+                 "loss = mean over rows with a target of lse - logit[target]");
+    out_ptr(G, "loss");
+    ptr(G, "const float", "lse", aux_loc(G, n->id), &ls, "log-sum-exp");
+    in_ptr(G, "logits", 0);
+    in_ptr(G, "targets", 1);
+    line(G, "kanc_ce_loss(loss, lse, logits, targets, %lldLL, %lld);", (long long)N, (long long)V);
+    kernel_end(G);
+}
+
+static void emit_ce_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&IN(1)->shape), V = shape_last(&IN(1)->shape);
+    GShape ls = shape_of(1, N);
+    need_ws(G, 4);
+    kernel_begin(G, "ce_bwd_scale", 1, 1, BLOCK, 1, "ws[0] = dloss / (rows with a target)");
+    ptr(G, "float", "g", (Loc){KA_WS, 0}, NULL, NULL);
+    in_ptr(G, "dloss", 0);
+    in_ptr(G, "targets", 2);
+    line(G, "kanc_ce_scale(g, dloss, targets, %lldLL);", (long long)N);
+    kernel_end(G);
+    kernel_begin(G, "ce_bwd", blocks_for(N * V), 1, BLOCK, 0,
+                 "dlogits (+)= g (softmax - onehot(target)); rows without a target: 0");
+    out_ptr(G, "dl");
+    ptr(G, "const float", "g", (Loc){KA_WS, 0}, NULL, NULL);
+    in_ptr(G, "logits", 1);
+    in_ptr(G, "targets", 2);
+    ptr(G, "const float", "lse", aux_loc(G, n->fwd), &ls, "log-sum-exp");
+    line(G, "kanc_ce_bwd<%d>(dl, g, logits, targets, lse, %lldLL, %lld);", node_acc(n), (long long)N,
+         (long long)V);
+    kernel_end(G);
+}
+
+static void emit_embedding_bwd(Gen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&IN(0)->shape), V = n->shape.d[0], C = shape_last(&n->shape);
+    unsigned tpb = 128;
+    int64_t cblocks = cdiv(C, tpb), chunks = imax(1, imin(V, EMB_THREADS / (cblocks * tpb)));
+    int64_t chunk = cdiv(V, chunks);
+    chunks = cdiv(V, chunk);
+    kernel_begin(G, "embedding_bwd", (unsigned)cblocks, (unsigned)chunks, tpb, 0,
+                 "dw[idx[n], c] += dy[n, c]; thread (column, %lld-row chunk of the vocabulary) "
+                 "scans the ids in order: deterministic, no atomics",
+                 (long long)chunk);
+    out_ptr(G, "dw");
+    in_ptr(G, "idx", 0);
+    in_ptr(G, "dy", 1);
+    line(G, "kanc_embedding_bwd(dw, idx, dy, %lldLL, %lld, %lld, %lld);", (long long)N, (long long)C,
+         (long long)V, (long long)chunk);
+    kernel_end(G);
+}
+
+/* ---- optimizer ---- */
+
+static void emit_grad_norm(Gen *G)
+{
+    int64_t N = G->p->n_param_elems;
+    int parts = sum_parts(N);
+    need_ws(G, parts * 8);
+    kernel_begin(G, "grad_norm_partial", (unsigned)parts, 1, BLOCK, 1,
+                 "ws[block] = partial sums of squares of the whole gradient area (%lld elements)",
+                 (long long)N);
+    ptr(G, "const float", "g", (Loc){KA_GRADS, 0}, NULL, NULL);
+    ptr(G, "double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    line(G, "kanc_sum_partial<1>(part, g, %lldLL);", (long long)N);
+    kernel_end(G);
+    kernel_begin(G, "grad_norm", 1, 1, BLOCK, 1,
+                 "norm = sqrt(sum of the %d partials) -> value and scalars->grad_norm", parts);
+    out_ptr(G, "y");
+    ptr(G, "const double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    line(G, "double s = kanc_sum_parts(part, %d);", parts);
+    line(G, "if (threadIdx.x == 0) {");
+    line(G, "    y[0] = (float)sqrt(s);");
+    line(G, "    KANC_SCALARS(args)->grad_norm = (float)sqrt(s);");
+    line(G, "}");
+    kernel_end(G);
+}
+
+static void emit_adamw(Gen *G)
+{
+    const Graph *g = G->g;
+    int64_t total = 0;
+    for (int j = 0; j < g->n; j++)
+        if (g->nodes[j].op == OP_PARAM && g->nodes[j].trainable) total += shape_numel(&g->nodes[j].shape);
+    kernel_begin(G, "adamw", blocks_for(total), 1, BLOCK, 0,
+                 "clip by the global norm (torch clip_grad_norm_), AdamW on every trainable "
+                 "parameter (%lld elements)", (long long)total);
+    line(G, "KancScalars *sc = KANC_SCALARS(args);");
+    line(G, "double gs = 1.0; /* clip scale: clip / (norm + 1e-6) when that is < 1 */");
+    line(G, "if (sc->clip > 0.0f) {");
+    line(G, "    double c = (double)sc->clip / ((double)sc->grad_norm + 1e-6);");
+    line(G, "    if (c < 1.0) gs = c;");
+    line(G, "}");
+    line(G, "if (blockIdx.x == 0 && threadIdx.x == 0) sc->clip_scale = (float)gs;");
+    line(G, "double t = (double)(sc->step + 1), lr = sc->lr, b1 = sc->beta1, b2 = sc->beta2;");
+    line(G, "float step = (float)(lr / (1.0 - pow(b1, t))), bc2 = (float)sqrt(1.0 - pow(b2, t));");
+    line(G, "float decay = (float)(1.0 - lr * sc->weight_decay), no_decay = 1.0f;");
+    line(G, "float *p = (float *)args->params, *m = (float *)args->m, *v = (float *)args->v;");
+    line(G, "const float *g = (const float *)args->grads;");
+    /* consecutive parameters (in storage order) with the same decay flag form one range */
+    int64_t off = -1, len = 0;
+    int decay = 0, count = 0;
+    const char *first = NULL;
+    for (int j = 0; j <= g->n; j++) {
+        const GNode *q = j < g->n ? &g->nodes[j] : NULL;
+        if (q && q->op != OP_PARAM) continue;
+        int train = q && q->trainable;
+        int join = train && off >= 0 && q->decay == decay && G->p->pos[j] == off + len;
+        if (!join && off >= 0) {
+            line(G, "/* %s%s: %d tensor%s, %lld elements, %s */", first ? first : "?",
+                 count > 1 ? " .." : "", count, count > 1 ? "s" : "", (long long)len,
+                 decay ? "decay" : "no decay");
+            line(G, "kanc_adamw(p + %lld, g + %lld, m + %lld, v + %lld, %lldLL, (float)gs, %s, step, "
+                    "bc2, (float)b1, (float)b2, sc->eps);",
+                 (long long)off, (long long)off, (long long)off, (long long)off, (long long)len,
+                 decay ? "decay" : "no_decay");
+            off = -1;
+        }
+        if (train && !join) {
+            off = G->p->pos[j];
+            len = 0;
+            count = 0;
+            decay = q->decay;
+            first = q->name;
+        }
+        if (train) {
+            len += shape_numel(&q->shape);
+            count++;
+        }
+    }
+    kernel_end(G);
+}
+
+/* ------------------------------------------------------------------------ */
+/* driver                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void emit_node(Gen *G, const GNode *n)
+{
+    G->n = n;
+    switch (n->op) {
+    case OP_INPUT:
+    case OP_PARAM:
+    case OP_BUFFER: break;
+    case OP_EMBEDDING: emit_embedding(G); break;
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL: emit_binary(G); break;
+    case OP_SCALE: emit_scale(G); break;
+    case OP_LINEAR: emit_linear(G); break;
+    case OP_KAN: emit_kan(G); break;
+    case OP_LAYERNORM: emit_layernorm(G); break;
+    case OP_ATTENTION: emit_attention(G); break;
+    case OP_GELU:
+    case OP_SILU:
+    case OP_RELU: emit_activation(G); break;
+    case OP_DROPOUT: emit_dropout(G); break;
+    case OP_SLICE: emit_slice(G); break;
+    case OP_CONCAT: emit_concat(G); break;
+    case OP_RESHAPE: emit_copy(G, "reshape"); break;
+    case OP_CROSS_ENTROPY: emit_cross_entropy(G); break;
+    case OP_SUM: emit_sum(G); break;
+    case OP_SEED: emit_seed(G); break;
+    case OP_ACC:
+    case OP_MUL_BWD: emit_col_reduce(G); break;
+    case OP_EMBEDDING_BWD: emit_embedding_bwd(G); break;
+    case OP_LINEAR_BWD_X: emit_linear_bwd_x(G); break;
+    case OP_LINEAR_BWD_W: emit_linear_bwd_w(G); break;
+    case OP_KAN_BWD_X: emit_kan_bwd_x(G); break;
+    case OP_KAN_BWD_W: emit_kan_bwd_w(G); break;
+    case OP_LAYERNORM_BWD: emit_layernorm_bwd(G); break;
+    case OP_ATTENTION_BWD: emit_attention_bwd(G); break;
+    case OP_ACT_BWD: emit_act_bwd(G); break;
+    case OP_DROPOUT_BWD: emit_dropout_bwd(G); break;
+    case OP_SLICE_BWD: emit_slice_bwd(G); break;
+    case OP_CE_BWD: emit_ce_bwd(G); break;
+    case OP_SUM_BWD: emit_sum_bwd(G); break;
+    case OP_GRAD_NORM: emit_grad_norm(G); break;
+    case OP_ADAMW: emit_adamw(G); break;
+    default: fail(G, "cuda: no kernel for op %s (node %d)", op_name(n->op), n->id);
+    }
+}
+
+void cuda_options_default(CudaOptions *o)
+{
+    memset(o, 0, sizeof *o);
+    o->tile_m = 64;
+    o->tile_n = 64;
+    o->tile_k = 32;
+    o->use_cublas = 1;
+}
+
+static void emit_library(Sb *b)
+{
+    for (size_t i = 0; i < sizeof KANC_LIB_1 / sizeof *KANC_LIB_1; i++) sb_put(b, "%s", KANC_LIB_1[i]);
+    for (size_t i = 0; i < sizeof KANC_RNG / sizeof *KANC_RNG; i++) sb_put(b, "%s", KANC_RNG[i]);
+    for (size_t i = 0; i < sizeof KANC_LIB_2 / sizeof *KANC_LIB_2; i++) sb_put(b, "%s", KANC_LIB_2[i]);
+}
+
+int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    Gen G = {.p = p, .g = p->g, .err = err, .errlen = errlen};
+    if (o)
+        G.o = *o;
+    else
+        cuda_options_default(&G.o);
+    if (p->real_size != 4) {
+        snprintf(err, errlen, "cuda: the CUDA target runs in float (plan real size %zu)", p->real_size);
+        return -1;
+    }
+    if (G.o.tile_m < 16 || G.o.tile_m % 16 || G.o.tile_n < 16 || G.o.tile_n % 16 || G.o.tile_k < 1 ||
+        G.o.tile_m > 128 || G.o.tile_n > 128 || G.o.tile_k > 64) {
+        snprintf(err, errlen,
+                 "cuda: tiles %dx%dx%d: tile_m and tile_n must be multiples of 16 in [16, 128], "
+                 "tile_k in [1, 64]",
+                 G.o.tile_m, G.o.tile_n, G.o.tile_k);
+        return -1;
+    }
+    const Graph *g = p->g;
+    sb_put(&G.src,
+           "/* Generated by kanc (compiler/codegen_cuda.c): every kernel of one training step.\n"
+           "   %d graph nodes; arena %lld bytes; %lld parameter and %lld buffer elements.\n"
+           "   Tiles %d x %d x %d; plain GEMMs %s. */\n\n",
+           g->n, (long long)p->arena_bytes, (long long)p->n_param_elems, (long long)p->n_buffer_elems,
+           G.o.tile_m, G.o.tile_n, G.o.tile_k,
+           G.o.use_cublas ? "as LAUNCH_GEMM for cuBLASLt" : "as generated kernels");
+    emit_library(&G.src);
+    sb_put(&G.src, "\n/* ---- the step's kernels, in execution order ---- */\n\n");
+    out->node_first = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
+    out->node_count = xcalloc((size_t)(g->n ? g->n : 1), sizeof(int));
+    for (int i = 0; i < g->n && !G.failed; i++) {
+        int first = G.n_launch;
+        emit_node(&G, &g->nodes[i]);
+        out->node_first[i] = G.n_launch > first ? first : -1;
+        out->node_count[i] = G.n_launch - first;
+    }
+    if (G.failed) {
+        free(G.src.s);
+        free(G.launch);
+        free(out->node_first);
+        free(out->node_count);
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    out->source = G.src.s;
+    out->n_launch = G.n_launch;
+    out->launch = G.launch;
+    out->ws_bytes = (G.ws_bytes + 255) / 256 * 256;
+    out->n_nodes = g->n;
+    return 0;
+}
+
+void cuda_program_free(CudaProgram *prog)
+{
+    free(prog->source);
+    free(prog->launch);
+    free(prog->node_first);
+    free(prog->node_count);
+    memset(prog, 0, sizeof *prog);
+}

@@ -1,0 +1,107 @@
+/* codegen_cuda.h: the CUDA target: a plan -> one CUDA C++ source holding every kernel of the step.
+ *
+ * Every generated kernel has the same signature,
+ *     extern "C" __global__ void NAME(const KancArgs *args)
+ * where KancArgs (defined at the top of the source, and mirrored by
+ * KancArgsHost below) holds the base pointers of the storage areas and the
+ * per-step scalars; a kernel finds its tensors at constant offsets baked into
+ * the source. The step is a list of launches in execution order: kernels, and
+ * plain GEMMs that the runtime hands to cuBLASLt (or, emulated, to a CPU GEMM).
+ *
+ * The same source compiles (a) with NVRTC for a real GPU and (b) with the host
+ * C++ compiler under the emulation prelude (runtime/emu/cuda_emu.h), where
+ * each kernel also gets a host entry `void NAME__host(dim3 grid, dim3 block,
+ * unsigned smem, const KancArgs *args)` that runs its blocks on the CPU
+ * (runtime/emu/emu_launch.h builds and calls them).
+ *
+ * Launches: kernels read every tensor at constant offsets of the areas in
+ * KancArgs and the per-step values in KancScalars; the runtime provides the
+ * areas (ws of CudaProgram.ws_bytes), writes the scalars before a step,
+ * zeroes the gradient area before a range that holds backward nodes (no
+ * kernel does), and increments KancScalars.step after a step that ran
+ * OP_ADAMW. The ADAMW launch reads grad_norm (written by the GRAD_NORM
+ * launches) and writes clip_scale. Repeated runs give identical bits: no
+ * kernel uses atomics, and every reduction has a fixed order.
+ */
+#ifndef KANC_CODEGEN_CUDA_H
+#define KANC_CODEGEN_CUDA_H
+
+#include <stdint.h>
+
+#include "plan.h"
+
+/* The kernels' view of storage and scalars. Field order and types are ABI:
+   the generated struct KancArgs must match it exactly. */
+typedef struct {
+    uint64_t arena, params, grads, m, v, buffers, ws; /* device addresses */
+    uint64_t scalars;       /* device address of KancScalars */
+} KancArgsHost;
+
+/* Per-step values written by the host before a step (and the device-computed
+   grad_norm / clip_scale, read back for the log). */
+typedef struct {
+    float lr, beta1, beta2, eps, weight_decay, clip;
+    float grad_norm, clip_scale; /* written by the device */
+    uint64_t seed, step;         /* dropout randomness; AdamW's t = step + 1 */
+    int32_t training;
+    int32_t pad;
+} KancScalars;
+
+typedef enum { LAUNCH_KERNEL, LAUNCH_GEMM } LaunchKind;
+
+/* A row-major GEMM C = alpha * op(A) op(B) + beta * C on areas of KancArgs:
+   C is m x n with row stride ldc; op(A) is m x k, stored as A (m x k, row
+   stride lda) or, with trans_a, as A^T (k x m, row stride lda); op(B) is
+   k x n, stored as B (k x n) or, with trans_b, as B^T (n x k), row stride ldb.
+   beta == 0: C is not read (it may hold garbage). For cuBLAS (column-major),
+   the row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T:
+   swap A and B (and m and n), keep each operand's own transpose flag. */
+typedef struct {
+    int trans_a, trans_b;
+    int64_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    int area_a, area_b, area_c; /* 0 arena, 1 params, 2 grads, 3 m, 4 v, 5 buffers, 6 ws */
+    int64_t off_a, off_b, off_c; /* byte offsets in their areas */
+} GemmDesc;
+
+typedef struct {
+    LaunchKind kind;
+    int node;                 /* the graph node it implements, -1 for shared steps */
+    char name[64];            /* kernel function name */
+    unsigned grid[3], block[3];
+    unsigned smem;            /* dynamic shared memory bytes */
+    GemmDesc gemm;
+} CudaLaunch;
+
+/* Generator parameters. The GEMM and KAN kernels use 256 threads (16 x 16);
+   tile_m and tile_n are multiples of 16 in [16, 128], tile_k in [1, 64].
+     generated GEMM: a tile_m x tile_n tile of C per block, K in steps of tile_k;
+     KAN forward:    tile_m rows x tile_n outputs per block, about tile_k columns
+                     of A (whole inputs: max(1, tile_k / (G+k+1)) inputs) per stage;
+     KAN dW:         tile_m outputs x about tile_n columns (whole inputs) per block,
+                     tile_k rows of x per stage;
+     KAN dX:         tile_m rows x about tile_n columns (whole inputs) per block,
+                     tile_k outputs per stage.
+   Inputs per stage shrink when a tile would pass 48 KiB of shared memory. */
+typedef struct {
+    int tile_m, tile_n, tile_k; /* fused KAN / GEMM kernel tiles (default 64, 64, 32) */
+    int use_cublas;             /* plain GEMMs as LAUNCH_GEMM (1, default) or generated kernels (0) */
+} CudaOptions;
+
+typedef struct {
+    char *source;           /* NUL-terminated CUDA C++ */
+    int n_launch;
+    CudaLaunch *launch;     /* execution order */
+    int *node_first;        /* per graph node: first launch index, -1 if none */
+    int *node_count;        /* per graph node: number of launches */
+    int64_t ws_bytes;       /* workspace the kernels need (in KancArgsHost.ws) */
+    int n_nodes;            /* entries of node_first / node_count (the graph's nodes) */
+} CudaProgram;
+
+void cuda_options_default(CudaOptions *o);
+/* Generates the program for plan p (real_size must be 4). Returns 0, or -1
+   with a message in err (an op with no CUDA kernel). */
+int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);
+void cuda_program_free(CudaProgram *prog);
+
+#endif

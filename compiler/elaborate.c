@@ -1,0 +1,2161 @@
+/* elaborate.c: .kdl syntax tree -> forward graph (implements frontend.h).
+ *
+ * The elaborator is a small interpreter over the syntax tree. It evaluates
+ * the hyperparameters in order (with --set overrides substituted), records
+ * layer presets and blocks, then runs the model's body statement by statement:
+ * a call of a builtin layer appends nodes to the graph, its parameters named
+ * scope + "." + local name; a block call runs the block's body in a new frame
+ * whose scope grows by the call's label. Everything is static, so loops and
+ * conditions simply unroll.
+ *
+ * Values are ints, floats, bools, strings, lists, tensors (graph node ids)
+ * and tuples (what a block returning several values gives). An error yields
+ * V_ERR, which every operation passes on silently: one mistake, one message.
+ * Limits on nesting, calls and work keep any input from hanging or crashing.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ast.h"
+#include "diag.h"
+#include "frontend.h"
+#include "graph.h"
+#include "util.h"
+
+#define MAX_CALL_DEPTH 64        /* block calls in flight */
+#define MAX_NEST 1000            /* nested expressions and statements */
+#define MAX_STEPS 5000000L       /* evaluations + statements, all told */
+#define MAX_NODES 200000         /* graph nodes one model may make */
+#define MAX_NUMEL ((int64_t)1 << 40)
+#define MAX_SLOTS 16             /* arguments of a builtin or a block */
+#define MAX_LABEL_PARTS 64
+#define MAX_SEEN 256
+
+/* ======================================================================
+ * values
+ * ====================================================================== */
+
+typedef enum { V_ERR, V_INT, V_FLOAT, V_BOOL, V_STR, V_LIST, V_TENSOR, V_TUPLE } VKind;
+
+typedef struct Value Value;
+struct Value {
+    VKind k;
+    int n; /* V_LIST, V_TUPLE: number of items */
+    union {
+        int64_t i;
+        double f;
+        int b;
+        const char *s;
+        int t; /* V_TENSOR: graph node id */
+        Value *items;
+    };
+};
+
+static const Value VERR = {V_ERR, 0, {0}};
+
+static Value vint(int64_t i) { Value v = {V_INT, 0, {0}}; v.i = i; return v; }
+static Value vfloat(double f) { Value v = {V_FLOAT, 0, {0}}; v.f = f; return v; }
+static Value vbool(int b) { Value v = {V_BOOL, 0, {0}}; v.b = !!b; return v; }
+static Value vstr(const char *s) { Value v = {V_STR, 0, {0}}; v.s = s; return v; }
+static Value vnode(int id) { Value v = {V_TENSOR, 0, {0}}; v.t = id; return id < 0 ? VERR : v; }
+
+static int is_num(Value v) { return v.k == V_INT || v.k == V_FLOAT; }
+static double num(Value v) { return v.k == V_INT ? (double)v.i : v.f; }
+
+static const char *kind_name(VKind k)
+{
+    static const char *const s[] = {"an error", "an int", "a float", "a bool", "a string",
+                                    "a list", "a tensor", "several values"};
+    return s[k];
+}
+
+/* A growing string, for canonical value text. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} Str;
+
+static void str_add(Str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void str_add(Str *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->n + (size_t)n + 1 > b->cap) {
+        b->cap = 2 * (b->n + (size_t)n + 1);
+        b->s = xrealloc(b->s, b->cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->n, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)n;
+}
+
+/* The shortest text that reads back as the same double, and reads as a
+   float: "0.1", "2000.0", "1e-05", "0.30000000000000004" (as Python's repr). */
+static void fmt_float(char *buf, size_t n, double f)
+{
+    int p = 1;
+    for (; p < 17; p++) { /* fewest significant digits that round-trip */
+        snprintf(buf, n, "%.*e", p - 1, f);
+        if (strtod(buf, NULL) == f) break;
+    }
+    snprintf(buf, n, "%.*e", p - 1, f);
+    int exp = atoi(strchr(buf, 'e') + 1);
+    if (f != 0 && (exp < -4 || exp >= 16)) return;
+    snprintf(buf, n, "%.*f", p - 1 - exp > 0 ? p - 1 - exp : 0, f);
+    if (!strchr(buf, '.')) strncat(buf, ".0", n - strlen(buf) - 1);
+}
+
+/* Canonical .kdl text of a value: "48", "0.1", "[-1, 1]", "true", "\"silu\"". */
+static void fmt_value(Str *b, const Graph *g, Value v)
+{
+    char buf[64];
+    switch (v.k) {
+    case V_INT:
+        if (v.i == INT64_MIN) str_add(b, "(-9223372036854775807 - 1)");
+        else str_add(b, "%lld", (long long)v.i);
+        break;
+    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); str_add(b, "%s", buf); break;
+    case V_BOOL: str_add(b, "%s", v.b ? "true" : "false"); break;
+    case V_STR: str_add(b, "\"%s\"", v.s); break;
+    case V_TENSOR: str_add(b, "a tensor %s", shape_str(&g->nodes[v.t].shape, buf, sizeof buf)); break;
+    case V_LIST:
+    case V_TUPLE:
+        str_add(b, v.k == V_LIST ? "[" : "(");
+        for (int i = 0; i < v.n; i++) {
+            if (i) str_add(b, ", ");
+            fmt_value(b, g, v.items[i]);
+        }
+        str_add(b, v.k == V_LIST ? "]" : ")");
+        break;
+    default: str_add(b, "<error>"); break;
+    }
+}
+
+/* ======================================================================
+ * environments, frames, the elaborator's state
+ * ====================================================================== */
+
+typedef struct {
+    const char *name;
+    Value v;
+    Loc loc;
+} Var;
+
+typedef struct {
+    Var *v;
+    int n, cap;
+} Env;
+
+static Var *env_find(const Env *e, const char *name)
+{
+    for (int i = e->n - 1; i >= 0; i--)
+        if (!strcmp(e->v[i].name, name)) return &e->v[i];
+    return NULL;
+}
+
+static void env_set(Env *e, const char *name, Value v, Loc loc)
+{
+    Var *x = env_find(e, name);
+    if (x) {
+        x->v = v;
+        return;
+    }
+    if (e->n == e->cap) {
+        e->cap = e->cap ? 2 * e->cap : 16;
+        e->v = xrealloc(e->v, (size_t)e->cap * sizeof *e->v);
+    }
+    e->v[e->n++] = (Var){name, v, loc};
+}
+
+static void env_free(Env *e)
+{
+    free(e->v);
+    memset(e, 0, sizeof *e);
+}
+
+/* One block (or the model) being run. */
+typedef struct Frame {
+    struct Frame *up;
+    const Node *def;     /* ND_BLOCK or ND_MODEL */
+    const char *scope;   /* parameter name prefix: "" at the root */
+    Env vars;
+    int returned;
+    Value ret;
+    const Node *ret_stmt;
+} Frame;
+
+typedef struct Builtin Builtin;
+
+/* `layer NAME = base(named args)`: a builtin with other defaults. */
+typedef struct {
+    const char *name;
+    const Builtin *base;
+    Value v[MAX_SLOTS];
+    Loc at[MAX_SLOTS];
+    int given[MAX_SLOTS];
+    Loc loc;
+} Preset;
+
+/* Parameter/buffer/input names made so far -> node id (open addressing). */
+typedef struct {
+    int *slot; /* node id + 1; 0 = empty */
+    size_t cap, n;
+} NameMap;
+
+typedef struct Elab {
+    Diag *d;
+    Arena *ar;
+    Graph *g;
+    const DSrc *src;
+    int n0;              /* g->n when we started */
+    const Node *items;   /* the file's top-level items */
+    Env params;          /* hyperparameters, in declaration order */
+    const Node **blocks;
+    int nblocks;
+    Preset *presets;
+    int npresets;
+    const Node *model;
+    Frame *fr;           /* NULL while evaluating hyperparameters */
+    int in_set;          /* evaluating a --set value */
+    int depth, nest;
+    long steps;
+    int stop;            /* a limit was hit: unwind without more messages */
+    NameMap names;
+    uint64_t seen[MAX_SEEN]; /* errors already reported (loops repeat them) */
+    int nseen;
+} Elab;
+
+static uint64_t hash_str(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Reports an error once per place and message (a loop body runs many times). */
+static Value err(Elab *E, Loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static Value err(Elab *E, Loc at, const char *fmt, ...)
+{
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    uint64_t key = hash_str(msg) ^ ((uint64_t)at.line << 32) ^ (uint64_t)at.col ^
+                   (uint64_t)(uintptr_t)at.src;
+    for (int i = 0; i < E->nseen; i++)
+        if (E->seen[i] == key) {
+            E->d->muted = 1;
+            return VERR;
+        }
+    if (E->nseen < MAX_SEEN) E->seen[E->nseen++] = key;
+    diag_error(E->d, at, "%s", msg);
+    if (diag_full(E->d)) E->stop = 1;
+    return VERR;
+}
+
+static Loc node_loc(const Elab *E, int id)
+{
+    const GNode *n = &E->g->nodes[id];
+    return (Loc){E->src, n->src_line, n->src_col};
+}
+
+static int names_find(const Elab *E, const char *name)
+{
+    if (!E->names.cap) return -1;
+    for (size_t i = hash_str(name) & (E->names.cap - 1);; i = (i + 1) & (E->names.cap - 1)) {
+        int id = E->names.slot[i] - 1;
+        if (id < 0) return -1;
+        if (!strcmp(E->g->nodes[id].name, name)) return id;
+    }
+}
+
+static void names_add(Elab *E, int id)
+{
+    NameMap *m = &E->names;
+    if (2 * (m->n + 1) > m->cap) { /* grow and rehash */
+        NameMap old = *m;
+        m->cap = old.cap ? 2 * old.cap : 256;
+        m->slot = xcalloc(m->cap, sizeof *m->slot);
+        m->n = 0;
+        for (size_t i = 0; i < old.cap; i++)
+            if (old.slot[i]) names_add(E, old.slot[i] - 1);
+        free(old.slot);
+    }
+    size_t i = hash_str(E->g->nodes[id].name) & (m->cap - 1);
+    while (m->slot[i]) i = (i + 1) & (m->cap - 1);
+    m->slot[i] = id + 1;
+    m->n++;
+}
+
+static const char *scope_join(Elab *E, const char *scope, const char *name)
+{
+    return *scope ? arena_printf(E->ar, "%s.%s", scope, name) : name;
+}
+
+static const char *cur_scope(const Elab *E) { return E->fr ? E->fr->scope : ""; }
+
+static const char *value_text(Elab *E, Value v)
+{
+    Str b = {0};
+    fmt_value(&b, E->g, v);
+    const char *s = arena_strndup(E->ar, b.s, b.n);
+    free(b.s);
+    return s;
+}
+
+static const char *shape_text(Elab *E, const GShape *s)
+{
+    char buf[128];
+    shape_str(s, buf, sizeof buf);
+    return arena_strndup(E->ar, buf, strlen(buf));
+}
+
+/* ======================================================================
+ * graph building
+ * ====================================================================== */
+
+static GShape tshape(const Elab *E, int id) { return E->g->nodes[id].shape; }
+
+static int shape_ok(Elab *E, Loc at, const GShape *s)
+{
+    int64_t n = 1;
+    for (int i = 0; i < s->nd; i++) {
+        if (s->d[i] < 1)
+            return err(E, at, "a tensor of shape %s: dimensions must be positive", shape_text(E, s)),
+                   0;
+        if (__builtin_mul_overflow(n, s->d[i], &n) || n > MAX_NUMEL)
+            return err(E, at, "a tensor of shape %s is too large (more than 2^40 elements)",
+                       shape_text(E, s)),
+                   0;
+    }
+    return 1;
+}
+
+/* s + [d] */
+static int shape_push(Elab *E, Loc at, GShape *s, int64_t d)
+{
+    if (s->nd >= G_MAXDIM)
+        return err(E, at, "a tensor of rank %d: at most %d dimensions are supported", s->nd + 1,
+                   G_MAXDIM),
+               0;
+    s->d[s->nd++] = d;
+    return 1;
+}
+
+static int budget_ok(Elab *E, Loc at)
+{
+    if (E->g->n - E->n0 < MAX_NODES) return 1;
+    err(E, at, "the model is too large: more than %d graph nodes", MAX_NODES);
+    E->stop = 1;
+    return 0;
+}
+
+/* An operation node; its name is the scope it was made in (for reports). */
+static int emit(Elab *E, Loc at, const char *scope, GOp op, const int *in, int nin, GShape sh,
+                const GAttr *attr)
+{
+    if (!shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
+    int id = graph_op(E->g, op, in, nin, sh, attr);
+    GNode *n = &E->g->nodes[id];
+    n->src_line = at.line;
+    n->src_col = at.col;
+    if (*scope) n->name = xstrdup(scope);
+    return id;
+}
+
+/* A leaf with a unique name: parameter, buffer or input (made by callee). */
+static int leaf(Elab *E, Loc at, Loc site, const char *callee, GOp op, const char *name,
+                GShape sh, GDtype dt)
+{
+    if (!shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
+    int prev = names_find(E, name);
+    if (prev >= 0) {
+        err(E, site, "duplicate parameter name '%s'", name);
+        diag_note(E->d, node_loc(E, prev), "'%s' was first made here", name);
+        if (callee)
+            diag_hint(E->d, "give each call its own label, e.g. 'a: %s(...)' and 'b: %s(...)'",
+                      callee, callee);
+        return -1;
+    }
+    GNode nd = {0};
+    nd.op = op;
+    nd.name = (char *)name;
+    nd.shape = sh;
+    nd.dtype = dt;
+    nd.trainable = op == OP_PARAM;
+    nd.init = INIT_NONE;
+    nd.init_ref = -1;
+    nd.fwd = -1;
+    nd.grad = -1;
+    nd.src_line = at.line;
+    nd.src_col = at.col;
+    int id = graph_add(E->g, &nd);
+    names_add(E, id);
+    return id;
+}
+
+/* ======================================================================
+ * builtins: argument binding and checking
+ * ====================================================================== */
+
+typedef struct Args {
+    const Builtin *b;
+    const char *callee;  /* as written (a preset's name, say) */
+    Loc call;            /* the callee name */
+    Loc site;            /* the label if any, else the callee: where names come from */
+    const char *scope;   /* prefix of the parameter names */
+    Value v[MAX_SLOTS];
+    Loc at[MAX_SLOTS];
+    int given[MAX_SLOTS];
+    Value *rest;         /* variadic arguments after the slots */
+    Loc *rest_at;
+    int nrest;
+} Args;
+
+typedef Value (*BuiltinFn)(Elab *E, Args *A);
+
+struct Builtin {
+    const char *name;
+    BuiltinFn fn;
+    int nreq;            /* the first nreq slots must be given */
+    int variadic;        /* positional arguments beyond the slots go to rest */
+    int layer;           /* makes graph nodes: needs a block/model, may have a label */
+    const char *usage;
+    const char *slots[MAX_SLOTS];
+};
+
+static Loc arg_loc(const Args *A, int i) { return A->given[i] ? A->at[i] : A->call; }
+
+/* "argument 'p' of 'dropout' must be in [0, 1), got 1.5" */
+static int bad_arg(Elab *E, const Args *A, int i, const char *why)
+{
+    err(E, arg_loc(A, i), "argument '%s' of '%s' %s, got %s", A->b->slots[i], A->callee, why,
+        value_text(E, A->v[i]));
+    return 0;
+}
+
+static int arg_tensor(Elab *E, const Args *A, int i, int dtype, int *id)
+{
+    *id = -1;
+    Value v = A->v[i];
+    if (v.k != V_TENSOR)
+        return err(E, arg_loc(A, i), "argument '%s' of '%s' must be a tensor, got %s",
+                   A->b->slots[i], A->callee, kind_name(v.k)),
+               0;
+    GDtype dt = E->g->nodes[v.t].dtype;
+    if (dtype >= 0 && (int)dt != dtype)
+        return err(E, arg_loc(A, i), "argument '%s' of '%s' must be %s, got %s", A->b->slots[i],
+                   A->callee, dtype == DT_I32 ? "token ids (a tokens tensor)" : "a real tensor",
+                   dt == DT_I32 ? "token ids" : "a real tensor"),
+               0;
+    *id = v.t;
+    return 1;
+}
+
+/* A real tensor with at least min_rank dimensions. */
+static int arg_real(Elab *E, const Args *A, int i, int min_rank, int *id)
+{
+    if (!arg_tensor(E, A, i, DT_REAL, id)) return 0;
+    GShape s = tshape(E, *id);
+    if (s.nd < min_rank)
+        return err(E, arg_loc(A, i), "argument '%s' of '%s' must have at least %d dimension%s, "
+                   "got shape %s", A->b->slots[i], A->callee, min_rank, min_rank > 1 ? "s" : "",
+                   shape_text(E, &s)),
+               0;
+    return 1;
+}
+
+static int arg_int(Elab *E, Args *A, int i, int64_t def, int64_t lo, int64_t hi, int64_t *out)
+{
+    *out = def; /* also on errors: callers stop, but the compiler cannot tell */
+    if (!A->given[i]) {
+        *out = def;
+        return 1;
+    }
+    Value v = A->v[i];
+    if (v.k != V_INT)
+        return err(E, A->at[i], "argument '%s' of '%s' must be an int, got %s", A->b->slots[i],
+                   A->callee, kind_name(v.k)),
+               0;
+    if (v.i < lo || v.i > hi) {
+        char why[96];
+        if (hi == INT64_MAX) snprintf(why, sizeof why, "must be at least %lld", (long long)lo);
+        else snprintf(why, sizeof why, "must be between %lld and %lld", (long long)lo,
+                      (long long)hi);
+        return bad_arg(E, A, i, why);
+    }
+    *out = v.i;
+    return 1;
+}
+
+static int arg_num(Elab *E, Args *A, int i, double def, double *out)
+{
+    *out = def;
+    if (!A->given[i]) {
+        *out = def;
+        return 1;
+    }
+    if (!is_num(A->v[i]))
+        return err(E, A->at[i], "argument '%s' of '%s' must be a number, got %s", A->b->slots[i],
+                   A->callee, kind_name(A->v[i].k)),
+               0;
+    *out = num(A->v[i]);
+    return 1;
+}
+
+/* A probability in [0, 1). */
+static int arg_prob(Elab *E, Args *A, int i, double *out)
+{
+    if (!arg_num(E, A, i, 0.0, out)) return 0;
+    return *out >= 0 && *out < 1 ? 1 : bad_arg(E, A, i, "must be in [0, 1)");
+}
+
+static int arg_bool(Elab *E, Args *A, int i, int def, int *out)
+{
+    *out = def;
+    if (!A->given[i]) {
+        *out = def;
+        return 1;
+    }
+    if (A->v[i].k != V_BOOL)
+        return err(E, A->at[i], "argument '%s' of '%s' must be true or false, got %s",
+                   A->b->slots[i], A->callee, kind_name(A->v[i].k)),
+               0;
+    *out = A->v[i].b;
+    return 1;
+}
+
+/* ======================================================================
+ * builtin layers
+ * ====================================================================== */
+
+static int param(Elab *E, Args *A, const char *local, GShape sh, GInit init, double a, int decay)
+{
+    int id = leaf(E, A->call, A->site, A->callee, OP_PARAM, scope_join(E, A->scope, local), sh,
+                  DT_REAL);
+    if (id >= 0) {
+        GNode *n = &E->g->nodes[id];
+        n->init = init;
+        n->init_a = a;
+        n->decay = decay;
+    }
+    return id;
+}
+
+static int buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init)
+{
+    int id = leaf(E, A->call, A->site, A->callee, OP_BUFFER, scope_join(E, A->scope, local), sh,
+                  DT_REAL);
+    if (id >= 0) E->g->nodes[id].init = init;
+    return id;
+}
+
+/* x's shape with the last dimension replaced by d */
+static GShape with_last(GShape s, int64_t d)
+{
+    s.d[s.nd - 1] = d;
+    return s;
+}
+
+static Value L_embedding(Elab *E, Args *A)
+{
+    int x;
+    int64_t num, dim;
+    if (!arg_tensor(E, A, 0, DT_I32, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &num) ||
+        !arg_int(E, A, 2, 0, 1, INT64_MAX, &dim))
+        return VERR;
+    int w = param(E, A, "weight", shape_of(2, num, dim), INIT_NORMAL, 0.02, 0);
+    GShape s = tshape(E, x);
+    if (w < 0 || !shape_push(E, A->call, &s, dim)) return VERR;
+    return vnode(emit(E, A->call, A->scope, OP_EMBEDDING, (int[]){x, w}, 2, s, NULL));
+}
+
+/* A learned position table: the value is the parameter itself ([n, dim]),
+   which broadcasts over the batch when added to [B, n, dim]. */
+static Value L_positions(Elab *E, Args *A)
+{
+    int64_t n, dim;
+    if (!arg_int(E, A, 0, 0, 1, INT64_MAX, &n) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &dim))
+        return VERR;
+    return vnode(param(E, A, "weight", shape_of(2, n, dim), INIT_NORMAL, 0.02, 0));
+}
+
+static Value L_linear(Elab *E, Args *A)
+{
+    int x, bias;
+    int64_t out;
+    double std;
+    if (!arg_real(E, A, 0, 1, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &out) ||
+        !arg_bool(E, A, 2, 1, &bias) || !arg_num(E, A, 3, 0.02, &std))
+        return VERR;
+    if (!(std >= 0)) return bad_arg(E, A, 3, "must not be negative"), VERR;
+    GShape xs = tshape(E, x);
+    int w = param(E, A, "weight", shape_of(2, out, shape_last(&xs)), INIT_NORMAL, std, 1);
+    int b = bias && w >= 0 ? param(E, A, "bias", shape_of(1, out), INIT_ZEROS, 0, 0) : -2;
+    if (w < 0 || b == -1) return VERR;
+    GAttr at = {.has_bias = bias};
+    return vnode(emit(E, A->call, A->scope, OP_LINEAR, (int[]){x, w, b}, bias ? 3 : 2,
+                      with_last(xs, out), &at));
+}
+
+/* The options shared by kan() and kan_linear(), slots 2..9. */
+typedef struct {
+    int64_t G, k;
+    double lo, hi, noise, sbase, sspline;
+    int scaler;
+    GAct act;
+} KanOpts;
+
+static int arg_grid_range(Elab *E, Args *A, int i, double *lo, double *hi)
+{
+    *lo = -1, *hi = 1;
+    if (!A->given[i]) return 1;
+    Value v = A->v[i];
+    if (v.k != V_LIST || v.n != 2 || !is_num(v.items[0]) || !is_num(v.items[1]))
+        return bad_arg(E, A, i, "must be a list of two numbers [lo, hi]");
+    *lo = num(v.items[0]);
+    *hi = num(v.items[1]);
+    return *lo < *hi ? 1 : bad_arg(E, A, i, "must have lo < hi");
+}
+
+static int arg_act(Elab *E, Args *A, int i, GAct *act)
+{
+    static const struct { const char *name; GAct act; } acts[] = {
+        {"silu", ACT_SILU}, {"gelu", ACT_GELU}, {"relu", ACT_RELU}, {"none", ACT_NONE}};
+    *act = ACT_SILU;
+    if (!A->given[i]) return 1;
+    for (size_t j = 0; A->v[i].k == V_STR && j < sizeof acts / sizeof acts[0]; j++)
+        if (!strcmp(A->v[i].s, acts[j].name)) return *act = acts[j].act, 1;
+    return bad_arg(E, A, i, "must be \"silu\", \"gelu\", \"relu\" or \"none\"");
+}
+
+static int kan_opts(Elab *E, Args *A, KanOpts *o)
+{
+    if (!arg_int(E, A, 2, 5, 1, 1 << 16, &o->G) || !arg_int(E, A, 3, 3, 0, 16, &o->k) ||
+        !arg_grid_range(E, A, 4, &o->lo, &o->hi) || !arg_num(E, A, 5, 0.1, &o->noise) ||
+        !arg_num(E, A, 6, 1.0, &o->sbase) || !arg_num(E, A, 7, 1.0, &o->sspline) ||
+        !arg_bool(E, A, 8, 1, &o->scaler) || !arg_act(E, A, 9, &o->act))
+        return 0;
+    if (!(o->noise >= 0)) return bad_arg(E, A, 5, "must not be negative");
+    return 1;
+}
+
+/* One efficient-kan KANLinear: buffer grid, then base_weight, spline_weight,
+   spline_scaler (the order and names of its state_dict), then the op. */
+static int kan_one(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
+{
+    GShape xs = tshape(E, x);
+    int64_t in = shape_last(&xs), G = o->G, k = o->k;
+    const char *names[4];
+    static const char *const local[4] = {"grid", "base_weight", "spline_weight", "spline_scaler"};
+    for (int i = 0; i < 4; i++) names[i] = arena_printf(E->ar, "%s%s", prefix, local[i]);
+    int grid = buffer(E, A, names[0], shape_of(2, in, G + 2 * k + 1), INIT_KNOTS);
+    if (grid < 0) return -1;
+    GNode *gn = &E->g->nodes[grid];
+    gn->init_a = o->lo, gn->init_b = o->hi;
+    gn->a.grid_size = (int)G, gn->a.spline_order = (int)k;
+    int base = param(E, A, names[1], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
+                     sqrt(5.0) * o->sbase, 1);
+    int spline = base < 0 ? -1 : param(E, A, names[2], shape_of(3, out, in, G + k),
+                                       INIT_KAN_SPLINE, o->noise, 1);
+    if (spline < 0) return -1;
+    GNode *sn = &E->g->nodes[spline];
+    sn->init_ref = grid;
+    sn->a.grid_size = (int)G, sn->a.spline_order = (int)k;
+    int scaler = o->scaler ? param(E, A, names[3], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
+                                   sqrt(5.0) * o->sspline, 1)
+                           : -2;
+    if (scaler == -1) return -1;
+    GAttr at = {.grid_size = (int)G, .spline_order = (int)k, .has_scaler = o->scaler,
+                .act = o->act};
+    return emit(E, A->call, A->scope, OP_KAN, (int[]){x, grid, base, spline, scaler},
+                o->scaler ? 5 : 4, with_last(xs, out), &at);
+}
+
+/* kan(x, widths): efficient-kan KAN([in] + widths), layers named layers.<l>.* */
+static Value L_kan(Elab *E, Args *A)
+{
+    int x;
+    KanOpts o;
+    if (!arg_real(E, A, 0, 1, &x) || !kan_opts(E, A, &o)) return VERR;
+    Value w = A->v[1];
+    int n = w.k == V_LIST ? w.n : 1;
+    const Value *ws = w.k == V_LIST ? w.items : &w;
+    if (n == 0) return bad_arg(E, A, 1, "must not be empty"), VERR;
+    for (int l = 0; l < n; l++)
+        if (ws[l].k != V_INT || ws[l].i < 1)
+            return bad_arg(E, A, 1, "must be a positive int or a list of positive ints"), VERR;
+    for (int l = 0; l < n && x >= 0; l++)
+        x = kan_one(E, A, &o, x, ws[l].i, arena_printf(E->ar, "layers.%d.", l));
+    return vnode(x);
+}
+
+/* kan_linear(x, out): one KANLinear named directly in the scope. */
+static Value L_kan_linear(Elab *E, Args *A)
+{
+    int x;
+    int64_t out;
+    KanOpts o;
+    if (!arg_real(E, A, 0, 1, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &out) ||
+        !kan_opts(E, A, &o))
+        return VERR;
+    return vnode(kan_one(E, A, &o, x, out, ""));
+}
+
+static Value L_layernorm(Elab *E, Args *A)
+{
+    int x;
+    double eps;
+    if (!arg_real(E, A, 0, 1, &x) || !arg_num(E, A, 1, 1e-5, &eps)) return VERR;
+    if (!(eps > 0)) return bad_arg(E, A, 1, "must be positive"), VERR;
+    GShape xs = tshape(E, x);
+    int64_t C = shape_last(&xs);
+    int w = param(E, A, "weight", shape_of(1, C), INIT_ONES, 0, 0);
+    int b = w < 0 ? -1 : param(E, A, "bias", shape_of(1, C), INIT_ZEROS, 0, 0);
+    if (b < 0) return VERR;
+    GAttr at = {.eps = eps};
+    int y = emit(E, A->call, A->scope, OP_LAYERNORM, (int[]){x, w, b}, 3, xs, &at);
+    if (y >= 0) {
+        E->g->nodes[y].aux = shape_of(2, shape_rows(&xs), (int64_t)2);
+        E->g->nodes[y].aux_numel = shape_rows(&xs) * 2;
+    }
+    return vnode(y);
+}
+
+/* attention(qkv [B, T, 3C], heads): multi-head self-attention. A causal one
+   also makes minGPT's mask buffer `bias` [1, 1, T, T] in the current scope. */
+static Value L_attention(Elab *E, Args *A)
+{
+    int qkv, causal;
+    int64_t H;
+    double p;
+    if (!arg_real(E, A, 0, 1, &qkv) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &H) ||
+        !arg_bool(E, A, 2, 1, &causal) || !arg_prob(E, A, 3, &p))
+        return VERR;
+    GShape s = tshape(E, qkv);
+    if (s.nd != 3 || s.d[2] % 3)
+        return err(E, arg_loc(A, 0), "argument 'qkv' of '%s' must have shape [B, T, 3*C], got %s",
+                   A->callee, shape_text(E, &s));
+    int64_t B = s.d[0], T = s.d[1], C = s.d[2] / 3;
+    if (C % H)
+        return err(E, arg_loc(A, 1), "'%s': the width C = %lld is not divisible by heads = %lld",
+                   A->callee, (long long)C, (long long)H);
+    if (causal) {
+        int mask = buffer(E, A, "bias", shape_of(4, (int64_t)1, (int64_t)1, T, T), INIT_TRIL);
+        if (mask < 0) return VERR;
+        E->g->nodes[mask].optional = 1;
+    }
+    GAttr at = {.heads = (int)H, .causal = causal, .p = p};
+    GShape aux = shape_of(4, B, H, T, T);
+    if (!shape_ok(E, A->call, &aux)) return VERR;
+    int y = emit(E, A->call, A->scope, OP_ATTENTION, &qkv, 1, shape_of(3, B, T, C), &at);
+    if (y >= 0) {
+        E->g->nodes[y].aux = aux;
+        E->g->nodes[y].aux_numel = shape_numel(&aux);
+    }
+    return vnode(y);
+}
+
+static Value activation(Elab *E, Args *A, GOp op)
+{
+    int x;
+    if (!arg_real(E, A, 0, 0, &x)) return VERR;
+    return vnode(emit(E, A->call, A->scope, op, &x, 1, tshape(E, x), NULL));
+}
+
+static Value L_gelu(Elab *E, Args *A) { return activation(E, A, OP_GELU); }
+static Value L_silu(Elab *E, Args *A) { return activation(E, A, OP_SILU); }
+static Value L_relu(Elab *E, Args *A) { return activation(E, A, OP_RELU); }
+
+static Value L_dropout(Elab *E, Args *A)
+{
+    int x;
+    double p;
+    if (!arg_real(E, A, 0, 0, &x) || !arg_prob(E, A, 1, &p)) return VERR;
+    if (p == 0) return vnode(x); /* no node at all: nothing to do */
+    GAttr at = {.p = p};
+    return vnode(emit(E, A->call, A->scope, OP_DROPOUT, &x, 1, tshape(E, x), &at));
+}
+
+/* split(x, n) or split(x, [sizes]) along the last dimension. */
+static Value L_split(Elab *E, Args *A)
+{
+    int x;
+    if (!arg_real(E, A, 0, 1, &x)) return VERR;
+    GShape s = tshape(E, x);
+    int64_t last = shape_last(&s);
+    Value v = A->v[1];
+    const Value *sz = v.k == V_LIST ? v.items : NULL;
+    int n = v.k == V_LIST ? v.n : v.k == V_INT && v.i >= 1 && v.i <= 4096 ? (int)v.i : 0;
+    if (n < 1) return bad_arg(E, A, 1, "must be a number of parts (1 to 4096) or a list of sizes"),
+               VERR;
+    int64_t sum = 0;
+    for (int i = 0; sz && i < n; i++) {
+        if (sz[i].k != V_INT || sz[i].i < 1 || sz[i].i > last)
+            return bad_arg(E, A, 1, "must hold positive int sizes"), VERR;
+        sum += sz[i].i;
+    }
+    if (sz ? sum != last : last % n) {
+        char why[128];
+        snprintf(why, sizeof why, "must %s the last dimension of %s", sz ? "add up to" : "divide",
+                 shape_text(E, &s));
+        return bad_arg(E, A, 1, why), VERR;
+    }
+    Value t = {V_TUPLE, n, {0}};
+    t.items = arena_alloc(E->ar, (size_t)n * sizeof(Value));
+    int64_t start = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t len = sz ? sz[i].i : last / n;
+        GAttr at = {.start = start, .len = len};
+        t.items[i] = vnode(emit(E, A->call, A->scope, OP_SLICE, &x, 1, with_last(s, len), &at));
+        if (t.items[i].k == V_ERR) return VERR;
+        start += len;
+    }
+    return n == 1 ? t.items[0] : t;
+}
+
+/* concat(a, b, ...) along the last dimension: a chain of pairwise concats. */
+static Value L_concat(Elab *E, Args *A)
+{
+    int y;
+    if (!arg_real(E, A, 0, 1, &y)) return VERR;
+    for (int i = 0; i < A->nrest; i++) {
+        Value v = A->rest[i];
+        if (v.k != V_TENSOR || E->g->nodes[v.t].dtype != DT_REAL)
+            return err(E, A->rest_at[i], "argument %d of '%s' must be a real tensor, got %s", i + 2,
+                       A->callee, v.k == V_TENSOR ? "token ids" : kind_name(v.k));
+        GShape a = tshape(E, y), b = tshape(E, v.t);
+        int same = a.nd == b.nd;
+        for (int d = 0; same && d < a.nd - 1; d++) same = a.d[d] == b.d[d];
+        if (!same)
+            return err(E, A->rest_at[i], "'%s': shapes %s and %s differ in more than the last "
+                       "dimension", A->callee, shape_text(E, &a), shape_text(E, &b));
+        if (a.d[a.nd - 1] > INT64_MAX - b.d[b.nd - 1]) return err(E, A->call, "concat too large");
+        y = emit(E, A->call, A->scope, OP_CONCAT, (int[]){y, v.t}, 2,
+                 with_last(a, a.d[a.nd - 1] + b.d[b.nd - 1]), NULL);
+        if (y < 0) return VERR;
+    }
+    return vnode(y);
+}
+
+/* reshape(x, [dims]): one dimension may be -1 (inferred). */
+static Value L_reshape(Elab *E, Args *A)
+{
+    int x;
+    if (!arg_real(E, A, 0, 0, &x)) return VERR;
+    Value v = A->v[1];
+    if (v.k != V_LIST || v.n > G_MAXDIM)
+        return bad_arg(E, A, 1, "must be a list of at most 6 dimensions"), VERR;
+    GShape xs = tshape(E, x), s = {0};
+    int infer = -1;
+    int64_t known = 1;
+    for (int i = 0; i < v.n; i++) {
+        Value d = v.items[i];
+        if (d.k != V_INT || (d.i < 1 && d.i != -1) || (d.i == -1 && infer >= 0))
+            return bad_arg(E, A, 1, "must hold positive ints and at most one -1"), VERR;
+        if (d.i == -1) infer = i;
+        else if (__builtin_mul_overflow(known, d.i, &known)) known = INT64_MAX;
+        s.d[s.nd++] = d.i;
+    }
+    int64_t total = shape_numel(&xs);
+    if (infer >= 0 && total % known == 0) s.d[infer] = total / known;
+    if (infer >= 0 ? total % known : known != total) {
+        char why[160];
+        snprintf(why, sizeof why, "does not fit the %lld elements of %s", (long long)total,
+                 shape_text(E, &xs));
+        return bad_arg(E, A, 1, why), VERR;
+    }
+    return vnode(emit(E, A->call, A->scope, OP_RESHAPE, &x, 1, s, NULL));
+}
+
+/* cross_entropy(logits [..., V], targets [...] ids; -1 = ignored) -> [] mean */
+static Value L_cross_entropy(Elab *E, Args *A)
+{
+    int logits, targets;
+    if (!arg_real(E, A, 0, 1, &logits) || !arg_tensor(E, A, 1, DT_I32, &targets)) return VERR;
+    GShape ls = tshape(E, logits), ts = tshape(E, targets), want = ls;
+    want.nd--;
+    if (!shape_eq(&ts, &want))
+        return err(E, arg_loc(A, 1), "argument 'targets' of '%s' must have shape %s (the logits' "
+                   "shape %s without the last dimension), got %s", A->callee,
+                   shape_text(E, &want), shape_text(E, &ls), shape_text(E, &ts));
+    int y = emit(E, A->call, A->scope, OP_CROSS_ENTROPY, (int[]){logits, targets}, 2,
+                 (GShape){0}, NULL);
+    if (y >= 0) {
+        E->g->nodes[y].aux = shape_of(1, shape_rows(&ls));
+        E->g->nodes[y].aux_numel = shape_rows(&ls);
+    }
+    return vnode(y);
+}
+
+static Value L_sum(Elab *E, Args *A)
+{
+    int x;
+    if (!arg_real(E, A, 0, 0, &x)) return VERR;
+    return vnode(emit(E, A->call, A->scope, OP_SUM, &x, 1, (GShape){0}, NULL));
+}
+
+/* ======================================================================
+ * builtin functions of values
+ * ====================================================================== */
+
+static Value F_shape(Elab *E, Args *A)
+{
+    int x;
+    if (!arg_tensor(E, A, 0, -1, &x)) return VERR;
+    GShape s = tshape(E, x);
+    Value v = {V_LIST, s.nd, {0}};
+    v.items = arena_alloc(E->ar, (size_t)(s.nd ? s.nd : 1) * sizeof(Value));
+    for (int i = 0; i < s.nd; i++) v.items[i] = vint(s.d[i]);
+    return v;
+}
+
+static Value F_sqrt(Elab *E, Args *A)
+{
+    double x;
+    if (!arg_num(E, A, 0, 0, &x)) return VERR;
+    return x >= 0 ? vfloat(sqrt(x)) : (bad_arg(E, A, 0, "must not be negative"), VERR);
+}
+
+static Value F_abs(Elab *E, Args *A)
+{
+    Value v = A->v[0];
+    if (v.k == V_INT && v.i == INT64_MIN) return err(E, A->at[0], "integer overflow in 'abs'");
+    if (v.k == V_INT) return vint(v.i < 0 ? -v.i : v.i);
+    double x;
+    return arg_num(E, A, 0, 0, &x) ? vfloat(fabs(x)) : VERR;
+}
+
+static Value F_int(Elab *E, Args *A)
+{
+    Value v = A->v[0];
+    if (v.k == V_INT) return v;
+    if (v.k == V_BOOL) return vint(v.b);
+    double x;
+    if (!arg_num(E, A, 0, 0, &x)) return VERR;
+    if (!(x > -9.2e18 && x < 9.2e18)) return bad_arg(E, A, 0, "is too large for an int"), VERR;
+    return vint((int64_t)x); /* truncates toward zero */
+}
+
+static Value F_float(Elab *E, Args *A)
+{
+    double x;
+    return arg_num(E, A, 0, 0, &x) ? vfloat(x) : VERR;
+}
+
+static Value F_len(Elab *E, Args *A)
+{
+    Value v = A->v[0];
+    if (v.k != V_LIST) return bad_arg(E, A, 0, "must be a list"), VERR;
+    return vint(v.n);
+}
+
+/* min/max of its arguments, or of the items of a single list argument */
+static Value minmax(Elab *E, Args *A, int want_max)
+{
+    Value all[1 + 64];
+    int n = 1 + A->nrest;
+    if (A->nrest > 64) return err(E, A->call, "'%s' takes at most 65 arguments", A->callee);
+    all[0] = A->v[0];
+    for (int i = 0; i < A->nrest; i++) all[1 + i] = A->rest[i];
+    const Value *v = all;
+    if (n == 1 && v[0].k == V_LIST) n = v[0].n, v = v[0].items;
+    if (n == 0) return bad_arg(E, A, 0, "must not be empty"), VERR;
+    Value best = v[0];
+    for (int i = 0; i < n; i++) {
+        if (!is_num(v[i]))
+            return err(E, A->call, "'%s' needs numbers, got %s", A->callee, kind_name(v[i].k));
+        if (want_max ? num(v[i]) > num(best) : num(v[i]) < num(best)) best = v[i];
+    }
+    return best;
+}
+
+static Value F_min(Elab *E, Args *A) { return minmax(E, A, 0); }
+static Value F_max(Elab *E, Args *A) { return minmax(E, A, 1); }
+
+#define KAN_SLOTS "grid_size", "spline_order", "grid_range", "scale_noise", "scale_base", \
+                  "scale_spline", "scaler", "base"
+#define KAN_USAGE "grid_size = 5, spline_order = 3, grid_range = [-1, 1], scale_noise = 0.1, " \
+                  "scale_base = 1.0, scale_spline = 1.0, scaler = true, base = \"silu\")"
+
+static const Builtin BUILTINS[] = {
+    {"embedding", L_embedding, 3, 0, 1, "embedding(idx, num, dim)", {"idx", "num", "dim"}},
+    {"positions", L_positions, 2, 0, 1, "positions(n, dim)", {"n", "dim"}},
+    {"linear", L_linear, 2, 0, 1, "linear(x, out, bias = true, init_std = 0.02)",
+     {"x", "out", "bias", "init_std"}},
+    {"kan", L_kan, 2, 0, 1, "kan(x, widths, " KAN_USAGE, {"x", "widths", KAN_SLOTS}},
+    {"kan_linear", L_kan_linear, 2, 0, 1, "kan_linear(x, out, " KAN_USAGE,
+     {"x", "out", KAN_SLOTS}},
+    {"layernorm", L_layernorm, 1, 0, 1, "layernorm(x, eps = 1e-5)", {"x", "eps"}},
+    {"attention", L_attention, 2, 0, 1, "attention(qkv, heads, causal = true, dropout = 0.0)",
+     {"qkv", "heads", "causal", "dropout"}},
+    {"gelu", L_gelu, 1, 0, 1, "gelu(x)", {"x"}},
+    {"silu", L_silu, 1, 0, 1, "silu(x)", {"x"}},
+    {"relu", L_relu, 1, 0, 1, "relu(x)", {"x"}},
+    {"dropout", L_dropout, 2, 0, 1, "dropout(x, p)", {"x", "p"}},
+    {"split", L_split, 2, 0, 1, "split(x, n) or split(x, [sizes])", {"x", "parts"}},
+    {"concat", L_concat, 1, 1, 1, "concat(a, b, ...)", {"a"}},
+    {"reshape", L_reshape, 2, 0, 1, "reshape(x, [dims])", {"x", "shape"}},
+    {"cross_entropy", L_cross_entropy, 2, 0, 1, "cross_entropy(logits, targets)",
+     {"logits", "targets"}},
+    {"sum", L_sum, 1, 0, 1, "sum(x)", {"x"}},
+    {"shape", F_shape, 1, 0, 0, "shape(x)", {"x"}},
+    {"sqrt", F_sqrt, 1, 0, 0, "sqrt(x)", {"x"}},
+    {"abs", F_abs, 1, 0, 0, "abs(x)", {"x"}},
+    {"int", F_int, 1, 0, 0, "int(x)", {"x"}},
+    {"float", F_float, 1, 0, 0, "float(x)", {"x"}},
+    {"len", F_len, 1, 0, 0, "len(list)", {"list"}},
+    {"min", F_min, 1, 1, 0, "min(a, b, ...) or min(list)", {"a"}},
+    {"max", F_max, 1, 1, 0, "max(a, b, ...) or max(list)", {"a"}},
+};
+
+#define N_BUILTINS ((int)(sizeof BUILTINS / sizeof BUILTINS[0]))
+
+static const Builtin *find_builtin(const char *name)
+{
+    for (int i = 0; i < N_BUILTINS; i++)
+        if (!strcmp(BUILTINS[i].name, name)) return &BUILTINS[i];
+    return NULL;
+}
+
+static int slot_count(const Builtin *b)
+{
+    int n = 0;
+    while (n < MAX_SLOTS && b->slots[n]) n++;
+    return n;
+}
+
+/* ======================================================================
+ * expressions
+ * ====================================================================== */
+
+static Value eval(Elab *E, const Node *n);
+static Value eval_call(Elab *E, const Node *n);
+
+static const Preset *find_preset(const Elab *E, const char *name, int before)
+{
+    for (int i = before - 1; i >= 0; i--)
+        if (!strcmp(E->presets[i].name, name)) return &E->presets[i];
+    return NULL;
+}
+
+static const Node *find_block(const Elab *E, const char *name)
+{
+    for (int i = 0; i < E->nblocks; i++)
+        if (!strcmp(E->blocks[i]->name, name)) return E->blocks[i];
+    return NULL;
+}
+
+static const Node *find_param_decl(const Elab *E, const char *name)
+{
+    for (const Node *it = E->items; it; it = it->next)
+        if (it->kind == ND_PARAM && !strcmp(it->name, name)) return it;
+    return NULL;
+}
+
+static Value unknown_var(Elab *E, const Node *n)
+{
+    const char *name = n->name;
+    err(E, n->loc, "unknown variable '%s'", name);
+    if (E->in_set) {
+        diag_hint(E->d, "a string value is quoted: --set NAME='\"%s\"'", name);
+        return VERR;
+    }
+    const Node *later = find_param_decl(E, name);
+    if (later && !E->fr) {
+        diag_note(E->d, later->loc, "'%s' is declared here, after its use; a hyperparameter can "
+                  "only use those declared before it", name);
+        return VERR;
+    }
+    if (find_block(E, name) || find_preset(E, name, E->npresets) || find_builtin(name)) {
+        diag_hint(E->d, "'%s' is a layer or block: call it, as in %s(x)", name, name);
+        return VERR;
+    }
+    int n_frame = E->fr ? E->fr->vars.n : 0, nc = 0;
+    const char **cands = xmalloc((size_t)(n_frame + E->params.n + 1) * sizeof *cands);
+    for (int i = 0; i < n_frame; i++) cands[nc++] = E->fr->vars.v[i].name;
+    for (int i = 0; i < E->params.n; i++) cands[nc++] = E->params.v[i].name;
+    const char *near = diag_closest(name, cands, nc);
+    if (near) diag_hint(E->d, "did you mean '%s'?", near);
+    free(cands);
+    return VERR;
+}
+
+static Value eval_var(Elab *E, const Node *n)
+{
+    Var *v = E->fr ? env_find(&E->fr->vars, n->name) : NULL;
+    if (!v) v = env_find(&E->params, n->name);
+    return v ? v->v : unknown_var(E, n);
+}
+
+static Value eval_list(Elab *E, const Node *n)
+{
+    Value v = {V_LIST, node_count(n->list), {0}};
+    v.items = arena_alloc(E->ar, (size_t)(v.n ? v.n : 1) * sizeof(Value));
+    int i = 0;
+    for (const Node *e = n->list; e; e = e->next, i++) {
+        v.items[i] = eval(E, e);
+        if (v.items[i].k == V_ERR) return VERR;
+        if (v.items[i].k == V_TUPLE || v.items[i].k == V_TENSOR)
+            return err(E, e->loc, "a list holds numbers, bools and strings, not %s",
+                       kind_name(v.items[i].k));
+    }
+    return v;
+}
+
+static Value eval_index(Elab *E, const Node *n)
+{
+    Value a = eval(E, n->lhs), i = eval(E, n->rhs);
+    if (a.k == V_ERR || i.k == V_ERR) return VERR;
+    if (a.k == V_TENSOR)
+        return err(E, n->loc, "a tensor cannot be indexed; use split() or reshape()");
+    if (a.k != V_LIST) return err(E, n->loc, "only a list can be indexed, not %s", kind_name(a.k));
+    if (i.k != V_INT) return err(E, n->rhs->loc, "a list index must be an int, got %s",
+                                 kind_name(i.k));
+    int64_t k = i.i < 0 ? i.i + a.n : i.i; /* -1 is the last item */
+    if (k < 0 || k >= a.n)
+        return err(E, n->rhs->loc, "index %lld is out of range for a list of %d item%s",
+                   (long long)i.i, a.n, a.n == 1 ? "" : "s");
+    return a.items[k];
+}
+
+static Value int_overflow(Elab *E, const Node *n)
+{
+    return err(E, n->loc, "integer overflow in '%s'", binop_str(n->op));
+}
+
+static Value div_zero(Elab *E, const Node *n)
+{
+    return err(E, n->loc, "%s by zero", n->op == BIN_MOD ? "modulo" : "division");
+}
+
+/* int op int, with overflow checks. `/` gives an int when exact, else a
+   float; `//` and `%` round toward minus infinity (as Python does). */
+static Value int_arith(Elab *E, const Node *n, int64_t x, int64_t y)
+{
+    int64_t r;
+    switch (n->op) {
+    case BIN_ADD: return __builtin_add_overflow(x, y, &r) ? int_overflow(E, n) : vint(r);
+    case BIN_SUB: return __builtin_sub_overflow(x, y, &r) ? int_overflow(E, n) : vint(r);
+    case BIN_MUL: return __builtin_mul_overflow(x, y, &r) ? int_overflow(E, n) : vint(r);
+    default: break;
+    }
+    if (y == 0) return div_zero(E, n);
+    if (y == -1) { /* x / -1 and x % -1, without INT64_MIN / -1 */
+        if (n->op == BIN_MOD) return vint(0);
+        return x == INT64_MIN ? int_overflow(E, n) : vint(-x);
+    }
+    int64_t q = x / y, m = x % y;
+    if (n->op == BIN_DIV) return m == 0 ? vint(q) : vfloat((double)x / (double)y);
+    if (m != 0 && (m < 0) != (y < 0)) q--, m += y;
+    return n->op == BIN_FLOORDIV ? vint(q) : vint(m);
+}
+
+static Value float_arith(Elab *E, const Node *n, double x, double y)
+{
+    double r;
+    switch (n->op) {
+    case BIN_ADD: r = x + y; break;
+    case BIN_SUB: r = x - y; break;
+    case BIN_MUL: r = x * y; break;
+    default:
+        if (y == 0) return div_zero(E, n);
+        r = n->op == BIN_DIV ? x / y : n->op == BIN_FLOORDIV ? floor(x / y) : x - y * floor(x / y);
+    }
+    if (!isfinite(r)) return err(E, n->loc, "floating-point overflow in '%s'", binop_str(n->op));
+    return vfloat(r);
+}
+
+static Value compare(Elab *E, const Node *n, Value a, Value b)
+{
+    int eq_only = n->op == BIN_EQ || n->op == BIN_NE;
+    double c;
+    if (is_num(a) && is_num(b)) {
+        if (a.k == V_INT && b.k == V_INT) c = (a.i > b.i) - (a.i < b.i);
+        else c = (num(a) > num(b)) - (num(a) < num(b));
+    } else if (eq_only && a.k == b.k && a.k == V_BOOL) {
+        c = a.b != b.b;
+    } else if (eq_only && a.k == b.k && a.k == V_STR) {
+        c = strcmp(a.s, b.s) != 0;
+    } else {
+        return err(E, n->loc, "cannot compare %s with %s using '%s'", kind_name(a.k),
+                   kind_name(b.k), binop_str(n->op));
+    }
+    switch (n->op) {
+    case BIN_EQ: return vbool(c == 0);
+    case BIN_NE: return vbool(c != 0);
+    case BIN_LT: return vbool(c < 0);
+    case BIN_LE: return vbool(c <= 0);
+    case BIN_GT: return vbool(c > 0);
+    default: return vbool(c >= 0);
+    }
+}
+
+/* tensor (+ - *) tensor, with trailing-dims broadcast; tensor * or / number */
+static Value tensor_binary(Elab *E, const Node *n, Value a, Value b)
+{
+    const char *op = binop_str(n->op);
+    if (a.k == V_TENSOR && b.k == V_TENSOR) {
+        if (n->op != BIN_ADD && n->op != BIN_SUB && n->op != BIN_MUL)
+            return err(E, n->loc, "'%s' is not defined on two tensors", op);
+        if (E->g->nodes[a.t].dtype != DT_REAL || E->g->nodes[b.t].dtype != DT_REAL)
+            return err(E, n->loc, "'%s' needs real tensors, not token ids", op);
+        GShape sa = tshape(E, a.t), sb = tshape(E, b.t);
+        if (!shape_is_suffix(&sa, &sb)) {
+            if (!shape_is_suffix(&sb, &sa))
+                return err(E, n->loc, "shape mismatch in '%s': %s and %s", op,
+                           shape_text(E, &sa), shape_text(E, &sb));
+            if (n->op == BIN_SUB) {
+                err(E, n->loc, "in '-', the left operand %s would have to broadcast over the "
+                    "right one %s", shape_text(E, &sa), shape_text(E, &sb));
+                diag_hint(E->d, "write it as (-b) + a");
+                return VERR;
+            }
+            Value t = a; /* the broadcast operand goes second */
+            a = b, b = t;
+            sa = sb;
+        }
+        GOp gop = n->op == BIN_ADD ? OP_ADD : n->op == BIN_SUB ? OP_SUB : OP_MUL;
+        return vnode(emit(E, n->loc, cur_scope(E), gop, (int[]){a.t, b.t}, 2, sa, NULL));
+    }
+    Value t = a.k == V_TENSOR ? a : b, s = a.k == V_TENSOR ? b : a;
+    if (!is_num(s))
+        return err(E, n->loc, "'%s' between a tensor and %s is not defined", op, kind_name(s.k));
+    double f = num(s);
+    if (n->op == BIN_DIV && a.k == V_TENSOR) {
+        if (f == 0) return div_zero(E, n);
+        f = 1.0 / f;
+    } else if (n->op != BIN_MUL) {
+        err(E, n->loc, "'%s' between a tensor and a number is not defined", op);
+        diag_hint(E->d, "a number can multiply a tensor (2 * x, x * 2) or divide it (x / 2)");
+        return VERR;
+    }
+    if (E->g->nodes[t.t].dtype != DT_REAL)
+        return err(E, n->loc, "'%s' needs a real tensor, not token ids", op);
+    GAttr at = {.scale = f};
+    return vnode(emit(E, n->loc, cur_scope(E), OP_SCALE, &t.t, 1, tshape(E, t.t), &at));
+}
+
+static Value eval_logic(Elab *E, const Node *n)
+{
+    Value a = eval(E, n->lhs);
+    if (a.k == V_ERR) return VERR;
+    if (a.k != V_BOOL)
+        return err(E, n->lhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
+                   kind_name(a.k));
+    if (a.b == (n->op == BIN_OR)) return a; /* short circuit */
+    Value b = eval(E, n->rhs);
+    if (b.k == V_ERR) return VERR;
+    if (b.k != V_BOOL)
+        return err(E, n->rhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
+                   kind_name(b.k));
+    return b;
+}
+
+static Value eval_binary(Elab *E, const Node *n)
+{
+    if (n->op == BIN_AND || n->op == BIN_OR) return eval_logic(E, n);
+    Value a = eval(E, n->lhs), b = eval(E, n->rhs); /* both: each may hold an error */
+    if (a.k == V_ERR || b.k == V_ERR) return VERR;
+    if (a.k == V_TUPLE || b.k == V_TUPLE)
+        return err(E, n->loc, "'%s' on several values: unpack them first (a, b = f(x))",
+                   binop_str(n->op));
+    if (n->op >= BIN_EQ) return compare(E, n, a, b);
+    if (a.k == V_TENSOR || b.k == V_TENSOR) return tensor_binary(E, n, a, b);
+    if (!is_num(a) || !is_num(b))
+        return err(E, n->loc, "'%s' needs numbers, got %s and %s", binop_str(n->op),
+                   kind_name(a.k), kind_name(b.k));
+    if (a.k == V_INT && b.k == V_INT) return int_arith(E, n, a.i, b.i);
+    return float_arith(E, n, num(a), num(b));
+}
+
+static Value eval_unary(Elab *E, const Node *n)
+{
+    Value a = eval(E, n->lhs);
+    if (a.k == V_ERR) return VERR;
+    if (n->op == UN_NOT)
+        return a.k == V_BOOL ? vbool(!a.b)
+                             : err(E, n->loc, "'not' needs true or false, got %s", kind_name(a.k));
+    if (a.k == V_TENSOR && n->op == UN_NEG) {
+        if (E->g->nodes[a.t].dtype != DT_REAL)
+            return err(E, n->loc, "'-' needs a real tensor, not token ids");
+        GAttr at = {.scale = -1};
+        return vnode(emit(E, n->loc, cur_scope(E), OP_SCALE, &a.t, 1, tshape(E, a.t), &at));
+    }
+    if (a.k == V_TENSOR || (n->op == UN_PLUS && is_num(a))) return a;
+    if (a.k == V_INT)
+        return a.i == INT64_MIN ? err(E, n->loc, "integer overflow in '-'") : vint(-a.i);
+    if (a.k == V_FLOAT) return vfloat(-a.f);
+    return err(E, n->loc, "'%s' needs a number, got %s", n->op == UN_NEG ? "-" : "+",
+               kind_name(a.k));
+}
+
+static Value member_error(Elab *E, const Node *n)
+{
+    return err(E, n->loc, "'.' can only be used in a label, as in 'transformer.wte: "
+               "embedding(idx, vocab_size, n_embd)'");
+}
+
+static int count_step(Elab *E, Loc at)
+{
+    if (E->stop) return 0;
+    if (++E->steps <= MAX_STEPS) return 1;
+    err(E, at, "the model takes too long to elaborate (more than %ld steps); is a repeat count "
+        "too large?", MAX_STEPS);
+    E->stop = 1;
+    return 0;
+}
+
+static Value eval(Elab *E, const Node *n)
+{
+    if (!count_step(E, n->loc)) return VERR;
+    if (E->nest >= MAX_NEST) {
+        err(E, n->loc, "expression nested too deeply (more than %d levels)", MAX_NEST);
+        E->stop = 1;
+        return VERR;
+    }
+    E->nest++;
+    Value v;
+    switch (n->kind) {
+    case ND_BAD: v = VERR; break;
+    case ND_INT: v = vint(n->ival); break;
+    case ND_FLOAT: v = vfloat(n->fval); break;
+    case ND_BOOL: v = vbool((int)n->ival); break;
+    case ND_STR: v = vstr(n->sval); break;
+    case ND_LIST: v = eval_list(E, n); break;
+    case ND_VAR: v = eval_var(E, n); break;
+    case ND_INDEX: v = eval_index(E, n); break;
+    case ND_CALL: v = eval_call(E, n); break;
+    case ND_BINARY: v = eval_binary(E, n); break;
+    case ND_UNARY: v = eval_unary(E, n); break;
+    case ND_MEMBER: v = member_error(E, n); break;
+    default: v = err(E, n->loc, "not an expression"); break;
+    }
+    E->nest--;
+    return v;
+}
+
+/* ======================================================================
+ * calls
+ * ====================================================================== */
+
+/* "transformer.h[i]" -> "transformer.h.3" (NULL after an error) */
+static const char *label_path(Elab *E, const Node *n)
+{
+    const Node *parts[MAX_LABEL_PARTS];
+    int np = 0;
+    for (; n->kind == ND_MEMBER || n->kind == ND_INDEX; n = n->lhs) {
+        if (np == MAX_LABEL_PARTS - 1)
+            return err(E, n->loc, "label too long (more than %d parts)", MAX_LABEL_PARTS), NULL;
+        parts[np++] = n;
+    }
+    if (n->kind != ND_VAR)
+        return err(E, n->loc, "a label is a dotted name such as 'transformer.h[i]'"), NULL;
+    Str b = {0};
+    str_add(&b, "%s", n->name);
+    for (int i = np - 1; i >= 0; i--) {
+        if (parts[i]->kind == ND_MEMBER) {
+            str_add(&b, ".%s", parts[i]->name);
+            continue;
+        }
+        Value k = eval(E, parts[i]->rhs);
+        if (k.k != V_INT || k.i < 0) {
+            if (k.k != V_ERR)
+                err(E, parts[i]->rhs->loc, "a label index must be an int >= 0, got %s",
+                    value_text(E, k));
+            free(b.s);
+            return NULL;
+        }
+        str_add(&b, ".%lld", (long long)k.i);
+    }
+    const char *s = arena_strndup(E->ar, b.s, b.n);
+    free(b.s);
+    return s;
+}
+
+typedef struct {
+    const char *name; /* NULL: positional */
+    Value v;
+    Loc at;
+} ArgVal;
+
+/* Evaluates a call's arguments; NULL if one failed (already reported). */
+static ArgVal *eval_args(Elab *E, const Node *call, int *n)
+{
+    *n = node_count(call->list);
+    ArgVal *av = xcalloc((size_t)(*n ? *n : 1), sizeof *av);
+    int i = 0, ok = 1;
+    for (const Node *a = call->list; a; a = a->next, i++) {
+        av[i] = (ArgVal){a->name, eval(E, a->lhs), a->lhs->loc};
+        if (av[i].v.k == V_TUPLE) {
+            err(E, a->lhs->loc, "an argument must be one value, not several (unpack them first: "
+                "a, b = f(x))");
+            av[i].v = VERR;
+        }
+        ok &= av[i].v.k != V_ERR;
+    }
+    if (!ok) free(av);
+    return ok ? av : NULL;
+}
+
+/* Binds evaluated arguments to slot names: positional first, then named.
+   Fills v/at/given (and rest, for variadic). 0 after an error. */
+static int bind_args(Elab *E, const char *callee, const char *usage, const char *const *slots,
+                     int nslots, int variadic, const ArgVal *av, int nav, Args *A)
+{
+    int pos = 0, named = 0;
+    for (int i = 0; i < nav; i++) {
+        int s;
+        if (!av[i].name) {
+            if (named)
+                return err(E, av[i].at, "a positional argument cannot follow a named one"), 0;
+            if (pos >= nslots && variadic) {
+                A->rest[A->nrest] = av[i].v;
+                A->rest_at[A->nrest++] = av[i].at;
+                continue;
+            }
+            if (pos >= nslots)
+                return err(E, av[i].at, "too many arguments to '%s' (it takes %d)", callee,
+                           nslots),
+                       0;
+            s = pos++;
+        } else {
+            named = 1;
+            s = -1;
+            for (int j = 0; j < nslots; j++)
+                if (!strcmp(slots[j], av[i].name)) s = j;
+            if (s < 0) {
+                err(E, av[i].at, "'%s' has no argument named '%s'", callee, av[i].name);
+                const char *near = diag_closest(av[i].name, slots, nslots);
+                if (near) diag_hint(E->d, "did you mean '%s'?", near);
+                else if (usage) diag_hint(E->d, "usage: %s", usage);
+                return 0;
+            }
+            if (A->given[s]) return err(E, av[i].at, "argument '%s' given twice", slots[s]), 0;
+        }
+        A->v[s] = av[i].v;
+        A->at[s] = av[i].at;
+        A->given[s] = 1;
+    }
+    return 1;
+}
+
+static Value call_builtin(Elab *E, const Builtin *b, const Preset *p, const Node *call,
+                          const char *scope)
+{
+    int nav;
+    ArgVal *av = eval_args(E, call, &nav);
+    if (!av) return VERR;
+    Args A = {0};
+    A.b = b;
+    A.callee = call->name;
+    A.call = call->loc;
+    A.site = call->label ? call->label->loc : call->loc;
+    A.scope = scope;
+    A.rest = xcalloc((size_t)(nav ? nav : 1), sizeof *A.rest);
+    A.rest_at = xcalloc((size_t)(nav ? nav : 1), sizeof *A.rest_at);
+    int ok = bind_args(E, call->name, b->usage, b->slots, slot_count(b), b->variadic, av, nav,
+                       &A);
+    for (int i = 0; ok && p && i < MAX_SLOTS; i++)
+        if (!A.given[i] && p->given[i]) A.v[i] = p->v[i], A.at[i] = p->at[i], A.given[i] = 1;
+    for (int i = 0; ok && i < b->nreq; i++)
+        if (!A.given[i]) {
+            err(E, call->loc, "missing argument '%s' in call to '%s'", b->slots[i], call->name);
+            diag_hint(E->d, "usage: %s", b->usage);
+            ok = 0;
+        }
+    Value r = ok ? b->fn(E, &A) : VERR;
+    free(A.rest);
+    free(A.rest_at);
+    free(av);
+    return r;
+}
+
+static int block_nparams(const Node *blk) { return node_count(blk->list); }
+
+/* "a -> b -> a": the chain of calls that comes back to blk */
+static const char *recursion_chain(Elab *E, const Node *blk)
+{
+    Str b = {0};
+    const Frame *fs[MAX_CALL_DEPTH + 2];
+    int n = 0;
+    for (const Frame *f = E->fr; f && n < MAX_CALL_DEPTH + 1; f = f->up) {
+        fs[n++] = f;
+        if (f->def == blk) break;
+    }
+    for (int i = n - 1; i >= 0; i--) str_add(&b, "%s -> ", fs[i]->def->name);
+    str_add(&b, "%s", blk->name);
+    const char *s = arena_strndup(E->ar, b.s, b.n);
+    free(b.s);
+    return s;
+}
+
+static void exec_list(Elab *E, const Node *s);
+
+/* Runs a block's body in a new frame; returns its value (a tuple for several). */
+static Value call_block(Elab *E, const Node *blk, const Node *call, const char *scope)
+{
+    for (const Frame *f = E->fr; f; f = f->up)
+        if (f->def == blk)
+            return err(E, call->loc, "recursive call: %s; a block cannot call itself",
+                       recursion_chain(E, blk));
+    if (E->depth >= MAX_CALL_DEPTH)
+        return err(E, call->loc, "block calls nested more than %d deep", MAX_CALL_DEPTH);
+    int nav, np = block_nparams(blk);
+    ArgVal *av = eval_args(E, call, &nav);
+    if (!av) return VERR;
+    const char **slots = arena_alloc(E->ar, (size_t)(np + 1) * sizeof *slots);
+    int i = 0;
+    for (const Node *p = blk->list; p; p = p->next) slots[i++] = p->name;
+    Args A = {0};
+    Frame fr = {.up = E->fr, .def = blk, .scope = scope, .ret = VERR};
+    int ok = np <= MAX_SLOTS || (err(E, blk->loc, "a block takes at most %d parameters",
+                                     MAX_SLOTS), 0);
+    ok = ok && bind_args(E, call->name, NULL, slots, np, 0, av, nav, &A);
+    free(av);
+    i = 0;
+    for (const Node *p = blk->list; ok && p; p = p->next, i++) {
+        if (!A.given[i] && !p->lhs) {
+            err(E, call->loc, "missing argument '%s' in call to block '%s'", p->name, blk->name);
+            diag_note(E->d, blk->loc, "'%s' is defined here", blk->name);
+            ok = 0;
+            break;
+        }
+        Frame *saved = E->fr; /* a default is a constant: hyperparameters only */
+        E->fr = NULL;
+        Value v = A.given[i] ? A.v[i] : eval(E, p->lhs);
+        E->fr = saved;
+        env_set(&fr.vars, p->name, v, p->loc);
+    }
+    if (ok) {
+        E->fr = &fr;
+        E->depth++;
+        exec_list(E, blk->body);
+        E->depth--;
+        E->fr = fr.up;
+        if (!fr.returned && !E->stop) {
+            err(E, blk->loc, "block '%s' ends without 'return'", blk->name);
+            diag_note(E->d, call->loc, "called here");
+        }
+    }
+    env_free(&fr.vars);
+    return ok && fr.returned ? fr.ret : VERR;
+}
+
+static Value unknown_callee(Elab *E, const Node *n)
+{
+    err(E, n->loc, "unknown layer or block '%s'", n->name);
+    if (E->fr && env_find(&E->fr->vars, n->name)) {
+        diag_hint(E->d, "'%s' is a variable, not a layer or block", n->name);
+        return VERR;
+    }
+    int nc = 0;
+    const char **cands = xmalloc((size_t)(N_BUILTINS + E->nblocks + E->npresets) * sizeof *cands);
+    for (int i = 0; i < N_BUILTINS; i++) cands[nc++] = BUILTINS[i].name;
+    for (int i = 0; i < E->nblocks; i++) cands[nc++] = E->blocks[i]->name;
+    for (int i = 0; i < E->npresets; i++) cands[nc++] = E->presets[i].name;
+    const char *near = diag_closest(n->name, cands, nc);
+    if (near) diag_hint(E->d, "did you mean '%s'?", near);
+    free(cands);
+    return VERR;
+}
+
+/* name(args) or label: name(args). A label adds to the scope of every
+   parameter the call makes (a block call without one adds nothing). */
+static Value eval_call(Elab *E, const Node *n)
+{
+    const Preset *p = find_preset(E, n->name, E->npresets);
+    const Node *blk = p ? NULL : find_block(E, n->name);
+    const Builtin *b = p ? p->base : blk ? NULL : find_builtin(n->name);
+    if (!p && !blk && !b) return unknown_callee(E, n);
+    if (n->label && b && !b->layer)
+        return err(E, n->label->loc, "a label names parameters, but '%s' makes none", n->name);
+    if (!E->fr && (blk || b->layer))
+        return err(E, n->loc, "'%s' makes tensors: call it inside a block or the model", n->name);
+    const char *scope = cur_scope(E);
+    if (n->label) {
+        const char *label = label_path(E, n->label);
+        if (!label) return VERR;
+        scope = scope_join(E, scope, label);
+    }
+    return blk ? call_block(E, blk, n, scope) : call_builtin(E, b, p, n, scope);
+}
+
+/* ======================================================================
+ * statements
+ * ====================================================================== */
+
+static void assign(Elab *E, const Node *target, Value v)
+{
+    Frame *fr = E->fr;
+    if (!env_find(&fr->vars, target->name) && env_find(&E->params, target->name)) {
+        err(E, target->loc, "cannot assign to '%s': it is a hyperparameter", target->name);
+        diag_hint(E->d, "use another name for the variable (hyperparameters change with --set)");
+        v = VERR;
+    }
+    env_set(&fr->vars, target->name, v, target->loc);
+}
+
+static void exec_assign(Elab *E, const Node *s)
+{
+    Value v = eval(E, s->rhs);
+    int n = node_count(s->list), have = v.k == V_TUPLE ? v.n : 1;
+    if (v.k != V_ERR && n != have) {
+        err(E, s->loc, "%d value%s assigned to %d name%s", have, have == 1 ? "" : "s", n,
+            n == 1 ? "" : "s");
+        v = VERR;
+    }
+    int i = 0;
+    for (const Node *t = s->list; t; t = t->next, i++)
+        assign(E, t, v.k == V_TUPLE ? v.items[i] : v);
+}
+
+static void exec_return(Elab *E, const Node *s)
+{
+    Frame *fr = E->fr;
+    int n = node_count(s->list), i = 0;
+    Value t = {V_TUPLE, n, {0}};
+    t.items = arena_alloc(E->ar, (size_t)n * sizeof(Value));
+    for (const Node *e = s->list; e; e = e->next, i++) {
+        t.items[i] = eval(E, e);
+        if (t.items[i].k == V_TUPLE) {
+            err(E, e->loc, "cannot return several values as one; unpack them first");
+            t.items[i] = VERR;
+        }
+    }
+    fr->returned = 1;
+    fr->ret = n == 1 ? t.items[0] : t;
+    fr->ret_stmt = s;
+}
+
+static void exec_repeat(Elab *E, const Node *s)
+{
+    Value n = eval(E, s->lhs);
+    if (n.k == V_ERR) return;
+    if (n.k != V_INT || n.i < 0) {
+        err(E, s->lhs->loc, "a repeat count must be an int >= 0, got %s", value_text(E, n));
+        return;
+    }
+    for (int64_t i = 0; i < n.i && !E->fr->returned && count_step(E, s->loc); i++) {
+        if (s->name) assign(E, s, vint(i));
+        exec_list(E, s->body);
+    }
+}
+
+static void exec_if(Elab *E, const Node *s)
+{
+    Value c = eval(E, s->lhs);
+    if (c.k == V_ERR) return;
+    if (c.k != V_BOOL) {
+        err(E, s->lhs->loc, "an if condition must be true or false, got %s", kind_name(c.k));
+        return;
+    }
+    exec_list(E, c.b ? s->body : s->els); /* els: a statement list, or one ND_IF */
+}
+
+static void exec_stmt(Elab *E, const Node *s)
+{
+    if (!count_step(E, s->loc)) return;
+    if (E->nest >= MAX_NEST) {
+        err(E, s->loc, "statements nested too deeply (more than %d levels)", MAX_NEST);
+        E->stop = 1;
+        return;
+    }
+    E->nest++;
+    switch (s->kind) {
+    case ND_ASSIGN: exec_assign(E, s); break;
+    case ND_RETURN: exec_return(E, s); break;
+    case ND_REPEAT: exec_repeat(E, s); break;
+    case ND_IF: exec_if(E, s); break;
+    default: err(E, s->loc, "not a statement"); break;
+    }
+    E->nest--;
+}
+
+static void exec_list(Elab *E, const Node *s)
+{
+    for (; s && !E->fr->returned && !E->stop; s = s->next) exec_stmt(E, s);
+}
+
+/* ======================================================================
+ * top level: definitions, hyperparameters, overrides, the model
+ * ====================================================================== */
+
+/* Blocks and the model are found first, so they may be used before (or
+   after) their definition. */
+static void collect_defs(Elab *E)
+{
+    int nb = 0;
+    for (const Node *it = E->items; it; it = it->next) nb += it->kind == ND_BLOCK;
+    E->blocks = arena_alloc(E->ar, (size_t)(nb + 1) * sizeof *E->blocks);
+    for (const Node *it = E->items; it; it = it->next) {
+        if (it->kind == ND_MODEL) {
+            if (!E->model) {
+                E->model = it;
+                continue;
+            }
+            err(E, it->loc, "a file holds exactly one model, but '%s' is a second one", it->name);
+            diag_note(E->d, E->model->loc, "the first is '%s', here", E->model->name);
+            continue;
+        }
+        if (it->kind != ND_BLOCK) continue;
+        const Node *prev = find_block(E, it->name);
+        if (prev) {
+            err(E, it->loc, "block '%s' is defined twice", it->name);
+            diag_note(E->d, prev->loc, "the first definition is here");
+        } else if (find_builtin(it->name)) {
+            err(E, it->loc, "'%s' is a builtin layer; choose another name for the block",
+                it->name);
+        } else {
+            E->blocks[E->nblocks++] = it;
+        }
+        for (const Node *p = it->list; p; p = p->next)
+            for (const Node *q = it->list; q != p; q = q->next)
+                if (!strcmp(p->name, q->name))
+                    err(E, p->loc, "block '%s' has two parameters named '%s'", it->name, p->name);
+    }
+}
+
+/* A --set override, parsed. */
+typedef struct {
+    const KdlSet *set;
+    DSrc src;
+    Node *expr;   /* NULL if it did not parse, or does not apply */
+} Override;
+
+/* Checks each --set name and parses its value with the .kdl parser, in a
+   source "--set name=value" so messages point into it. */
+static Override *parse_overrides(Elab *E, const KdlSet *sets, int nsets)
+{
+    Override *ov = arena_alloc(E->ar, (size_t)(nsets + 1) * sizeof *ov);
+    for (int i = 0; i < nsets; i++) {
+        const char *name = sets[i].name ? sets[i].name : "", *val = sets[i].value ? sets[i].value : "";
+        char *text = arena_printf(E->ar, "--set %s=%s", name, val);
+        ov[i].set = &sets[i];
+        ov[i].src = (DSrc){"<command line>", text, strlen(text)};
+        Loc at_name = {&ov[i].src, 1, 7};
+        int col = 7 + (int)strlen(name) + 1;
+        if (!find_param_decl(E, name)) {
+            if (sets[i].soft) continue;
+            err(E, at_name, "unknown hyperparameter '%s'", name);
+            int nc = 0;
+            for (const Node *it = E->items; it; it = it->next) nc += it->kind == ND_PARAM;
+            const char **cands = xmalloc((size_t)(nc + 1) * sizeof *cands);
+            nc = 0;
+            for (const Node *it = E->items; it; it = it->next)
+                if (it->kind == ND_PARAM) cands[nc++] = it->name;
+            const char *near = diag_closest(name, cands, nc);
+            if (near) diag_hint(E->d, "did you mean '%s'?", near);
+            free(cands);
+            continue;
+        }
+        if (!*val) {
+            err(E, (Loc){&ov[i].src, 1, col}, "--set %s= needs a value", name);
+            continue;
+        }
+        ov[i].expr = kdl_parse_expr(E->ar, E->d, &ov[i].src, (size_t)col - 1, col);
+    }
+    return ov;
+}
+
+/* The override's value, converted to the declared value's kind. */
+static Value apply_override(Elab *E, const Node *decl, Value def, Override *o)
+{
+    E->in_set = 1;
+    Value v = eval(E, o->expr);
+    E->in_set = 0;
+    if (v.k == V_ERR || def.k == V_ERR || v.k == def.k) return v;
+    if (def.k == V_FLOAT && v.k == V_INT) return vfloat((double)v.i);
+    err(E, o->expr->loc, "hyperparameter '%s' is %s, but --set gives %s", decl->name,
+        kind_name(def.k), kind_name(v.k));
+    diag_note(E->d, decl->loc, "'%s' is declared here as %s", decl->name,
+              value_text(E, def));
+    return VERR;
+}
+
+static void define_param(Elab *E, const Node *it, Override *ov, int nsets)
+{
+    Var *prev = env_find(&E->params, it->name);
+    if (prev) {
+        err(E, it->loc, "hyperparameter '%s' is declared twice", it->name);
+        diag_note(E->d, prev->loc, "the first declaration is here");
+        return;
+    }
+    Value v = eval(E, it->rhs);
+    Override *o = NULL;
+    for (int i = 0; i < nsets; i++) /* the last --set of a name wins */
+        if (ov[i].expr && !strcmp(ov[i].set->name, it->name)) o = &ov[i];
+    if (o) v = apply_override(E, it, v, o);
+    env_set(&E->params, it->name, v, it->loc);
+}
+
+/* The builtin a preset is made from; NULL after an error. */
+static const Builtin *preset_base(Elab *E, const Node *it, const Preset **bp)
+{
+    const Node *call = it->rhs;
+    *bp = find_preset(E, call->name, E->npresets);
+    const Builtin *b = *bp ? (*bp)->base : find_builtin(call->name);
+    for (int i = 0; i < E->npresets; i++)
+        if (!strcmp(E->presets[i].name, it->name)) {
+            err(E, it->loc, "layer preset '%s' is defined twice", it->name);
+            diag_note(E->d, E->presets[i].loc, "the first definition is here");
+            return NULL;
+        }
+    if (find_block(E, it->name))
+        err(E, it->loc, "'%s' is already the name of a block", it->name);
+    else if (b && b->layer)
+        return b;
+    else if (find_block(E, call->name))
+        err(E, call->loc, "a layer preset is made from a builtin layer, and '%s' is a block",
+            call->name);
+    else if (b)
+        err(E, call->loc, "'%s' is a function, not a layer", call->name);
+    else
+        unknown_callee(E, call);
+    return NULL;
+}
+
+/* layer NAME = base(name = value, ...): evaluated once, here. A preset may
+   take the name of its base (`layer kan = kan(grid_size = 8)`). */
+static void define_preset(Elab *E, const Node *it)
+{
+    const Node *call = it->rhs;
+    const Preset *bp;
+    const Builtin *b = preset_base(E, it, &bp);
+    if (!b) return;
+    for (const Node *a = call->list; a; a = a->next)
+        if (!a->name) {
+            err(E, a->loc, "a layer preset takes named arguments only (name = value)");
+            return;
+        }
+    Preset p = {.name = it->name, .base = b, .loc = it->loc};
+    if (bp) {
+        memcpy(p.v, bp->v, sizeof p.v);
+        memcpy(p.at, bp->at, sizeof p.at);
+        memcpy(p.given, bp->given, sizeof p.given);
+    }
+    int nav;
+    ArgVal *av = eval_args(E, call, &nav);
+    if (!av) return;
+    Args A = {0};
+    int ok = bind_args(E, call->name, b->usage, b->slots, slot_count(b), 0, av, nav, &A);
+    free(av);
+    if (!ok) return;
+    for (int i = 0; i < MAX_SLOTS; i++)
+        if (A.given[i]) p.v[i] = A.v[i], p.at[i] = A.at[i], p.given[i] = 1;
+    E->presets = xrealloc(E->presets, (size_t)(E->npresets + 1) * sizeof *E->presets);
+    E->presets[E->npresets++] = p;
+}
+
+/* The shape of an input: each dim a positive int, or a list of them (spliced). */
+static int input_shape(Elab *E, const Node *in, GShape *s)
+{
+    for (const Node *d = in->list; d; d = d->next) {
+        Value v = eval(E, d);
+        int n = v.k == V_LIST ? v.n : 1;
+        const Value *vs = v.k == V_LIST ? v.items : &v;
+        for (int i = 0; i < n; i++) {
+            if (vs[i].k == V_ERR) return 0;
+            if (vs[i].k != V_INT || vs[i].i < 1)
+                return err(E, d->loc, "an input dimension must be a positive int, got %s",
+                           value_text(E, vs[i])),
+                       0;
+            if (!shape_push(E, d->loc, s, vs[i].i)) return 0;
+        }
+    }
+    return 1;
+}
+
+/* Model inputs: name: tokens[dims] (int32 ids) or real[dims]. */
+static void define_input(Elab *E, Frame *fr, const Node *in)
+{
+    int is_tok = !strcmp(in->sval, "tokens"), id = -1;
+    GShape s = {0};
+    if (env_find(&fr->vars, in->name))
+        err(E, in->loc, "two inputs named '%s'", in->name);
+    else if (!is_tok && strcmp(in->sval, "real"))
+        err(E, in->lhs->loc, "unknown input type '%s'; an input is tokens[...] or real[...]",
+            in->sval);
+    else if (input_shape(E, in, &s))
+        id = leaf(E, in->loc, in->loc, NULL, OP_INPUT, in->name, s, is_tok ? DT_I32 : DT_REAL);
+    env_set(&fr->vars, in->name, vnode(id), in->loc);
+}
+
+/* The returned values become the graph's named outputs. */
+static void set_outputs(Elab *E, const Frame *fr)
+{
+    const Node *e = fr->ret_stmt->list;
+    int n = node_count(e);
+    if (n > 16) {
+        err(E, fr->ret_stmt->loc, "a model returns at most 16 values");
+        return;
+    }
+    for (int i = 0; i < n; i++, e = e->next) {
+        Value v = n == 1 ? fr->ret : fr->ret.items[i];
+        if (v.k == V_ERR) continue;
+        if (v.k != V_TENSOR) {
+            err(E, e->loc, "a model returns tensors, not %s", kind_name(v.k));
+            continue;
+        }
+        char *name = e->kind == ND_VAR ? xstrdup(e->name) : xasprintf("out%d", i);
+        Graph *g = E->g;
+        g->outputs[g->n_outputs] = v.t;
+        g->output_names[g->n_outputs++] = name;
+        if (i == 0) g->output = v.t;
+        if (!strcmp(name, "loss") && g->nodes[v.t].shape.nd == 0) g->loss = v.t;
+    }
+}
+
+static void elab_model(Elab *E, const Node *m)
+{
+    Frame fr = {.def = m, .scope = "", .ret = VERR};
+    for (const Node *in = m->list; in && !E->stop; in = in->next) define_input(E, &fr, in);
+    E->fr = &fr;
+    exec_list(E, m->body);
+    E->fr = NULL;
+    if (!fr.returned && !E->stop)
+        err(E, m->loc, "model '%s' ends without 'return'", m->name);
+    else if (fr.returned && !E->d->errors)
+        set_outputs(E, &fr);
+    env_free(&fr.vars);
+}
+
+/* ---- a check of every block and the model before anything runs ----
+ * Names are resolved without running the code, so mistakes in a block that is
+ * never called are found too. The check is flow-insensitive: a name is known
+ * in a body if it is a parameter or input of it, is assigned or is a loop
+ * variable anywhere in it, or is a hyperparameter of the file. The run reports
+ * later what this cannot see (a use before the assignment); a message at the
+ * same place is given once. */
+
+static void collect_names(Env *names, const Node *s)
+{
+    for (; s; s = s->next) {
+        if (s->kind == ND_ASSIGN)
+            for (const Node *t = s->list; t; t = t->next) env_set(names, t->name, VERR, t->loc);
+        if (s->kind == ND_REPEAT && s->name) env_set(names, s->name, VERR, s->loc);
+        if (s->kind == ND_REPEAT || s->kind == ND_IF) {
+            collect_names(names, s->body);
+            collect_names(names, s->els);
+        }
+    }
+}
+
+static void check_expr(Elab *E, const Node *n);
+
+static void check_label(Elab *E, const Node *n)
+{
+    for (; n && (n->kind == ND_MEMBER || n->kind == ND_INDEX); n = n->lhs)
+        if (n->kind == ND_INDEX) check_expr(E, n->rhs);
+}
+
+static void check_expr(Elab *E, const Node *n)
+{
+    if (!n || E->stop || E->nest >= MAX_NEST) return; /* the run reports deep nesting */
+    E->nest++;
+    switch (n->kind) {
+    case ND_VAR:
+        if (!(E->fr && env_find(&E->fr->vars, n->name)) && !find_param_decl(E, n->name))
+            unknown_var(E, n);
+        break;
+    case ND_CALL:
+        if (!find_preset(E, n->name, E->npresets) && !find_block(E, n->name) &&
+            !find_builtin(n->name))
+            unknown_callee(E, n);
+        check_label(E, n->label);
+        for (const Node *a = n->list; a; a = a->next) check_expr(E, a->lhs);
+        break;
+    case ND_LIST:
+        for (const Node *e = n->list; e; e = e->next) check_expr(E, e);
+        break;
+    case ND_MEMBER:
+        member_error(E, n);
+        break;
+    default:
+        check_expr(E, n->lhs);
+        check_expr(E, n->rhs);
+        break;
+    }
+    E->nest--;
+}
+
+static void check_stmts(Elab *E, const Node *s)
+{
+    if (E->nest >= MAX_NEST) return;
+    E->nest++;
+    for (; s && !E->stop; s = s->next) {
+        check_expr(E, s->lhs);
+        check_expr(E, s->rhs);
+        for (const Node *e = s->kind == ND_RETURN ? s->list : NULL; e; e = e->next)
+            check_expr(E, e);
+        check_stmts(E, s->body);
+        check_stmts(E, s->els);
+    }
+    E->nest--;
+}
+
+/* Checks a block or the model: defaults and input dims see hyperparameters only. */
+static void check_def(Elab *E, const Node *def)
+{
+    Frame fr = {.def = def, .scope = ""};
+    for (const Node *p = def->list; p; p = p->next) {
+        if (p->kind == ND_ARG) check_expr(E, p->lhs); /* a default */
+        for (const Node *d = p->kind == ND_INPUT ? p->list : NULL; d; d = d->next)
+            check_expr(E, d);
+        env_set(&fr.vars, p->name, VERR, p->loc);
+    }
+    collect_names(&fr.vars, def->body);
+    E->fr = &fr;
+    check_stmts(E, def->body);
+    E->fr = NULL;
+    env_free(&fr.vars);
+}
+
+static void elaborate(Elab *E, const KdlSet *sets, int nsets)
+{
+    collect_defs(E);
+    Override *ov = parse_overrides(E, sets, nsets);
+    for (const Node *it = E->items; it && !E->stop; it = it->next) {
+        if (it->kind == ND_PARAM) define_param(E, it, ov, nsets);
+        else if (it->kind == ND_LAYER) define_preset(E, it);
+    }
+    if (!E->model) {
+        err(E, (Loc){E->src, 1, 1}, "no model in this file");
+        diag_hint(E->d, "a file defines one 'model name(inputs) { ... return outputs }'");
+        return;
+    }
+    for (int i = 0; i < E->nblocks && !E->stop; i++) check_def(E, E->blocks[i]);
+    if (!E->stop) check_def(E, E->model);
+    if (!E->stop) elab_model(E, E->model);
+}
+
+/* ======================================================================
+ * the API (frontend.h)
+ * ====================================================================== */
+
+static void graph_truncate(Graph *g, int n)
+{
+    for (int i = n; i < g->n; i++) free(g->nodes[i].name);
+    g->n = n;
+}
+
+static void params_fill(Elab *E, KdlParams *p)
+{
+    p->n = E->params.n;
+    p->names = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->names);
+    p->values = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->values);
+    for (int i = 0; i < p->n; i++) {
+        Str b = {0};
+        fmt_value(&b, E->g, E->params.v[i].v);
+        p->names[i] = xstrdup(E->params.v[i].name);
+        p->values[i] = b.s ? b.s : xstrdup("");
+    }
+}
+
+int kdl_compile(const char *path, const char *src, size_t len, const KdlSet *sets, int nsets,
+                Graph *g, KdlParams *params, FILE *diag)
+{
+    Diag d;
+    diag_init(&d, diag);
+    DSrc file = {path ? path : "<input>", src ? src : "", src ? len : 0};
+    if (params) memset(params, 0, sizeof *params);
+    Elab E = {.d = &d, .ar = arena_new(), .g = g, .src = &file, .n0 = g->n};
+    int outputs0 = g->n_outputs;
+    Node *items;
+    if (!kdl_parse_file(E.ar, &d, &file, &items)) { /* bad numbers alone: go on */
+        E.items = items;
+        elaborate(&E, sets, nsets > 0 ? nsets : 0);
+    }
+    if (d.errors) {
+        graph_truncate(g, E.n0);
+        for (int i = outputs0; i < g->n_outputs; i++) free(g->output_names[i]);
+        g->n_outputs = outputs0;
+    } else {
+        g->n_forward = g->n;
+        if (params) params_fill(&E, params);
+    }
+    env_free(&E.params);
+    free(E.presets);
+    free(E.names.slot);
+    arena_free(E.ar);
+    return d.errors;
+}
+
+const char *kdl_param_get(const KdlParams *p, const char *name)
+{
+    for (int i = 0; p && i < p->n; i++)
+        if (!strcmp(p->names[i], name)) return p->values[i];
+    return NULL;
+}
+
+void kdl_params_free(KdlParams *p)
+{
+    if (!p) return;
+    for (int i = 0; i < p->n; i++) {
+        free(p->names[i]);
+        free(p->values[i]);
+    }
+    free(p->names);
+    free(p->values);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- preset files ---- */
+
+static char *trim(char *s, char *end)
+{
+    while (s < end && (*s == ' ' || *s == '\t')) s++;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r')) end--;
+    *end = 0;
+    return s;
+}
+
+int kdl_sets_load(const char *path, int soft, KdlSet **sets, int *nsets, FILE *diag)
+{
+    Diag d;
+    diag_init(&d, diag);
+    size_t len;
+    char *text = read_file(path, &len);
+    if (!text) {
+        diag_error(&d, (Loc){0}, "cannot read preset file '%s'", path);
+        return d.errors;
+    }
+    char *copy = xmalloc(len + 1); /* messages echo the original lines */
+    memcpy(copy, text, len + 1);
+    DSrc src = {path, copy, len};
+    int line = 1;
+    for (char *s = text, *end = text + len; s < end; line++) {
+        char *nl = memchr(s, '\n', (size_t)(end - s));
+        char *eol = nl ? nl : end, *next = nl ? nl + 1 : end;
+        char *t = trim(s, eol);
+        char *eq = strchr(t, '=');
+        if (*t && *t != '#' && (!eq || eq == t)) {
+            diag_error(&d, (Loc){&src, line, (int)(t - s) + 1},
+                       "expected 'name=value' (a hyperparameter and its new value)");
+        } else if (*t && *t != '#') {
+            char *name = trim(t, eq), *value = trim(eq + 1, eq + 1 + strlen(eq + 1));
+            *sets = xrealloc(*sets, (size_t)(*nsets + 1) * sizeof **sets);
+            (*sets)[(*nsets)++] = (KdlSet){xstrdup(name), xstrdup(value), soft};
+        }
+        s = next;
+    }
+    free(copy);
+    free(text);
+    return d.errors;
+}
+
+void kdl_sets_free(KdlSet *sets, int nsets)
+{
+    for (int i = 0; i < nsets; i++) {
+        free((char *)sets[i].name);
+        free((char *)sets[i].value);
+    }
+    free(sets);
+}

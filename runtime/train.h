@@ -1,0 +1,42 @@
+/* train.h: kanrun train / eval / bench: the training loop and its measurements. */
+#ifndef KANC_TRAIN_H
+#define KANC_TRAIN_H
+
+#include <stdint.h>
+
+#include "config.h"
+
+/* Flags of `kanrun train`. Unset values (NULL, -1, NAN) are taken from the
+   checkpoint when resuming, else from the defaults in train.c. */
+typedef struct {
+    const char *model, *data, *val, *tokenizer, *out, *resume, *device;
+    int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
+    double lr, min_lr, weight_decay, clip;
+    int64_t seed;
+    int threads;
+    int quiet;         /* no per-step lines (tests) */
+    ConfigSets sets;   /* --set */
+} TrainArgs;
+
+void train_args_init(TrainArgs *a);
+/* Parses one flag at argv[*i] (advancing *i past its value). Returns 1 if it
+   was a train flag, 0 if not, -1 on a bad value (message printed). */
+int train_parse_flag(TrainArgs *a, int argc, char **argv, int *i);
+
+/* Runs the training. Returns the process exit status: 0 done, 1 error,
+   3 stopped on a non-finite loss. */
+int train_run(TrainArgs *a);
+
+/* kanrun eval CKPT --data PATH [--val PATH] [--batches K]: validation loss. */
+int eval_run(int argc, char **argv);
+
+/* kanrun bench MODEL.kdl ...: one JSON line, the fields of the PyTorch peer's. */
+int bench_run(int argc, char **argv);
+
+/* the learning rate of step t (0-based): linear warmup, then cosine to min_lr */
+double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_lr);
+
+/* threads for OpenMP and OpenBLAS (0: leave as is) */
+void set_threads(int threads);
+
+#endif

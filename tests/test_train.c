@@ -1,0 +1,356 @@
+/* test_train.c: kanrun end to end: training, checkpoints, resume, eval, sample, bad input.
+ *
+ * Runs the built binary (KANC_ROOT/build/kanrun) the way a user does, on a
+ * small kansformers model and the King James Bible corpus (data/kjv.txt,
+ * written by scripts/prepare_corpus.sh, which .ci/run calls first).
+ */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "util.h"
+
+/* a tiny kansformers: 2 layers, 2 heads, 32 wide, context 32, batch 4 */
+#define TINY "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 4"
+
+static const char *root(void)
+{
+    const char *r = getenv("KANC_ROOT");
+    return r ? r : ".";
+}
+
+static char *tmpdir(void)
+{
+    char tmpl[] = "/tmp/kanc-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    cr_assert(d, "mkdtemp");
+    return xstrdup(d);
+}
+
+/* Runs a shell command line (with kanrun = the built binary), capturing
+   stdout+stderr into *out. Returns the exit status, or 128+signal. */
+static int run(char **out, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char cmd[4096];
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char *full = xasprintf("cd '%s' && KANRUN=build/kanrun; %s 2>&1", root(), cmd);
+    FILE *p = popen(full, "r");
+    cr_assert(p, "popen %s", full);
+    size_t cap = 1 << 16, n = 0;
+    char *buf = xmalloc(cap);
+    size_t got;
+    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0)
+        if ((n += got) + 1 >= cap) buf = xrealloc(buf, cap *= 2);
+    buf[n] = 0;
+    int st = pclose(p);
+    free(full);
+    if (out)
+        *out = buf;
+    else
+        free(buf);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return WEXITSTATUS(st);
+}
+
+/* Runs a shell command line and kills it (SIGKILL) as soon as a line of its
+   output contains marker; fails if it ends before that. */
+static void kill_at(const char *cmd, const char *marker)
+{
+    int fd[2];
+    cr_assert_eq(pipe(fd), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 1);
+        dup2(fd[1], 2);
+        close(fd[0]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    FILE *f = fdopen(fd[0], "r");
+    char line[1024];
+    int seen = 0;
+    while (!seen && fgets(line, sizeof line, f)) seen = strstr(line, marker) != NULL;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    fclose(f);
+    cr_assert(seen, "'%s' never printed '%s'", cmd, marker);
+}
+
+static const char *corpus(void)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/data/kjv.txt", root());
+    struct stat st;
+    cr_assert(stat(path, &st) == 0 && st.st_size > 4000000,
+              "%s missing: run scripts/prepare_corpus.sh (bible-kjv)", path);
+    return path;
+}
+
+/* the losses of metrics.jsonl's step lines, as printed */
+static int read_losses(const char *dir, char lines[][64], int max)
+{
+    char *path = xasprintf("%s/metrics.jsonl", dir);
+    char *text = read_file(path, NULL);
+    free(path);
+    cr_assert(text, "no metrics in %s", dir);
+    int n = 0;
+    for (char *l = strtok(text, "\n"); l && n < max; l = strtok(NULL, "\n")) {
+        char *p = strstr(l, "\"loss\":");
+        if (!p) continue;
+        snprintf(lines[n++], 64, "%.*s", (int)strcspn(p + 7, ","), p + 7);
+    }
+    free(text);
+    return n;
+}
+
+static void *read_area(Model *m, DevArea a, size_t *bytes)
+{
+    *bytes = (size_t)device_area_elems(m->dev, a) * 4;
+    void *p = xmalloc(*bytes + 4);
+    m->dev->ops->read_area(m->dev, a, p);
+    return p;
+}
+
+/* loads a checkpoint directory into a fresh model */
+static void load_ckpt(const char *dir, Model *m, cJSON **state)
+{
+    CkptInfo info;
+    char err[512];
+    cr_assert_eq(ckpt_info(dir, &info, err, sizeof err), 0, "%s", err);
+    ConfigSets cs;
+    ckpt_sets(&info, &cs);
+    cr_assert_eq(model_compile(m, info.model_path, info.source, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu",
+                               stderr), 0);
+    cr_assert_eq(ckpt_load(dir, m, state, err, sizeof err), 0, "%s", err);
+    config_sets_free(&cs);
+    ckpt_info_free(&info);
+}
+
+static int same_area(Model *a, Model *b, DevArea area)
+{
+    size_t na, nb;
+    void *x = read_area(a, area, &na), *y = read_area(b, area, &nb);
+    int same = na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 300)
+{
+    char *a = tmpdir(), *b = tmpdir(), *out = NULL;
+    const char *data = corpus();
+    const char *flags = TINY " --steps 8 --warmup 2 --eval-every 0 --log-every 1 --threads 2";
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, a, flags), 0,
+                 "%s", out);
+    free(out);
+    /* the same run again, killed (SIGKILL) during step 5, after the
+       checkpoint of step 4; then resumed */
+    char *cmd = xasprintf("cd '%s' && exec build/kanrun train models/kansformers.kdl --data %s --out %s %s "
+                          "--save-every 4", root(), data, b, flags);
+    kill_at(cmd, "step      5/8");
+    free(cmd);
+    cr_assert_eq(run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);
+    free(out);
+    char la[16][64], lb[16][64];
+    int na = read_losses(a, la, 16), nb = read_losses(b, lb, 16);
+    cr_assert_eq(na, 8);
+    cr_assert_eq(nb, 8, "the resumed run's metrics hold every step once");
+    for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lb[i], "loss of step %d", i + 1);
+    /* and the final state is identical to the bit */
+    Model ma, mb;
+    cJSON *sa = NULL, *sb = NULL;
+    load_ckpt(a, &ma, &sa);
+    load_ckpt(b, &mb, &sb);
+    cr_expect(same_area(&ma, &mb, AREA_PARAMS), "parameters differ after resume");
+    cr_expect(same_area(&ma, &mb, AREA_M) && same_area(&ma, &mb, AREA_V), "AdamW moments differ");
+    cr_expect_eq(ma.dev->step, 8);
+    cr_expect_eq(mb.dev->step, 8);
+    cJSON_Delete(sa), cJSON_Delete(sb);
+    model_free(&ma), model_free(&mb);
+    /* a third run with the same seed: the same losses */
+    char *c = tmpdir();
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, c, flags), 0,
+                 "%s", out);
+    free(out);
+    char lc[16][64];
+    cr_assert_eq(read_losses(c, lc, 16), 8);
+    for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lc[i], "same seed, step %d", i + 1);
+}
+
+Test(train, checkpoint_round_trip_is_bit_exact, .timeout = 120)
+{
+    char *dir = tmpdir(), *out = NULL;
+    cr_assert_eq(run(&out, "$KANRUN train models/hybrid.kdl --data %s --out %s " TINY
+                           " --steps 3 --warmup 1 --eval-every 0 --quiet",
+                     corpus(), dir), 0, "%s", out);
+    free(out);
+    Model m, m2;
+    cJSON *st = NULL, *st2 = NULL;
+    load_ckpt(dir, &m, &st);
+    /* save it elsewhere, load that: every area and the step survive exactly */
+    char *dir2 = tmpdir(), err[512];
+    cr_assert_eq(ckpt_save(dir2, &m, "bytes", st, err, sizeof err), 0, "%s", err);
+    load_ckpt(dir2, &m2, &st2);
+    cr_expect(same_area(&m, &m2, AREA_PARAMS));
+    cr_expect(same_area(&m, &m2, AREA_BUFFERS));
+    cr_expect(same_area(&m, &m2, AREA_M));
+    cr_expect(same_area(&m, &m2, AREA_V));
+    cr_expect_eq(m2.dev->step, 3);
+    /* model.safetensors is a PyTorch state_dict: format pt, minGPT's mask buffers */
+    char *path = xasprintf("%s/model.safetensors", dir2);
+    StFile f;
+    cr_assert_eq(st_open(&f, path, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(st_meta(&f, "format"), "pt");
+    const StTensor *mask = st_find(&f, "transformer.h.0.attn.bias");
+    cr_assert(mask, "attn.bias buffer exported");
+    cr_expect_eq(mask->rank, 4);
+    cr_expect(st_find(&f, "transformer.h.1.mlp.c_fc.layers.0.spline_weight") != NULL);
+    cr_expect(st_find(&f, "lm_head.weight") != NULL);
+    st_close(&f);
+    free(path);
+    cJSON_Delete(st), cJSON_Delete(st2);
+    model_free(&m), model_free(&m2);
+}
+
+Test(train, a_checkpoint_killed_mid_write_leaves_the_previous_one, .timeout = 200)
+{
+    char *dir = tmpdir(), *out = NULL;
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                           " --steps 2 --warmup 1 --eval-every 0 --quiet",
+                     corpus(), dir), 0, "%s", out);
+    free(out);
+    Model m;
+    cJSON *st = NULL;
+    load_ckpt(dir, &m, &st);
+    size_t nbytes;
+    void *before = read_area(&m, AREA_PARAMS, &nbytes);
+    /* children that start overwriting the checkpoint (as step 3) and are
+       killed at increasing moments; after each, the directory still loads */
+    for (int attempt = 0; attempt < 6; attempt++) {
+        pid_t pid = fork();
+        cr_assert(pid >= 0);
+        if (pid == 0) {
+            char err[256];
+            m.dev->step = 3;
+            for (;;) ckpt_save(dir, &m, "bytes", st, err, sizeof err);
+        }
+        usleep(200 + 1500 * attempt);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        Model m2;
+        cJSON *st2 = NULL;
+        load_ckpt(dir, &m2, &st2);
+        size_t n2;
+        void *after = read_area(&m2, AREA_PARAMS, &n2);
+        cr_expect(n2 == nbytes && !memcmp(before, after, nbytes), "parameters survive a kill");
+        cr_expect(m2.dev->step == 2 || m2.dev->step == 3, "a whole checkpoint, step %lld",
+                  (long long)m2.dev->step);
+        free(after);
+        cJSON_Delete(st2);
+        model_free(&m2);
+    }
+    free(before);
+    cJSON_Delete(st);
+    model_free(&m);
+}
+
+Test(train, sampling_with_a_seed_is_reproducible, .timeout = 120)
+{
+    char *dir = tmpdir(), *out = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                           " --steps 2 --warmup 1 --eval-every 0 --quiet",
+                     corpus(), dir), 0, "%s", out);
+    free(out);
+    const char *args = "--prompt 'In the beginning' --tokens 24 --temperature 0.9 --top-k 40 --top-p 0.95";
+    cr_assert_eq(run(&s1, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s1);
+    cr_assert_eq(run(&s2, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s2);
+    cr_assert_eq(run(&s3, "$KANRUN sample %s %s --seed 8", dir, args), 0, "%s", s3);
+    cr_expect_str_eq(s1, s2);
+    cr_expect(strncmp(s1, "In the beginning", 16) == 0, "the prompt is echoed: %s", s1);
+    cr_expect(strcmp(s1, s3) != 0, "another seed, another sample");
+    /* greedy decoding ignores the seed; a long prompt is cropped to the context */
+    free(s1), free(s2);
+    cr_assert_eq(run(&s1, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 1 --prompt \"$(head -c 3000 %s)\"",
+                     dir, corpus()), 0, "%s", s1);
+    cr_assert_eq(run(&s2, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 2 --prompt \"$(head -c 3000 %s)\"",
+                     dir, corpus()), 0, "%s", s2);
+    cr_expect_str_eq(s1, s2);
+}
+
+/* The measured bar: kansformers gpt-nano (3 layers, 3 heads, 48 wide, context
+   64, batch 16, bytes) for 300 steps at lr 3e-3 reaches a validation loss of
+   about 2.4 nats per byte (uniform: ln 256 = 5.55). The bar is 2.75. */
+Test(train, kansformers_nano_learns_english, .timeout = 600)
+{
+    char *dir = tmpdir(), *out = NULL;
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s --steps 300 --lr 3e-3 "
+                           "--min-lr 3e-4 --warmup 30 --eval-every 300 --eval-batches 10 --log-every 100 --threads 2",
+                     corpus(), dir), 0, "%s", out);
+    char *p = strstr(out, "val loss ");
+    cr_assert(p, "%s", out);
+    double vl = atof(p + 9);
+    cr_log_info("kansformers gpt-nano, 300 steps: val loss %.4f", vl);
+    cr_expect_lt(vl, 2.75, "validation loss %.4f is not below the bar 2.75", vl);
+    free(out);
+    cr_assert_eq(run(&out, "$KANRUN eval %s --data %s --batches 10", dir, corpus()), 0, "%s", out);
+    cr_expect(strstr(out, "perplexity") != NULL, "%s", out);
+    free(out);
+}
+
+/* every command's bad input: a message and a non-zero status, never a signal */
+Test(train, bad_input_is_an_error_not_a_crash, .timeout = 200)
+{
+    char *dir = tmpdir(), *out = NULL;
+    struct {
+        const char *cmd, *expect;
+    } cases[] = {
+        {"$KANRUN train models/kansformers.kdl --data /nonexistent/text", "/nonexistent/text"},
+        {"$KANRUN train models/kansformers.kdl", "--data"},
+        {"$KANRUN train models/kansformers.kdl --data %s/empty.txt --out %s/r1", "empty"},
+        {"$KANRUN train models/kansformers.kdl --data %s/short.txt --out %s/r2", "too short"},
+        {"$KANRUN train models/kansformers.kdl --data %s/short.txt --steps -4", "--steps"},
+        {"$KANRUN train models/nonexistent.kdl --data %s/short.txt", "nonexistent.kdl"},
+        {"$KANRUN train --resume %s/nockpt", "model.safetensors"},
+        {"$KANRUN train --resume %s/trunc", "truncated"},
+        {"$KANRUN sample %s/trunc", "truncated"},
+        {"$KANRUN eval %s/trunc --data %s/short.txt", "truncated"},
+        {"$KANRUN sample %s/nockpt --temperature -1", "temperature"},
+        {"$KANRUN verify models/kansformers.kdl %s/trunc/model.safetensors", "truncated"},
+        {"$KANRUN verify models/mingpt.kdl ../shared/fixtures/gpt_kansformers.safetensors", "missing"},
+        {"$KANRUN encode --tokenizer gpt2:/nonexistent", "/nonexistent"},
+        {"echo 1 2 999999 | $KANRUN decode", "outside the vocabulary"},
+        {"$KANRUN bench models/kansformers.kdl --set n_head=5", "n_head"},
+        {"$KANRUN frobnicate", "unknown command"},
+    };
+    /* fixtures: an empty file, a too-short file, a truncated checkpoint */
+    char *cmd = xasprintf("cd %s && : > empty.txt && printf 'tiny' > short.txt && mkdir -p trunc nockpt", dir);
+    cr_assert_eq(system(cmd), 0);
+    free(cmd);
+    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/good " TINY
+                           " --steps 1 --warmup 1 --eval-every 0 --quiet && head -c 5000 %s/good/model.safetensors > %s/trunc/model.safetensors",
+                     corpus(), dir, dir, dir), 0, "%s", out);
+    free(out);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *c = xasprintf(cases[i].cmd, dir, dir);
+        int st = run(&out, "%s", c);
+        cr_expect(st != 0 && st < 128, "'%s' exited %d:\n%s", c, st, out);
+        cr_expect(strstr(out, cases[i].expect) != NULL, "'%s' should mention '%s':\n%s", c,
+                  cases[i].expect, out);
+        free(out);
+        free(c);
+    }
+}
