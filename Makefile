@@ -14,11 +14,11 @@ LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
            $(shell pkg-config --libs libcjson libpcre2-8) -lm -ldl -fopenmp
 
 GEN      := $(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.yy.c
-LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c runtime/*.c))
+LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c runtime/*.c runtime/emu/*.c))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/kdl.tab.o $(BUILD)/gen/kdl.yy.o
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC))
-HDRS     := $(wildcard compiler/*.h runtime/*.h runtime/*.inc) $(BUILD)/gen/kdl.tab.h
+HDRS     := $(wildcard compiler/*.h runtime/*.h runtime/*.inc runtime/emu/*.h) $(BUILD)/gen/kdl.tab.h
 
 all: $(BUILD)/kanc $(BUILD)/kanrun
 
@@ -50,12 +50,17 @@ $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libkanc.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 test: all $(BUILD)/run_tests
-	KANC_ROOT=$(CURDIR) SHARED=$(abspath ../shared) $(BUILD)/run_tests --jobs 2
+	KANC_ROOT=$(CURDIR) SHARED=$(abspath ../shared) $(BUILD)/run_tests --jobs 1
 
 setup:
 	bash scripts/setup.sh
 
+# On a machine with an NVIDIA GPU: build, verify every fixture on the device,
+# GPU-vs-CPU loss curves, and kanrun bench against PyTorch (docs/cuda.md).
+gpu-check:
+	bash scripts/gpu_check.sh
+
 clean:
 	rm -rf $(BUILD)
 
-.PHONY: all test setup clean
+.PHONY: all test setup clean gpu-check

@@ -29,7 +29,7 @@
 #include "util.h"
 
 /* ------------------------------------------------------------------------ */
-/* the fixed library: generated from the CUDA text, kept as C strings        */
+/* the fixed library: CUDA text, one string per line                        */
 /* ------------------------------------------------------------------------ */
 
 /* The library's text up to the random numbers, and after them. Edit it as CUDA: each
@@ -63,7 +63,7 @@ static const char *const KANC_LIB_1[] = {
     "#define KANC_PTR(T, base, bytes) ((T *)((base) + (unsigned long long)(bytes)))\n",
     "#define KANC_SCALARS(args) ((KancScalars *)(args)->scalars)\n",
     "#define KANC_BIG 3.402823466e+38f /* FLT_MAX: start of a max reduction */\n",
-    "#define KD static __device__ __forceinline__\n",
+    "#define KD __device__ __forceinline__ /* not static: NVRTC warns of unused statics */\n",
     "\n",
     "/* Dynamic shared memory (the launch's smem bytes) as a T array. */\n",
     "#ifdef KANC_EMU\n",
@@ -597,65 +597,85 @@ static const char *const KANC_LIB_2[] = {
     "    }\n",
     "}\n",
     "\n",
-    "/* backward, pass 1 (one warp per row u): dS[u, j] = P (dP - rowdot) sc with\n",
-    "   dP = mask (dy_i . v_j) and rowdot = sum_j P dP; dS goes to the workspace. */\n",
+    "/* Backward in three passes. P is dead after the backward, so pass 2 writes\n",
+    "   dS over it instead of taking a workspace as large as P; pass 1 reads P first.\n",
+    "   Dropout masks come from the counter RNG, as in the forward. */\n",
+    "\n",
+    "/* pass 1: dv_j = sum_i mask_ij P_ij dy_i; one thread per element of the v part */\n",
+    "template <int CAUSAL, int ACC>\n",
+    "__device__ __forceinline__ void kanc_attention_bwd_dv(float *dqkv, const float *dy, const float *P,\n",
+    "                                                      int B, int T, int C, int H, double p,\n",
+    "                                                      float keep, uint64_t seed, uint64_t stream)\n",
+    "{\n",
+    "    int D = C / H, C3 = 3 * C;\n",
+    "    for (long long e = kanc_gtid(); e < (long long)B * T * C; e += kanc_gstride()) {\n",
+    "        int c = (int)(e % C), t = (int)(e / C % T), h = c / D;\n",
+    "        long long b = e / ((long long)T * C), bh = b * H + h;\n",
+    "        float s = 0.0f;\n",
+    "        for (int i = CAUSAL ? t : 0; i < T; i++) {\n",
+    "            long long q = (bh * T + i) * T + t; /* P[b, h, i, t] */\n",
+    "            float a = p > 0.0 ? P[q] * kanc_drop(p, keep, seed, stream, (uint64_t)q) : P[q];\n",
+    "            s += a * dy[(b * T + i) * C + c];\n",
+    "        }\n",
+    "        long long o = (b * T + t) * C3 + 2 * C + c;\n",
+    "        dqkv[o] = ACC ? dqkv[o] + s : s;\n",
+    "    }\n",
+    "}\n",
+    "\n",
+    "/* pass 2, one warp per row u = (b*H + h)*T + i: dP_ij = mask_ij (dy_i . v_j),\n",
+    "   rowdot = sum_j P_ij dP_ij, then dS_ij = P_ij (dP_ij - rowdot) / sqrt(D) over\n",
+    "   P's row (dP is computed twice rather than stored) */\n",
     "template <int CAUSAL>\n",
-    "__device__ __forceinline__ void kanc_attention_bwd_ds(float *dS, const float *dy, const float *qkv,\n",
-    "                                                      const float *P, int B, int T, int C, int H,\n",
-    "                                                      float sc, double p, float keep,\n",
-    "                                                      uint64_t seed, uint64_t stream)\n",
+    "__device__ __forceinline__ void kanc_attention_bwd_ds(float *PdS, const float *dy, const float *qkv,\n",
+    "                                                      int B, int T, int C, int H, float sc,\n",
+    "                                                      double p, float keep, uint64_t seed,\n",
+    "                                                      uint64_t stream)\n",
     "{\n",
     "    int lane = threadIdx.x & 31;\n",
     "    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);\n",
-    "    if (u >= (long long)B * H * T) return;\n",
+    "    if (u >= (long long)B * H * T) return; /* whole warps leave together */\n",
     "    int D = C / H, C3 = 3 * C, h = (int)(u / T % H), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;\n",
     "    long long b = u / ((long long)H * T);\n",
-    "    const float *g = dy + (b * T + i) * C + h * D, *kv = qkv + b * T * C3 + h * D, *pr = P + u * T;\n",
-    "    float *ds = dS + u * T;\n",
+    "    const float *g = dy + (b * T + i) * C + h * D, *kv = qkv + b * T * C3 + h * D;\n",
+    "    float *row = PdS + u * T;\n",
     "    double rowdot = 0.0;\n",
     "    for (int j = lane; j < jn; j += 32) {\n",
     "        const float *vj = kv + (long long)j * C3 + 2 * C;\n",
     "        float da = 0.0f;\n",
     "        for (int d = 0; d < D; d++) da += g[d] * vj[d];\n",
     "        float m = p > 0.0 ? kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : 1.0f;\n",
-    "        ds[j] = da * m;\n",
-    "        rowdot += (double)pr[j] * ds[j];\n",
+    "        rowdot += (double)row[j] * (da * m);\n",
     "    }\n",
     "    rowdot = kanc_warp_sum(rowdot);\n",
-    "    for (int j = lane; j < jn; j += 32) ds[j] = (float)(pr[j] * (ds[j] - rowdot)) * sc;\n",
+    "    for (int j = lane; j < jn; j += 32) { /* each lane rewrites only its own entries */\n",
+    "        const float *vj = kv + (long long)j * C3 + 2 * C;\n",
+    "        float da = 0.0f;\n",
+    "        for (int d = 0; d < D; d++) da += g[d] * vj[d];\n",
+    "        float m = p > 0.0 ? kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : 1.0f;\n",
+    "        row[j] = (float)(row[j] * ((double)(da * m) - rowdot)) * sc;\n",
+    "    }\n",
     "}\n",
     "\n",
-    "/* backward, pass 2: one thread per element of dqkv[B,T,3C]:\n",
-    "   dq_i = sum_j dS_ij k_j, dk_j = sum_i dS_ij q_i, dv_j = sum_i mask P_ij dy_i */\n",
+    "/* pass 3: dq_i = sum_j dS_ij k_j, dk_j = sum_i dS_ij q_i; one thread per\n",
+    "   element of the q and k parts */\n",
     "template <int CAUSAL, int ACC>\n",
-    "__device__ __forceinline__ void kanc_attention_bwd_qkv(float *dqkv, const float *dS, const float *dy,\n",
-    "                                                       const float *qkv, const float *P, int B,\n",
-    "                                                       int T, int C, int H, double p, float keep,\n",
-    "                                                       uint64_t seed, uint64_t stream)\n",
+    "__device__ __forceinline__ void kanc_attention_bwd_dqk(float *dqkv, const float *dS, const float *qkv,\n",
+    "                                                       int B, int T, int C, int H)\n",
     "{\n",
     "    int D = C / H, C3 = 3 * C;\n",
-    "    for (long long e = kanc_gtid(); e < (long long)B * T * C3; e += kanc_gstride()) {\n",
-    "        int col = (int)(e % C3), t = (int)(e / C3 % T), part = col / C, h = col % C / D;\n",
-    "        long long b = e / ((long long)T * C3), bh = b * H + h;\n",
-    "        const float *base = qkv + b * T * C3 + col % C; /* this head-column of q at row 0 */\n",
+    "    for (long long e = kanc_gtid(); e < (long long)B * T * 2 * C; e += kanc_gstride()) {\n",
+    "        int col = (int)(e % (2 * C)), t = (int)(e / (2 * C) % T), c = col % C, h = c / D;\n",
+    "        long long b = e / ((long long)T * 2 * C), bh = b * H + h;\n",
+    "        const float *qb = qkv + b * T * C3 + c; /* q[b, 0, c]; k is C further */\n",
     "        float s = 0.0f;\n",
-    "        if (part == 0) { /* dq */\n",
-    "            int jn = CAUSAL ? t + 1 : T;\n",
+    "        if (col < C) { /* dq */\n",
     "            const float *dsr = dS + (bh * T + t) * T;\n",
-    "            for (int j = 0; j < jn; j++) s += dsr[j] * base[(long long)j * C3 + C];\n",
-    "        } else {\n",
-    "            for (int i = CAUSAL ? t : 0; i < T; i++) {\n",
-    "                long long u = bh * T + i;\n",
-    "                if (part == 1) /* dk */\n",
-    "                    s += dS[u * T + t] * base[(long long)i * C3];\n",
-    "                else { /* dv */\n",
-    "                    float a = p > 0.0 ? P[u * T + t] * kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + t))\n",
-    "                                      : P[u * T + t];\n",
-    "                    s += a * dy[(b * T + i) * C + col % C];\n",
-    "                }\n",
-    "            }\n",
+    "            for (int j = 0; j < (CAUSAL ? t + 1 : T); j++) s += dsr[j] * qb[(long long)j * C3 + C];\n",
+    "        } else { /* dk */\n",
+    "            for (int i = CAUSAL ? t : 0; i < T; i++) s += dS[(bh * T + i) * T + t] * qb[(long long)i * C3];\n",
     "        }\n",
-    "        dqkv[e] = ACC ? dqkv[e] + s : s;\n",
+    "        long long o = (b * T + t) * C3 + col;\n",
+    "        dqkv[o] = ACC ? dqkv[o] + s : s;\n",
     "    }\n",
     "}\n",
     "\n",
@@ -902,6 +922,8 @@ static Loc aux_loc(Gen *G, int i)
     return (Loc){KA_ARENA, G->p->aux_off[i]};
 }
 
+static int n_id(const Gen *G) { return G->n->id; }
+
 /* the node's accumulate flag: parameter gradients always accumulate */
 static int node_acc(const GNode *n) { return n->a.acc || (n->op >= OP_SEED && n->gparam >= 0); }
 
@@ -921,6 +943,16 @@ static const char *dlit(char *buf, double v)
 }
 
 static const char *shp(const GShape *s, char *buf) { return shape_str(s, buf, 96); }
+
+static const char *act_short(int act)
+{
+    switch (act) {
+    case ACT_SILU: return "silu";
+    case ACT_GELU: return "gelu";
+    case ACT_RELU: return "relu";
+    default: return "identity";
+    }
+}
 
 static const char *act_name(int act)
 {
@@ -970,6 +1002,9 @@ static void kernel_begin(Gen *G, const char *what, unsigned gx, unsigned gy, uns
 {
     snprintf(G->kname, sizeof G->kname, "n%d_%s", G->n->id, what);
     G->ksync = sync;
+    if (gy > 65535)
+        fail(G, "cuda: node %d: %s needs %u row tiles, over the grid's 65535; use a larger tile_m",
+             G->n->id, what, gy);
     CudaLaunch *l = add_launch(G, LAUNCH_KERNEL, G->kname);
     l->grid[0] = gx;
     l->grid[1] = gy;
@@ -1047,6 +1082,7 @@ typedef struct {
     int64_t m, n, k, lda, ldb, ldc;
     float alpha, beta;
     Loc a, b, c;
+    const char *na, *nb, *nc; /* what A, B and C are, for comments */
 } Gemm;
 
 static void emit_gemm(Gen *G, const char *what, const Gemm *q, const char *note)
@@ -1063,19 +1099,22 @@ static void emit_gemm(Gen *G, const char *what, const Gemm *q, const char *note)
                              .off_c = q->c.off};
         sb_put(&G->src,
                "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
-               "%s op(A) op(B) + %s C, trans %d %d, k %lld */\n\n",
+               "%g op(A) op(B) + %g C, trans %d %d, k %lld;\n   A = %s, B = %s, C = %s */\n\n",
                G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n,
-               flit(ba, q->alpha), flit(bb, q->beta), q->ta, q->tb, (long long)q->k);
+               (double)q->alpha, (double)q->beta, q->ta, q->tb, (long long)q->k, q->na, q->nb, q->nc);
         return;
     }
     int TM = G->o.tile_m, TN = G->o.tile_n, TK = G->o.tile_k;
     kernel_begin(G, what, (unsigned)cdiv(q->n, TN), (unsigned)cdiv(q->m, TM), BLOCK, 1,
-                 "%s\n   C[%lld,%lld] = %s op(A) op(B) + %s C, trans %d %d, k %lld", note,
-                 (long long)q->m, (long long)q->n, flit(ba, q->alpha), flit(bb, q->beta), q->ta,
-                 q->tb, (long long)q->k);
-    ptr(G, "const float", "A", q->a, NULL, NULL);
-    ptr(G, "const float", "B", q->b, NULL, NULL);
-    ptr(G, "float", "C", q->c, NULL, NULL);
+                 "%s\n   C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld", note,
+                 (long long)q->m, (long long)q->n, (double)q->alpha, (double)q->beta, q->ta, q->tb,
+                 (long long)q->k);
+    const char *type[3] = {"const float", "const float", "float"}, *var[3] = {"A", "B", "C"};
+    const char *what3[3] = {q->na, q->nb, q->nc};
+    Loc loc[3] = {q->a, q->b, q->c};
+    for (int i = 0; i < 3; i++)
+        sb_put(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld); /* %s */\n", type[i], var[i], type[i],
+               AREA_FIELD[loc[i].area], (long long)loc[i].off, what3[i]);
     line(G, "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
          q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k,
          (long long)q->lda, (long long)q->ldb, (long long)q->ldc, flit(ba, q->alpha),
@@ -1168,7 +1207,7 @@ static void emit_act_bwd(Gen *G)
     int64_t N = shape_numel(&n->shape);
     char body[128];
     kernel_begin(G, "act_bwd", blocks_for(N), 1, BLOCK, 0, "dx (+)= dy * %s'(x)",
-                 act_name(n->a.act));
+                 act_short(n->a.act));
     out_ptr(G, "dx");
     in_ptr(G, "dy", 0);
     in_ptr(G, "x", 1);
@@ -1329,6 +1368,22 @@ static void emit_col_reduce(Gen *G)
     kernel_end(G);
 }
 
+/* comments for the operands: roles ra, rb of input nodes ia, ib; the output rc */
+static void describe(Gen *G, Gemm *q, const char *ra, int ia, const char *rb, int ib, const char *rc,
+                     char *sa, char *sb, char *sc)
+{
+    const GNode *a = &G->g->nodes[ia], *b = &G->g->nodes[ib], *n = G->n;
+    char t[96];
+    snprintf(sa, 160, "%s %s%s%s", ra, shp(&a->shape, t), a->name ? " " : "", a->name ? a->name : "");
+    snprintf(sb, 160, "%s %s%s%s", rb, shp(&b->shape, t), b->name ? " " : "", b->name ? b->name : "");
+    const GNode *tg = n->op >= OP_SEED && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
+    snprintf(sc, 160, "%s %s%s%s%s", rc, shp(&n->shape, t), tg ? " grad of " : "",
+             tg && tg->name ? tg->name : "", node_acc(n) ? " (accumulate)" : "");
+    q->na = sa;
+    q->nb = sb;
+    q->nc = sc;
+}
+
 static void emit_linear(Gen *G)
 {
     const GNode *n = G->n;
@@ -1346,8 +1401,9 @@ static void emit_linear(Gen *G)
     Gemm q = {.ta = 0, .tb = 1, .m = N, .n = out, .k = in, .lda = in, .ldb = in, .ldc = out,
               .alpha = 1, .beta = n->a.has_bias ? 1 : 0, .a = value_loc(G, n->in[0]),
               .b = value_loc(G, n->in[1]), .c = y};
-    char note[128], s1[96], s2[96];
+    char note[128], s1[160], s2[160], s3[160];
     snprintf(note, sizeof note, "y%s (+)= x%s W^T", shp(&n->shape, s1), shp(&IN(0)->shape, s2));
+    describe(G, &q, "x", n->in[0], "W", n->in[1], "y", s1, s2, s3);
     emit_gemm(G, "linear_gemm", &q, note);
 }
 
@@ -1358,6 +1414,8 @@ static void emit_linear_bwd_x(Gen *G)
     Gemm q = {.ta = 0, .tb = 0, .m = N, .n = in, .k = out, .lda = out, .ldb = in, .ldc = in,
               .alpha = 1, .beta = node_acc(n) ? 1 : 0, .a = value_loc(G, n->in[0]),
               .b = value_loc(G, n->in[1]), .c = out_loc(G, n)};
+    char s1[160], s2[160], s3[160];
+    describe(G, &q, "dy", n->in[0], "W", n->in[1], "dx", s1, s2, s3);
     emit_gemm(G, "linear_bwd_x", &q, "dx (+)= dy W");
 }
 
@@ -1368,6 +1426,8 @@ static void emit_linear_bwd_w(Gen *G)
     Gemm q = {.ta = 1, .tb = 0, .m = out, .n = in, .k = N, .lda = out, .ldb = in, .ldc = in,
               .alpha = 1, .beta = 1, .a = value_loc(G, n->in[0]), .b = value_loc(G, n->in[1]),
               .c = out_loc(G, n)};
+    char s1[160], s2[160], s3[160];
+    describe(G, &q, "dy", n->in[0], "x", n->in[1], "dW", s1, s2, s3);
     emit_gemm(G, "linear_bwd_w", &q, "dW += dy^T x");
     if (n->a.has_bias) {
         kernel_begin(G, "linear_bwd_b", blocks_for(out), 1, BLOCK, 0,
@@ -1428,9 +1488,9 @@ static void emit_kan(Gen *G)
     int TI = kan_inputs(G, G->o.tile_k, d.S, d.in, 0, (int64_t)d.S * (TM + TN + 2));
     char s1[96], s2[96];
     kernel_begin(G, "kan_fwd", (unsigned)cdiv(d.out, TN), (unsigned)cdiv(d.N, TM), BLOCK, 1,
-                 "y%s = A(x%s) Wf^T, G=%d k=%d %s%s\n   tiles %d rows x %d outputs, %d inputs "
-                 "(%d columns of A) per stage",
-                 shp(&n->shape, s1), shp(&IN(0)->shape, s2), d.G, d.k, act_name(d.act),
+                 "y%s = A(x%s) Wf^T, G=%d k=%d base %s%s\n   tiles: %d rows x %d outputs; "
+                 "per stage, inputs: %d (columns of A: %d)",
+                 shp(&n->shape, s1), shp(&IN(0)->shape, s2), d.G, d.k, act_short(d.act),
                  d.scaler ? " scaler" : "", TM, TN, TI, TI * d.S);
     out_ptr(G, "y");
     in_ptr(G, "x", 0);
@@ -1450,8 +1510,9 @@ static void emit_kan_bwd_w(Gen *G)
                         (int64_t)d.S * (TR + TM));
     kernel_begin(G, "kan_bwd_w", (unsigned)cdiv(d.in, TI), (unsigned)cdiv(d.out, TM), BLOCK, 1,
                  "dWf = dy^T A(x), split into d base, d spline, d scaler (accumulate)\n"
-                 "   G=%d k=%d %s%s; tiles %d outputs x %d inputs (%d columns), %d rows per stage",
-                 d.G, d.k, act_name(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
+                 "   G=%d k=%d base %s%s; tiles: %d outputs x inputs: %d (columns: %d); rows per "
+                 "stage: %d",
+                 d.G, d.k, act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
     ptr(G, "float", "dbase", grad_loc(G, n->in[3]), &IN(3)->shape, "grad of base_weight");
     ptr(G, "float", "dspline", grad_loc(G, n->in[4]), &IN(4)->shape, "grad of spline_weight");
     if (d.scaler)
@@ -1477,8 +1538,9 @@ static void emit_kan_bwd_x(Gen *G)
                         (int64_t)d.S * (TO + TM));
     kernel_begin(G, "kan_bwd_x", (unsigned)cdiv(d.in, TI), (unsigned)cdiv(d.N, TM), BLOCK, 1,
                  "dx (+)= act'(x) (dy Wf)[., 0] + sum_c B'_c(x) (dy Wf)[., 1+c]\n"
-                 "   G=%d k=%d %s%s; tiles %d rows x %d inputs (%d columns), %d outputs per stage",
-                 d.G, d.k, act_name(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
+                 "   G=%d k=%d base %s%s; tiles: %d rows x inputs: %d (columns: %d); outputs per "
+                 "stage: %d",
+                 d.G, d.k, act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
     out_ptr(G, "dx");
     in_ptr(G, "dy", 0);
     in_ptr(G, "x", 1);
@@ -1576,37 +1638,43 @@ static void emit_attention(Gen *G)
     kernel_end(G);
 }
 
+/* three kernels: dv from P; dS written over P (dead after this node: no
+   workspace as large as P); dq and dk from dS */
 static void emit_attention_bwd(Gen *G)
 {
     const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
     AttDims a = att_dims(f);
-    int64_t rows = a.B * a.H * a.T;
-    need_ws(G, rows * a.T * 4);
-    kernel_begin(G, "attention_bwd_ds", (unsigned)cdiv(rows, WARPS_PER_BLOCK), 1,
-                 32 * WARPS_PER_BLOCK, 1,
-                 "dS = P (dP - rowsum(P dP)) / sqrt(D) into the workspace; one warp per row");
-    ptr(G, "float", "dS", (Loc){KA_WS, 0}, &f->aux, NULL);
-    in_ptr(G, "dy", 0);
-    in_ptr(G, "qkv", 1);
-    ptr(G, "const float", "P", aux_loc(G, f->id), &f->aux, "softmax (before dropout)");
-    dropout_params(G, a.p, f->id);
-    att_consts(G, &a);
-    line(G, "kanc_attention_bwd_ds<%d>(dS, dy, qkv, P, %lld, %lld, %lld, %lld, scale, p, keep, seed, stream);",
-         a.causal, (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
-    kernel_end(G);
-    int64_t N = a.B * a.T * 3 * a.C;
-    kernel_begin(G, "attention_bwd_qkv", blocks_for(N), 1, BLOCK, 0,
-                 "dq = dS k, dk = dS^T q, dv = (mask P)^T dy; one thread per element of dqkv");
+    int64_t rows = a.B * a.H * a.T, nv = a.B * a.T * a.C;
+    char dims[96];
+    snprintf(dims, sizeof dims, "%lld, %lld, %lld, %lld", (long long)a.B, (long long)a.T,
+             (long long)a.C, (long long)a.H);
+    kernel_begin(G, "attention_bwd_dv", blocks_for(nv), 1, BLOCK, 0,
+                 "dv_j (+)= sum_i mask P_ij dy_i; one thread per element of dv");
     out_ptr(G, "dqkv");
-    ptr(G, "const float", "dS", (Loc){KA_WS, 0}, &f->aux, NULL);
     in_ptr(G, "dy", 0);
-    in_ptr(G, "qkv", 1);
     ptr(G, "const float", "P", aux_loc(G, f->id), &f->aux, "softmax (before dropout)");
     dropout_params(G, a.p, f->id);
     att_consts(G, &a);
     line(G, "(void)scale;");
-    line(G, "kanc_attention_bwd_qkv<%d, %d>(dqkv, dS, dy, qkv, P, %lld, %lld, %lld, %lld, p, keep, seed, stream);",
-         a.causal, node_acc(n), (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
+    line(G, "kanc_attention_bwd_dv<%d, %d>(dqkv, dy, P, %s, p, keep, seed, stream);", a.causal,
+         node_acc(n), dims);
+    kernel_end(G);
+    kernel_begin(G, "attention_bwd_ds", (unsigned)cdiv(rows, WARPS_PER_BLOCK), 1,
+                 32 * WARPS_PER_BLOCK, 1,
+                 "dS = P (dP - rowsum(P dP)) / sqrt(D), written over P; one warp per row");
+    ptr(G, "float", "PdS", aux_loc(G, f->id), &f->aux, "P in, dS out");
+    in_ptr(G, "dy", 0);
+    in_ptr(G, "qkv", 1);
+    dropout_params(G, a.p, f->id);
+    att_consts(G, &a);
+    line(G, "kanc_attention_bwd_ds<%d>(PdS, dy, qkv, %s, scale, p, keep, seed, stream);", a.causal, dims);
+    kernel_end(G);
+    kernel_begin(G, "attention_bwd_dqk", blocks_for(2 * nv), 1, BLOCK, 0,
+                 "dq (+)= dS k, dk (+)= dS^T q; one thread per element of dq and dk");
+    out_ptr(G, "dqkv");
+    ptr(G, "const float", "dS", aux_loc(G, f->id), &f->aux, "dS (over P)");
+    in_ptr(G, "qkv", 1);
+    line(G, "kanc_attention_bwd_dqk<%d, %d>(dqkv, dS, qkv, %s);", a.causal, node_acc(n), dims);
     kernel_end(G);
 }
 
@@ -1701,15 +1769,46 @@ static void emit_grad_norm(Gen *G)
     kernel_end(G);
 }
 
+typedef struct {
+    int64_t off, len;
+    int decay, count;
+    const char *first;
+} AdamRange;
+
 static void emit_adamw(Gen *G)
 {
     const Graph *g = G->g;
+    /* consecutive trainable parameters (in storage order) with the same decay
+       flag form one range */
+    AdamRange *r = xmalloc(sizeof *r * (size_t)(g->n + 1));
+    int nr = 0;
     int64_t total = 0;
-    for (int j = 0; j < g->n; j++)
-        if (g->nodes[j].op == OP_PARAM && g->nodes[j].trainable) total += shape_numel(&g->nodes[j].shape);
+    for (int j = 0; j < g->n; j++) {
+        const GNode *q = &g->nodes[j];
+        if (q->op != OP_PARAM || !q->trainable) continue;
+        int64_t len = shape_numel(&q->shape);
+        AdamRange *last = nr ? &r[nr - 1] : NULL;
+        if (last && last->decay == q->decay && last->off + last->len == G->p->pos[j]) {
+            last->len += len;
+            last->count++;
+        } else {
+            r[nr++] = (AdamRange){G->p->pos[j], len, q->decay, 1, q->name};
+        }
+        total += len;
+    }
+    /* the ranges as a constant table: one loop in the kernel, not one inlined loop per range */
+    if (nr) {
+        sb_put(&G->src, "/* node %d adamw: parameter ranges {offset, elements, weight decay} */\n", n_id(G));
+        sb_put(&G->src, "__constant__ long long n%d_adamw_ranges[%d][3] = {\n", n_id(G), nr);
+        for (int i = 0; i < nr; i++)
+            sb_put(&G->src, "    {%lld, %lld, %d}, /* %s%s (%d tensor%s) */\n", (long long)r[i].off,
+                   (long long)r[i].len, r[i].decay, r[i].first ? r[i].first : "?",
+                   r[i].count > 1 ? " .." : "", r[i].count, r[i].count > 1 ? "s" : "");
+        sb_put(&G->src, "};\n\n");
+    }
     kernel_begin(G, "adamw", blocks_for(total), 1, BLOCK, 0,
                  "clip by the global norm (torch clip_grad_norm_), AdamW on every trainable "
-                 "parameter (%lld elements)", (long long)total);
+                 "parameter (%lld elements in %d ranges)", (long long)total, nr);
     line(G, "KancScalars *sc = KANC_SCALARS(args);");
     line(G, "double gs = 1.0; /* clip scale: clip / (norm + 1e-6) when that is < 1 */");
     line(G, "if (sc->clip > 0.0f) {");
@@ -1717,42 +1816,20 @@ static void emit_adamw(Gen *G)
     line(G, "    if (c < 1.0) gs = c;");
     line(G, "}");
     line(G, "if (blockIdx.x == 0 && threadIdx.x == 0) sc->clip_scale = (float)gs;");
-    line(G, "double t = (double)(sc->step + 1), lr = sc->lr, b1 = sc->beta1, b2 = sc->beta2;");
-    line(G, "float step = (float)(lr / (1.0 - pow(b1, t))), bc2 = (float)sqrt(1.0 - pow(b2, t));");
-    line(G, "float decay = (float)(1.0 - lr * sc->weight_decay), no_decay = 1.0f;");
-    line(G, "float *p = (float *)args->params, *m = (float *)args->m, *v = (float *)args->v;");
-    line(G, "const float *g = (const float *)args->grads;");
-    /* consecutive parameters (in storage order) with the same decay flag form one range */
-    int64_t off = -1, len = 0;
-    int decay = 0, count = 0;
-    const char *first = NULL;
-    for (int j = 0; j <= g->n; j++) {
-        const GNode *q = j < g->n ? &g->nodes[j] : NULL;
-        if (q && q->op != OP_PARAM) continue;
-        int train = q && q->trainable;
-        int join = train && off >= 0 && q->decay == decay && G->p->pos[j] == off + len;
-        if (!join && off >= 0) {
-            line(G, "/* %s%s: %d tensor%s, %lld elements, %s */", first ? first : "?",
-                 count > 1 ? " .." : "", count, count > 1 ? "s" : "", (long long)len,
-                 decay ? "decay" : "no decay");
-            line(G, "kanc_adamw(p + %lld, g + %lld, m + %lld, v + %lld, %lldLL, (float)gs, %s, step, "
-                    "bc2, (float)b1, (float)b2, sc->eps);",
-                 (long long)off, (long long)off, (long long)off, (long long)off, (long long)len,
-                 decay ? "decay" : "no_decay");
-            off = -1;
-        }
-        if (train && !join) {
-            off = G->p->pos[j];
-            len = 0;
-            count = 0;
-            decay = q->decay;
-            first = q->name;
-        }
-        if (train) {
-            len += shape_numel(&q->shape);
-            count++;
-        }
+    if (nr) {
+        line(G, "double t = (double)(sc->step + 1), lr = sc->lr, b1 = sc->beta1, b2 = sc->beta2;");
+        line(G, "float step = (float)(lr / (1.0 - pow(b1, t))), bc2 = (float)sqrt(1.0 - pow(b2, t));");
+        line(G, "float decay = (float)(1.0 - lr * sc->weight_decay);");
+        line(G, "float *p = (float *)args->params, *m = (float *)args->m, *v = (float *)args->v;");
+        line(G, "const float *g = (const float *)args->grads;");
+        line(G, "#pragma unroll 1");
+        line(G, "for (int r = 0; r < %d; r++) {", nr);
+        line(G, "    const long long *q = n%d_adamw_ranges[r];", n_id(G));
+        line(G, "    kanc_adamw(p + q[0], g + q[0], m + q[0], v + q[0], q[1], (float)gs, q[2] ? decay : 1.0f, "
+                "step, bc2, (float)b1, (float)b2, sc->eps);");
+        line(G, "}");
     }
+    free(r);
     kernel_end(G);
 }
 
@@ -1813,6 +1890,7 @@ void cuda_options_default(CudaOptions *o)
     o->tile_n = 64;
     o->tile_k = 32;
     o->use_cublas = 1;
+    o->precision = CUDA_FP32;
 }
 
 static void emit_library(Sb *b)
@@ -1840,6 +1918,15 @@ int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *er
                  "cuda: tiles %dx%dx%d: tile_m and tile_n must be multiples of 16 in [16, 128], "
                  "tile_k in [1, 64]",
                  G.o.tile_m, G.o.tile_n, G.o.tile_k);
+        return -1;
+    }
+    if (G.o.precision != CUDA_FP32) {
+        snprintf(err, errlen, "cuda: only fp32 kernels are implemented (precision %d)", (int)G.o.precision);
+        return -1;
+    }
+    if ((int64_t)G.o.tile_k * (G.o.tile_m + G.o.tile_n + 2) * 4 > SMEM_LIMIT) {
+        snprintf(err, errlen, "cuda: tiles %dx%dx%d: the GEMM tile needs more than %d bytes of shared memory",
+                 G.o.tile_m, G.o.tile_n, G.o.tile_k, SMEM_LIMIT);
         return -1;
     }
     const Graph *g = p->g;

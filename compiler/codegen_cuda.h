@@ -21,7 +21,10 @@
  * kernel does), and increments KancScalars.step after a step that ran
  * OP_ADAMW. The ADAMW launch reads grad_norm (written by the GRAD_NORM
  * launches) and writes clip_scale. Repeated runs give identical bits: no
- * kernel uses atomics, and every reduction has a fixed order.
+ * kernel uses atomics, and every reduction has a fixed order. The attention
+ * backward writes dS over its forward's saved probabilities P (dead after
+ * it, in the plan), so a range holding it must start at or before the
+ * attention forward to be rerun.
  */
 #ifndef KANC_CODEGEN_CUDA_H
 #define KANC_CODEGEN_CUDA_H
@@ -83,9 +86,15 @@ typedef struct {
      KAN dX:         tile_m rows x about tile_n columns (whole inputs) per block,
                      tile_k outputs per stage.
    Inputs per stage shrink when a tile would pass 48 KiB of shared memory. */
+typedef enum {
+    CUDA_FP32, /* fp32 operands and accumulation (the only one implemented) */
+    CUDA_BF16, /* bf16 matrix operands, fp32 accumulation: later, with tensor cores */
+} CudaPrecision;
+
 typedef struct {
     int tile_m, tile_n, tile_k; /* fused KAN / GEMM kernel tiles (default 64, 64, 32) */
     int use_cublas;             /* plain GEMMs as LAUNCH_GEMM (1, default) or generated kernels (0) */
+    CudaPrecision precision;    /* of the matrix products (default CUDA_FP32) */
 } CudaOptions;
 
 typedef struct {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact.h"
 #include "autodiff.h"
 #include "config.h"
 #include "frontend.h"
@@ -17,22 +18,35 @@ static const char USAGE[] =
     "  --set NAME=VALUE   override a hyperparameter (repeatable); VALUE is a .kdl\n"
     "                     expression: 6, 0.1, [-2, 2], true\n"
     "  --batch B          the same as --set batch=B\n"
+    "  --preset NAME      hyperparameters from models/presets/NAME.set (gpt-nano,\n"
+    "                     gpt-micro, gpt-mini) or a .set file; a later --set wins\n"
     "  --report           print parameters, arena peak, FLOPs per token and the\n"
     "                     step's op list\n"
     "  --dump-graph       print the training graph node by node\n"
     "  --forward-only     report or dump the forward graph without the backward\n"
+    "  -o FILE.cubin      compile the training step to a CUDA cubin (NVRTC; no GPU\n"
+    "                     needed) that embeds its plan: `kanrun info FILE.cubin`\n"
+    "  --arch sm_XX       the cubin's GPU architecture: sm_90 (default), sm_80,\n"
+    "                     sm_86, sm_89\n"
+    "  --tokenizer SPEC   the tokenizer the artifact expects (default: gpt2 for a\n"
+    "                     50257-token vocabulary, else bytes)\n"
+    "  --emit-source FILE also write the generated CUDA source (with -o: exactly\n"
+    "                     what NVRTC compiled)\n"
     "  -h, --help         this text\n";
 
 int main(int argc, char **argv)
 {
     const char *path = NULL;
     int report = 0, dump = 0, forward_only = 0;
+    const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL;
     ConfigSets cs = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(USAGE, stdout);
             return 0;
+        } else if (!strcmp(a, "--preset") && i + 1 < argc) {
+            if (config_load_preset(argv[++i], &cs)) return 2;
         } else if (!strcmp(a, "--set") && i + 1 < argc) {
             if (config_parse_set(argv[++i], &cs)) {
                 fprintf(stderr, "kanc: error: --set needs NAME=VALUE, got '%s'\n", argv[i]);
@@ -46,6 +60,14 @@ int main(int argc, char **argv)
             dump = 1;
         } else if (!strcmp(a, "--forward-only")) {
             forward_only = 1;
+        } else if (!strcmp(a, "-o") && i + 1 < argc) {
+            out_path = argv[++i];
+        } else if (!strcmp(a, "--arch") && i + 1 < argc) {
+            arch = argv[++i];
+        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) {
+            tokenizer = argv[++i];
+        } else if (!strcmp(a, "--emit-source") && i + 1 < argc) {
+            emit_source = argv[++i];
         } else if (a[0] == '-' && a[1]) {
             fprintf(stderr, "kanc: error: unknown option '%s'\n%s", a, USAGE);
             return 2;
@@ -58,6 +80,19 @@ int main(int argc, char **argv)
     }
     if (!path) {
         fputs(USAGE, stderr);
+        return 2;
+    }
+    if (out_path || emit_source) { /* the CUDA artifact (runtime/artifact.h) */
+        ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,
+                              .tokenizer = tokenizer, .out_path = out_path,
+                              .emit_source = emit_source, .verbose = 1};
+        int arc = artifact_compile(&ao, stderr);
+        config_sets_free(&cs);
+        return arc;
+    }
+    if (arch || tokenizer) {
+        fprintf(stderr, "kanc: error: --arch and --tokenizer go with -o FILE.cubin\n");
+        config_sets_free(&cs);
         return 2;
     }
     size_t len;

@@ -3,9 +3,12 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -165,11 +168,20 @@ void nvrtc_output_free(NvrtcOutput *o)
     memset(o, 0, sizeof *o);
 }
 
-int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, FILE *diag,
-                  char *err, size_t errlen)
+/* extra options from $KANC_NVRTC_FLAGS (space-separated), at most 8 */
+static int extra_flags(char *buf, size_t n, const char **opts, int max)
 {
-    memset(out, 0, sizeof *out);
-    if (nv_load(err, errlen)) return -1;
+    const char *env = getenv("KANC_NVRTC_FLAGS");
+    int k = 0;
+    if (!env) return 0;
+    snprintf(buf, n, "%s", env);
+    for (char *t = strtok(buf, " \t"); t && k < max; t = strtok(NULL, " \t")) opts[k++] = t;
+    return k;
+}
+
+static int compile_raw(const char *src, const char *name, int sm, NvrtcOutput *out, FILE *diag,
+                       char *err, size_t errlen)
+{
     if (!nvrtc_supports(sm)) {
         int ma = 0, mi = 0;
         nv.Version(&ma, &mi);
@@ -184,10 +196,12 @@ int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, F
     }
     char archopt[48], incopt[300] = "";
     snprintf(archopt, sizeof archopt, "--gpu-architecture=sm_%d", sm);
-    const char *opts[8];
+    const char *opts[20];
+    char flagbuf[512];
     int nopt = 0;
     opts[nopt++] = archopt;
     opts[nopt++] = "--std=c++17";
+    opts[nopt++] = "--split-compile=0"; /* ptxas on every core (dropped if NVRTC refuses it) */
     const char *home = getenv("CUDA_HOME");
     struct stat st;
     snprintf(incopt, sizeof incopt, "%s/include", home ? home : "/usr/local/cuda");
@@ -195,7 +209,17 @@ int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, F
         snprintf(incopt, sizeof incopt, "--include-path=%s/include", home ? home : "/usr/local/cuda");
         opts[nopt++] = incopt;
     }
+    nopt += extra_flags(flagbuf, sizeof flagbuf, opts + nopt, 8);
     r = nv.CompileProgram(prog, nopt, opts);
+    if (r == 5 /* NVRTC_ERROR_INVALID_OPTION */) { /* an older NVRTC: no --split-compile */
+        nv.DestroyProgram(&prog);
+        if ((r = nv.CreateProgram(&prog, src, name, 0, NULL, NULL))) {
+            snprintf(err, errlen, "nvrtcCreateProgram: %s", nv.GetErrorString(r));
+            return -1;
+        }
+        memmove(opts + 2, opts + 3, sizeof *opts * (size_t)(nopt - 3));
+        r = nv.CompileProgram(prog, --nopt, opts);
+    }
     size_t logn = 0;
     nv.GetProgramLogSize(prog, &logn);
     out->log = xcalloc(logn + 1, 1);
@@ -225,5 +249,74 @@ int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, F
         return -1;
     }
     nv.DestroyProgram(&prog);
+    return 0;
+}
+
+/* ---- the cubin cache: NVRTC's ptxas pass takes tens of seconds for a step ---- */
+
+static uint64_t fnv64(uint64_t h, const char *s)
+{
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* the cache folder, or NULL when caching is off ($KANC_CACHE=0) */
+static const char *cache_dir(char *buf, size_t n)
+{
+    const char *off = getenv("KANC_CACHE"), *dir = getenv("KANC_CACHE_DIR"), *xdg = getenv("XDG_CACHE_HOME"),
+               *home = getenv("HOME");
+    if (off && !strcmp(off, "0")) return NULL;
+    if (dir && *dir) snprintf(buf, n, "%s", dir);
+    else if (xdg && *xdg) snprintf(buf, n, "%s/kanc", xdg);
+    else if (home && *home) snprintf(buf, n, "%s/.cache/kanc", home);
+    else return NULL;
+    return buf;
+}
+
+static int mkdirs(char *path)
+{
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            mkdir(path, 0777);
+            *p = '/';
+        }
+    return mkdir(path, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, FILE *diag,
+                  char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (nv_load(err, errlen)) return -1;
+    char dir[1024], path[1200];
+    int ma = 0, mi = 0;
+    nv.Version(&ma, &mi);
+    const char *flags = getenv("KANC_NVRTC_FLAGS");
+    if (!cache_dir(dir, sizeof dir)) return compile_raw(src, name, sm, out, diag, err, errlen);
+    char key[96];
+    snprintf(key, sizeof key, "nvrtc %d.%d sm_%d %s|", ma, mi, sm, flags ? flags : "");
+    uint64_t h = fnv64(fnv64(0xcbf29ce484222325ull, key), src);
+    snprintf(path, sizeof path, "%s/step-%016llx-sm_%d.cubin", dir, (unsigned long long)h, sm);
+    size_t n = 0;
+    unsigned char *bytes = (unsigned char *)read_file(path, &n);
+    if (bytes && n > 64 && !memcmp(bytes, "\x7f" "ELF", 4)) {
+        out->cubin = bytes;
+        out->size = n;
+        out->log = xstrdup("");
+        return 0;
+    }
+    free(bytes);
+    if (compile_raw(src, name, sm, out, diag, err, errlen)) return -1;
+    /* best effort: a cache that cannot be written is no error */
+    if (!mkdirs(dir)) {
+        char tmp[1300];
+        snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+        FILE *f = fopen(tmp, "wb");
+        if (f) {
+            int ok = fwrite(out->cubin, 1, out->size, f) == out->size;
+            if (fclose(f) || !ok || rename(tmp, path)) unlink(tmp);
+        }
+    }
     return 0;
 }

@@ -26,7 +26,16 @@ typedef struct {
 /* Compiles `src` (named `name` in messages, e.g. "step.cu") for sm_<sm>
    (any architecture this NVRTC supports). On a compile error, NVRTC's log
    and, for each error, the generated source lines it points at go to diag
-   (may be NULL) and -1 is returned with a one-line summary in err. */
+   (may be NULL) and -1 is returned with a one-line summary in err.
+
+   Options: --gpu-architecture=sm_<sm> --std=c++17 --split-compile=0, the CUDA
+   include folder when it exists, then $KANC_NVRTC_FLAGS (space-separated,
+   e.g. "-Xptxas -O1" for a fast, less optimised build).
+
+   Cubins are cached (ptxas takes tens of seconds for a whole step) under
+   $KANC_CACHE_DIR, else $XDG_CACHE_HOME/kanc, else ~/.cache/kanc, keyed by a
+   hash of the source, the architecture, NVRTC's version and the extra flags;
+   KANC_CACHE=0 turns the cache off. */
 int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, FILE *diag,
                   char *err, size_t errlen);
 void nvrtc_output_free(NvrtcOutput *o);

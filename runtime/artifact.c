@@ -1,10 +1,12 @@
 /* artifact.c: the cubin artifact: plan JSON in, plan JSON out, ELF parsed by hand.
  *
  * Layout of what we read from a cubin (64-bit little-endian ELF, e_machine
- * EM_CUDA = 190):
+ * EM_CUDA = 190; the section and program header tables and every section and
+ * segment must lie inside the file):
  *   e_flags >> 8 & 0xff        the SM version (ABI 8: 0x5a = sm_90)
  *   .symtab + its .strtab      symbol kanc_plan (an OBJECT in .nv.global.init)
- *                              and the kernels (FUNC symbols in .text.<name>)
+ *                              and the kernels (FUNC symbols marked STO_CUDA_ENTRY,
+ *                              st_other & 0x10, in .text.<name>)
  *   .nv.info                   per-kernel attributes keyed by symbol index:
  *                              EIATTR_REGCOUNT (0x2f), EIATTR_FRAME_SIZE (0x11),
  *                              EIATTR_MAX_STACK_SIZE (0x23)
@@ -23,6 +25,9 @@
 
 #include "atomic_file.h"
 #include "autodiff.h"
+#include "cuda_api.h"
+#include "init.h"
+#include "model.h"
 #include "nvrtc.h"
 #include "util.h"
 
@@ -127,6 +132,18 @@ static int parse_elf(Artifact *a, Elf *e)
     if (shnum == 0 || shnum > (1 << 20) || !in_file(e, shoff, shnum * 64))
         return elf_fail(e, "truncated (section header table past the end of the file)");
     if (shstrndx >= shnum) return elf_fail(e, "bad section-name table index");
+    uint64_t phoff = rd64(d + 32);
+    uint16_t phentsize = rd16(d + 54), phnum = rd16(d + 56);
+    if (phnum) { /* the segments the driver loads */
+        if (phentsize != 56) return elf_fail(e, "unexpected program header size");
+        if (!in_file(e, phoff, (uint64_t)phnum * 56))
+            return elf_fail(e, "truncated (program header table past the end of the file)");
+        for (int i = 0; i < phnum; i++) {
+            const unsigned char *ph = d + phoff + (uint64_t)i * 56;
+            if (!in_file(e, rd64(ph + 8), rd64(ph + 32)))
+                return elf_fail(e, "truncated (a segment extends past the end of the file)");
+        }
+    }
     int ns = (int)shnum;
     Sec *sec = xcalloc((size_t)ns, sizeof *sec);
     int rc = -1;
@@ -188,13 +205,13 @@ static int parse_elf(Artifact *a, Elf *e)
             }
             plan = d + s->off + at;
             plan_size = size;
-        } else if (type == STT_FUNC && shndx && shndx < ns) {
+        } else if (type == STT_FUNC && (y[5] & 0x10) && shndx && shndx < ns) { /* STO_CUDA_ENTRY */
             if (a->n_kernels == cap) a->kernels = xrealloc(a->kernels, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *a->kernels);
             ArtifactKernel *k = &a->kernels[a->n_kernels++];
             memset(k, 0, sizeof *k);
             snprintf(k->name, sizeof k->name, "%s", name);
             k->regs = k->frame_bytes = k->max_stack = -1;
-            k->code_bytes = (int64_t)sec[shndx].size;
+            k->code_bytes = (int64_t)(size ? size : sec[shndx].size);
             char sn[160];
             snprintf(sn, sizeof sn, ".nv.shared.%s", name);
             const Sec *sh = find_sec(sec, ns, sn);
@@ -532,8 +549,8 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
 char *artifact_embed(const char *source, const char *json)
 {
     size_t n = strlen(json), sl = strlen(source);
-    /* worst case 4 bytes per byte, plus line breaks */
-    size_t cap = sl + 4 * n + n / 16 + 512;
+    /* worst case: 4 bytes per byte (an octal escape), plus a 3-byte break every 25 bytes */
+    size_t cap = sl + 5 * n + 512;
     char *out = xmalloc(cap), *w = out;
     memcpy(w, source, sl);
     w += sl;
@@ -951,4 +968,51 @@ void artifact_print_info(const Artifact *a, FILE *f)
     fprintf(f, "\nkernels in the cubin: %d (regs: EIATTR_REGCOUNT; ssmem: static shared bytes, the size of\n"
                ".nv.shared.<kernel>, including the 1 KiB sm_80+ reserves; local: EIATTR_FRAME_SIZE bytes per thread;\n"
                "dsmem: dynamic shared bytes of the launch)\n", a->n_kernels);
+}
+
+/* ------------------------------------------------------------ running a prebuilt step */
+
+int artifact_model_compile(Model *m, const char *path, const KdlSet *sets, int nsets, ModelMode mode,
+                           size_t real_size, const char *device, FILE *diag)
+{
+    char err[1024];
+    Artifact a;
+    memset(m, 0, sizeof *m);
+    if (artifact_read(&a, path, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        return -1;
+    }
+    int rc = -1;
+    ConfigSets cs = {0};
+    if (mode != MODEL_TRAIN || real_size != 4) {
+        fprintf(diag, "error: %s holds a float training step; give the model's .kdl for this command\n",
+                path);
+        goto out;
+    }
+    const char *model_path;
+    const char *src = artifact_model_source(&a, &model_path);
+    artifact_model_sets(&a, &cs);
+    for (int i = 0; i < nsets; i++)
+        if (!sets[i].soft) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
+    if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4, "none", diag)) goto out;
+    if (artifact_check_plan(&a, &m->plan, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    const char *dev = device_resolve(device, 4);
+    m->dev = !strcmp(dev, "cuda") ? device_cuda_new_artifact(&m->plan, &a, dev, err, sizeof err)
+                                  : device_open(&m->plan, dev, err, sizeof err);
+    if (!m->dev) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, 4);
+    init_buffers(&m->plan, buffers);
+    m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);
+    free(buffers);
+    rc = 0;
+out:
+    config_sets_free(&cs);
+    artifact_free(&a);
+    return rc;
 }

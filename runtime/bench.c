@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "cuda_api.h"
 #include "model.h"
 #include "rng.h"
 #include "train.h"
@@ -28,13 +29,16 @@ static int cmp_double(const void *a, const void *b)
 }
 
 static const char USAGE[] =
-    "usage: kanrun bench MODEL.kdl [--set NAME=VALUE]... [--batch B] [--steps N] [--warmup W]\n"
-    "                    [--threads T] [--lr LR] [--seed S]\n";
+    "usage: kanrun bench MODEL.kdl [--preset NAME] [--set NAME=VALUE]... [--batch B] [--steps N]\n"
+    "                    [--warmup W] [--threads T] [--lr LR] [--seed S]\n"
+    "                    [--device cpu|cuda|emu|auto] [--profile]\n"
+    "  --profile   also print the time per op kind on the CPU (stderr)\n";
 
 int bench_run(int argc, char **argv)
 {
-    const char *path = NULL;
+    const char *path = NULL, *device = "cpu";
     long long steps = 20, warmup = 3, threads = 0, seed = 1337;
+    int profile = 0;
     double lr = 3e-4;
     ConfigSets cs = {0};
     for (int i = 0; i < argc; i++) {
@@ -43,13 +47,21 @@ int bench_run(int argc, char **argv)
         char *end = NULL;
         if (!strcmp(f, "--set") && has) {
             if (config_parse_set(argv[++i], &cs)) end = argv[i];
+        } else if (!strcmp(f, "--preset") && has) {
+            if (config_load_preset(argv[++i], &cs)) {
+                config_sets_free(&cs);
+                return 2;
+            }
         } else if (!strcmp(f, "--batch") && has) {
             config_sets_add(&cs, "batch", argv[++i], 0);
+        } else if (!strcmp(f, "--profile")) {
+            profile = 1;
         } else if (!strcmp(f, "--steps") && has) steps = strtoll(argv[++i], &end, 10);
         else if (!strcmp(f, "--warmup") && has) warmup = strtoll(argv[++i], &end, 10);
         else if (!strcmp(f, "--threads") && has) threads = strtoll(argv[++i], &end, 10);
         else if (!strcmp(f, "--seed") && has) seed = strtoll(argv[++i], &end, 10);
         else if (!strcmp(f, "--lr") && has) lr = strtod(argv[++i], &end);
+        else if (!strcmp(f, "--device") && has) device = argv[++i];
         else if (f[0] != '-' && !path) path = f;
         else {
             fprintf(stderr, "kanrun bench: error: unexpected argument '%s'\n%s", f, USAGE);
@@ -70,7 +82,7 @@ int bench_run(int argc, char **argv)
     Model m;
     char err[512];
     int rc = 1;
-    if (model_compile(&m, path, NULL, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu", stderr)) goto out;
+    if (model_compile(&m, path, NULL, cs.sets, cs.n, MODEL_TRAIN, 4, device, stderr)) goto out;
     if (model_init_params(&m, (uint64_t)seed, err, sizeof err)) {
         fprintf(stderr, "kanrun bench: error: %s\n", err);
         goto out;
@@ -85,6 +97,8 @@ int bench_run(int argc, char **argv)
     int32_t *x = xmalloc((size_t)ntok * 4), *y = xmalloc((size_t)ntok * 4);
     double *times = xmalloc(sizeof(double) * (size_t)steps), *losses = xmalloc(sizeof(double) * (size_t)(steps + warmup));
     Device *d = m.dev;
+    double op_seconds[OP__COUNT] = {0};
+    if (profile && !strcmp(d->name, "cpu")) device_cpu_exec(d)->op_seconds = op_seconds;
     d->seed = (uint64_t)seed;
     d->training = 1;
     d->opt.lr = lr;
@@ -112,15 +126,25 @@ int bench_run(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     const char *nl = kdl_param_get(&m.params, "n_layer"), *nh = kdl_param_get(&m.params, "n_head"),
                *ne = kdl_param_get(&m.params, "n_embd");
-    printf("{\"impl\": \"kanc\", \"device\": \"cpu\", \"dtype\": \"fp32\", \"threads\": %lld, "
+    /* on a GPU, the device memory this run allocated (the peer: torch's max allocated) */
+    long long peak = device_cuda_bytes(d) > 0 ? (long long)device_cuda_bytes(d) : (long long)ru.ru_maxrss * 1024;
+    printf("{\"impl\": \"kanc\", \"device\": \"%s\", \"dtype\": \"fp32\", \"threads\": %lld, "
            "\"model\": \"%s\", \"n_layer\": %s, \"n_head\": %s, \"n_embd\": %s, \"vocab\": %lld, "
            "\"block\": %lld, \"batch\": %lld, \"steps\": %lld, \"params\": %lld, \"ms_per_step\": %.3f, "
            "\"tokens_per_s\": %.1f, \"peak_bytes\": %lld, \"arena_bytes\": %lld, \"loss_first\": %.4f, "
            "\"loss_last\": %.4f, \"loss_tail\": %.4f}\n",
-           threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
+           d->name, threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
            (long long)T, (long long)B, steps, (long long)params, med * 1e3, (double)ntok / med,
-           (long long)ru.ru_maxrss * 1024, (long long)m.plan.arena_bytes, losses[0],
+           peak, (long long)m.plan.arena_bytes, losses[0],
            losses[steps + warmup - 1], tail);
+    if (profile) { /* where the time went, by op, over all steps */
+        double total = 0;
+        for (int i = 0; i < OP__COUNT; i++) total += op_seconds[i];
+        for (int i = 0; i < OP__COUNT; i++)
+            if (op_seconds[i] > 0.005 * total)
+                fprintf(stderr, "%-16s %8.1f ms/step %5.1f%%\n", op_name((GOp)i),
+                        1e3 * op_seconds[i] / (double)(steps + warmup), 100 * op_seconds[i] / total);
+    }
     free(x), free(y), free(times), free(losses);
     rc = 0;
 out:

@@ -100,3 +100,30 @@ cJSON *config_from_params(const KdlParams *p)
     }
     return o;
 }
+
+int config_load_preset(const char *name, ConfigSets *cs)
+{
+    char *path = strchr(name, '/') || strstr(name, ".set") ? xstrdup(name)
+                                                           : xasprintf("models/presets/%s.set", name);
+    FILE *probe = fopen(path, "r");
+    if (!probe) {
+        const char *root = getenv("KANC_ROOT");
+        if (root && !strchr(name, '/')) {
+            free(path);
+            path = xasprintf("%s/models/presets/%s.set", root, name);
+        }
+    } else {
+        fclose(probe);
+    }
+    KdlSet *sets = NULL;
+    int n = 0;
+    if (kdl_sets_load(path, 0, &sets, &n, stderr)) {
+        fprintf(stderr, "error: cannot use the preset '%s' (%s)\n", name, path);
+        free(path);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) config_sets_add(cs, sets[i].name, sets[i].value, 0);
+    kdl_sets_free(sets, n);
+    free(path);
+    return 0;
+}

@@ -21,6 +21,11 @@ void config_sets_free(ConfigSets *cs);
 /* Parses "name=value" into an override; -1 if there is no '='. */
 int config_parse_set(const char *arg, ConfigSets *cs);
 
+/* Appends the overrides of a preset: a .set file (one NAME=VALUE a line),
+   given as a path or as a name looked up in models/presets/NAME.set.
+   Returns 0, or -1 (the error is printed). */
+int config_load_preset(const char *name, ConfigSets *cs);
+
 /* obj[key] as a number, or def when absent or not a number */
 double config_number(const cJSON *obj, const char *key, double def);
 

@@ -17,13 +17,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "emu/emu_launch.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------ real */
 
 static CudaApi real_api;
 static int real_state; /* 0 not tried, 1 loaded, -1 failed */
-static char real_err[512];
+static char real_err[1024];
 static pthread_mutex_t real_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void *open_first(const char *const *names, char *path, size_t pathlen)
@@ -154,7 +155,7 @@ const CudaApi *cuda_api_real(char *err, size_t errlen)
             CUresult r = api->cuInit(0);
             if (r != CUDA_SUCCESS) {
                 const char *s = NULL;
-                api->cuGetErrorString(r, &s);
+                if (api->cuGetErrorString(r, &s) != CUDA_SUCCESS || !s) s = cuda_error_string(NULL, r);
                 if (r == CUDA_ERROR_NO_DEVICE)
                     snprintf(real_err, sizeof real_err,
                              "the CUDA driver (%s) finds no GPU (cuInit: %s); use --device cpu",
@@ -170,14 +171,14 @@ const CudaApi *cuda_api_real(char *err, size_t errlen)
         }
     }
     const CudaApi *res = real_state > 0 ? &real_api : NULL;
-    if (!res) snprintf(err, errlen, "%s", real_err);
+    if (!res) snprintf(err, errlen, "%.*s", (int)(errlen ? errlen - 1 : 0), real_err);
     pthread_mutex_unlock(&real_lock);
     return res;
 }
 
 int cuda_available(void)
 {
-    char err[512];
+    char err[1024];
     const CudaApi *api = cuda_api_real(err, sizeof err);
     int n = 0;
     return api && api->cuDeviceGetCount(&n) == CUDA_SUCCESS && n > 0;
@@ -195,6 +196,7 @@ const char *cuda_error_string(const CudaApi *api, CUresult r)
     case CUDA_ERROR_OUT_OF_MEMORY: return "out of memory";
     case CUDA_ERROR_INVALID_IMAGE: return "device kernel image is invalid";
     case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
+    case 34: return "CUDA_ERROR_STUB_LIBRARY: the CUDA toolkit's stub libcuda.so, not a driver";
     default: return "unknown error";
     }
 }
@@ -235,22 +237,17 @@ int cuda_device_info(const CudaApi *api, int ordinal, CudaDeviceInfo *info, char
 
 /* ------------------------------------------------------------------ mock */
 
-/* An emulation module: the shared object built from the generated source. */
-#define MOCK_IMAGE_MAGIC "KANCEMU1"
+/* An emulation module: the generated source built by the emulator
+   (runtime/emu), or a shared object given by path (tests). */
+#define MOCK_SRC_MAGIC "KANCEMU:src:"
+#define MOCK_SO_MAGIC "KANCEMU:so:"
 typedef struct {
+    EmuModule *em;
     void *so;
 } MockModule;
 
-/* the host entry each kernel has in an emulation build */
-typedef struct {
-    unsigned x, y, z;
-} MockDim3;
-typedef void (*MockHostEntry)(MockDim3 grid, MockDim3 block, unsigned smem, const void *args);
-
-char *cuda_mock_image(const char *so_path)
-{
-    return xasprintf("%s%s", MOCK_IMAGE_MAGIC, so_path);
-}
+char *cuda_mock_image(const char *source) { return xasprintf("%s%s", MOCK_SRC_MAGIC, source); }
+char *cuda_mock_image_so(const char *so_path) { return xasprintf("%s%s", MOCK_SO_MAGIC, so_path); }
 
 static CUresult m_ok(void) { return CUDA_SUCCESS; }
 static CUresult m_init(unsigned f) { return CUDA_SUCCESS; }
@@ -340,34 +337,49 @@ static CUresult m_memset8(CUdeviceptr d, unsigned char v, size_t n, CUstream st)
 static CUresult m_module_load(CUmodule *mod, const void *image)
 {
     const char *s = image;
-    size_t ml = strlen(MOCK_IMAGE_MAGIC);
-    if (!s || strncmp(s, MOCK_IMAGE_MAGIC, ml)) return CUDA_ERROR_INVALID_IMAGE;
-    void *so = dlopen(s + ml, RTLD_NOW | RTLD_LOCAL);
-    if (!so) {
-        fprintf(stderr, "emu: cannot load %s: %s\n", s + ml, dlerror());
-        return CUDA_ERROR_INVALID_IMAGE;
+    MockModule m = {0};
+    if (s && !strncmp(s, MOCK_SRC_MAGIC, strlen(MOCK_SRC_MAGIC))) {
+        char err[512];
+        if (!(m.em = emu_module_build(s + strlen(MOCK_SRC_MAGIC), err, sizeof err))) {
+            fprintf(stderr, "%s\n", err);
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+    } else if (s && !strncmp(s, MOCK_SO_MAGIC, strlen(MOCK_SO_MAGIC))) {
+        if (!(m.so = dlopen(s + strlen(MOCK_SO_MAGIC), RTLD_NOW | RTLD_LOCAL))) {
+            fprintf(stderr, "emu: cannot load %s: %s\n", s + strlen(MOCK_SO_MAGIC), dlerror());
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+    } else {
+        return CUDA_ERROR_INVALID_IMAGE; /* e.g. a real cubin: the mock cannot run it */
     }
-    MockModule *m = xcalloc(1, sizeof *m);
-    m->so = so;
-    *mod = (CUmodule)m;
+    MockModule *p = xmalloc(sizeof *p);
+    *p = m;
+    *mod = (CUmodule)p;
     return CUDA_SUCCESS;
 }
 static CUresult m_module_unload(CUmodule mod)
 {
     MockModule *m = (MockModule *)mod;
     if (!m) return CUDA_ERROR_INVALID_VALUE;
-    dlclose(m->so);
+    if (m->em) emu_module_free(m->em);
+    if (m->so) dlclose(m->so);
     free(m);
     return CUDA_SUCCESS;
 }
 static CUresult m_get_function(CUfunction *fn, CUmodule mod, const char *name)
 {
     MockModule *m = (MockModule *)mod;
-    char sym[160];
-    snprintf(sym, sizeof sym, "%s__host", name);
-    void *p = m ? dlsym(m->so, sym) : NULL;
-    if (!p) return CUDA_ERROR_NOT_FOUND;
-    *(void **)fn = p;
+    EmuHostFn f = NULL;
+    if (m && m->em) {
+        f = emu_module_lookup(m->em, name);
+    } else if (m && m->so) {
+        char sym[160];
+        snprintf(sym, sizeof sym, "%s__host", name);
+        void *p = dlsym(m->so, sym);
+        memcpy(&f, &p, sizeof f);
+    }
+    if (!f) return CUDA_ERROR_NOT_FOUND;
+    memcpy(fn, &f, sizeof f);
     return CUDA_SUCCESS;
 }
 static CUresult m_func_get_attr(int *v, int a, CUfunction f) { *v = 0; return CUDA_SUCCESS; }
@@ -379,9 +391,12 @@ static CUresult m_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, u
     if (!fn || !params || !params[0] || !gx || !gy || !gz || !bx || !by || !bz ||
         (uint64_t)bx * by * bz > 1024)
         return CUDA_ERROR_INVALID_VALUE;
-    MockHostEntry entry;
-    *(void **)&entry = (void *)fn;
-    entry((MockDim3){gx, gy, gz}, (MockDim3){bx, by, bz}, smem, *(const void **)params[0]);
+    EmuHostFn entry;
+    memcpy(&entry, &fn, sizeof entry);
+    /* the one kernel parameter is the device address of KancArgs: here a host pointer */
+    CUdeviceptr args;
+    memcpy(&args, params[0], sizeof args);
+    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, (const KancArgsHost *)(uintptr_t)args);
     return CUDA_SUCCESS;
 }
 static CUresult m_error_string(CUresult r, const char **s)
@@ -440,6 +455,12 @@ static cublasStatus_t lt_pref_create(cublasLtMatmulPreference_t *p) { *p = xcall
 static cublasStatus_t lt_pref_destroy(cublasLtMatmulPreference_t p) { free(p); return 0; }
 static cublasStatus_t lt_pref_set(cublasLtMatmulPreference_t p, int attr, const void *buf, size_t size)
 {
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
+        uint32_t a;
+        if (size != sizeof a) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&a, buf, sizeof a);
+        return a && !(a & (a - 1)) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+    }
     if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
         return CUBLAS_STATUS_INVALID_VALUE;
     uint64_t v;

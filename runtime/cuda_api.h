@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "codegen_cuda.h"
 #include "device.h"
@@ -84,6 +85,10 @@ typedef struct {
 #define CUBLASLT_MATMUL_DESC_TRANSA 3
 #define CUBLASLT_MATMUL_DESC_TRANSB 4
 #define CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES 1
+#define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES 5 /* uint32_t each; default 256 */
+#define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES 6
+#define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES 7
+#define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES 8
 
 /* The table. Names are the API's (without the _v2 suffixes that cuda.h's
    macros add: the loader asks libcuda for the versioned symbol). */
@@ -181,12 +186,21 @@ int cuda_available(void);
 const char *cuda_error_string(const CudaApi *api, CUresult r);
 const char *cublas_status_string(const CudaApi *api, cublasStatus_t s);
 
-/* The module image for the mock's cuModuleLoadData: a magic string and the
-   path of an emulation build (a shared object holding each kernel's
-   NAME__host entry). Free with free(). */
-char *cuda_mock_image(const char *so_path);
+/* Module images for the mock's cuModuleLoadData (free with free()): the
+   generated source, which the mock builds with the emulator (runtime/emu);
+   or the path of a shared object that already holds each kernel's
+   NAME__host entry (tests). */
+char *cuda_mock_image(const char *source);
+char *cuda_mock_image_so(const char *so_path);
 
 /* ---- the CUDA device (device_cuda.c) ---- */
+
+/* Any device by name: "cpu", "cuda", "emu", or "auto" (cuda when a driver
+   and a GPU are present and the plan is in float, else cpu). NULL with the
+   reason in err. */
+Device *device_open(Plan *plan, const char *name, char *err, size_t errlen);
+/* What "auto" (or NULL) means on this machine; other names unchanged. */
+const char *device_resolve(const char *name, size_t real_size);
 
 struct Artifact;
 
@@ -217,6 +231,10 @@ typedef struct {
 } CudaDeviceInfo;
 int cuda_device_info(const CudaApi *api, int ordinal, CudaDeviceInfo *info, char *err,
                      size_t errlen);
+
+/* kanrun info (no file): NVRTC, the driver and its devices, cuBLASLt, the
+   emulator, and what --device auto picks. Returns 0. */
+int cuda_print_status(FILE *f);
 
 /* Device bytes allocated by a CUDA device (arena, state areas, workspace). */
 int64_t device_cuda_bytes(const Device *dev);

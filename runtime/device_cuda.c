@@ -4,7 +4,8 @@
  * areas (params, grads, AdamW m and v), the buffers, the kernels' workspace,
  * the KancArgs block and the KancScalars block. A run of nodes [from, to):
  *
- *   zero the gradient area when the range holds backward nodes (as the CPU);
+ *   zero the gradient area when the range starts the backward (from <=
+ *     n_forward < to: exec_cpu.c's rule, so run(adam, adam + 1) keeps them);
  *   write the scalars (lr, betas, eps, decay, clip, seed, step, training);
  *   launch every launch of nodes [from, to) in order: kernels with their one
  *     argument (the device address of KancArgs), LAUNCH_GEMM through
@@ -31,6 +32,7 @@
 #include "artifact.h"
 #include "codegen_cuda.h"
 #include "cuda_api.h"
+#include "emu/emu_launch.h"
 #include "nvrtc.h"
 #include "util.h"
 
@@ -64,7 +66,7 @@ typedef struct {
     KancScalars scal;  /* host copy */
     int64_t bytes;
     int sm;
-    char emu_dir[256]; /* emulation build to remove at the end */
+    int sync_each;     /* $KANC_CUDA_SYNC=1: synchronise after every launch (debugging) */
 } CudaDevice;
 
 static CudaDevice *cd_of(Device *d) { return (CudaDevice *)d; }
@@ -203,7 +205,7 @@ static void cuda_run(Device *d, int from, int to)
     if (from < 0) from = 0;
     if (to > g->n) to = g->n;
     if (from >= to) return;
-    if (to > g->n_forward)
+    if (from <= g->n_forward && to > g->n_forward) /* the range starts the backward (as the CPU) */
         CU_CHECK(c, cuMemsetD8Async(c->area[A_GRADS], 0, c->area_bytes[A_GRADS], c->stream));
     KancScalars *s = &c->scal;
     s->lr = (float)d->opt.lr;
@@ -235,6 +237,13 @@ static void cuda_run(Device *d, int from, int to)
                 die("%s:%d: cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u, smem %u) for node %d (%s) "
                     "failed: %s (CUDA error %d)", __FILE__, __LINE__, l->name, l->grid[0], l->grid[1],
                     l->grid[2], l->block[0], l->block[1], l->block[2], l->smem, l->node,
+                    l->node >= 0 ? op_name(g->nodes[l->node].op) : "-", cuda_error_string(c->api, r), r);
+        }
+        if (c->sync_each) { /* KANC_CUDA_SYNC=1: a fault is reported at the launch that made it */
+            CUresult r = c->api->cuStreamSynchronize(c->stream);
+            if (r != CUDA_SUCCESS)
+                die("%s:%d: launch %d (%s, node %d %s) failed: %s (CUDA error %d)", __FILE__, __LINE__, i,
+                    l->kind == LAUNCH_GEMM ? "cuBLASLt GEMM" : l->name, l->node,
                     l->node >= 0 ? op_name(g->nodes[l->node].op) : "-", cuda_error_string(c->api, r), r);
         }
     }
@@ -274,11 +283,6 @@ static void cuda_destroy(Device *d)
         if (c->stream) api->cuStreamDestroy(c->stream);
         if (c->have_ctx) api->cuDevicePrimaryCtxRelease(c->cudev);
     }
-    if (c->emu_dir[0]) {
-        char *cmd = xasprintf("rm -rf '%s'", c->emu_dir);
-        if (system(cmd)) { /* best effort */ }
-        free(cmd);
-    }
     free(c->owner);
     free(c->fn);
     free(c->gemm);
@@ -316,6 +320,13 @@ static int alloc(CudaDevice *c, CUdeviceptr *p, size_t n, char *err, size_t errl
     return 0;
 }
 
+/* the largest power of two (<= 256) dividing a byte offset and a row stride of floats */
+static uint32_t align_of(int64_t off, int64_t ld)
+{
+    uint64_t x = (uint64_t)off | (uint64_t)ld * 4 | 256;
+    return (uint32_t)(x & -x);
+}
+
 /* the device, context and stream */
 static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode, char *err, size_t errlen)
 {
@@ -324,6 +335,8 @@ static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode
     c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1};
     c->dev.opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
                                .weight_decay = 0.1, .clip = 1.0};
+    const char *sync = getenv("KANC_CUDA_SYNC");
+    c->sync_each = sync && *sync == '1';
     const char *ord = getenv("KANC_CUDA_DEVICE");
     int ordinal = ord ? atoi(ord) : 0, count = 0;
     CU_TRY(c, cuDeviceGetCount(&count));
@@ -373,6 +386,12 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
         ngemm += c->prog.launch[i].kind == LAUNCH_GEMM;
     }
 
+    int64_t pb = p->n_param_elems * 4;
+    int64_t ws = p->ws_elems * 4 > c->prog.ws_bytes ? p->ws_elems * 4 : c->prog.ws_bytes;
+    c->area_bytes[A_ARENA] = (size_t)p->arena_bytes;
+    c->area_bytes[A_PARAMS] = c->area_bytes[A_GRADS] = c->area_bytes[A_M] = c->area_bytes[A_V] = (size_t)pb;
+    c->area_bytes[A_BUFFERS] = (size_t)(p->n_buffer_elems * 4);
+    c->area_bytes[A_WS] = (size_t)ws;
     CU_TRY(c, cuModuleLoadData(&c->mod, image));
     int smem_optin = 0;
     CU_TRY(c, cuDeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
@@ -423,12 +442,35 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
                 return -1;
             }
             if (!m->m || !m->n) continue;
+            /* every operand inside its area (a damaged plan must not make the GPU stray) */
+            int64_t ra = m->trans_a ? m->k : m->m, ca = m->trans_a ? m->m : m->k;
+            int64_t rb = m->trans_b ? m->n : m->k, cb = m->trans_b ? m->k : m->n;
+            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca) * 4, m->off_b + ((rb - 1) * m->ldb + cb) * 4,
+                               m->off_c + ((m->m - 1) * m->ldc + m->n) * 4};
+            int areas[3] = {m->area_a, m->area_b, m->area_c};
+            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n;
+            for (int q = 0; q < 3 && !bad; q++) bad = ends[q] > (int64_t)c->area_bytes[areas[q]];
+            if (bad) {
+                snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld) does not fit its "
+                         "storage areas", l->name, (long long)m->m, (long long)m->n, (long long)m->k,
+                         (long long)m->lda, (long long)m->ldb, (long long)m->ldc);
+                api->cublasLtMatmulPreferenceDestroy(pref);
+                return -1;
+            }
             int32_t ta = m->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, tb = m->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
             const char *tf32 = getenv("KANC_TF32");
             int compute = tf32 && *tf32 == '1' ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
             int nres = 0;
             cublasLtMatmulHeuristicResult_t res;
-            if ((ps = api->cublasLtMatmulDescCreate(&gp->desc, compute, CUDA_R_32F)) ||
+            /* the real alignment of each operand (cuBLASLt assumes 256 bytes unless told):
+               its byte offset in a 256-byte aligned area, and its row stride */
+            uint32_t al[4] = {align_of(m->off_b, m->ldb), align_of(m->off_a, m->lda),
+                              align_of(m->off_c, m->ldc), align_of(m->off_c, m->ldc)};
+            for (int q = 0; q < 4 && ps == CUBLAS_STATUS_SUCCESS; q++)
+                ps = api->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + q,
+                                                               &al[q], sizeof al[q]);
+            if (ps ||
+                (ps = api->cublasLtMatmulDescCreate(&gp->desc, compute, CUDA_R_32F)) ||
                 (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
                 (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)) ||
                 /* ours B: op(B)^T is n x k */
@@ -462,12 +504,6 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
         }
     }
 
-    int64_t pb = p->n_param_elems * 4;
-    int64_t ws = p->ws_elems * 4 > c->prog.ws_bytes ? p->ws_elems * 4 : c->prog.ws_bytes;
-    c->area_bytes[A_ARENA] = (size_t)p->arena_bytes;
-    c->area_bytes[A_PARAMS] = c->area_bytes[A_GRADS] = c->area_bytes[A_M] = c->area_bytes[A_V] = (size_t)pb;
-    c->area_bytes[A_BUFFERS] = (size_t)(p->n_buffer_elems * 4);
-    c->area_bytes[A_WS] = (size_t)ws;
     for (int i = 0; i < N_AREAS; i++) {
         if (alloc(c, &c->area[i], c->area_bytes[i], err, errlen)) return -1;
         CU_TRY(c, cuMemsetD8Async(c->area[i], 0, c->area_bytes[i], c->stream));
@@ -486,9 +522,6 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
 fail:
     return -1;
 }
-
-/* The emulation build of the program: a shared object of the kernels' host entries. */
-static char *emu_image(CudaDevice *c, const CudaProgram *prog, char *err, size_t errlen);
 
 Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
 {
@@ -514,7 +547,7 @@ Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
     }
     void *image = NULL;
     if (emu) {
-        image = emu_image(c, &prog, err, errlen);
+        image = cuda_mock_image(prog.source); /* built by the mock's cuModuleLoadData */
     } else {
         NvrtcOutput nv;
         if (!nvrtc_compile(prog.source, "step.cu", c->sm, &nv, stderr, err, errlen)) {
@@ -568,14 +601,6 @@ Device *device_cuda_new_artifact(Plan *plan, const Artifact *a, const char *mode
     return &c->dev;
 }
 
-/* ------------------------------------------------------------ emulation build */
-
-static char *emu_image(CudaDevice *c, const CudaProgram *prog, char *err, size_t errlen)
-{
-    snprintf(err, errlen, "the CUDA emulator (runtime/emu) is not built into this kanrun");
-    return NULL;
-}
-
 Device *device_cuda_open_image(Plan *plan, const char *mode, CudaProgram *prog, const void *image,
                                char *err, size_t errlen)
 {
@@ -596,4 +621,53 @@ Device *device_cuda_open_image(Plan *plan, const char *mode, CudaProgram *prog, 
         return NULL;
     }
     return &c->dev;
+}
+
+/* ------------------------------------------------------------ choosing a device */
+
+const char *device_resolve(const char *name, size_t real_size)
+{
+    if (!name || !strcmp(name, "auto")) return real_size == 4 && cuda_available() ? "cuda" : "cpu";
+    return name;
+}
+
+Device *device_open(Plan *plan, const char *name, char *err, size_t errlen)
+{
+    name = device_resolve(name, plan->real_size);
+    if (!strcmp(name, "cpu")) return device_cpu_new(plan);
+    if (!strcmp(name, "cuda") || !strcmp(name, "emu")) return device_cuda_new(plan, name, err, errlen);
+    snprintf(err, errlen, "unknown device '%s' (cpu, cuda, emu or auto)", name);
+    return NULL;
+}
+
+int cuda_print_status(FILE *f)
+{
+    char err[1024];
+    int ma = 0, mi = 0;
+    if (nvrtc_version(&ma, &mi, err, sizeof err))
+        fprintf(f, "nvrtc:     %s\n", err);
+    else
+        fprintf(f, "nvrtc:     %d.%d (kanc -o targets %s)\n", ma, mi, NVRTC_ARCHS);
+    const CudaApi *api = cuda_api_real(err, sizeof err);
+    int n = 0;
+    if (!api) {
+        fprintf(f, "cuda:      %s\n", err);
+    } else {
+        api->cuDeviceGetCount(&n);
+        fprintf(f, "cuda:      %s, %d device%s\n", api->libcuda_path, n, n == 1 ? "" : "s");
+        for (int i = 0; i < n; i++) {
+            CudaDeviceInfo di;
+            if (cuda_device_info(api, i, &di, err, sizeof err))
+                fprintf(f, "  device %d: %s\n", i, err);
+            else
+                fprintf(f, "  device %d: %s, sm_%d%d, %d multiprocessors, %.1f GiB, driver %d.%d\n", i,
+                        di.name, di.cc_major, di.cc_minor, di.sm_count, (double)di.total_mem / (1 << 30),
+                        di.driver_version / 1000, di.driver_version % 1000 / 10);
+        }
+        fprintf(f, "cublasLt:  %s\n", api->liblt ? api->liblt_path : "not found (set KANC_CUBLASLT)");
+    }
+    const char *prelude = emu_prelude_path();
+    fprintf(f, "emu:       %s\n", prelude ? prelude : "prelude runtime/emu/cuda_emu.h not found (set KANC_ROOT)");
+    fprintf(f, "--device auto means: %s\n", api && n > 0 ? "cuda" : "cpu");
+    return 0;
 }

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cpu_kernels.h"
 #include "rng.h"
@@ -87,9 +88,16 @@ void cpu_exec_run(CpuExec *e, int from, int to)
     if (from <= e->g->n_forward && to > e->g->n_forward) /* the range starts the backward */
         memset(e->grads, 0, (size_t)(e->plan->n_param_elems * (int64_t)e->rs));
     for (int i = from; i < to; i++) {
+        struct timespec t0, t1;
+        if (e->op_seconds) clock_gettime(CLOCK_MONOTONIC, &t0);
         if (e->rs == 8)
             run_node_f64(e, i);
         else
             run_node_f32(e, i);
+        if (e->op_seconds) {
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            e->op_seconds[e->g->nodes[i].op] +=
+                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        }
     }
 }

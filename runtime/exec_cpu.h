@@ -29,6 +29,7 @@ typedef struct {
     int training;         /* dropout active */
     AdamWConfig opt;
     double grad_norm;     /* set by OP_GRAD_NORM */
+    double *op_seconds;   /* non-NULL: time spent per op kind is added here (OP__COUNT) */
     double clip_scale;    /* the factor the gradients were multiplied by */
 } CpuExec;
 

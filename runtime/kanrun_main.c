@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact.h"
 #include "config.h"
+#include "cuda_api.h"
 #include "sample.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -19,6 +21,8 @@ static const char USAGE[] =
     "  sample DIR --prompt TEXT [flags]      generate text from a checkpoint\n"
     "  verify MODEL.kdl REFERENCE.safetensors   compare with the PyTorch reference\n"
     "  bench MODEL.kdl [flags]               training throughput and memory as JSON\n"
+    "  info [STEP.cubin]                     a cubin's plan and kernels (kanc -o), or the\n"
+    "                                        devices this machine offers\n"
     "  encode --tokenizer SPEC [FILE]        print the token ids of a text\n"
     "  decode --tokenizer SPEC [FILE]        print the text of token ids\n"
     "\n"
@@ -46,16 +50,22 @@ static const char TRAIN_USAGE[] =
     "  --save-every N      checkpoint every N steps (default 500) and at the end\n"
     "  --log-every N       a log line every N steps (default 10)\n"
     "  --set NAME=VALUE    override a model hyperparameter (repeatable)\n"
+    "  --preset NAME       hyperparameters from models/presets/NAME.set (gpt-nano,\n"
+    "                      gpt-micro, gpt-mini) or a .set file; a later --set wins\n"
     "  --threads T         CPU threads (default: all cores)\n"
     "  --resume DIR        continue from DIR's checkpoint; the run's saved flags apply\n"
     "                      unless given again (e.g. a larger --steps)\n"
     "  --quiet             no per-step output\n"
+    "  --device D          cpu (default), cuda, emu (the CUDA path on the CPU, for\n"
+    "                      tests) or auto (cuda when there is a GPU); MODEL may be a\n"
+    "                      cubin from kanc -o\n"
     "\n"
     "Exit status: 0 done, 1 error, 3 stopped on a non-finite loss (the last good\n"
     "checkpoint is kept).\n";
 
 static const char VERIFY_USAGE[] =
     "usage: kanrun verify MODEL.kdl REFERENCE.safetensors [--set NAME=VALUE]... [--tolerance T]\n"
+    "                     [--device cpu|cuda|emu|auto]\n"
     "\n"
     "Loads every parameter and buffer from the reference file by name, takes the\n"
     "hyperparameters from its config (a --set wins), runs the model and compares\n"
@@ -74,7 +84,7 @@ static int wants_help(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *model = NULL, *ref = NULL;
+    const char *model = NULL, *ref = NULL, *device = "cpu";
     double tol = VERIFY_TOLERANCE;
     ConfigSets cs = {0};
     int rc = 2;
@@ -84,6 +94,8 @@ static int cmd_verify(int argc, char **argv)
                 fprintf(stderr, "kanrun verify: error: --set needs NAME=VALUE, got '%s'\n", argv[i]);
                 goto out;
             }
+        } else if (!strcmp(argv[i], "--device") && i + 1 < argc) {
+            device = argv[++i];
         } else if (!strcmp(argv[i], "--tolerance") && i + 1 < argc) {
             char *end;
             tol = strtod(argv[++i], &end);
@@ -106,10 +118,29 @@ static int cmd_verify(int argc, char **argv)
     if (!model || !ref)
         fputs(VERIFY_USAGE, stderr);
     else
-        rc = verify_run(model, ref, cs.sets, cs.n, tol, "cpu", stdout);
+        rc = verify_run(model, ref, cs.sets, cs.n, tol, device, stdout);
 out:
     config_sets_free(&cs);
     return rc;
+}
+
+/* kanrun info STEP.cubin: the embedded plan; kanrun info: the devices */
+static int cmd_info(int argc, char **argv)
+{
+    if (argc > 1 || (argc == 1 && argv[0][0] == '-')) {
+        fputs("usage: kanrun info [STEP.cubin]\n", stderr);
+        return 2;
+    }
+    if (argc == 0) return cuda_print_status(stdout);
+    Artifact a;
+    char err[1024];
+    if (artifact_read(&a, argv[0], err, sizeof err)) {
+        fprintf(stderr, "kanrun info: error: %s\n", err);
+        return 1;
+    }
+    artifact_print_info(&a, stdout);
+    artifact_free(&a);
+    return 0;
 }
 
 static int cmd_train(int argc, char **argv)
@@ -240,6 +271,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "eval")) return eval_run(sub_argc, sub);
     if (!strcmp(cmd, "sample")) return sample_run(sub_argc, sub);
     if (!strcmp(cmd, "bench")) return bench_run(sub_argc, sub);
+    if (!strcmp(cmd, "info")) return cmd_info(sub_argc, sub);
     if (!strcmp(cmd, "encode")) return cmd_codec(sub_argc, sub, 1);
     if (!strcmp(cmd, "decode")) return cmd_codec(sub_argc, sub, 0);
     fprintf(stderr, "kanrun: error: unknown command '%s'\n%s", cmd, USAGE);

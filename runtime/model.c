@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifact.h"
 #include "autodiff.h"
+#include "cuda_api.h"
 #include "init.h"
 #include "util.h"
 
@@ -54,6 +56,9 @@ fail:
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
                   ModelMode mode, size_t real_size, const char *device, FILE *diag)
 {
+    /* a prebuilt step (kanc -o step.cubin): the model comes from its plan */
+    if (!src && artifact_is_cubin(path))
+        return artifact_model_compile(m, path, sets, nsets, mode, real_size, device, diag);
     memset(m, 0, sizeof *m);
     m->path = xstrdup(path);
     m->mode = mode;
@@ -69,12 +74,13 @@ int model_compile(Model *m, const char *path, const char *src, const KdlSet *set
     if (kdl_compile(path, m->src, m->src_len, sets, nsets, &m->g, &m->params, diag)) return -1;
     m->g.n_forward = m->g.n;
     if (differentiate(m, diag)) return -1;
-    if (strcmp(device, "cpu")) {
-        fprintf(diag, "error: unknown device '%s'\n", device);
+    plan_build(&m->plan, &m->g, real_size);
+    if (!strcmp(device, "none")) return 0; /* the caller opens the device (a prebuilt cubin) */
+    char derr[1024];
+    if (!(m->dev = device_open(&m->plan, device, derr, sizeof derr))) { /* cpu, cuda, emu, auto */
+        fprintf(diag, "error: %s\n", derr);
         return -1;
     }
-    plan_build(&m->plan, &m->g, real_size);
-    m->dev = device_cpu_new(&m->plan);
     void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, real_size);
     init_buffers(&m->plan, buffers);
     m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);

@@ -33,8 +33,11 @@ typedef struct {
 
 /* Compiles path (its source read from disk, or src when non-NULL) with the
    overrides, for mode, with float (real_size 4) or double (8) storage, and
-   opens the device ("cpu"). Buffers get their derived values. Diagnostics go
-   to diag. Returns 0, or -1 (errors already printed). */
+   opens the device: "cpu", "cuda", "emu" (the CUDA path, emulated), "auto"
+   (cuda when a GPU is present, else cpu), or "none" (no device: the caller
+   opens one). A path naming a cubin made by `kanc -o` (and src NULL) runs
+   that prebuilt step (artifact.h). Buffers get their derived values.
+   Diagnostics go to diag. Returns 0, or -1 (errors already printed). */
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
                   ModelMode mode, size_t real_size, const char *device, FILE *diag);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "artifact.h"
 #include "checkpoint.h"
 #include "corpus.h"
 #include "model.h"
@@ -76,7 +77,7 @@ int train_parse_flag(TrainArgs *a, int argc, char **argv, int *i)
     static const char *const with_value[] = {
         "--data", "--val", "--tokenizer", "--out", "--resume", "--device", "--batch", "--steps",
         "--warmup", "--eval-every", "--eval-batches", "--save-every", "--log-every", "--lr",
-        "--min-lr", "--weight-decay", "--clip", "--seed", "--threads", "--set", NULL};
+        "--min-lr", "--weight-decay", "--clip", "--seed", "--threads", "--set", "--preset", NULL};
     if (!strcmp(f, "--quiet")) {
         a->quiet = 1;
         return 1;
@@ -96,7 +97,9 @@ int train_parse_flag(TrainArgs *a, int argc, char **argv, int *i)
     else if (!strcmp(f, "--out")) a->out = v;
     else if (!strcmp(f, "--resume")) a->resume = v;
     else if (!strcmp(f, "--device")) a->device = v;
-    else if (!strcmp(f, "--set")) {
+    else if (!strcmp(f, "--preset")) {
+        if (config_load_preset(v, &a->sets)) return -1;
+    } else if (!strcmp(f, "--set")) {
         if (config_parse_set(v, &a->sets)) {
             fprintf(stderr, "kanrun: error: --set needs NAME=VALUE, got '%s'\n", v);
             return -1;
@@ -261,6 +264,17 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
         model_path = info.model_path;
         src = info.source;
         if (!a->tokenizer) a->tokenizer = info.tokenizer;
+    }
+    if (!a->resume && !a->tokenizer && a->model && artifact_is_cubin(a->model)) {
+        /* a prebuilt step (kanc -o): the tokenizer it was compiled for */
+        Artifact art;
+        if (artifact_read(&art, a->model, err, errlen)) return -1;
+        const char *t = artifact_str(&art, "tokenizer");
+        int bare = t && strcmp(t, "bytes") && !strchr(t, ':');
+        if (bare) snprintf(err, errlen, "%s expects the %s tokenizer: give --tokenizer %s:DIR", a->model, t, t);
+        else if (t) a->tokenizer = xstrdup(t); /* lives for the run */
+        artifact_free(&art);
+        if (bare) return -1;
     }
     if (!a->tokenizer) a->tokenizer = "bytes";
     if (!(*tok = tok_open(a->tokenizer, err, errlen))) goto out;

@@ -1018,7 +1018,8 @@ static void compile_quietly(const char *src, size_t len)
     graph_free(&g);
 }
 
-Test(language, fuzz_prefixes, .timeout = 300)
+/* Runs fn on the text of each .kdl file in models/. */
+static void for_each_model(void (*fn)(const char *src, size_t len))
 {
     char *mdir = repo_path("models");
     int nm;
@@ -1027,7 +1028,7 @@ Test(language, fuzz_prefixes, .timeout = 300)
         char *path = xasprintf("%s/%s", mdir, models[m]);
         size_t len;
         char *src = slurp(path, &len);
-        for (size_t l = 0; l <= len; l++) compile_quietly(src, l);
+        fn(src, len);
         free(src);
         free(path);
     }
@@ -1035,39 +1036,37 @@ Test(language, fuzz_prefixes, .timeout = 300)
     free(mdir);
 }
 
-Test(language, fuzz_mutations, .timeout = 300)
+static void every_prefix(const char *src, size_t len)
+{
+    for (size_t l = 0; l <= len; l++) compile_quietly(src, l);
+}
+
+/* 1000 copies with 1-4 random byte edits (replace, insert, delete) each */
+static void mutations(const char *src, size_t len)
 {
     static const char bytes[] = "(){}[]:,.=+-*/#\"\n\t 0123456789abxyz_\xff\xc3\x80";
-    char *mdir = repo_path("models");
-    int nm;
-    char **models = list_dir(mdir, ".kdl", &nm);
-    for (int m = 0; m < nm; m++) {
-        char *path = xasprintf("%s/%s", mdir, models[m]);
-        size_t len;
-        char *src = slurp(path, &len);
-        char *buf = xmalloc(len + 64);
-        for (int k = 0; k < 1000; k++) {
-            memcpy(buf, src, len);
-            size_t n = len;
-            for (int j = 0, muts = 1 + (int)(rng() % 4); j < muts; j++) {
-                size_t at = rng() % n;
-                char c = (rng() & 3) ? bytes[rng() % (sizeof bytes - 1)] : (char)rng();
-                switch (rng() % 3) {
-                case 0: buf[at] = c; break;                                /* replace */
-                case 1:                                                    /* insert */
-                    memmove(buf + at + 1, buf + at, n - at);
-                    buf[at] = c;
-                    n++;
-                    break;
-                default: memmove(buf + at, buf + at + 1, n - at - 1); n--; /* delete */
-                }
+    char *buf = xmalloc(len + 64);
+    for (int k = 0; k < 1000; k++) {
+        memcpy(buf, src, len);
+        size_t n = len;
+        for (int j = 0, muts = 1 + (int)(rng() % 4); j < muts && n > 1; j++) {
+            size_t at = rng() % n;
+            char c = (rng() & 3) ? bytes[rng() % (sizeof bytes - 1)] : (char)rng();
+            switch (rng() % 3) {
+            case 0: buf[at] = c; break;
+            case 1:
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = c;
+                n++;
+                break;
+            default: memmove(buf + at, buf + at + 1, n - at - 1); n--;
             }
-            compile_quietly(buf, n);
         }
-        free(buf);
-        free(src);
-        free(path);
+        compile_quietly(buf, n);
     }
-    free_list(models, nm);
-    free(mdir);
+    free(buf);
 }
+
+Test(language, fuzz_prefixes, .timeout = 300) { for_each_model(every_prefix); }
+
+Test(language, fuzz_mutations, .timeout = 300) { for_each_model(mutations); }

@@ -276,12 +276,13 @@ template <typename T> static inline T atomicExch(T *a, T v)
 /* ---- math that CUDA has and the C library lacks ---- */
 static inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
 static inline double rsqrt(double x) { return 1.0 / sqrt(x); }
-static inline float __expf(float x) { return expf(x); }
-static inline float __logf(float x) { return logf(x); }
-static inline float __sinf(float x) { return sinf(x); }
-static inline float __cosf(float x) { return cosf(x); }
-static inline float __tanhf(float x) { return tanhf(x); }
-static inline float __powf(float x, float y) { return powf(x, y); }
+/* glibc declares these names itself: macros, not functions */
+#define __expf expf
+#define __logf logf
+#define __sinf sinf
+#define __cosf cosf
+#define __tanhf tanhf
+#define __powf powf
 static inline float __fdividef(float x, float y) { return x / y; }
 static inline float __frcp_rn(float x) { return 1.0f / x; }
 static inline float __saturatef(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }

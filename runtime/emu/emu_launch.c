@@ -21,7 +21,7 @@ static int readable(const char *p) { return p && p[0] && access(p, R_OK) == 0; }
 const char *emu_prelude_path(void)
 {
     static char found[PATH_MAX];
-    char buf[PATH_MAX];
+    char buf[PATH_MAX + 64];
     const char *env = getenv("KANC_EMU_PRELUDE");
     if (readable(env)) return env;
 #ifdef KANC_EMU_PRELUDE
@@ -32,7 +32,7 @@ const char *emu_prelude_path(void)
         snprintf(buf, sizeof buf, "%s/runtime/emu/cuda_emu.h", root);
         if (readable(buf) && realpath(buf, found)) return found;
     }
-    char exe[PATH_MAX];
+    char exe[PATH_MAX - 64]; /* room for the suffixes below */
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n > 0) {
         exe[n] = 0;
@@ -107,7 +107,7 @@ static void print_offending_lines(const char *source, const char *log)
 static void remove_dir(const char *dir)
 {
     const char *files[] = {"kernels.cu", "kernels.so", "build.log"};
-    char path[PATH_MAX];
+    char path[PATH_MAX + 16];
     for (int i = 0; i < 3; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
@@ -124,7 +124,7 @@ EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
         return NULL;
     }
     const char *tmp = getenv("TMPDIR");
-    char dir[PATH_MAX];
+    char dir[PATH_MAX - 64]; /* room for the file names */
     snprintf(dir, sizeof dir, "%s/kanc-emu-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
         snprintf(err, errlen, "emu: cannot make a temporary directory in %s: %s", dir, strerror(errno));

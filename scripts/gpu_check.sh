@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# gpu_check.sh: the CUDA target, checked on a machine with an NVIDIA GPU, in under 8 minutes.
+#
+#   bash scripts/gpu_check.sh            on the GPU machine (also: make gpu-check)
+#   bash scripts/gpu_check.sh --bundle   on a machine WITHOUT a GPU, before a device run:
+#                                        builds portable binaries, copies the shared libraries
+#                                        they need and ../shared's fixtures and bench into
+#                                        gpu-bundle/ (git-ignored), to carry to the GPU machine
+#
+# On the GPU machine it
+#   1. builds kanc/kanrun (make), or uses gpu-bundle/ when the build libraries are missing;
+#   2. prints the devices (nvidia-smi, kanrun info);
+#   3. runs `kanrun verify --device cuda` on every fixture in $SHARED/fixtures;
+#   4. trains gpt-nano (models/kansformers.kdl, vocab 256) 200 steps on the GPU and on the
+#      CPU from the same seed, and compares the loss curves;
+#   5. times `kanrun bench --device cuda` against shared/bench/torch_train.py (fp32, and
+#      --dtype bf16 --compile) for gpt-micro and gpt-mini, vocab 50257, block 128 and 256,
+#      batch 64, as far as the time budget allows;
+#   6. prints a short table last. Logs go to $OUT (the device tool's folder) or build/gpu-check/.
+#
+# Environment: SHARED (the shared/ folder; default ./shared, gpu-bundle/shared, ../shared),
+# GPU_CHECK_BUDGET (seconds, default 450), GPU_CHECK_STEPS (training steps, default 200),
+# KANC_CUBLASLT / KANC_NVRTC (library paths, found automatically when unset).
+# A dry run of this script without a GPU (the CUDA path emulated, tiny shapes):
+#   GPU_CHECK_DEVICE=emu GPU_CHECK_STEPS=5 GPU_CHECK_TRAIN_ARGS="--set n_layer=1 --batch 2"
+#   GPU_CHECK_BENCH_ARGS="--set n_layer=1 --set n_embd=16 --batch 2" GPU_CHECK_BLOCKS="8"
+#   bash scripts/gpu_check.sh
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 2
+BUNDLE="$ROOT/gpu-bundle"
+
+# ---------------------------------------------------------------- --bundle (no GPU needed)
+if [ "${1:-}" = "--bundle" ]; then
+    set -e
+    SRC_SHARED=${SHARED:-$ROOT/../shared}
+    rm -rf "$BUNDLE"
+    mkdir -p "$BUNDLE/bin" "$BUNDLE/lib" "$BUNDLE/shared"
+    # portable code (any x86-64 with AVX2), not -march=native of this machine
+    CFLAGS="-O3 -march=x86-64-v3" make -s -j"$(nproc)" BUILD="$BUNDLE/build" all
+    cp "$BUNDLE/build/kanc" "$BUNDLE/build/kanrun" "$BUNDLE/bin/"
+    rm -rf "$BUNDLE/build"
+    # every library they load but glibc's own
+    ldd "$BUNDLE/bin/kanrun" "$BUNDLE/bin/kanc" | awk '/=> \// {print $3}' | sort -u |
+        grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*)\.so' |
+        while read -r lib; do cp -L "$lib" "$BUNDLE/lib/"; done
+    for d in fixtures bench reference; do
+        [ -d "$SRC_SHARED/$d" ] && cp -r "$SRC_SHARED/$d" "$BUNDLE/shared/"
+    done
+    if [ -d "$ROOT/.git" ] && ! grep -qx '/gpu-bundle/' "$ROOT/.git/info/exclude" 2>/dev/null; then
+        mkdir -p "$ROOT/.git/info"
+        echo '/gpu-bundle/' >>"$ROOT/.git/info/exclude"
+    fi
+    echo "gpu_check: bundle ready in $BUNDLE ($(du -sh "$BUNDLE" | cut -f1)); on the GPU machine run"
+    echo "  bash scripts/gpu_check.sh        (carry gpu-bundle)"
+    exit 0
+fi
+
+# ---------------------------------------------------------------- the GPU run
+T0=$SECONDS
+BUDGET=${GPU_CHECK_BUDGET:-450}
+STEPS=${GPU_CHECK_STEPS:-200}
+DEV=${GPU_CHECK_DEVICE:-cuda}
+read -r -a TRAIN_ARGS <<<"${GPU_CHECK_TRAIN_ARGS:-}"
+read -r -a BENCH_ARGS <<<"${GPU_CHECK_BENCH_ARGS:---set vocab_size=50257 --batch 64}"
+read -r -a BLOCKS <<<"${GPU_CHECK_BLOCKS:-128 256}"
+OUTDIR=${OUT:-$ROOT/build/gpu-check}
+mkdir -p "$OUTDIR"
+LOG="$OUTDIR/gpu_check.log"
+: >"$LOG"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check-XXXXXX")
+export KANC_CACHE_DIR="$WORK/cubin-cache" KANC_ROOT="$ROOT"
+ROWS=()   # "check|result|detail" for the final table
+BENCH=()  # "config|kanc|torch fp32|torch bf16"
+
+left() { echo $((BUDGET - (SECONDS - T0))); }
+log() { echo "$*" | tee -a "$LOG"; }
+row() { ROWS+=("$1|$2|$3"); }
+# run LIMIT CMD...: at most LIMIT seconds (and never past the budget); output appended to the log
+run() {
+    local limit=$1
+    shift
+    local l
+    l=$(left)
+    [ "$limit" -gt "$l" ] && limit=$l
+    if [ "$limit" -lt 5 ]; then
+        echo "(skipped: out of time) $*" >>"$LOG"
+        return 124
+    fi
+    echo "+ [${limit}s] $*" >>"$LOG"
+    timeout --kill-after=5 "$limit" "$@"
+}
+# the last JSON line of a file, field $2 (a number), or "-"
+jfield() {
+    python3 - "$1" "$2" <<'EOF' 2>/dev/null || echo "-"
+import json, sys
+line = [l for l in open(sys.argv[1]) if l.lstrip().startswith("{")][-1]
+v = json.loads(line)[sys.argv[2]]
+print(f"{v:.0f}" if isinstance(v, (int, float)) and abs(v) >= 100 else v)
+EOF
+}
+
+log "gpu_check: $(date -u +%FT%TZ) on $(hostname), budget ${BUDGET}s, logs in $OUTDIR"
+
+# shared/ (fixtures, the PyTorch peer)
+if [ -z "${SHARED:-}" ]; then
+    for s in "$ROOT/shared" "$BUNDLE/shared" "$ROOT/../shared"; do
+        if [ -d "$s/fixtures" ]; then SHARED=$s; break; fi
+    done
+fi
+SHARED=${SHARED:-$ROOT/shared}
+export SHARED
+log "shared: $SHARED"
+
+# 1. build, or the bundle
+KANC=""
+KANRUN=""
+if pkg-config --exists libcjson libpcre2-8 2>/dev/null && command -v bison >/dev/null && command -v flex >/dev/null &&
+    [ -e /usr/include/x86_64-linux-gnu/openblas-openmp/cblas.h ]; then
+    if run 180 make -s -j"$(nproc)" all >>"$LOG" 2>&1; then
+        KANC="$ROOT/build/kanc"
+        KANRUN="$ROOT/build/kanrun"
+        row build ok "make"
+    else
+        row build FAIL "make failed (see the log)"
+    fi
+fi
+if [ -z "$KANRUN" ] && [ -x "$BUNDLE/bin/kanrun" ]; then
+    export LD_LIBRARY_PATH="$BUNDLE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    if "$BUNDLE/bin/kanrun" --help >/dev/null 2>&1; then
+        KANC="$BUNDLE/bin/kanc"
+        KANRUN="$BUNDLE/bin/kanrun"
+        row build ok "gpu-bundle (no build libraries here)"
+    fi
+fi
+if [ -z "$KANRUN" ]; then
+    row build FAIL "no build libraries (cjson, pcre2, openblas, flex, bison) and no gpu-bundle/: run 'bash scripts/gpu_check.sh --bundle' where they are and carry gpu-bundle"
+fi
+
+# 2. devices; the CUDA libraries if the default names do not find them
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | tee -a "$LOG"
+find_lib() { # $1: glob of the file name
+    local d f
+    for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu \
+        $(python3 -c 'import site; print(" ".join(site.getsitepackages()))' 2>/dev/null); do
+        [ -d "$d" ] || continue
+        f=$(find "$d" -maxdepth 4 -name "$1" 2>/dev/null | sort | tail -1)
+        if [ -n "$f" ]; then echo "$f"; return 0; fi
+    done
+    return 1
+}
+if [ -n "$KANRUN" ]; then
+    INFO=$("$KANRUN" info 2>&1)
+    if echo "$INFO" | grep -q "^cublasLt:  not found" && [ -z "${KANC_CUBLASLT:-}" ]; then
+        KANC_CUBLASLT=$(find_lib 'libcublasLt.so.1[23]*') && export KANC_CUBLASLT
+    fi
+    if echo "$INFO" | grep -q "^nvrtc:     NVRTC not found" && [ -z "${KANC_NVRTC:-}" ]; then
+        KANC_NVRTC=$(find_lib 'libnvrtc.so.1[23]*') && export KANC_NVRTC
+    fi
+    INFO=$("$KANRUN" info 2>&1)
+    echo "$INFO" | tee -a "$LOG"
+    if echo "$INFO" | grep -q "auto means: cuda" || { [ "$DEV" = emu ] && echo "$INFO" | grep -q "^emu: *\/"; }; then
+        row device ok "$(echo "$INFO" | grep -m1 'device 0' | sed 's/^ *//')"
+    else
+        row device FAIL "$(echo "$INFO" | grep -m1 '^cuda:' | cut -c12-)"
+        KANRUN_GPU=0
+    fi
+fi
+KANRUN_GPU=${KANRUN_GPU:-1}
+[ -z "$KANRUN" ] && KANRUN_GPU=0
+
+# 3. every fixture on the device
+if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
+    pass=0
+    fail=0
+    worst=""
+    for f in "$SHARED"/fixtures/*.safetensors; do
+        b=$(basename "$f" .safetensors)
+        case $b in
+        gpt_kansformers) m=kansformers ;;
+        gpt_hybrid) m=hybrid ;;
+        gpt_mlp) m=mingpt ;;
+        kan_linear*) m=kan-linear ;;
+        *) continue ;;
+        esac
+        if run 150 "$KANRUN" verify "models/$m.kdl" "$f" --device "$DEV" >"$WORK/verify_$b.txt" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1))
+            worst="$worst $b"
+        fi
+        cat "$WORK/verify_$b.txt" >>"$LOG"
+        log "verify $b on $DEV: $(tail -1 "$WORK/verify_$b.txt")"
+    done
+    if [ $fail = 0 ]; then row "verify --device $DEV" ok "$pass fixtures within 1e-4"; else row "verify --device $DEV" FAIL "$fail failed:$worst"; fi
+elif [ "$KANRUN_GPU" = 1 ]; then
+    row "verify --device $DEV" SKIP "no fixtures in $SHARED (carry shared/ or gpu-bundle)"
+fi
+
+# 4. the same training on the GPU and the CPU
+if [ "$KANRUN_GPU" = 1 ]; then
+    cat compiler/*.c runtime/*.c runtime/*.h docs/*.md >"$WORK/corpus.txt" 2>/dev/null
+    common=(train models/kansformers.kdl --data "$WORK/corpus.txt" --steps "$STEPS" --seed 1337 --warmup 20
+        --eval-every 0 --save-every 100000 --log-every 1 --quiet "${TRAIN_ARGS[@]}")
+    run 150 "$KANRUN" "${common[@]}" --device "$DEV" --out "$WORK/train_cuda" >>"$LOG" 2>&1
+    rc_gpu=$?
+    run 200 "$KANRUN" "${common[@]}" --device cpu --out "$WORK/train_cpu" >>"$LOG" 2>&1
+    rc_cpu=$?
+    if [ $rc_gpu = 0 ] && [ $rc_cpu = 0 ]; then
+        cmp=$(python3 - "$WORK/train_cuda/metrics.jsonl" "$WORK/train_cpu/metrics.jsonl" <<'EOF'
+import json, sys
+def curve(p):
+    d = {}
+    for l in open(p):
+        r = json.loads(l)
+        if "loss" in r: d[r["step"]] = r
+    return d
+g, c = curve(sys.argv[1]), curve(sys.argv[2])
+steps = sorted(set(g) & set(c))
+diff = [abs(g[s]["loss"] - c[s]["loss"]) for s in steps]
+first = max(diff[:10]) if diff else float("nan")
+ms = lambda d: sorted(r["ms"] for r in d.values())[len(d) // 2]
+ok = steps and first < 1e-3 and max(diff) < 0.05
+print(f"{'ok' if ok else 'FAIL'}|{len(steps)} steps: max |dloss| {max(diff):.2e} (first 10: {first:.2e}); "
+      f"final {g[steps[-1]]['loss']:.4f} vs {c[steps[-1]]['loss']:.4f}; {ms(g):.1f} vs {ms(c):.1f} ms/step")
+EOF
+)
+        row "train gpu vs cpu" "${cmp%%|*}" "${cmp#*|}"
+    else
+        row "train gpu vs cpu" FAIL "exit status gpu $rc_gpu, cpu $rc_cpu (124: timed out)"
+    fi
+fi
+
+# 4b. the artifact: kanc -o for this GPU, then the cubin alone as the model
+if [ "$KANRUN_GPU" = 1 ] && [ -f "$WORK/train_cuda/metrics.jsonl" ]; then
+    sm=$(echo "$INFO" | grep -m1 '  device 0:' | grep -o 'sm_[0-9]*')
+    if run 120 "$KANC" models/kansformers.kdl -o "$WORK/step.cubin" --arch "${sm:-sm_90}" "${TRAIN_ARGS[@]}" >>"$LOG" 2>&1 &&
+        "$KANRUN" info "$WORK/step.cubin" >"$WORK/info.txt" 2>&1 &&
+        run 90 "$KANRUN" train "$WORK/step.cubin" --data "$WORK/corpus.txt" --steps "$((STEPS < 20 ? STEPS : 20))" \
+            --seed 1337 --warmup 20 --eval-every 0 --save-every 100000 --quiet --device "$DEV" \
+            --out "$WORK/train_cubin" >>"$LOG" 2>&1; then
+        head -20 "$WORK/info.txt" >>"$LOG"
+        same=$(python3 - "$WORK/train_cuda/metrics.jsonl" "$WORK/train_cubin/metrics.jsonl" "$WORK/info.txt" <<'EOF'
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l][:20] for p in sys.argv[1:3])
+d = max(abs(x - y) for x, y in zip(a, b)) if a and b else float("nan")
+import re
+kern = [l for l in open(sys.argv[3]) if re.match(r"\s+\d+ \S+ ", l) and "cuBLASLt" not in l]
+print(f"{'ok' if d < 1e-5 else 'FAIL'}|{len(b)} steps from the cubin alone, max |dloss| vs the .kdl run {d:.1e}; "
+      f"{len(kern)} kernel launches listed by kanrun info")
+EOF
+        )
+        row "kanc -o + cubin run" "${same%%|*}" "${same#*|}"
+    else
+        row "kanc -o + cubin run" FAIL "see the log"
+    fi
+fi
+
+# 5. throughput against PyTorch
+bench_one() { # preset block
+    local p=$1 blk=$2 k t32 tbf
+    k="-"
+    t32="-"
+    tbf="-"
+    if [ "$KANRUN_GPU" = 1 ] && run 200 "$KANRUN" bench models/kansformers.kdl --preset "$p" "${BENCH_ARGS[@]}" \
+        --set block_size="$blk" --steps 10 --warmup 2 --device "$DEV" >"$WORK/kanc_${p}_${blk}.json" 2>>"$LOG"; then
+        k="$(jfield "$WORK/kanc_${p}_${blk}.json" tokens_per_s) tok/s, $(jfield "$WORK/kanc_${p}_${blk}.json" peak_bytes | awk '{printf "%.1f GB", $1 / 1e9}')"
+    fi
+    cat "$WORK/kanc_${p}_${blk}.json" >>"$LOG" 2>/dev/null
+    local torch=(python3 "$SHARED/bench/torch_train.py" --layout kansformers --preset "$p" --vocab 50257
+        --block "$blk" --batch 64 --steps 10 --warmup 2 --device cuda)
+    if [ "$DEV" = cuda ] && [ -f "$SHARED/bench/torch_train.py" ]; then
+        if run 120 "${torch[@]}" >"$WORK/t32.json" 2>>"$LOG"; then
+            t32="$(jfield "$WORK/t32.json" tokens_per_s) tok/s"
+        fi
+        if run 180 "${torch[@]}" --dtype bf16 --compile >"$WORK/tbf.json" 2>>"$LOG"; then
+            tbf="$(jfield "$WORK/tbf.json" tokens_per_s) tok/s"
+        fi
+        cat "$WORK/t32.json" "$WORK/tbf.json" >>"$LOG" 2>/dev/null
+    fi
+    BENCH+=("$p block $blk|$k|$t32|$tbf")
+}
+CONFIGS=()
+for blk in "${BLOCKS[@]}"; do CONFIGS+=("gpt-micro $blk" "gpt-mini $blk"); done
+for cfg in "${CONFIGS[@]}"; do
+    if [ "$(left)" -lt 60 ]; then
+        BENCH+=("${cfg/ / block }|skipped (time)|-|-")
+        continue
+    fi
+    # shellcheck disable=SC2086
+    bench_one $cfg
+done
+
+# 6. the table, last
+{
+    echo
+    echo "==== gpu_check: $((SECONDS - T0)) s ===="
+    printf '%-22s %-6s %s\n' check result detail
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r a b c <<<"$r"
+        printf '%-22s %-6s %s\n' "$a" "$b" "$c"
+    done
+    echo
+    printf '%-20s %-28s %-18s %s\n' "bench" "kanc $DEV fp32" "torch fp32" "torch bf16+compile"
+    for r in "${BENCH[@]}"; do
+        IFS='|' read -r a b c d <<<"$r"
+        printf '%-20s %-28s %-18s %s\n' "$a" "$b" "$c" "$d"
+    done
+} | tee -a "$LOG"
+rm -rf "$WORK"
+for r in "${ROWS[@]}"; do
+    case $r in *"|FAIL|"*) exit 1 ;; esac
+done
+exit 0

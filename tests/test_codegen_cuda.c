@@ -1,0 +1,925 @@
+/* test_codegen_cuda.c: every generated CUDA kernel, emulated on the CPU, against the CPU target.
+ *
+ * Each case builds a small graph by hand (ragged shapes, not multiples of the
+ * tiles), differentiates it, plans it in float, generates the CUDA program and
+ * builds it under the emulation prelude (runtime/emu). The CPU executor and
+ * the emulated kernels then run from the same initial state, node by node:
+ * before a node, its inputs must agree (nothing clobbered them); its output,
+ * aux tensor and the workspace are poisoned with NaN on the emulated side (so
+ * an element a kernel fails to write fails the comparison); after it, its
+ * value, aux, the gradient area (for nodes that write gradients), the norm,
+ * and the parameters and moments (AdamW) must agree to a relative error norm
+ * of 1e-5 (integers exactly). The single-op cases then copy the CPU's inputs
+ * into the emulated storage before each node, so that every kernel is
+ * measured on its own; the transformer cases run the emulated step
+ * independently from start to end, for several training steps. NVRTC (loaded
+ * with dlopen; the check is skipped without it) must compile the sources for
+ * sm_80 and sm_90 without a warning. With --verbose, each case logs its worst
+ * relative error; KANC_DUMP_CUDA=FILE writes the last generated source.
+ */
+#include <criterion/criterion.h>
+#include <dlfcn.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autodiff.h"
+#include "codegen_cuda.h"
+#include "emu/emu_launch.h"
+#include "exec_cpu.h"
+#include "plan.h"
+#include "rng.h"
+
+TestSuite(cuda_codegen, .timeout = 600);
+
+#define TOL 1e-5
+
+/* ------------------------------------------------------------------------ */
+/* building graphs (as tests/test_autodiff.c)                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    Graph g;
+    uint64_t seed;
+} Case;
+
+static int leaf(Case *c, GOp op, const char *name, GShape s, GDtype dt)
+{
+    GNode n = {0};
+    n.op = op;
+    n.name = (char *)name;
+    n.shape = s;
+    n.dtype = dt;
+    n.trainable = op == OP_PARAM;
+    n.decay = op == OP_PARAM;
+    n.fwd = -1;
+    n.init_ref = -1;
+    n.gparam = -1;
+    return graph_add(&c->g, &n);
+}
+
+static int param(Case *c, const char *name, GShape s) { return leaf(c, OP_PARAM, name, s, DT_REAL); }
+
+/* a value computed from a parameter (so gradients flow through the arena) */
+static int value(Case *c, const char *name, GShape s)
+{
+    int p = param(c, name, s);
+    GAttr a = {.scale = 1.0};
+    return graph_op(&c->g, OP_SCALE, &p, 1, s, &a);
+}
+
+static int op(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a)
+{
+    return graph_op(&c->g, o, in, nin, s, &a);
+}
+
+static int with_aux(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a, GShape aux)
+{
+    GNode n = {0};
+    n.op = o;
+    n.nin = nin;
+    memcpy(n.in, in, sizeof(int) * (size_t)nin);
+    n.shape = s;
+    n.a = a;
+    n.aux = aux;
+    n.aux_numel = shape_numel(&aux);
+    n.fwd = -1;
+    n.gparam = -1;
+    n.init_ref = -1;
+    return graph_add(&c->g, &n);
+}
+
+/* loss = sum(out * R), R a fixed random buffer; then autodiff */
+static void finish(Case *c, int out)
+{
+    Graph *g = &c->g;
+    int r = leaf(c, OP_BUFFER, "R", g->nodes[out].shape, DT_REAL);
+    int prod = op(c, OP_MUL, (int[]){out, r}, 2, g->nodes[out].shape, (GAttr){0});
+    int loss = op(c, OP_SUM, &prod, 1, shape_of(0), (GAttr){0});
+    g->loss = loss;
+    g->n_forward = g->n;
+    char err[256];
+    cr_assert_eq(autodiff(g, loss, -1, 0, err, sizeof err), 0, "%s", err);
+}
+
+static float urand(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    return (float)(2.0 * (double)(kanc_rng_bits(seed, stream, i) >> 11) / 9007199254740992.0 - 1.0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* NVRTC, loaded at run time                                                 */
+/* ------------------------------------------------------------------------ */
+
+typedef int (*NvCreate)(void **, const char *, const char *, int, const char *const *, const char *const *);
+typedef int (*NvCompile)(void *, int, const char *const *);
+typedef int (*NvLogSize)(void *, size_t *);
+typedef int (*NvLog)(void *, char *);
+typedef int (*NvDestroy)(void **);
+
+static void *nvrtc_lib(void)
+{
+    static void *lib;
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so",
+                               "/usr/local/cuda/lib64/libnvrtc.so.13", "libnvrtc.so.12"};
+        for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++)
+            lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+    }
+    return lib;
+}
+
+/* 1 when NVRTC compiles src for arch without errors or warnings; 0 and the log otherwise */
+static int nvrtc_compile(const char *src, const char *arch, char **log_out)
+{
+    void *lib = nvrtc_lib();
+    NvCreate create = (NvCreate)dlsym(lib, "nvrtcCreateProgram");
+    NvCompile compile = (NvCompile)dlsym(lib, "nvrtcCompileProgram");
+    NvLogSize logsize = (NvLogSize)dlsym(lib, "nvrtcGetProgramLogSize");
+    NvLog getlog = (NvLog)dlsym(lib, "nvrtcGetProgramLog");
+    NvDestroy destroy = (NvDestroy)dlsym(lib, "nvrtcDestroyProgram");
+    cr_assert(create && compile && logsize && getlog && destroy, "NVRTC symbols missing");
+    void *prog = NULL;
+    cr_assert_eq(create(&prog, src, "kanc_step.cu", 0, NULL, NULL), 0);
+    char opt[64];
+    snprintf(opt, sizeof opt, "--gpu-architecture=%s", arch);
+    const char *opts[] = {opt, "--std=c++17"};
+    int rc = compile(prog, 2, opts);
+    size_t n = 0;
+    logsize(prog, &n);
+    char *log = calloc(1, n + 1);
+    getlog(prog, log);
+    destroy(&prog);
+    int ok = rc == 0 && !strstr(log, "warning");
+    *log_out = log;
+    return ok;
+}
+
+static void nvrtc_check(const char *src)
+{
+    if (!nvrtc_lib()) {
+        cr_log_warn("NVRTC not found: skipping the NVRTC compile check");
+        return;
+    }
+    const char *archs[] = {"sm_80", "sm_90"};
+    for (int i = 0; i < 2; i++) {
+        char *log;
+        int ok = nvrtc_compile(src, archs[i], &log);
+        cr_expect(ok, "NVRTC %s rejected the generated source (or warned):\n%s", archs[i], log);
+        free(log);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* running a case on the CPU and emulated, node by node                      */
+/* ------------------------------------------------------------------------ */
+
+typedef void (*FillFn)(Case *c, CpuExec *e);
+
+typedef struct {
+    int steps;      /* full passes over the graph (training steps); default 1 */
+    int training;   /* dropout active */
+    int use_cublas; /* plain GEMMs as LAUNCH_GEMM, applied with the CPU GEMM */
+    int tm, tn, tk; /* tiles (0: defaults) */
+    int nvrtc;      /* also compile with NVRTC for sm_80 and sm_90 */
+    int independent; /* 0: after checking a node's inputs, copy the CPU's into the emulated
+                        storage, so that each kernel is measured alone; 1: the emulated run
+                        carries its own values from start to end */
+    FillFn fill;
+} RunOpts;
+
+typedef struct {
+    const Plan *p;
+    CpuExec *e;
+    unsigned char *arena, *ws;
+    float *params, *grads, *m, *v, *buffers;
+    KancScalars sc;
+    KancArgsHost a;
+    int resync;
+    int failures;
+    int compared;      /* comparisons made */
+    double worst;      /* largest relative error norm seen */
+    const char *what;  /* the case, for messages */
+} Emu;
+
+static void *emu_value(Emu *u, int i)
+{
+    const GNode *n = &u->p->g->nodes[i];
+    if (n->op == OP_PARAM) return u->params + u->p->pos[i];
+    if (n->op == OP_BUFFER) return u->buffers + u->p->pos[i];
+    return u->arena + u->p->off[i];
+}
+
+static void poison(void *p, int64_t bytes)
+{
+    float nan = NAN;
+    for (int64_t i = 0; i < bytes / 4; i++) memcpy((char *)p + 4 * i, &nan, 4);
+}
+
+/* relative error norm of emu against cpu; reports and counts a failure */
+static int cmp_real(Emu *u, int node, const char *what, const float *emu, const float *cpu, int64_t n)
+{
+    double d2 = 0, r2 = 0, dmax = 0, rmax = 0;
+    int64_t bad = -1, nan_bad = 0, first_nan = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double x = emu[i], y = cpu[i];
+        if (isnan(x) != isnan(y)) {
+            if (!nan_bad++) first_nan = i;
+            continue;
+        }
+        if (isnan(y)) continue;
+        double d = fabs(x - y);
+        d2 += d * d;
+        r2 += y * y;
+        if (d > dmax) {
+            dmax = d;
+            if (bad < 0 && d > 0) bad = i;
+        }
+        if (fabs(y) > rmax) rmax = fabs(y);
+    }
+    double rel = r2 > 0 ? sqrt(d2 / r2) : sqrt(d2);
+    if (first_nan >= 0) bad = first_nan;
+    u->compared++;
+    if (rel > u->worst) u->worst = rel;
+    int ok = nan_bad == 0 && rel <= TOL && dmax <= 10 * TOL * (rmax > 0 ? rmax : 1);
+    if (!ok) {
+        u->failures++;
+        if (u->failures <= 6) {
+            const GNode *nd = &u->p->g->nodes[node];
+            cr_log_error("%s: node %d %s: %s: rel err %.3e, max |diff| %.3e (max |ref| %.3e), "
+                         "%lld NaN mismatches; first bad element %lld: emu %.9g cpu %.9g",
+                         u->what, node, op_name(nd->op), what, rel, dmax, rmax, (long long)nan_bad,
+                         (long long)bad, bad >= 0 ? emu[bad] : 0.0, bad >= 0 ? cpu[bad] : 0.0);
+        }
+    }
+    cr_expect(ok, "%s: node %d (%s) %s differs from the CPU (rel %.3e)", u->what, node,
+              op_name(u->p->g->nodes[node].op), what, rel);
+    return ok;
+}
+
+static void cmp_value(Emu *u, int node, int i, const char *what)
+{
+    const GNode *n = &u->p->g->nodes[i];
+    int64_t numel = shape_numel(&n->shape);
+    void *x = emu_value(u, i), *y = cpu_exec_value(u->e, i);
+    if (n->dtype == DT_I32) {
+        int same = memcmp(x, y, (size_t)numel * 4) == 0;
+        if (!same) u->failures++;
+        cr_expect(same, "%s: node %d: %s (int32 node %d) differs", u->what, node, what, i);
+    } else {
+        cmp_real(u, node, what, x, y, numel);
+    }
+}
+
+static int writes_grads(const GNode *n)
+{
+    return n->op >= OP_SEED && (n->gparam >= 0 || n->op == OP_LAYERNORM_BWD ||
+                                (n->op == OP_LINEAR_BWD_W && n->a.has_bias) || n->op == OP_KAN_BWD_W);
+}
+
+/* [a, a+na) and [b, b+nb) overlap */
+static int overlap(const void *a, int64_t na, const void *b, int64_t nb)
+{
+    const char *x = a, *y = b;
+    return x < y + nb && y < x + na;
+}
+
+static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i)
+{
+    const Graph *g = u->p->g;
+    const GNode *n = &g->nodes[i];
+    char what[64];
+    /* inputs agree before the node runs */
+    for (int j = 0; j < n->nin; j++) {
+        snprintf(what, sizeof what, "input %d (node %d) before the node", j, n->in[j]);
+        cmp_value(u, i, n->in[j], what);
+    }
+    if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0 &&
+        (n->op == OP_LAYERNORM_BWD || n->op == OP_ATTENTION_BWD || n->op == OP_CE_BWD))
+        cmp_real(u, i, "forward aux before the node", (float *)(u->arena + u->p->aux_off[n->fwd]),
+                 (float *)(u->e->arena + u->p->aux_off[n->fwd]), g->nodes[n->fwd].aux_numel);
+    if (u->resync) { /* the kernel starts from the CPU's inputs */
+        for (int j = 0; j < n->nin; j++)
+            memcpy(emu_value(u, n->in[j]), cpu_exec_value(u->e, n->in[j]),
+                   (size_t)node_bytes(&g->nodes[n->in[j]], 4));
+        if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0)
+            memcpy(u->arena + u->p->aux_off[n->fwd], u->e->arena + u->p->aux_off[n->fwd],
+                   (size_t)g->nodes[n->fwd].aux_numel * 4);
+        if (n->op >= OP_SEED) memcpy(u->grads, u->e->grads, (size_t)u->p->n_param_elems * 4);
+        if (n->op == OP_ADAMW) {
+            u->sc.grad_norm = (float)u->e->grad_norm;
+            memcpy(u->params, u->e->params, (size_t)u->p->n_param_elems * 4);
+            memcpy(u->m, u->e->m, (size_t)u->p->n_param_elems * 4);
+            memcpy(u->v, u->e->v, (size_t)u->p->n_param_elems * 4);
+        }
+    }
+    /* poison what the node writes (not an accumulation target, not an input) */
+    if (node_has_value(n) && n->op != OP_INPUT && !(n->op >= OP_SEED && n->a.acc)) {
+        int64_t bytes = node_bytes(n, 4);
+        void *y = emu_value(u, i);
+        int clash = 0;
+        for (int j = 0; j < n->nin; j++)
+            clash |= overlap(y, bytes, emu_value(u, n->in[j]), node_bytes(&g->nodes[n->in[j]], 4));
+        if (!clash) poison(y, bytes);
+    }
+    if (u->p->aux_off[i] >= 0) poison(u->arena + u->p->aux_off[i], n->aux_numel * 4);
+    poison(u->ws, prog->ws_bytes);
+
+    cpu_exec_run(u->e, i, i + 1);
+    char err[256];
+    cr_assert_eq(emu_run_nodes(mod, prog, i, i + 1, &u->a, err, sizeof err), 0, "%s", err);
+
+    if (node_has_value(n)) cmp_value(u, i, i, "value");
+    if (u->p->aux_off[i] >= 0)
+        cmp_real(u, i, "aux", (float *)(u->arena + u->p->aux_off[i]),
+                 (float *)(u->e->arena + u->p->aux_off[i]), n->aux_numel);
+    if (writes_grads(n))
+        cmp_real(u, i, "gradient area", u->grads, u->e->grads, u->p->n_param_elems);
+    if (n->op == OP_GRAD_NORM) {
+        float cn = (float)u->e->grad_norm;
+        cmp_real(u, i, "scalars.grad_norm", &u->sc.grad_norm, &cn, 1);
+    }
+    if (n->op == OP_ADAMW) {
+        u->sc.step++; /* the host advances the step after a step that ran AdamW */
+        float cs = (float)u->e->clip_scale;
+        cmp_real(u, i, "scalars.clip_scale", &u->sc.clip_scale, &cs, 1);
+        cmp_real(u, i, "parameters", u->params, u->e->params, u->p->n_param_elems);
+        cmp_real(u, i, "adam m", u->m, u->e->m, u->p->n_param_elems);
+        cmp_real(u, i, "adam v", u->v, u->e->v, u->p->n_param_elems);
+    }
+}
+
+static void fill_default(Case *c, CpuExec *e)
+{
+    Graph *g = &c->g;
+    for (int i = 0; i < g->n; i++) {
+        GNode *n = &g->nodes[i];
+        if (n->op == OP_PARAM || n->op == OP_BUFFER || (n->op == OP_INPUT && n->dtype == DT_REAL)) {
+            float *v = cpu_exec_value(e, i);
+            for (int64_t j = 0; j < shape_numel(&n->shape); j++) v[j] = urand(c->seed, (uint64_t)i, (uint64_t)j);
+        } else if (n->op == OP_INPUT) {
+            int32_t *ids = cpu_exec_value(e, i);
+            int64_t V = 11;
+            for (int64_t j = 0; j < shape_numel(&n->shape); j++) ids[j] = (int32_t)((j * 7 + 3) % V);
+            if (n->name && !strcmp(n->name, "targets")) ids[2] = ids[shape_numel(&n->shape) - 1] = -1;
+        }
+    }
+}
+
+/* knots: uniform on [-1, 1], then warped per input (non-uniform grids) */
+static void fill_kan_grids(Case *c, CpuExec *e)
+{
+    for (int i = 0; i < c->g.n; i++) {
+        GNode *n = &c->g.nodes[i];
+        if (n->op != OP_KAN) continue;
+        GNode *grid = &c->g.nodes[n->in[1]];
+        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
+        float *t = cpu_exec_value(e, grid->id);
+        for (int64_t r = 0; r < grid->shape.d[0]; r++)
+            for (int j = 0; j < nk; j++)
+                t[r * nk + j] = (float)(-1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G);
+    }
+}
+
+/* Runs case c on the CPU and emulated; returns the number of failed comparisons. */
+static int run_case(Case *c, const char *what, const RunOpts *ro)
+{
+    Graph *g = &c->g;
+    Plan p;
+    plan_build(&p, g, 4);
+    CudaOptions o;
+    cuda_options_default(&o);
+    o.use_cublas = ro->use_cublas;
+    if (ro->tm) o.tile_m = ro->tm;
+    if (ro->tn) o.tile_n = ro->tn;
+    if (ro->tk) o.tile_k = ro->tk;
+    CudaProgram prog;
+    char err[512];
+    cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s: %s", what, err);
+    if (getenv("KANC_DUMP_CUDA")) {
+        FILE *f = fopen(getenv("KANC_DUMP_CUDA"), "w");
+        if (f) fputs(prog.source, f), fclose(f);
+    }
+    if (ro->nvrtc) nvrtc_check(prog.source);
+    EmuModule *mod = emu_module_build(prog.source, err, sizeof err);
+    cr_assert(mod, "%s: %s", what, err);
+
+    CpuExec e;
+    cpu_exec_init(&e, &p);
+    e.training = ro->training;
+    e.seed = 1234;
+    e.step = 3;
+    e.opt = (AdamWConfig){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1,
+                          .clip = 1.0};
+    fill_default(c, &e);
+    fill_kan_grids(c, &e);
+    if (ro->fill) ro->fill(c, &e);
+
+    Emu u = {.p = &p, .e = &e, .what = what, .resync = !ro->independent};
+    int64_t pb = p.n_param_elems * 4 + 64, ab = p.arena_bytes + 64, wb = prog.ws_bytes + 64;
+    u.arena = malloc((size_t)ab);
+    u.ws = malloc((size_t)wb);
+    u.params = malloc((size_t)pb);
+    u.grads = malloc((size_t)pb);
+    u.m = malloc((size_t)pb);
+    u.v = malloc((size_t)pb);
+    u.buffers = malloc((size_t)(p.n_buffer_elems * 4 + 64));
+    poison(u.arena, ab);
+    poison(u.ws, wb);
+    poison(u.grads, pb);
+    memcpy(u.params, e.params, (size_t)p.n_param_elems * 4);
+    memcpy(u.m, e.m, (size_t)p.n_param_elems * 4);
+    memcpy(u.v, e.v, (size_t)p.n_param_elems * 4);
+    memcpy(u.buffers, e.buffers, (size_t)p.n_buffer_elems * 4);
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_INPUT)
+            memcpy(emu_value(&u, i), cpu_exec_value(&e, i), (size_t)node_bytes(&g->nodes[i], 4));
+    u.sc = (KancScalars){.lr = (float)e.opt.lr, .beta1 = (float)e.opt.beta1, .beta2 = (float)e.opt.beta2,
+                         .eps = (float)e.opt.eps, .weight_decay = (float)e.opt.weight_decay,
+                         .clip = (float)e.opt.clip, .seed = e.seed, .step = (uint64_t)e.step,
+                         .training = ro->training};
+    u.a = (KancArgsHost){.arena = (uint64_t)(uintptr_t)u.arena, .params = (uint64_t)(uintptr_t)u.params,
+                         .grads = (uint64_t)(uintptr_t)u.grads, .m = (uint64_t)(uintptr_t)u.m,
+                         .v = (uint64_t)(uintptr_t)u.v, .buffers = (uint64_t)(uintptr_t)u.buffers,
+                         .ws = (uint64_t)(uintptr_t)u.ws, .scalars = (uint64_t)(uintptr_t)&u.sc};
+
+    /* node by node: the CPU executor zeroes the gradients whenever a range
+       reaches past the forward graph, so the zeroing is done here, once per
+       step, on both sides (as the CUDA runtime does) */
+    int nf = g->n_forward;
+    g->n_forward = g->n;
+    int steps = ro->steps ? ro->steps : 1;
+    for (int s = 0; s < steps; s++) {
+        memset(e.grads, 0, (size_t)p.n_param_elems * 4);
+        memset(u.grads, 0, (size_t)p.n_param_elems * 4);
+        for (int i = 0; i < g->n && u.failures < 20; i++) run_node_pair(&u, mod, &prog, i);
+        if (g->loss >= 0) {
+            float le = *(float *)emu_value(&u, g->loss), lc = (float)cpu_exec_scalar(&e, g->loss);
+            cr_log_info("%s: step %d: loss emu %.9g cpu %.9g", what, s, le, lc);
+        }
+    }
+    g->n_forward = nf;
+    cr_expect_eq((int64_t)u.sc.step, e.step, "%s: steps taken", what);
+    cr_log_info("%s: %d launches, %d comparisons, worst relative error %.2e", what, prog.n_launch,
+                u.compared, u.worst);
+
+    int failures = u.failures;
+    free(u.arena);
+    free(u.ws);
+    free(u.params);
+    free(u.grads);
+    free(u.m);
+    free(u.v);
+    free(u.buffers);
+    cpu_exec_free(&e);
+    emu_module_free(mod);
+    cuda_program_free(&prog);
+    plan_free(&p);
+    return failures;
+}
+
+/* ------------------------------------------------------------------------ */
+/* cases                                                                     */
+/* ------------------------------------------------------------------------ */
+
+static GShape s2(int64_t a, int64_t b) { return shape_of(2, a, b); }
+static GShape s3(int64_t a, int64_t b, int64_t c) { return shape_of(3, a, b, c); }
+
+Test(cuda_codegen, elementwise_broadcast_fanout)
+{
+    Case c = {.seed = 1};
+    graph_init(&c.g);
+    GShape s = s3(3, 7, 5), t = s2(7, 5);
+    int a = value(&c, "a", s), b = param(&c, "b", t), d = value(&c, "d", t);
+    int x = op(&c, OP_ADD, (int[]){a, b}, 2, s, (GAttr){0});
+    int y = op(&c, OP_MUL, (int[]){x, d}, 2, s, (GAttr){0});
+    int z = op(&c, OP_SUB, (int[]){y, a}, 2, s, (GAttr){0}); /* a fans out */
+    int w = op(&c, OP_MUL, (int[]){z, z}, 2, s, (GAttr){0}); /* same value twice */
+    int q = op(&c, OP_SUB, (int[]){w, d}, 2, s, (GAttr){0}); /* broadcast subtrahend */
+    finish(&c, q);
+    cr_expect_eq(run_case(&c, "elementwise", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, scale_reshape_slice_concat)
+{
+    Case c = {.seed = 2};
+    graph_init(&c.g);
+    int a = value(&c, "a", s2(13, 7));
+    int b = param(&c, "b", s2(13, 3));
+    int s1 = op(&c, OP_SLICE, &a, 1, s2(13, 3), (GAttr){.start = 2, .len = 3});
+    int cat = op(&c, OP_CONCAT, (int[]){s1, b}, 2, s2(13, 6), (GAttr){0});
+    int sc = op(&c, OP_SCALE, &cat, 1, s2(13, 6), (GAttr){.scale = -2.5});
+    int r = op(&c, OP_RESHAPE, &sc, 1, s3(13, 2, 3), (GAttr){0});
+    int sl = op(&c, OP_SLICE, &a, 1, s2(13, 2), (GAttr){.start = 5, .len = 2});
+    int m = op(&c, OP_MUL, (int[]){sl, sl}, 2, s2(13, 2), (GAttr){0});
+    int flat = op(&c, OP_RESHAPE, &r, 1, s2(13, 6), (GAttr){0});
+    int cat2 = op(&c, OP_CONCAT, (int[]){m, flat}, 2, s2(13, 8), (GAttr){0});
+    finish(&c, cat2);
+    cr_expect_eq(run_case(&c, "slices", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
+/* y = linear(x), y2 = linear(x) with the same W (and b): x's gradient
+   accumulates (acc = 1), W's and b's accumulate in the gradient area */
+static void linear_case(int bias, int cublas, int64_t B, int64_t T, int tiles)
+{
+    Case c = {.seed = 3 + (uint64_t)bias};
+    graph_init(&c.g);
+    int64_t in = 5, out = 9;
+    int x = value(&c, "x", s3(B, T, in));
+    int w = param(&c, "w", s2(out, in));
+    int bb = bias ? param(&c, "b", shape_of(1, out)) : -1;
+    int ins[3] = {x, w, bb};
+    int y = op(&c, OP_LINEAR, ins, bias ? 3 : 2, s3(B, T, out), (GAttr){.has_bias = bias});
+    int y2 = op(&c, OP_LINEAR, ins, bias ? 3 : 2, s3(B, T, out), (GAttr){.has_bias = bias});
+    int m = op(&c, OP_MUL, (int[]){y, y2}, 2, s3(B, T, out), (GAttr){0});
+    finish(&c, m);
+    char what[96];
+    snprintf(what, sizeof what, "linear bias=%d cublas=%d N=%lld", bias, cublas, (long long)(B * T));
+    RunOpts ro = {.use_cublas = cublas};
+    if (tiles) ro.tm = ro.tn = 16, ro.tk = 3;
+    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, linear)
+{
+    for (int bias = 0; bias < 2; bias++)
+        for (int cublas = 0; cublas < 2; cublas++) {
+            linear_case(bias, cublas, 1, 7, 0);
+            linear_case(bias, cublas, 3, 11, 0);
+        }
+    linear_case(1, 0, 5, 13, 1); /* several 16 x 16 tiles, K in steps of 3 */
+}
+
+/* two KAN layers on the same x (so x's gradient accumulates); x a value or,
+   with !through_value, a parameter (its gradient accumulates in the gradient
+   area) */
+static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
+                     int scaler, int through_value, int tiles)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    GShape xs = s2(N, in);
+    int x = through_value ? value(&c, "x", xs) : param(&c, "x", xs);
+    int grid = leaf(&c, OP_BUFFER, "grid", s2(in, G + 2 * k + 1), DT_REAL);
+    int base = param(&c, "base_weight", s2(out, in));
+    int spline = param(&c, "spline_weight", s3(out, in, G + k));
+    int sc = scaler ? param(&c, "spline_scaler", s2(out, in)) : -1;
+    GAttr a = {.grid_size = G, .spline_order = k, .has_scaler = scaler, .act = act};
+    int ins[5] = {x, grid, base, spline, sc};
+    int y = op(&c, OP_KAN, ins, scaler ? 5 : 4, s2(N, out), a);
+    int y2 = op(&c, OP_KAN, ins, scaler ? 5 : 4, s2(N, out), a);
+    int m = op(&c, OP_MUL, (int[]){y, y2}, 2, s2(N, out), (GAttr){0});
+    finish(&c, m);
+    char what[128];
+    snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d",
+             (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles);
+    RunOpts ro = {0};
+    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
+    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, kan_orders_grids_activations)
+{
+    kan_case(10, 7, 5, 9, 3, 1, ACT_SILU, 1, 1, 0);
+    kan_case(11, 13, 5, 9, 5, 3, ACT_GELU, 0, 1, 0);
+    kan_case(12, 33, 5, 9, 8, 2, ACT_RELU, 1, 1, 0);
+    kan_case(13, 13, 5, 9, 4, 3, ACT_NONE, 1, 0, 0);
+    kan_case(14, 7, 5, 9, 6, 0, ACT_SILU, 1, 1, 0);
+    kan_case(15, 33, 5, 9, 7, 1, ACT_SILU, 0, 0, 0);
+}
+
+Test(cuda_codegen, kan_multi_tile)
+{
+    /* tiles of 16: several row, output and input tiles, stages of one input */
+    kan_case(16, 70, 7, 20, 5, 3, ACT_SILU, 1, 1, 1);
+    kan_case(17, 37, 11, 33, 3, 2, ACT_GELU, 0, 1, 1);
+    /* default tiles with more rows than one tile */
+    kan_case(18, 130, 6, 70, 5, 3, ACT_SILU, 1, 1, 0);
+}
+
+static void layernorm_case(uint64_t seed, GShape s)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    int64_t C = shape_last(&s), N = shape_rows(&s);
+    int x = value(&c, "x", s);
+    int w = param(&c, "w", shape_of(1, C)), b = param(&c, "b", shape_of(1, C));
+    int y = with_aux(&c, OP_LAYERNORM, (int[]){x, w, b}, 3, s, (GAttr){.eps = 1e-5}, s2(N, 2));
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0}); /* x's gradient accumulates */
+    finish(&c, z);
+    char what[64];
+    snprintf(what, sizeof what, "layernorm N=%lld C=%lld", (long long)N, (long long)C);
+    cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, layernorm)
+{
+    layernorm_case(20, s3(2, 7, 6));
+    layernorm_case(21, s2(13, 70));
+    layernorm_case(22, s2(5, 300));
+}
+
+static void attention_case(uint64_t seed, int64_t B, int64_t T, int64_t C, int64_t H, int causal,
+                           double p, int training)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    int qkv = value(&c, "qkv", s3(B, T, 3 * C));
+    GAttr a = {.heads = (int)H, .causal = causal, .p = p};
+    int y = with_aux(&c, OP_ATTENTION, &qkv, 1, s3(B, T, C), a, shape_of(4, B, H, T, T));
+    int z = with_aux(&c, OP_ATTENTION, &qkv, 1, s3(B, T, C), a, shape_of(4, B, H, T, T));
+    int m = op(&c, OP_MUL, (int[]){y, z}, 2, s3(B, T, C), (GAttr){0}); /* dqkv accumulates */
+    finish(&c, m);
+    char what[96];
+    snprintf(what, sizeof what, "attention B=%lld T=%lld C=%lld H=%lld causal=%d p=%g training=%d",
+             (long long)B, (long long)T, (long long)C, (long long)H, causal, p, training);
+    cr_expect_eq(run_case(&c, what, &(RunOpts){.training = training}), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, attention)
+{
+    attention_case(30, 2, 5, 6, 3, 1, 0, 1);
+    attention_case(31, 2, 5, 6, 3, 0, 0, 1);
+    attention_case(32, 2, 5, 6, 3, 1, 0.3, 1);
+    attention_case(33, 2, 5, 6, 3, 0, 0.3, 1);
+    attention_case(34, 2, 5, 6, 3, 1, 0.3, 0); /* dropout off outside training */
+    attention_case(35, 1, 37, 8, 2, 1, 0.3, 1); /* rows longer than a warp */
+    attention_case(36, 3, 33, 4, 1, 0, 0.3, 1);
+}
+
+Test(cuda_codegen, activations_and_dropout)
+{
+    GOp ops[] = {OP_GELU, OP_SILU, OP_RELU, OP_DROPOUT, OP_DROPOUT};
+    for (int i = 0; i < 5; i++) {
+        Case c = {.seed = 40 + (uint64_t)i};
+        graph_init(&c.g);
+        GShape s = s2(13, 9);
+        int x = value(&c, "x", s);
+        int y = op(&c, ops[i], &x, 1, s, (GAttr){.p = 0.25});
+        int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+        finish(&c, z);
+        char what[64];
+        snprintf(what, sizeof what, "%s training=%d", op_name(ops[i]), i != 4);
+        cr_expect_eq(run_case(&c, what, &(RunOpts){.training = i != 4}), 0, "%s", what);
+        graph_free(&c.g);
+    }
+}
+
+Test(cuda_codegen, embedding_and_cross_entropy)
+{
+    for (int cublas = 0; cublas < 2; cublas++) {
+        Case c = {.seed = 50};
+        graph_init(&c.g);
+        int64_t B = 3, T = 11, V = 11, C = 4;
+        int idx = leaf(&c, OP_INPUT, "idx", s2(B, T), DT_I32);
+        int targets = leaf(&c, OP_INPUT, "targets", s2(B, T), DT_I32);
+        int wte = param(&c, "wte", s2(V, C));
+        int emb = op(&c, OP_EMBEDDING, (int[]){idx, wte}, 2, s3(B, T, C), (GAttr){0});
+        int w = param(&c, "w", s2(V, C));
+        int logits = op(&c, OP_LINEAR, (int[]){emb, w}, 2, s3(B, T, V), (GAttr){0});
+        int loss = with_aux(&c, OP_CROSS_ENTROPY, (int[]){logits, targets}, 2, shape_of(0), (GAttr){0},
+                            shape_of(1, B * T));
+        c.g.n_forward = c.g.n;
+        c.g.loss = loss;
+        char err[256];
+        cr_assert_eq(autodiff(&c.g, loss, -1, 0, err, sizeof err), 0, "%s", err);
+        cr_expect_eq(run_case(&c, cublas ? "embedding+ce cublas" : "embedding+ce", &(RunOpts){.use_cublas = cublas}), 0);
+        graph_free(&c.g);
+    }
+}
+
+/* a small transformer: embedding + positions, layernorm, KAN qkv, causal
+   attention with dropout, linear projection, residuals, KAN MLP with GELU,
+   dropout, linear head, cross-entropy; AdamW with clipping */
+static void build_transformer(Case *c)
+{
+    graph_init(&c->g);
+    int64_t B = 2, T = 5, C = 6, H = 3, V = 11;
+    Graph *g = &c->g;
+    int idx = leaf(c, OP_INPUT, "idx", s2(B, T), DT_I32);
+    int targets = leaf(c, OP_INPUT, "targets", s2(B, T), DT_I32);
+    int wte = param(c, "wte", s2(V, C)), wpe = param(c, "wpe", s2(T, C));
+    g->nodes[wte].decay = g->nodes[wpe].decay = 0;
+    int tok = op(c, OP_EMBEDDING, (int[]){idx, wte}, 2, s3(B, T, C), (GAttr){0});
+    int x = op(c, OP_ADD, (int[]){tok, wpe}, 2, s3(B, T, C), (GAttr){0});
+    /* attention block */
+    int l1w = param(c, "ln1.w", shape_of(1, C)), l1b = param(c, "ln1.b", shape_of(1, C));
+    g->nodes[l1w].decay = g->nodes[l1b].decay = 0;
+    int h = with_aux(c, OP_LAYERNORM, (int[]){x, l1w, l1b}, 3, s3(B, T, C), (GAttr){.eps = 1e-5}, s2(B * T, 2));
+    int G = 5, k = 3;
+    int grid1 = leaf(c, OP_BUFFER, "attn.grid", s2(C, G + 2 * k + 1), DT_REAL);
+    int bw1 = param(c, "attn.base", s2(3 * C, C)), sw1 = param(c, "attn.spline", s3(3 * C, C, G + k));
+    int sc1 = param(c, "attn.scaler", s2(3 * C, C));
+    int qkv = op(c, OP_KAN, (int[]){h, grid1, bw1, sw1, sc1}, 5, s3(B, T, 3 * C),
+                 (GAttr){.grid_size = G, .spline_order = k, .has_scaler = 1, .act = ACT_SILU});
+    int att = with_aux(c, OP_ATTENTION, &qkv, 1, s3(B, T, C), (GAttr){.heads = (int)H, .causal = 1, .p = 0.3},
+                       shape_of(4, B, H, T, T));
+    int pw = param(c, "proj.w", s2(C, C)), pb = param(c, "proj.b", shape_of(1, C));
+    g->nodes[pb].decay = 0;
+    int proj = op(c, OP_LINEAR, (int[]){att, pw, pb}, 3, s3(B, T, C), (GAttr){.has_bias = 1});
+    int x2 = op(c, OP_ADD, (int[]){x, proj}, 2, s3(B, T, C), (GAttr){0});
+    /* MLP block */
+    int l2w = param(c, "ln2.w", shape_of(1, C)), l2b = param(c, "ln2.b", shape_of(1, C));
+    g->nodes[l2w].decay = g->nodes[l2b].decay = 0;
+    int h2 = with_aux(c, OP_LAYERNORM, (int[]){x2, l2w, l2b}, 3, s3(B, T, C), (GAttr){.eps = 1e-5}, s2(B * T, 2));
+    int grid2 = leaf(c, OP_BUFFER, "mlp.grid", s2(C, 4 + 2 * 2 + 1), DT_REAL);
+    int bw2 = param(c, "mlp.base", s2(4 * C, C)), sw2 = param(c, "mlp.spline", s3(4 * C, C, 4 + 2));
+    int up = op(c, OP_KAN, (int[]){h2, grid2, bw2, sw2}, 4, s3(B, T, 4 * C),
+                (GAttr){.grid_size = 4, .spline_order = 2, .has_scaler = 0, .act = ACT_GELU});
+    int act = op(c, OP_GELU, &up, 1, s3(B, T, 4 * C), (GAttr){0});
+    int dw = param(c, "mlp.down", s2(C, 4 * C));
+    int down = op(c, OP_LINEAR, (int[]){act, dw}, 2, s3(B, T, C), (GAttr){0});
+    int drop = op(c, OP_DROPOUT, &down, 1, s3(B, T, C), (GAttr){.p = 0.2});
+    int x3 = op(c, OP_ADD, (int[]){x2, drop}, 2, s3(B, T, C), (GAttr){0});
+    /* head */
+    int hw = param(c, "head.w", s2(V, C)), hb = param(c, "head.b", shape_of(1, V));
+    g->nodes[hb].decay = 0;
+    int logits = op(c, OP_LINEAR, (int[]){x3, hw, hb}, 3, s3(B, T, V), (GAttr){.has_bias = 1});
+    int loss = with_aux(c, OP_CROSS_ENTROPY, (int[]){logits, targets}, 2, shape_of(0), (GAttr){0},
+                        shape_of(1, B * T));
+    g->n_forward = g->n;
+    g->loss = loss;
+    g->output = logits;
+    char err[256];
+    cr_assert_eq(autodiff(g, loss, -1, 0, err, sizeof err), 0, "%s", err);
+    autodiff_add_optimizer(g);
+}
+
+/* parameters scaled down so that the model is in a sane regime */
+static void fill_transformer(Case *c, CpuExec *e)
+{
+    for (int i = 0; i < c->g.n; i++) {
+        GNode *n = &c->g.nodes[i];
+        if (n->op != OP_PARAM) continue;
+        float *v = cpu_exec_value(e, i);
+        int ln_w = n->name && strstr(n->name, ".w") && strstr(n->name, "ln");
+        for (int64_t j = 0; j < shape_numel(&n->shape); j++) v[j] = ln_w ? 1 + 0.1f * v[j] : 0.5f * v[j];
+    }
+}
+
+Test(cuda_codegen, transformer_training_steps)
+{
+    for (int cublas = 0; cublas < 2; cublas++) {
+        Case c = {.seed = 60};
+        build_transformer(&c);
+        RunOpts ro = {.steps = 3, .training = 1, .use_cublas = cublas, .nvrtc = 1, .independent = 1,
+                      .fill = fill_transformer};
+        cr_expect_eq(run_case(&c, cublas ? "transformer (cublas)" : "transformer", &ro), 0);
+        graph_free(&c.g);
+    }
+}
+
+Test(cuda_codegen, transformer_small_tiles)
+{
+    Case c = {.seed = 61};
+    build_transformer(&c);
+    RunOpts ro = {.steps = 2, .training = 1, .use_cublas = 0, .tm = 16, .tn = 32, .tk = 5,
+                  .independent = 1, .fill = fill_transformer};
+    cr_expect_eq(run_case(&c, "transformer (16x32x5 tiles)", &ro), 0);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, nvrtc_compiles_every_template)
+{
+    /* one source with every op and both GEMM paths' kernels: the transformer
+       with generated GEMMs plus the leftover ops (slice, concat, reshape,
+       scale, sub, relu, silu, sum) in a second graph */
+    Case c = {.seed = 62};
+    build_transformer(&c);
+    Plan p;
+    plan_build(&p, &c.g, 4);
+    CudaOptions o;
+    cuda_options_default(&o);
+    o.use_cublas = 0;
+    CudaProgram prog;
+    char err[256];
+    cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s", err);
+    nvrtc_check(prog.source);
+    cuda_program_free(&prog);
+    plan_free(&p);
+    graph_free(&c.g);
+
+    Case d = {.seed = 63};
+    graph_init(&d.g);
+    int a = value(&d, "a", s2(4, 7));
+    int sl = op(&d, OP_SLICE, &a, 1, s2(4, 3), (GAttr){.start = 1, .len = 3});
+    int r = op(&d, OP_RELU, &sl, 1, s2(4, 3), (GAttr){0});
+    int si = op(&d, OP_SILU, &a, 1, s2(4, 7), (GAttr){0});
+    int cat = op(&d, OP_CONCAT, (int[]){r, si}, 2, s2(4, 10), (GAttr){0});
+    int rs = op(&d, OP_RESHAPE, &cat, 1, s2(8, 5), (GAttr){0});
+    int sub = op(&d, OP_SUB, (int[]){rs, rs}, 2, s2(8, 5), (GAttr){0});
+    finish(&d, sub);
+    autodiff_add_optimizer(&d.g);
+    plan_build(&p, &d.g, 4);
+    cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s", err);
+    nvrtc_check(prog.source);
+    cuda_program_free(&prog);
+    plan_free(&p);
+    graph_free(&d.g);
+}
+
+Test(cuda_codegen, rejects_double_plans_and_bad_tiles)
+{
+    Case c = {.seed = 70};
+    graph_init(&c.g);
+    int a = value(&c, "a", s2(3, 4));
+    finish(&c, a);
+    Plan p;
+    plan_build(&p, &c.g, 8);
+    CudaProgram prog;
+    char err[256];
+    cr_expect_eq(codegen_cuda(&p, NULL, &prog, err, sizeof err), -1);
+    cr_expect(strstr(err, "float") != NULL, "%s", err);
+    plan_free(&p);
+    plan_build(&p, &c.g, 4);
+    CudaOptions o;
+    cuda_options_default(&o);
+    o.tile_m = 24;
+    cr_expect_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), -1);
+    cr_expect(strstr(err, "multiples of 16") != NULL, "%s", err);
+    cuda_options_default(&o);
+    o.precision = CUDA_BF16;
+    cr_expect_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), -1);
+    cr_expect(strstr(err, "fp32") != NULL, "%s", err);
+    plan_free(&p);
+    graph_free(&c.g);
+}
+
+/* the prelude's primitives on a hand-written kernel: shuffles, __syncthreads,
+   warp sync, dynamic shared memory, atomics; threads of a partial last warp */
+static const char PRELUDE_SRC[] =
+    "struct KancArgs { unsigned long long arena, params, grads, m, v, buffers, ws, scalars; };\n"
+    "extern \"C\" __global__ void prims(const KancArgs *args)\n"
+    "{\n"
+    "    float *out = (float *)args->arena;\n"
+    "    __shared__ float tile[64];\n"
+    "    extern_smem_decl\n"
+    "    int t = threadIdx.x, lane = t & 31;\n"
+    "    float v = (float)(t + 1);\n"
+    "    float x = v;\n"
+    "    for (int m = 16; m > 0; m >>= 1) x += __shfl_xor_sync(0xffffffffu, x, m);\n"
+    "    float d = __shfl_down_sync(0xffffffffu, v, 1);\n"
+    "    float b = __shfl_sync(0xffffffffu, v, 3);\n"
+    "    dyn[t] = v * 2.0f;\n"
+    "    tile[t] = v;\n"
+    "    __syncthreads();\n"
+    "    int base = blockIdx.x * 64 * 5 + t * 5;\n"
+    "    out[base + 0] = x;\n"
+    "    out[base + 1] = d;\n"
+    "    out[base + 2] = b;\n"
+    "    out[base + 3] = tile[63 - t] + dyn[63 - t];\n"
+    "    atomicAdd(&out[1000], 1.0f);\n"
+    "    (void)lane;\n"
+    "}\n"
+    "#ifdef KANC_EMU\nKANC_EMU_HOST(prims, 1)\n#endif\n";
+
+Test(cuda_codegen, prelude_primitives)
+{
+    char src[4096], err[256];
+    const char *decl = "float *dyn = (float *)kanc_emu_dyn_smem();";
+    const char *at = strstr(PRELUDE_SRC, "extern_smem_decl");
+    snprintf(src, sizeof src, "%.*s%s%s", (int)(at - PRELUDE_SRC), PRELUDE_SRC, decl,
+             at + strlen("extern_smem_decl"));
+    EmuModule *m = emu_module_build(src, err, sizeof err);
+    cr_assert(m, "%s", err);
+    EmuHostFn fn = emu_module_lookup(m, "prims");
+    cr_assert(fn);
+    float *out = calloc(2048, sizeof(float));
+    KancArgsHost a = {.arena = (uint64_t)(uintptr_t)out};
+    fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), &a);
+    for (int blk = 0; blk < 2; blk++)
+        for (int t = 0; t < 64; t++) {
+            const float *o = out + blk * 320 + t * 5;
+            int w = t / 32;
+            float sum = 0;
+            for (int l = 0; l < 32; l++) sum += (float)(32 * w + l + 1);
+            cr_expect_eq(o[0], sum, "warp sum t=%d", t);
+            cr_expect_eq(o[1], (t & 31) == 31 ? (float)(t + 1) : (float)(t + 2), "shfl_down t=%d", t);
+            cr_expect_eq(o[2], (float)(32 * w + 4), "shfl t=%d", t);
+            cr_expect_eq(o[3], 3.0f * (float)(64 - t), "shared t=%d", t);
+        }
+    cr_expect_eq(out[1000], 128.0f);
+    free(out);
+    emu_module_free(m);
+}
+
+Test(cuda_codegen, emu_reports_compile_errors)
+{
+    /* a private TMPDIR: a failed build keeps its directory for inspection */
+    char tmp[] = "/tmp/kanc-emu-test-XXXXXX", err[256], cmd[64];
+    cr_assert(mkdtemp(tmp));
+    setenv("TMPDIR", tmp, 1);
+    EmuModule *m = emu_module_build("int broken( { this is not C++ }\n", err, sizeof err);
+    cr_expect_null(m);
+    cr_expect(strstr(err, "rejected") != NULL, "%s", err);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    cr_expect_eq(system(cmd), 0);
+}
