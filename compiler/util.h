@@ -12,6 +12,8 @@ char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "error: <message>" on stderr and exit(1): for states a user cannot cause */
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* printf-style message into err (errlen bytes; nothing when err is NULL) */
+void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The whole file, NUL-terminated (len excludes the NUL). NULL with errno set on failure. */
 char *read_file(const char *path, size_t *len);
 

@@ -31,12 +31,12 @@ static int cmp_double(const void *a, const void *b)
 static const char USAGE[] =
     "usage: kanrun bench MODEL.kdl [--preset NAME] [--set NAME=VALUE]... [--batch B] [--steps N]\n"
     "                    [--warmup W] [--threads T] [--lr LR] [--seed S]\n"
-    "                    [--device cpu|cuda|emu|auto] [--profile]\n"
+    "                    [--device auto|cpu|cuda|emu] [--profile]\n"
     "  --profile   also print the time per op kind on the CPU (stderr)\n";
 
 int bench_run(int argc, char **argv)
 {
-    const char *path = NULL, *device = "cpu";
+    const char *path = NULL, *device = "auto";
     long long steps = 20, warmup = 3, threads = 0, seed = 1337;
     int profile = 0;
     double lr = 3e-4;

@@ -1,6 +1,8 @@
 /* corpus.c: sources -> tokens (cached as shards) -> batches. See corpus.h. */
 #include "corpus.h"
 
+#include "atomic_file.h"
+
 #include "rng.h"
 #include "shards.h"
 #include "util.h"
@@ -17,16 +19,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---------------------------------------------------------------- sources */
 
@@ -226,39 +218,6 @@ static cJSON *cache_key(Tokenizer *tok, const SrcList *train, const SrcList *val
     return k;
 }
 
-static int write_file_atomic(const char *path, const char *text, char *err, size_t errlen)
-{
-    char *tmp = xasprintf("%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create a temp file beside it: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    (void)fchmod(fd, 0644);
-    size_t n = strlen(text), off = 0;
-    int rc = 0;
-    while (off < n) {
-        ssize_t w = write(fd, text + off, n - off);
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) {
-            rc = -1;
-            break;
-        }
-        off += (size_t)w;
-    }
-    if (rc == 0) rc = fsync(fd);
-    int saved = errno;
-    if (close(fd) != 0 && rc == 0) rc = -1, saved = errno;
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1, saved = errno;
-    if (rc != 0) {
-        set_err(err, errlen, "%s: cannot write: %s", path, strerror(saved));
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
-}
-
 static int mkdir_p(const char *dir, char *err, size_t errlen)
 {
     char *p = xstrdup(dir);
@@ -352,7 +311,7 @@ static int write_cache(const char *cache_dir, const char *key_text, const Corpus
         goto out;
     char *body = xasprintf("{\n  \"key\": %s,\n  \"train_tokens\": %zu,\n  \"val_tokens\": %zu\n}\n", key_text,
                            c->n_train, c->n_val);
-    rc = write_file_atomic(side, body, err, errlen);
+    rc = atomic_write_file(side, body, strlen(body), err, errlen);
     free(body);
 out:
     free(side);

@@ -56,16 +56,16 @@ static const char TRAIN_USAGE[] =
     "  --resume DIR        continue from DIR's checkpoint; the run's saved flags apply\n"
     "                      unless given again (e.g. a larger --steps)\n"
     "  --quiet             no per-step output\n"
-    "  --device D          cpu (default), cuda, emu (the CUDA path on the CPU, for\n"
-    "                      tests) or auto (cuda when there is a GPU); MODEL may be a\n"
-    "                      cubin from kanc -o\n"
+    "  --device D          auto (default: cuda when there is a GPU, else cpu), cpu,\n"
+    "                      cuda, or emu (the CUDA path emulated on the CPU, for\n"
+    "                      tests); MODEL may be a cubin from kanc -o\n"
     "\n"
     "Exit status: 0 done, 1 error, 3 stopped on a non-finite loss (the last good\n"
     "checkpoint is kept).\n";
 
 static const char VERIFY_USAGE[] =
     "usage: kanrun verify MODEL.kdl REFERENCE.safetensors [--set NAME=VALUE]... [--tolerance T]\n"
-    "                     [--device cpu|cuda|emu|auto]\n"
+    "                     [--device auto|cpu|cuda|emu]\n"
     "\n"
     "Loads every parameter and buffer from the reference file by name, takes the\n"
     "hyperparameters from its config (a --set wins), runs the model and compares\n"
@@ -84,7 +84,7 @@ static int wants_help(int argc, char **argv)
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *model = NULL, *ref = NULL, *device = "cpu";
+    const char *model = NULL, *ref = NULL, *device = "auto";
     double tol = VERIFY_TOLERANCE;
     ConfigSets cs = {0};
     int rc = 2;

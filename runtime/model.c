@@ -247,22 +247,24 @@ static int64_t to_double(Model *m, const void *src, int64_t numel, double *dst)
     return numel;
 }
 
-int64_t model_read_value(Model *m, int i, double *dst)
+/* node i's value or gradient, through the device, as doubles */
+static int64_t read_as_double(Model *m, int i, double *dst,
+                              void (*read)(Device *, int, void *))
 {
     int64_t numel = shape_numel(&m->g.nodes[i].shape);
     void *host = xmalloc((size_t)(numel + 1) * m->plan.real_size);
-    m->dev->ops->read_value(m->dev, i, host);
+    read(m->dev, i, host);
     to_double(m, host, numel, dst);
     free(host);
     return numel;
 }
 
+int64_t model_read_value(Model *m, int i, double *dst)
+{
+    return read_as_double(m, i, dst, m->dev->ops->read_value);
+}
+
 int64_t model_read_grad(Model *m, int i, double *dst)
 {
-    int64_t numel = shape_numel(&m->g.nodes[i].shape);
-    void *host = xmalloc((size_t)(numel + 1) * m->plan.real_size);
-    m->dev->ops->read_grad(m->dev, i, host);
-    to_double(m, host, numel, dst);
-    free(host);
-    return numel;
+    return read_as_double(m, i, dst, m->dev->ops->read_grad);
 }

@@ -116,7 +116,7 @@ int sample_run(int argc, char **argv)
     float *logits = NULL;
     size_t n = 0;
     int rc = 1;
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "cpu", stderr))
+    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
         goto out;
     if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
         tok_encode(tok, prompt, strlen(prompt), &ids, &n)) {

@@ -1,6 +1,8 @@
 /* shards.c: llm.c-format token files (see shards.h). */
 #include "shards.h"
 
+#include "atomic_file.h"
+
 #include "util.h"
 
 #include <errno.h>
@@ -13,16 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static void put_le32(unsigned char *p, uint32_t v)
 {
     p[0] = (unsigned char)v;
@@ -34,21 +26,6 @@ static void put_le32(unsigned char *p, uint32_t v)
 static uint32_t get_le32(const unsigned char *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 int shard_write(const char *path, const int32_t *ids, size_t n, int vocab_size, char *err, size_t errlen)
@@ -69,22 +46,16 @@ int shard_write(const char *path, const int32_t *ids, size_t n, int vocab_size, 
     int version = vocab_size <= 65536 ? 1 : 2;
     size_t width = version == 1 ? 2 : 4;
 
-    char *tmp = xasprintf("%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        set_err(err, errlen, "%s: cannot create a temp file beside it: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    (void)fchmod(fd, 0644);
+    AtomicFile af;
+    if (atomic_open(&af, path, err, errlen)) return -1;
     unsigned char header[SHARD_HEADER_BYTES] = {0};
     put_le32(header, SHARD_MAGIC);
     put_le32(header + 4, (uint32_t)version);
     put_le32(header + 8, (uint32_t)n);
-    int rc = write_all(fd, header, sizeof header);
+    atomic_write(&af, header, sizeof header);
     enum { CHUNK = 1 << 16 };
     unsigned char *buf = xmalloc(CHUNK * 4);
-    for (size_t i = 0; rc == 0 && i < n; i += CHUNK) {
+    for (size_t i = 0; i < n; i += CHUNK) {
         size_t m = n - i < CHUNK ? n - i : CHUNK;
         for (size_t k = 0; k < m; k++) {
             uint32_t v = (uint32_t)ids[i + k];
@@ -95,30 +66,10 @@ int shard_write(const char *path, const int32_t *ids, size_t n, int vocab_size, 
                 put_le32(buf + 4 * k, v);
             }
         }
-        rc = write_all(fd, buf, m * width);
+        if (atomic_write(&af, buf, m * width)) break; /* the error is sticky: commit reports it */
     }
     free(buf);
-    if (rc == 0) rc = fsync(fd);
-    int saved = errno;
-    if (close(fd) != 0 && rc == 0) rc = -1, saved = errno;
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1, saved = errno;
-    if (rc != 0) {
-        set_err(err, errlen, "%s: cannot write: %s", path, strerror(saved));
-        unlink(tmp);
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    /* make the rename durable too */
-    char *dir = xstrdup(path), *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    int dfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(dir);
-    return 0;
+    return atomic_commit(&af, err, errlen);
 }
 
 static int read_all(int fd, void *buf, size_t n)

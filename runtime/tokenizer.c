@@ -231,16 +231,6 @@ struct Tokenizer {
     size_t heap_cap;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* GPT-2's bytes_to_unicode(): printable bytes map to themselves, the rest to
  * U+0100 upwards, in byte order. */
 static void byte_tables(uint32_t byte_to_cp[256], int16_t cp_to_byte[512])

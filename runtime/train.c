@@ -149,7 +149,7 @@ static void resolve_args(TrainArgs *a, const cJSON *saved)
     const cJSON *s;
     if (!a->data && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "data"))) a->data = s->valuestring;
     if (!a->val && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "val"))) a->val = s->valuestring;
-    if (!a->device) a->device = "cpu";
+    if (!a->device) a->device = "auto";
 }
 
 static cJSON *state_json(const TrainArgs *a)
@@ -290,7 +290,7 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
         config_sets_add(&cs, "batch", b, 0);
     }
     if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4,
-                      a->device ? a->device : "cpu", stderr)) {
+                      a->device ? a->device : "auto", stderr)) {
         snprintf(err, errlen, "cannot build the model");
         goto out;
     }
@@ -495,7 +495,7 @@ int eval_run(int argc, char **argv)
     int rc = 1;
     Io io;
     char *cache = xasprintf("%s/tokens", dir);
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "cpu", stderr))
+    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
         goto out;
     if (ckpt_load(dir, &m, NULL, err, sizeof err) || find_io(&m, &io, err, sizeof err) ||
         !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
