@@ -400,11 +400,17 @@ int train_run(TrainArgs *a)
         model_read_value(&m, m.g.loss, &loss);
         if (!isfinite(loss) || !isfinite(dev->grad_norm)) {
             progress_end(&bar);
+            char kept[512];
+            if (last_saved > 0)
+                snprintf(kept, sizeof kept, "the last good checkpoint is %s (step %lld)", a->out,
+                         (long long)last_saved);
+            else
+                snprintf(kept, sizeof kept, "no checkpoint was written yet");
             fprintf(stderr,
-                    "kanrun train: error: the loss is %s at step %lld (gradient norm %g); stopping. "
-                    "The last good checkpoint is %s (step %lld); try a lower --lr.\n",
+                    "kanrun train: error: the loss is %s at step %lld (gradient norm %g); stopping: "
+                    "%s. Try a lower --lr.\n",
                     isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
-                    (long long)step, dev->grad_norm, a->out, (long long)last_saved);
+                    (long long)step + 1, dev->grad_norm, kept);
             status = 3;
             goto done;
         }

@@ -354,3 +354,99 @@ Test(train, bad_input_is_an_error_not_a_crash, .timeout = 200)
         free(c);
     }
 }
+
+/* A diverging run stops on the first non-finite loss (exit status 3) and the
+   checkpoint written before it stays whole and finite. */
+Test(train, a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint, .timeout = 120)
+{
+    char *dir = tmpdir(), *out = NULL;
+    int st = run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                       " --steps 30 --lr 1e30 --warmup 0 --clip 0 --save-every 1 --eval-every 0 --log-every 1",
+                 corpus(), dir);
+    cr_assert_eq(st, 3, "exit status %d:\n%s", st, out);
+    cr_expect(strstr(out, "the loss is NaN at step 2") || strstr(out, "the loss is infinite at step 2"),
+              "%s", out);
+    cr_expect(strstr(out, "the last good checkpoint is") != NULL, "%s", out);
+    free(out);
+    Model m;
+    cJSON *state = NULL;
+    load_ckpt(dir, &m, &state);
+    cr_expect_eq(m.dev->step, 1);
+    size_t n;
+    float *p = read_area(&m, AREA_PARAMS, &n);
+    for (size_t i = 0; i < n / 4; i++)
+        if (!isfinite(p[i])) cr_assert_fail("parameter %zu of the kept checkpoint is %g", i, p[i]);
+    free(p);
+    cJSON_Delete(state);
+    model_free(&m);
+}
+
+/* The exported model.safetensors is a PyTorch state_dict of the reference:
+   every name and shape of the fixture's state (plus minGPT's attn.bias causal
+   masks, which the fixtures leave out), and, where a CPU torch is installed,
+   kanref's load_state_dict(strict=True) takes it. */
+Test(train, exported_weights_load_into_the_pytorch_reference, .timeout = 300)
+{
+    struct {
+        const char *model, *fixture, *layout;
+    } cases[] = {{"kansformers.kdl", "gpt_kansformers", "kansformers"},
+                 {"hybrid.kdl", "gpt_hybrid", "hybrid"},
+                 {"mingpt.kdl", "gpt_mlp", "mlp"}};
+    const char *shared = getenv("SHARED") ? getenv("SHARED") : "../shared";
+    int have_torch = system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+    cr_log_info("PyTorch %s", have_torch ? "found: load_state_dict(strict=True) is checked"
+                                         : "not installed: names and shapes only");
+    for (int c = 0; c < 3; c++) {
+        char err[512], *path = xasprintf("%s/fixtures/%s.safetensors", shared, cases[c].fixture);
+        StFile fx;
+        cr_assert_eq(st_open(&fx, path, err, sizeof err), 0, "%s", err);
+        cJSON *cfg = cJSON_Parse(st_meta(&fx, "config"));
+        ConfigSets cs;
+        config_to_sets(cfg, &cs);
+        char *mpath = xasprintf("%s/models/%s", root(), cases[c].model);
+        Model m;
+        cr_assert_eq(model_compile(&m, mpath, NULL, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu", stderr), 0);
+        cr_assert_eq(model_init_params(&m, 1, err, sizeof err), 0, "%s", err);
+        char *dir = tmpdir();
+        cr_assert_eq(ckpt_save(dir, &m, "bytes", NULL, err, sizeof err), 0, "%s", err);
+        char *saved = xasprintf("%s/model.safetensors", dir);
+        StFile ours;
+        cr_assert_eq(st_open(&ours, saved, err, sizeof err), 0, "%s", err);
+        /* the fixture's state entries: everything but inputs, expectations and gradients */
+        int n_state = 0;
+        for (int i = 0; i < st_num_tensors(&fx); i++) {
+            const StTensor *t = st_tensor_at(&fx, i);
+            const char *nm = t->name;
+            if (!strncmp(nm, "grad.", 5) || !strncmp(nm, "step1.", 6) || !strcmp(nm, "idx") ||
+                !strcmp(nm, "targets") || !strcmp(nm, "logits") || !strcmp(nm, "loss") || !strcmp(nm, "losses"))
+                continue;
+            n_state++;
+            const StTensor *o = st_find(&ours, nm);
+            cr_expect(o != NULL, "%s: the export lacks %s", cases[c].model, nm);
+            if (!o) continue;
+            cr_expect(o->rank == t->rank && !memcmp(o->shape, t->shape, sizeof o->shape),
+                      "%s: %s has another shape", cases[c].model, nm);
+        }
+        for (int i = 0; i < st_num_tensors(&ours); i++) { /* nothing else but attn.bias */
+            const char *nm = st_tensor_at(&ours, i)->name;
+            size_t len = strlen(nm);
+            int mask = len > 9 && !strcmp(nm + len - 9, "attn.bias");
+            cr_expect(mask || st_find(&fx, nm), "%s: the export has %s, the reference has not",
+                      cases[c].model, nm);
+        }
+        cr_expect_gt(n_state, 10);
+        if (have_torch) {
+            char *out = NULL;
+            int st = run(&out, "/usr/bin/python3 tests/torch_load_state.py %s %s %s", dir, cases[c].layout, shared);
+            cr_expect_eq(st, 0, "%s: load_state_dict failed:\n%s", cases[c].model, out);
+            cr_expect(strncmp(out, "ok", 2) == 0, "%s", out);
+            free(out);
+        }
+        st_close(&ours);
+        st_close(&fx);
+        model_free(&m);
+        config_sets_free(&cs);
+        cJSON_Delete(cfg);
+        free(saved), free(mpath), free(path), free(dir);
+    }
+}
