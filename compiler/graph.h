@@ -42,7 +42,7 @@ typedef enum {
     OP_KAN,           /* x[..., in], grid[in,G+2k+1], base_weight[out,in],
                          spline_weight[out,in,G+k], spline_scaler[out,in]? -> [..., out] */
     OP_LAYERNORM,     /* x[..., C], w[C], b[C] -> [..., C]; aux [N,2] = (mean, rstd) */
-    OP_ATTENTION,     /* qkv[B,T,3C] -> y[B,T,C]; aux P[B,H,T,T] (post-dropout probs) */
+    OP_ATTENTION,     /* qkv[B,T,3C] -> y[B,T,C]; aux P[B,H,T,T], the softmax before dropout */
     OP_GELU,          /* tanh form */
     OP_SILU,
     OP_RELU,

@@ -115,10 +115,12 @@ int main(int argc, char **argv)
         }
         autodiff_add_optimizer(&g);
     }
-    int64_t tokens = 0; /* the token inputs' size: ids of one step */
-    for (int i = 0; i < g.n; i++)
-        if (g.nodes[i].op == OP_INPUT && !tokens) tokens = shape_rows(&g.nodes[i].shape) *
-                                                  (g.nodes[i].dtype == DT_I32 ? shape_last(&g.nodes[i].shape) : 1);
+    /* tokens of one step: the ids of the first token input, or the rows of a float input */
+    int64_t tokens = 0;
+    for (int i = 0; i < g.n && !tokens; i++) {
+        const GNode *n = &g.nodes[i];
+        if (n->op == OP_INPUT) tokens = n->dtype == DT_I32 ? shape_numel(&n->shape) : shape_rows(&n->shape);
+    }
     if (dump) graph_dump(&g, stdout);
     if (report) {
         Plan p;
