@@ -16,39 +16,8 @@
 #include "init.h"
 #include "plan.h"
 #include "rng.h"
+#include "graph_build.h"
 
-typedef struct {
-    Graph g;
-    uint64_t seed;
-} Case;
-
-static int leaf(Case *c, GOp op, const char *name, GShape s, GDtype dt)
-{
-    GNode n = {0};
-    n.op = op;
-    n.name = (char *)name;
-    n.shape = s;
-    n.dtype = dt;
-    n.trainable = op == OP_PARAM;
-    n.fwd = -1;
-    n.init_ref = -1;
-    return graph_add(&c->g, &n);
-}
-
-static int param(Case *c, const char *name, GShape s) { return leaf(c, OP_PARAM, name, s, DT_REAL); }
-
-/* a value computed from a parameter (so gradients flow through the arena) */
-static int value(Case *c, const char *name, GShape s)
-{
-    int p = param(c, name, s);
-    GAttr a = {.scale = 1.0};
-    return graph_op(&c->g, OP_SCALE, &p, 1, s, &a);
-}
-
-static int op(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a)
-{
-    return graph_op(&c->g, o, in, nin, s, &a);
-}
 
 /* loss = sum(out * R), R a fixed random buffer; then autodiff */
 static void finish(Case *c, int out)
@@ -227,16 +196,8 @@ Test(autodiff, layernorm)
     GShape s = shape_of(3, (int64_t)2, (int64_t)3, (int64_t)7);
     int x = value(&c, "x", s);
     int w = param(&c, "w", shape_of(1, (int64_t)7)), b = param(&c, "b", shape_of(1, (int64_t)7));
-    GNode n = {0};
-    n.op = OP_LAYERNORM;
-    n.nin = 3;
-    n.in[0] = x, n.in[1] = w, n.in[2] = b;
-    n.shape = s;
-    n.a.eps = 1e-5;
-    n.aux = shape_of(2, (int64_t)6, (int64_t)2);
-    n.aux_numel = 12;
-    n.fwd = -1;
-    int y = graph_add(&c.g, &n);
+    int y = with_aux(&c, OP_LAYERNORM, (int[]){x, w, b}, 3, s, (GAttr){.eps = 1e-5},
+                     shape_of(2, (int64_t)6, (int64_t)2));
     finish(&c, y);
     check(&c, NULL, TOL);
 }
@@ -247,18 +208,8 @@ static void attention_case(uint64_t seed, int causal, double p)
     graph_init(&c.g);
     int64_t B = 2, T = 5, C = 6, H = 3;
     int qkv = value(&c, "qkv", shape_of(3, B, T, 3 * C));
-    GNode n = {0};
-    n.op = OP_ATTENTION;
-    n.nin = 1;
-    n.in[0] = qkv;
-    n.shape = shape_of(3, B, T, C);
-    n.a.heads = (int)H;
-    n.a.causal = causal;
-    n.a.p = p;
-    n.aux = shape_of(4, B, H, T, T);
-    n.aux_numel = B * H * T * T;
-    n.fwd = -1;
-    int y = graph_add(&c.g, &n);
+    int y = with_aux(&c, OP_ATTENTION, &qkv, 1, shape_of(3, B, T, C),
+                     (GAttr){.heads = (int)H, .causal = causal, .p = p}, shape_of(4, B, H, T, T));
     finish(&c, y);
     check(&c, NULL, TOL);
 }
@@ -306,15 +257,8 @@ Test(autodiff, embedding_and_cross_entropy)
     int emb = op(&c, OP_EMBEDDING, (int[]){idx, wte}, 2, shape_of(3, B, T, C), (GAttr){0});
     int w = param(&c, "w", shape_of(2, V, C));
     int logits = op(&c, OP_LINEAR, (int[]){emb, w}, 2, shape_of(3, B, T, V), (GAttr){0});
-    GNode n = {0};
-    n.op = OP_CROSS_ENTROPY;
-    n.nin = 2;
-    n.in[0] = logits, n.in[1] = targets;
-    n.shape = shape_of(0);
-    n.aux = shape_of(1, B * T);
-    n.aux_numel = B * T;
-    n.fwd = -1;
-    int loss = graph_add(&c.g, &n);
+    int loss = with_aux(&c, OP_CROSS_ENTROPY, (int[]){logits, targets}, 2, shape_of(0), (GAttr){0},
+                        shape_of(1, B * T));
     c.g.n_forward = c.g.n;
     c.g.loss = loss;
     char err[256];

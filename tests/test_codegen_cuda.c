@@ -29,6 +29,7 @@
 #include "exec_cpu.h"
 #include "plan.h"
 #include "rng.h"
+#include "graph_build.h"
 
 TestSuite(cuda_codegen, .timeout = 600);
 
@@ -38,56 +39,6 @@ TestSuite(cuda_codegen, .timeout = 600);
 /* building graphs (as tests/test_autodiff.c)                                */
 /* ------------------------------------------------------------------------ */
 
-typedef struct {
-    Graph g;
-    uint64_t seed;
-} Case;
-
-static int leaf(Case *c, GOp op, const char *name, GShape s, GDtype dt)
-{
-    GNode n = {0};
-    n.op = op;
-    n.name = (char *)name;
-    n.shape = s;
-    n.dtype = dt;
-    n.trainable = op == OP_PARAM;
-    n.decay = op == OP_PARAM;
-    n.fwd = -1;
-    n.init_ref = -1;
-    n.gparam = -1;
-    return graph_add(&c->g, &n);
-}
-
-static int param(Case *c, const char *name, GShape s) { return leaf(c, OP_PARAM, name, s, DT_REAL); }
-
-/* a value computed from a parameter (so gradients flow through the arena) */
-static int value(Case *c, const char *name, GShape s)
-{
-    int p = param(c, name, s);
-    GAttr a = {.scale = 1.0};
-    return graph_op(&c->g, OP_SCALE, &p, 1, s, &a);
-}
-
-static int op(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a)
-{
-    return graph_op(&c->g, o, in, nin, s, &a);
-}
-
-static int with_aux(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a, GShape aux)
-{
-    GNode n = {0};
-    n.op = o;
-    n.nin = nin;
-    memcpy(n.in, in, sizeof(int) * (size_t)nin);
-    n.shape = s;
-    n.a = a;
-    n.aux = aux;
-    n.aux_numel = shape_numel(&aux);
-    n.fwd = -1;
-    n.gparam = -1;
-    n.init_ref = -1;
-    return graph_add(&c->g, &n);
-}
 
 /* loss = sum(out * R), R a fixed random buffer; then autodiff */
 static void finish(Case *c, int out)

@@ -15,53 +15,43 @@
 
 #include "autodiff.h"
 #include "frontend.h"
+#include "graph_build.h"
 #include "util.h"
 #include "plan.h"
-
-static int leaf(Graph *g, GOp op, const char *name, GShape s)
-{
-    GNode n = {0};
-    n.op = op;
-    n.name = (char *)name;
-    n.shape = s;
-    n.trainable = op == OP_PARAM;
-    n.fwd = -1;
-    n.init_ref = -1;
-    return graph_add(g, &n);
-}
 
 /* loss = sum(layer(x)), x an input; returns the planned arena and workspace */
 static void plan_layer(int kan, int64_t N, int64_t in, int64_t out, int G, int k,
                        int64_t *arena, int64_t *ws)
 {
-    Graph g;
-    graph_init(&g);
-    int x = leaf(&g, OP_INPUT, "x", shape_of(2, N, in));
+    Case c = {0};
+    Graph *g = &c.g;
+    graph_init(g);
+    int x = leaf(&c, OP_INPUT, "x", shape_of(2, N, in), DT_REAL);
     int y;
     GShape ys = shape_of(2, N, out);
     if (kan) {
-        int grid = leaf(&g, OP_BUFFER, "grid", shape_of(2, in, (int64_t)(G + 2 * k + 1)));
-        int b = leaf(&g, OP_PARAM, "base_weight", shape_of(2, out, in));
-        int s = leaf(&g, OP_PARAM, "spline_weight", shape_of(3, out, in, (int64_t)(G + k)));
-        int c = leaf(&g, OP_PARAM, "spline_scaler", shape_of(2, out, in));
+        int grid = leaf(&c, OP_BUFFER, "grid", shape_of(2, in, (int64_t)(G + 2 * k + 1)), DT_REAL);
+        int b = param(&c, "base_weight", shape_of(2, out, in));
+        int s = param(&c, "spline_weight", shape_of(3, out, in, (int64_t)(G + k)));
+        int sc = param(&c, "spline_scaler", shape_of(2, out, in));
         GAttr a = {.grid_size = G, .spline_order = k, .has_scaler = 1, .act = ACT_SILU};
-        y = graph_op(&g, OP_KAN, (int[]){x, grid, b, s, c}, 5, ys, &a);
+        y = graph_op(g, OP_KAN, (int[]){x, grid, b, s, sc}, 5, ys, &a);
     } else {
-        int w = leaf(&g, OP_PARAM, "weight", shape_of(2, out, in));
-        y = graph_op(&g, OP_LINEAR, (int[]){x, w}, 2, ys, NULL);
+        int w = param(&c, "weight", shape_of(2, out, in));
+        y = graph_op(g, OP_LINEAR, (int[]){x, w}, 2, ys, NULL);
     }
-    int loss = graph_op(&g, OP_SUM, &y, 1, shape_of(0), NULL);
-    g.n_forward = g.n;
-    g.loss = loss;
+    int loss = graph_op(g, OP_SUM, &y, 1, shape_of(0), NULL);
+    g->n_forward = g->n;
+    g->loss = loss;
     char err[128];
-    cr_assert_eq(autodiff(&g, loss, -1, 1, err, sizeof err), 0, "%s", err);
-    autodiff_add_optimizer(&g);
+    cr_assert_eq(autodiff(g, loss, -1, 1, err, sizeof err), 0, "%s", err);
+    autodiff_add_optimizer(g);
     Plan p;
-    plan_build(&p, &g, 4);
+    plan_build(&p, g, 4);
     *arena = p.arena_bytes;
     *ws = p.ws_elems * 4;
     plan_free(&p);
-    graph_free(&g);
+    graph_free(g);
 }
 
 Test(memory, kan_layer_saves_only_its_input)

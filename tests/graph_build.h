@@ -1,0 +1,65 @@
+/* graph_build.h: small helpers for tests that build graphs by hand. */
+#ifndef KANC_TEST_GRAPH_BUILD_H
+#define KANC_TEST_GRAPH_BUILD_H
+
+#include <string.h>
+
+#include "graph.h"
+
+typedef struct {
+    Graph g;
+    uint64_t seed; /* for the values the test fills in */
+} Case;
+
+/* an input, parameter or buffer; parameters are trainable with weight decay */
+static inline int leaf(Case *c, GOp op, const char *name, GShape s, GDtype dt)
+{
+    GNode n = {0};
+    n.op = op;
+    n.name = (char *)name;
+    n.shape = s;
+    n.dtype = dt;
+    n.trainable = op == OP_PARAM;
+    n.decay = op == OP_PARAM;
+    n.fwd = -1;
+    n.init_ref = -1;
+    n.gparam = -1;
+    return graph_add(&c->g, &n);
+}
+
+static inline int param(Case *c, const char *name, GShape s)
+{
+    return leaf(c, OP_PARAM, name, s, DT_REAL);
+}
+
+/* a value computed from a parameter (so gradients flow through the arena) */
+static inline int value(Case *c, const char *name, GShape s)
+{
+    int p = param(c, name, s);
+    GAttr a = {.scale = 1.0};
+    return graph_op(&c->g, OP_SCALE, &p, 1, s, &a);
+}
+
+static inline int op(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a)
+{
+    return graph_op(&c->g, o, in, nin, s, &a);
+}
+
+/* an op that saves an auxiliary tensor for its backward rule */
+static inline int with_aux(Case *c, GOp o, const int *in, int nin, GShape s, GAttr a, GShape aux)
+{
+    GNode n = {0};
+    n.op = o;
+    n.nin = nin;
+    memcpy(n.in, in, sizeof(int) * (size_t)nin);
+    n.shape = s;
+    n.a = a;
+    n.aux = aux;
+    n.aux_numel = shape_numel(&aux);
+    n.fwd = -1;
+    n.gparam = -1;
+    n.init_ref = -1;
+    return graph_add(&c->g, &n);
+}
+
+#endif
