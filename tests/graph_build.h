@@ -2,8 +2,10 @@
 #ifndef KANC_TEST_GRAPH_BUILD_H
 #define KANC_TEST_GRAPH_BUILD_H
 
+#include <criterion/criterion.h>
 #include <string.h>
 
+#include "autodiff.h"
 #include "graph.h"
 
 typedef struct {
@@ -60,6 +62,19 @@ static inline int with_aux(Case *c, GOp o, const int *in, int nin, GShape s, GAt
     n.gparam = -1;
     n.init_ref = -1;
     return graph_add(&c->g, &n);
+}
+
+/* loss = sum(out * R), R a fixed random buffer the test fills; then autodiff */
+static inline void finish(Case *c, int out)
+{
+    Graph *g = &c->g;
+    int r = leaf(c, OP_BUFFER, "R", g->nodes[out].shape, DT_REAL);
+    int prod = op(c, OP_MUL, (int[]){out, r}, 2, g->nodes[out].shape, (GAttr){0});
+    int loss = op(c, OP_SUM, &prod, 1, shape_of(0), (GAttr){0});
+    g->loss = loss;
+    g->n_forward = g->n;
+    char err[256];
+    cr_assert_eq(autodiff(g, loss, -1, 0, err, sizeof err), 0, "%s", err);
 }
 
 #endif

@@ -39,20 +39,6 @@ TestSuite(cuda_codegen, .timeout = 600);
 /* building graphs (as tests/test_autodiff.c)                                */
 /* ------------------------------------------------------------------------ */
 
-
-/* loss = sum(out * R), R a fixed random buffer; then autodiff */
-static void finish(Case *c, int out)
-{
-    Graph *g = &c->g;
-    int r = leaf(c, OP_BUFFER, "R", g->nodes[out].shape, DT_REAL);
-    int prod = op(c, OP_MUL, (int[]){out, r}, 2, g->nodes[out].shape, (GAttr){0});
-    int loss = op(c, OP_SUM, &prod, 1, shape_of(0), (GAttr){0});
-    g->loss = loss;
-    g->n_forward = g->n;
-    char err[256];
-    cr_assert_eq(autodiff(g, loss, -1, 0, err, sizeof err), 0, "%s", err);
-}
-
 static float urand(uint64_t seed, uint64_t stream, uint64_t i)
 {
     return (float)(2.0 * (double)(kanc_rng_bits(seed, stream, i) >> 11) / 9007199254740992.0 - 1.0);
