@@ -5,6 +5,7 @@
 
 #include "artifact.h"
 #include "autodiff.h"
+#include "cli_opts.h"
 #include "config.h"
 #include "frontend.h"
 #include "plan.h"
@@ -13,74 +14,43 @@
 static const char USAGE[] =
     "usage: kanc MODEL.kdl [options]\n"
     "\n"
-    "Compiles a model description into a training step.\n"
-    "\n"
-    "  --set NAME=VALUE   override a hyperparameter (repeatable); VALUE is a .kdl\n"
-    "                     expression: 6, 0.1, [-2, 2], true\n"
-    "  --batch B          the same as --set batch=B\n"
-    "  --preset NAME      hyperparameters from models/presets/NAME.set (gpt-nano,\n"
-    "                     gpt-micro, gpt-mini) or a .set file; a later --set wins\n"
-    "  --report           print parameters, arena peak, FLOPs per token and the\n"
-    "                     step's op list\n"
-    "  --dump-graph       print the training graph node by node\n"
-    "  --forward-only     report or dump the forward graph without the backward\n"
-    "  -o FILE.cubin      compile the training step to a CUDA cubin (NVRTC; no GPU\n"
-    "                     needed) that embeds its plan: `kanrun info FILE.cubin`\n"
-    "  --arch sm_XX       the cubin's GPU architecture: sm_90 (default), sm_80,\n"
-    "                     sm_86, sm_89\n"
-    "  --tokenizer SPEC   the tokenizer the artifact expects (default: gpt2 for a\n"
-    "                     50257-token vocabulary, else bytes)\n"
-    "  --emit-source FILE also write the generated CUDA source (with -o: exactly\n"
-    "                     what NVRTC compiled)\n"
-    "  -h, --help         this text\n";
+    "Compiles a model description into a training step.\n";
 
 int main(int argc, char **argv)
 {
-    const char *path = NULL;
     int report = 0, dump = 0, forward_only = 0;
+    int64_t batch = 0;
     const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL;
     ConfigSets cs = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(USAGE, stdout);
-            return 0;
-        } else if (!strcmp(a, "--preset") && i + 1 < argc) {
-            if (config_load_preset(argv[++i], &cs)) return 2;
-        } else if (!strcmp(a, "--set") && i + 1 < argc) {
-            if (config_parse_set(argv[++i], &cs)) {
-                fprintf(stderr, "kanc: error: --set needs NAME=VALUE, got '%s'\n", argv[i]);
-                return 2;
-            }
-        } else if (!strcmp(a, "--batch") && i + 1 < argc) {
-            config_sets_add(&cs, "batch", argv[++i], 0);
-        } else if (!strcmp(a, "--report")) {
-            report = 1;
-        } else if (!strcmp(a, "--dump-graph")) {
-            dump = 1;
-        } else if (!strcmp(a, "--forward-only")) {
-            forward_only = 1;
-        } else if (!strcmp(a, "-o") && i + 1 < argc) {
-            out_path = argv[++i];
-        } else if (!strcmp(a, "--arch") && i + 1 < argc) {
-            arch = argv[++i];
-        } else if (!strcmp(a, "--tokenizer") && i + 1 < argc) {
-            tokenizer = argv[++i];
-        } else if (!strcmp(a, "--emit-source") && i + 1 < argc) {
-            emit_source = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "kanc: error: unknown option '%s'\n%s", a, USAGE);
-            return 2;
-        } else if (!path) {
-            path = a;
-        } else {
-            fprintf(stderr, "kanc: error: one model file at a time ('%s' and '%s')\n", path, a);
-            return 2;
-        }
+    const CliOpt opts[] = {
+        CLI_CALL("set", config_cli_set, "NAME=VALUE",
+                 "override a hyperparameter (repeatable); VALUE is a\n.kdl expression: 6, 0.1, [-2, 2], true"),
+        CLI_INT("batch", &batch, 1, INT32_MAX, "B", "the same as --set batch=B"),
+        CLI_CALL("preset", config_cli_preset, "NAME",
+                 "hyperparameters from models/presets/NAME.set\n(gpt-nano, gpt-micro, gpt-mini) or a .set file; a\nlater --set wins"),
+        CLI_FLAG("report", &report, "print parameters, arena peak, FLOPs per token and\nthe step's op list"),
+        CLI_FLAG("dump-graph", &dump, "print the training graph node by node"),
+        CLI_FLAG("forward-only", &forward_only, "report or dump the forward graph without the\nbackward"),
+        {.short_name = 'o', .kind = CLI_KIND_STR, .dst = &out_path, .arg = "FILE.cubin",
+         .help = "compile the training step to a CUDA cubin (NVRTC;\nno GPU needed) that embeds its plan:\n`kanrun info FILE.cubin`"},
+        CLI_STR("arch", &arch, "sm_XX", "the cubin's GPU architecture: sm_90 (default),\nsm_80, sm_86, sm_89"),
+        CLI_STR("tokenizer", &tokenizer, "SPEC",
+                "the tokenizer the artifact expects (default: gpt2\nfor a 50257-token vocabulary, else bytes)"),
+        CLI_STR("emit-source", &emit_source, "FILE",
+                "also write the generated CUDA source (with -o:\nexactly what NVRTC compiled)"),
+    };
+    CliSpec spec = {"kanc", USAGE, NULL, opts, CLI_COUNT(opts), 1, 1, &cs};
+    char *pos[1];
+    int np, r = cli_parse(&spec, argc - 1, argv + 1, pos, &np);
+    if (r) {
+        config_sets_free(&cs);
+        return r > 0 ? 0 : 2;
     }
-    if (!path) {
-        fputs(USAGE, stderr);
-        return 2;
+    const char *path = pos[0];
+    if (batch > 0) {
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)batch);
+        config_sets_add(&cs, "batch", b, 0);
     }
     if (out_path || emit_source) { /* the CUDA artifact (runtime/artifact.h) */
         ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,

@@ -18,7 +18,7 @@ static char *model_file(const char *dir)
     return xasprintf("%s/model.safetensors", dir);
 }
 
-static char *optim_file(const char *dir, int64_t step)
+char *ckpt_optimizer_path(const char *dir, int64_t step)
 {
     return xasprintf("%s/optimizer-%lld.safetensors", dir, (long long)step);
 }
@@ -79,7 +79,7 @@ int ckpt_save(const char *dir, Model *m, const char *tokenizer, const cJSON *tra
         k = add_entries(m, e, k, "v.", pv, 1, names);
         char *state = cJSON_PrintUnformatted(train_state);
         StMeta meta[] = {{"kanc_step", step_text}, {"kanc_train", state}};
-        path = optim_file(dir, step);
+        path = ckpt_optimizer_path(dir, step);
         rc = st_write(path, e, k, meta, 2, err, errlen);
         free(state);
         for (int i = 0; i < k; i++) free(names[i]);
@@ -110,7 +110,7 @@ int ckpt_save(const char *dir, Model *m, const char *tokenizer, const cJSON *tra
     }
     /* 3. the previous step's optimizer file is no longer needed */
     if (had_prev && prev.step != step) {
-        old_optim = optim_file(dir, prev.step);
+        old_optim = ckpt_optimizer_path(dir, prev.step);
         unlink(old_optim);
     }
 out:
@@ -210,7 +210,7 @@ int ckpt_load(const char *dir, Model *m, cJSON **train_state, char *err, size_t 
     st_close(&f);
     if (rc || !train_state) return rc;
 
-    path = optim_file(dir, step);
+    path = ckpt_optimizer_path(dir, step);
     if (st_open(&f, path, err, errlen)) {
         free(path);
         return -1;

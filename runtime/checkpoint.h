@@ -44,6 +44,9 @@ void ckpt_info_free(CkptInfo *info);
    step, and *train_state receives its JSON (caller frees). */
 int ckpt_load(const char *dir, Model *m, cJSON **train_state, char *err, size_t errlen);
 
+/* "dir/optimizer-<step>.safetensors" (caller frees) */
+char *ckpt_optimizer_path(const char *dir, int64_t step);
+
 /* The KdlSet overrides that rebuild the checkpoint's model (config, soft=0). */
 void ckpt_sets(const CkptInfo *info, ConfigSets *cs);
 

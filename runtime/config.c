@@ -127,3 +127,12 @@ int config_load_preset(const char *name, ConfigSets *cs)
     free(path);
     return 0;
 }
+
+int config_cli_set(const char *value, void *sets)
+{
+    if (config_parse_set(value, sets) == 0) return 0;
+    fprintf(stderr, "kanrun: error: --set needs NAME=VALUE, got '%s'\n", value);
+    return -1;
+}
+
+int config_cli_preset(const char *value, void *sets) { return config_load_preset(value, sets); }

@@ -26,6 +26,11 @@ int config_parse_set(const char *arg, ConfigSets *cs);
    Returns 0, or -1 (the error is printed). */
 int config_load_preset(const char *name, ConfigSets *cs);
 
+/* Option handlers (cli_opts.h CLI_CALL) for --set NAME=VALUE and --preset
+   NAME; sets is a ConfigSets *. 0, or -1 with the message printed. */
+int config_cli_set(const char *value, void *sets);
+int config_cli_preset(const char *value, void *sets);
+
 /* obj[key] as a number, or def when absent or not a number */
 double config_number(const cJSON *obj, const char *key, double def);
 

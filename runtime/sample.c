@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "checkpoint.h"
+#include "cli_opts.h"
+#include "commands.h"
 #include "rng.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -65,41 +67,30 @@ int sample_pick(const float *logits, int V, double temperature, int top_k, doubl
     return pick;
 }
 
-static const char USAGE[] =
-    "usage: kanrun sample CHECKPOINT_DIR [--prompt TEXT] [--tokens N] [--temperature T]\n"
-    "                     [--top-k K] [--top-p P] [--seed S] [--threads T]\n";
+static const char SAMPLE_USAGE[] = "usage: kanrun sample RUN [--prompt TEXT] [flags]\n";
 
-int sample_run(int argc, char **argv)
+int sample_main(int argc, char **argv)
 {
-    const char *dir = NULL, *prompt = "";
-    long long ntokens = 200, top_k = 0, seed = 1337, threads = 0;
+    const char *prompt = "";
+    int64_t ntokens = 200, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0, top_p = 1.0;
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i];
-        char *end = NULL;
-        int has = i + 1 < argc;
-        if (!strcmp(f, "--prompt") && has) prompt = argv[++i];
-        else if (!strcmp(f, "--tokens") && has) ntokens = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(f, "--top-k") && has) top_k = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(f, "--seed") && has) seed = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(f, "--threads") && has) threads = strtoll(argv[++i], &end, 10);
-        else if (!strcmp(f, "--temperature") && has) temperature = strtod(argv[++i], &end);
-        else if (!strcmp(f, "--top-p") && has) top_p = strtod(argv[++i], &end);
-        else if (f[0] != '-' && !dir) dir = f;
-        else {
-            fprintf(stderr, "kanrun sample: error: unexpected argument '%s'\n%s", f, USAGE);
-            return 2;
-        }
-        if (end && (*end || ntokens < 0 || top_k < 0 || seed < 0 || threads < 0 ||
-                    !(temperature >= 0) || !(top_p > 0 && top_p <= 1))) {
-            fprintf(stderr, "kanrun sample: error: bad value for %s: '%s'\n", f, argv[i]);
-            return 2;
-        }
-    }
-    if (!dir) {
-        fputs(USAGE, stderr);
-        return 2;
-    }
+    const CliOpt opts[] = {
+        CLI_STR("prompt", &prompt, "TEXT", "the text to continue (default: a newline)"),
+        CLI_INT("tokens", &ntokens, 0, CLI_INT_MAX, "N", "tokens to generate (default 200)"),
+        CLI_REAL("temperature", &temperature, 0, 1e6, "T", "softmax temperature (default 1; 0: greedy)"),
+        CLI_INT("top-k", &top_k, 0, INT32_MAX, "K", "sample among the K most likely (default 0: all)"),
+        CLI_REAL_POS("top-p", &top_p, 1, "P", "nucleus: the smallest set holding P of the mass\n(default 1: all)"),
+        CLI_INT("seed", &seed, 0, CLI_INT_MAX, "S", "the draws (default 1337)"),
+        CLI_INT("threads", &threads, 0, 4096, "T", "CPU threads (default: all cores)"),
+    };
+    CliSpec spec = {"kanrun sample", SAMPLE_USAGE,
+                    "Text streams as it is generated; a prompt longer than the context keeps its\n"
+                    "last block_size tokens.\n",
+                    opts, CLI_COUNT(opts), 1, 1, NULL};
+    char *pos[1];
+    int np, r = cli_parse(&spec, argc, argv, pos, &np);
+    if (r) return r > 0 ? 0 : 2;
+    const char *dir = pos[0];
     set_threads((int)threads);
     char err[1024];
     CkptInfo info;
@@ -118,40 +109,55 @@ int sample_run(int argc, char **argv)
     int rc = 1;
     if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
         goto out;
-    if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        tok_encode(tok, prompt, strlen(prompt), &ids, &n)) {
+    if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err))) {
         fprintf(stderr, "kanrun sample: error: %s\n", err);
         goto out;
     }
+    if (tok_encode(tok, prompt, strlen(prompt), &ids, &n)) {
+        fprintf(stderr, "kanrun sample: error: %s\n", tok_error(tok));
+        goto out;
+    }
     int idx = model_input(&m, "idx"), tgt = model_input(&m, "targets");
-    if (idx < 0 || m.g.output < 0) {
-        fprintf(stderr, "kanrun sample: error: the model has no 'idx' input or no output\n");
+    if (idx < 0 || m.g.output < 0 || m.g.nodes[idx].shape.nd != 2) {
+        fprintf(stderr, "kanrun sample: error: the model has no 'idx' input of tokens[batch, block_size] "
+                        "or no output\n");
         goto out;
     }
     int64_t T = m.g.nodes[idx].shape.d[1], V = shape_last(&m.g.nodes[m.g.output].shape);
     if (n == 0) { /* no prompt: start from a newline */
         free(ids);
-        if (tok_encode(tok, "\n", 1, &ids, &n) || n == 0) goto out;
+        if (tok_encode(tok, "\n", 1, &ids, &n) || n == 0) {
+            fprintf(stderr, "kanrun sample: error: the tokenizer cannot encode a newline\n");
+            goto out;
+        }
+    }
+    /* the context window: the last T tokens (of the prompt, then of the text) */
+    ctx = xcalloc((size_t)T, 4);
+    size_t len = n < (size_t)T ? n : (size_t)T;
+    memcpy(ctx, ids + n - len, len * 4);
+    targets = xmalloc((size_t)T * 4);
+    for (int64_t t = 0; t < T; t++) targets[t] = -1;
+    if (tgt >= 0 && model_set_tokens(&m, tgt, targets, err, sizeof err)) {
+        fprintf(stderr, "kanrun sample: error: %s\n", err);
+        goto out;
     }
     fwrite(prompt, 1, strlen(prompt), stdout);
     fflush(stdout);
-    ids = xrealloc(ids, sizeof *ids * (n + (size_t)ntokens + 1));
-    ctx = xcalloc((size_t)T, 4);
-    targets = xmalloc((size_t)T * 4);
-    for (int64_t t = 0; t < T; t++) targets[t] = -1;
-    if (tgt >= 0) m.dev->ops->write_value(m.dev, tgt, targets);
     logits = xmalloc(sizeof(float) * (size_t)(T * V));
-    for (long long k = 0; k < ntokens; k++) {
-        /* the last T tokens; later positions are padding the causal model never sees */
-        size_t len = n < (size_t)T ? n : (size_t)T;
-        memset(ctx, 0, (size_t)T * 4);
-        memcpy(ctx, ids + n - len, len * 4);
-        m.dev->ops->write_value(m.dev, idx, ctx);
+    for (int64_t k = 0; k < ntokens; k++) {
+        /* later positions are padding the causal model never sees */
+        memset(ctx + len, 0, (size_t)(T - (int64_t)len) * 4);
+        if (model_set_tokens(&m, idx, ctx, err, sizeof err)) {
+            fprintf(stderr, "\nkanrun sample: error: %s (the tokenizer %s has more tokens than the model)\n",
+                    err, tok_spec(tok));
+            goto out;
+        }
         m.dev->ops->run(m.dev, 0, m.g.n_forward);
         m.dev->ops->read_value(m.dev, m.g.output, logits);
         double u = kanc_rng_uniform((uint64_t)seed, 0x5A3D1E, (uint64_t)k);
         int next = sample_pick(logits + (len - 1) * V, (int)V, temperature, (int)top_k, top_p, u);
-        ids[n++] = next;
+        if (len == (size_t)T) memmove(ctx, ctx + 1, (size_t)(T - 1) * 4), len--;
+        ctx[len++] = next;
         size_t blen = 0;
         const char *bytes = tok_decode_one(tok, next, &blen);
         if (bytes) fwrite(bytes, 1, blen, stdout);

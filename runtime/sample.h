@@ -8,7 +8,4 @@
    uniform draw u in [0, 1). */
 int sample_pick(const float *logits, int V, double temperature, int top_k, double top_p, double u);
 
-/* kanrun sample CKPT --prompt TEXT --tokens N --temperature T --top-k K --top-p P --seed S */
-int sample_run(int argc, char **argv);
-
 #endif

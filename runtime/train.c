@@ -13,8 +13,10 @@
 #include <unistd.h>
 
 #include "artifact.h"
+#include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
+#include "lm.h"
 #include "model.h"
 #include "progress.h"
 #include "tokenizer.h"
@@ -36,6 +38,57 @@ double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_
     return min_lr + 0.5 * (lr - min_lr) * (1 + cos(M_PI * progress));
 }
 
+/* ------------------------------------------------------------ flags */
+
+static const char TRAIN_USAGE[] =
+    "usage: kanrun train MODEL.kdl --data PATH [flags]\n"
+    "       kanrun train --resume DIR [--steps N] [flags]\n";
+
+static const char TRAIN_EPILOG[] =
+    "MODEL may also be a cubin from kanc -o. When resuming, the run's saved flags\n"
+    "apply unless given again (e.g. a larger --steps).\n"
+    "\n"
+    "Exit status: 0 done, 1 error, 2 bad usage, 3 stopped on a non-finite loss (the\n"
+    "last good checkpoint is kept).\n";
+
+/* The numeric training settings: a flag each, saved in the optimizer file's
+   training state under the flag's name with '_' for '-', and checked against
+   the same range when read back. Unset (-1, NAN) until resolve_args. */
+typedef struct {
+    CliOpt opt;
+    double def;
+} TrainSetting;
+
+#define SETTING_INT(name, field, lo, def, arg, help) \
+    {CLI_INT(name, &a->field, lo, CLI_INT_MAX, arg, help), def}
+#define SETTING_REAL(name, field, def, arg, help) \
+    {CLI_REAL(name, &a->field, 0, INFINITY, arg, help), def}
+
+#define N_SETTINGS 11
+
+/* the settings of a, in the order --help lists them */
+static int train_settings(TrainArgs *a, TrainSetting *out)
+{
+    const TrainSetting s[] = {
+        SETTING_INT("steps", steps, 1, 1000, "N", "total optimizer steps (default 1000)"),
+        SETTING_REAL("lr", lr, 3e-4, "LR", "peak learning rate (default 3e-4), AdamW betas 0.9/0.95"),
+        SETTING_INT("warmup", warmup, 0, 100, "N", "linear warmup steps (default 100), then cosine decay"),
+        SETTING_REAL("min-lr", min_lr, 3e-5, "LR", "the cosine's floor (default 3e-5)"),
+        SETTING_REAL("weight-decay", weight_decay, 0.1, "WD",
+                     "on Linear weights and KAN parameters (default 0.1)"),
+        SETTING_REAL("clip", clip, 1.0, "C", "global gradient-norm clip (default 1.0; 0: none)"),
+        SETTING_INT("seed", seed, 0, 1337, "S", "initialisation, batches and dropout (default 1337)"),
+        SETTING_INT("eval-every", eval_every, 0, 250, "N", "validation loss every N steps (default 250; 0: never)"),
+        SETTING_INT("eval-batches", eval_batches, 1, 20, "K",
+                    "fixed validation batches per evaluation (default 20)"),
+        SETTING_INT("save-every", save_every, 0, 500, "N", "checkpoint every N steps (default 500) and at the end"),
+        SETTING_INT("log-every", log_every, 1, 10, "N", "a log line every N steps (default 10)"),
+    };
+    _Static_assert(CLI_COUNT(s) == N_SETTINGS, "N_SETTINGS counts the table");
+    memcpy(out, s, sizeof s);
+    return N_SETTINGS;
+}
+
 void train_args_init(TrainArgs *a)
 {
     memset(a, 0, sizeof *a);
@@ -44,181 +97,104 @@ void train_args_init(TrainArgs *a)
     a->lr = a->min_lr = a->weight_decay = a->clip = NAN;
 }
 
-static int parse_int(const char *flag, const char *s, int64_t lo, int64_t *out)
+/* "min-lr" -> "min_lr": the key of a setting in the saved training state */
+static void setting_key(const CliOpt *o, char *key, size_t n)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < lo) {
-        fprintf(stderr, "kanrun: error: %s needs an integer >= %lld, got '%s'\n", flag,
-                (long long)lo, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    snprintf(key, n, "%s", o->name);
+    for (char *p = key; *p; p++)
+        if (*p == '-') *p = '_';
 }
 
-static int parse_real(const char *flag, const char *s, double *out)
+static int setting_is_set(const CliOpt *o)
 {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || *end || end == s || !isfinite(v) || v < 0) {
-        fprintf(stderr, "kanrun: error: %s needs a number >= 0, got '%s'\n", flag, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return o->kind == CLI_KIND_INT ? *(int64_t *)o->dst >= 0 : !isnan(*(double *)o->dst);
 }
 
-int train_parse_flag(TrainArgs *a, int argc, char **argv, int *i)
+int train_parse_args(TrainArgs *a, int argc, char **argv)
 {
-    const char *f = argv[*i];
-    static const char *const with_value[] = {
-        "--data", "--val", "--tokenizer", "--out", "--resume", "--device", "--batch", "--steps",
-        "--warmup", "--eval-every", "--eval-batches", "--save-every", "--log-every", "--lr",
-        "--min-lr", "--weight-decay", "--clip", "--seed", "--threads", "--set", "--preset", NULL};
-    if (!strcmp(f, "--quiet")) {
-        a->quiet = 1;
-        return 1;
-    }
-    int known = 0;
-    for (int k = 0; with_value[k]; k++) known |= !strcmp(f, with_value[k]);
-    if (!known) return 0;
-    if (*i + 1 >= argc) {
-        fprintf(stderr, "kanrun: error: %s needs a value\n", f);
-        return -1;
-    }
-    const char *v = argv[++*i];
-    int64_t n = 0;
-    if (!strcmp(f, "--data")) a->data = v;
-    else if (!strcmp(f, "--val")) a->val = v;
-    else if (!strcmp(f, "--tokenizer")) a->tokenizer = v;
-    else if (!strcmp(f, "--out")) a->out = v;
-    else if (!strcmp(f, "--resume")) a->resume = v;
-    else if (!strcmp(f, "--device")) a->device = v;
-    else if (!strcmp(f, "--preset")) {
-        if (config_load_preset(v, &a->sets)) return -1;
-    } else if (!strcmp(f, "--set")) {
-        if (config_parse_set(v, &a->sets)) {
-            fprintf(stderr, "kanrun: error: --set needs NAME=VALUE, got '%s'\n", v);
-            return -1;
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    const CliOpt head[] = {
+        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens)"),
+        CLI_STR("val", &a->val, "PATH", "validation text (default: the last 10% of the tokens)"),
+        CLI_STR("tokenizer", &a->tokenizer, "SPEC",
+                "bytes (default) or gpt2:DIR (DIR/encoder.json,\nDIR/vocab.bpe); the model's vocab_size follows it\nunless --set"),
+        CLI_STR("out", &a->out, "DIR", "checkpoints, metrics.jsonl, token cache (default runs/MODEL)"),
+        CLI_INT("batch", &a->batch, 1, INT32_MAX, "B", "sequences per step (the model's `batch`)"),
+    };
+    const CliOpt tail[] = {
+        CLI_CALL("set", config_cli_set, "NAME=VALUE", "override a model hyperparameter (repeatable)"),
+        CLI_CALL("preset", config_cli_preset, "NAME",
+                 "hyperparameters from models/presets/NAME.set (gpt-nano,\ngpt-micro, gpt-mini) or a .set file; a later --set wins"),
+        CLI_INT("threads", &a->threads, 0, 4096, "T", "CPU threads (default: all cores)"),
+        CLI_STR("resume", &a->resume, "DIR", "continue from DIR's checkpoint"),
+        CLI_FLAG("quiet", &a->quiet, "no per-step output"),
+        CLI_STR("device", &a->device, "D",
+                "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
+    };
+    CliOpt opts[CLI_COUNT(head) + N_SETTINGS + CLI_COUNT(tail)];
+    int n = 0;
+    for (int i = 0; i < CLI_COUNT(head); i++) opts[n++] = head[i];
+    for (int i = 0; i < ns; i++) opts[n++] = set[i].opt;
+    for (int i = 0; i < CLI_COUNT(tail); i++) opts[n++] = tail[i];
+    CliSpec spec = {"kanrun train", TRAIN_USAGE, TRAIN_EPILOG, opts, n, 0, 1, &a->sets};
+    char *pos[1];
+    int np;
+    int rc = cli_parse(&spec, argc, argv, pos, &np);
+    if (rc == 0 && np) a->model = pos[0];
+    return rc;
+}
+
+/* Fills unset settings from a resumed run's saved state (checked as the
+   command line is: a bad value is an error naming the file and the key),
+   then from the defaults. */
+static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path, char *err,
+                        size_t errlen)
+{
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    for (int i = 0; i < ns; i++) {
+        const CliOpt *o = &set[i].opt;
+        if (setting_is_set(o)) continue;
+        char key[64], what[1200];
+        setting_key(o, key, sizeof key);
+        const cJSON *v = saved ? cJSON_GetObjectItemCaseSensitive(saved, key) : NULL;
+        if (!v) {
+            if (o->kind == CLI_KIND_INT) *(int64_t *)o->dst = (int64_t)set[i].def;
+            else *(double *)o->dst = set[i].def;
+            continue;
         }
-    } else if (!strcmp(f, "--lr")) return parse_real(f, v, &a->lr) ? -1 : 1;
-    else if (!strcmp(f, "--min-lr")) return parse_real(f, v, &a->min_lr) ? -1 : 1;
-    else if (!strcmp(f, "--weight-decay")) return parse_real(f, v, &a->weight_decay) ? -1 : 1;
-    else if (!strcmp(f, "--clip")) return parse_real(f, v, &a->clip) ? -1 : 1;
-    else {
-        int64_t lo = !strcmp(f, "--seed") || !strcmp(f, "--warmup") || !strcmp(f, "--eval-every") ||
-                             !strcmp(f, "--save-every") || !strcmp(f, "--threads")
-                         ? 0 : 1;
-        if (parse_int(f, v, lo, &n)) return -1;
-        if (!strcmp(f, "--batch")) a->batch = n;
-        else if (!strcmp(f, "--steps")) a->steps = n;
-        else if (!strcmp(f, "--warmup")) a->warmup = n;
-        else if (!strcmp(f, "--eval-every")) a->eval_every = n;
-        else if (!strcmp(f, "--eval-batches")) a->eval_batches = n;
-        else if (!strcmp(f, "--save-every")) a->save_every = n;
-        else if (!strcmp(f, "--log-every")) a->log_every = n;
-        else if (!strcmp(f, "--seed")) a->seed = n;
-        else if (!strcmp(f, "--threads")) a->threads = (int)n;
+        snprintf(what, sizeof what, "%s: %s", saved_path, key);
+        int bad = !cJSON_IsNumber(v);
+        if (bad) set_err(err, errlen, "%s needs a number", what);
+        else if (o->kind == CLI_KIND_INT)
+            bad = cli_check_int(what, v->valuedouble, o->ilo, o->ihi, o->dst, err, errlen);
+        else if (!(bad = cli_check_real(what, v->valuedouble, o->rlo, o->rhi, o->open_lo, err, errlen)))
+            *(double *)o->dst = v->valuedouble;
+        if (bad) return -1;
     }
-    return 1;
-}
-
-/* Fills unset flags from a resumed run's saved state, then from the defaults. */
-static void resolve_args(TrainArgs *a, const cJSON *saved)
-{
-#define INT_ARG(field, key, def)                                                       \
-    if (a->field < 0) a->field = saved ? (int64_t)config_number(saved, key, def) : def;
-#define REAL_ARG(field, key, def)                                                      \
-    if (isnan(a->field)) a->field = saved ? config_number(saved, key, def) : def;
-    INT_ARG(steps, "steps", 1000);
-    INT_ARG(warmup, "warmup", 100);
-    INT_ARG(eval_every, "eval_every", 250);
-    INT_ARG(eval_batches, "eval_batches", 20);
-    INT_ARG(save_every, "save_every", 500);
-    INT_ARG(log_every, "log_every", 10);
-    INT_ARG(seed, "seed", 1337);
-    REAL_ARG(lr, "lr", 3e-4);
-    REAL_ARG(min_lr, "min_lr", 3e-5);
-    REAL_ARG(weight_decay, "weight_decay", 0.1);
-    REAL_ARG(clip, "clip", 1.0);
-#undef INT_ARG
-#undef REAL_ARG
     const cJSON *s;
     if (!a->data && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "data"))) a->data = s->valuestring;
     if (!a->val && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "val"))) a->val = s->valuestring;
     if (!a->device) a->device = "auto";
-}
-
-static cJSON *state_json(const TrainArgs *a)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "steps", (double)a->steps);
-    cJSON_AddNumberToObject(o, "warmup", (double)a->warmup);
-    cJSON_AddNumberToObject(o, "eval_every", (double)a->eval_every);
-    cJSON_AddNumberToObject(o, "eval_batches", (double)a->eval_batches);
-    cJSON_AddNumberToObject(o, "save_every", (double)a->save_every);
-    cJSON_AddNumberToObject(o, "log_every", (double)a->log_every);
-    cJSON_AddNumberToObject(o, "seed", (double)a->seed);
-    cJSON_AddNumberToObject(o, "lr", a->lr);
-    cJSON_AddNumberToObject(o, "min_lr", a->min_lr);
-    cJSON_AddNumberToObject(o, "weight_decay", a->weight_decay);
-    cJSON_AddNumberToObject(o, "clip", a->clip);
-    if (a->data) cJSON_AddStringToObject(o, "data", a->data);
-    if (a->val) cJSON_AddStringToObject(o, "val", a->val);
-    return o;
-}
-
-/* the model's token inputs and its batch and context, from the graph */
-typedef struct {
-    int idx, targets;
-    int64_t batch, block, vocab;
-} Io;
-
-static int find_io(Model *m, Io *io, char *err, size_t errlen)
-{
-    io->idx = model_input(m, "idx");
-    io->targets = model_input(m, "targets");
-    if (io->idx < 0 || io->targets < 0 || m->g.loss < 0) {
-        snprintf(err, errlen, "%s: a language model for kanrun takes inputs 'idx' and 'targets' "
-                              "(tokens[batch, block_size]) and returns 'loss'", m->path);
-        return -1;
-    }
-    const GShape *s = &m->g.nodes[io->idx].shape;
-    if (s->nd != 2 || !shape_eq(s, &m->g.nodes[io->targets].shape)) {
-        snprintf(err, errlen, "%s: 'idx' and 'targets' must both be tokens[batch, block_size]", m->path);
-        return -1;
-    }
-    io->batch = s->d[0];
-    io->block = s->d[1];
-    io->vocab = model_vocab(m, io->idx);
     return 0;
 }
 
-/* mean loss over the fixed validation batches (no dropout) */
-static double evaluate(Model *m, const Io *io, const Corpus *c, uint64_t seed, int64_t batches)
+static cJSON *state_json(TrainArgs *a)
 {
-    size_t n = (size_t)(io->batch * io->block);
-    int32_t *x = xmalloc(n * 4), *y = xmalloc(n * 4);
-    char err[256];
-    double sum = 0;
-    int training = m->dev->training;
-    m->dev->training = 0;
-    for (int64_t j = 0; j < batches; j++) {
-        corpus_eval_batch(c->val, c->n_val, (int)io->block, (int)io->batch, seed, (uint64_t)j, x, y);
-        model_set_tokens(m, io->idx, x, err, sizeof err);
-        model_set_tokens(m, io->targets, y, err, sizeof err);
-        m->dev->ops->run(m->dev, 0, m->g.n_forward);
-        double loss;
-        model_read_value(m, m->g.loss, &loss);
-        sum += loss;
+    cJSON *o = cJSON_CreateObject();
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    for (int i = 0; i < ns; i++) {
+        const CliOpt *o_ = &set[i].opt;
+        char key[64];
+        setting_key(o_, key, sizeof key);
+        cJSON_AddNumberToObject(o, key, o_->kind == CLI_KIND_INT ? (double)*(int64_t *)o_->dst
+                                                                 : *(double *)o_->dst);
     }
-    m->dev->training = training;
-    free(x);
-    free(y);
-    return sum / (double)(batches > 0 ? batches : 1);
+    if (a->data) cJSON_AddStringToObject(o, "data", a->data);
+    if (a->val) cJSON_AddStringToObject(o, "val", a->val);
+    return o;
 }
 
 static double now_s(void)
@@ -322,7 +298,10 @@ int train_run(TrainArgs *a)
     }
     if (a->resume && !a->out) a->out = a->resume;
     if (setup_model(a, &m, &tok, &saved, err, sizeof err)) goto fail;
-    resolve_args(a, saved);
+    char *state_path = a->resume ? ckpt_optimizer_path(a->resume, m.dev->step) : NULL;
+    int bad_state = resolve_args(a, saved, state_path, err, sizeof err);
+    free(state_path);
+    if (bad_state) goto fail;
     if (!a->data) {
         snprintf(err, sizeof err, "no training data: give --data PATH (a text file or a folder)");
         goto fail;
@@ -340,8 +319,8 @@ int train_run(TrainArgs *a)
         snprintf(err, sizeof err, "%s: cannot create the output folder: %s", a->out, strerror(errno));
         goto fail;
     }
-    Io io;
-    if (find_io(&m, &io, err, sizeof err)) goto fail;
+    LmIo io;
+    if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
     if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
         snprintf(err, sizeof err, "the model's vocabulary (%lld) is smaller than the tokenizer's (%d)",
                  (long long)io.vocab, tok_vocab_size(tok));
@@ -428,7 +407,9 @@ int train_run(TrainArgs *a)
                          dev->grad_norm, ms, (double)ntok / (ms / 1e3));
         progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
-            double vl = evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches);
+            double vl;
+            if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &vl, err, sizeof err))
+                goto fail;
             progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f",
                          (long long)done_steps, (long long)a->steps, vl, exp(vl));
             fprintf(metrics, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)done_steps, vl);
@@ -460,66 +441,13 @@ done:
     return status;
 }
 
-/* kanrun eval CKPT --data PATH [--val PATH] [--batches K] [--seed S] [--threads T] */
-int eval_run(int argc, char **argv)
+int train_main(int argc, char **argv)
 {
-    const char *dir = NULL, *data = NULL, *val = NULL;
-    int64_t batches = 20, seed = 1337, threads = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *f = argv[i];
-        int has = i + 1 < argc;
-        if (!strcmp(f, "--data") && has) data = argv[++i];
-        else if (!strcmp(f, "--val") && has) val = argv[++i];
-        else if (!strcmp(f, "--batches") && has) {
-            if (parse_int(f, argv[++i], 1, &batches)) return 2;
-        } else if (!strcmp(f, "--seed") && has) {
-            if (parse_int(f, argv[++i], 0, &seed)) return 2;
-        } else if (!strcmp(f, "--threads") && has) {
-            if (parse_int(f, argv[++i], 0, &threads)) return 2;
-        } else if (f[0] != '-' && !dir) dir = f;
-        else {
-            fprintf(stderr, "kanrun eval: error: unexpected argument '%s'\n", f);
-            return 2;
-        }
-    }
-    if (!dir || !data) {
-        fprintf(stderr, "usage: kanrun eval CHECKPOINT_DIR --data PATH [--val PATH] [--batches K]\n");
-        return 2;
-    }
-    set_threads((int)threads);
-    char err[1024];
-    CkptInfo info;
-    if (ckpt_info(dir, &info, err, sizeof err)) {
-        fprintf(stderr, "kanrun eval: error: %s\n", err);
-        return 1;
-    }
-    ConfigSets cs;
-    ckpt_sets(&info, &cs);
-    Model m = {0};
-    Tokenizer *tok = NULL;
-    Corpus corpus = {0};
-    int rc = 1;
-    Io io;
-    char *cache = xasprintf("%s/tokens", dir);
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
-        goto out;
-    if (ckpt_load(dir, &m, NULL, err, sizeof err) || find_io(&m, &io, err, sizeof err) ||
-        !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err) ||
-        corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) {
-        fprintf(stderr, "kanrun eval: error: %s\n", err);
-        goto out;
-    }
-    double vl = evaluate(&m, &io, &corpus, (uint64_t)seed, batches);
-    printf("val loss %.4f | perplexity %.2f | %lld batches of %lld x %lld tokens | step %lld\n", vl,
-           exp(vl), (long long)batches, (long long)io.batch, (long long)io.block, (long long)info.step);
-    rc = 0;
-out:
-    free(cache);
-    corpus_free(&corpus);
-    if (tok) tok_close(tok);
-    model_free(&m);
-    config_sets_free(&cs);
-    ckpt_info_free(&info);
+    TrainArgs a;
+    train_args_init(&a);
+    int rc = train_parse_args(&a, argc, argv);
+    if (rc == 0) rc = train_run(&a);
+    else rc = rc > 0 ? 0 : 2;
+    config_sets_free(&a.sets);
     return rc;
 }

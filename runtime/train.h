@@ -13,25 +13,22 @@ typedef struct {
     int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, clip;
     int64_t seed;
-    int threads;
+    int64_t threads;
     int quiet;         /* no per-step lines (tests) */
     ConfigSets sets;   /* --set */
 } TrainArgs;
 
 void train_args_init(TrainArgs *a);
-/* Parses one flag at argv[*i] (advancing *i past its value). Returns 1 if it
-   was a train flag, 0 if not, -1 on a bad value (message printed). */
-int train_parse_flag(TrainArgs *a, int argc, char **argv, int *i);
+/* Parses the command line (after "train") into a. Returns 0, 1 when --help
+   was printed, or -1 after printing what is wrong (cli_opts.h). */
+int train_parse_args(TrainArgs *a, int argc, char **argv);
 
 /* Runs the training. Returns the process exit status: 0 done, 1 error,
    3 stopped on a non-finite loss. */
 int train_run(TrainArgs *a);
 
-/* kanrun eval CKPT --data PATH [--val PATH] [--batches K]: validation loss. */
-int eval_run(int argc, char **argv);
-
-/* kanrun bench MODEL.kdl ...: one JSON line, the fields of the PyTorch peer's. */
-int bench_run(int argc, char **argv);
+/* kanrun train ARGS: parses, runs, returns the exit status */
+int train_main(int argc, char **argv);
 
 /* the learning rate of step t (0-based): linear warmup, then cosine to min_lr */
 double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_lr);

