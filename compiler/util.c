@@ -1,4 +1,4 @@
-/* util.c: allocation that fails loudly, fatal errors, whole-file reads. */
+/* util.c: allocation that fails loudly, fatal errors, whole-file reads, folders. */
 #include "util.h"
 
 #include <errno.h>
@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void out_of_memory(size_t n)
 {
@@ -95,4 +96,27 @@ char *read_file(const char *path, size_t *len)
     buf[n] = 0;
     if (len) *len = n;
     return buf;
+}
+
+int make_dirs(const char *dir, char *err, size_t errlen)
+{
+    char *p = xstrdup(dir);
+    int rc = 0;
+    for (char *s = p + 1;; s++) { /* each prefix ending before a '/', then the whole */
+        if (*s != '/' && *s) continue;
+        char c = *s;
+        *s = 0;
+        struct stat st;
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            set_err(err, errlen, "cannot create %s: %s", p, strerror(errno));
+            rc = -1;
+        } else if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            set_err(err, errlen, "%s is not a folder", p);
+            rc = -1;
+        }
+        *s = c;
+        if (rc || !c) break;
+    }
+    free(p);
+    return rc;
 }

@@ -1,4 +1,4 @@
-/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads. */
+/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads, folders. */
 #ifndef KANC_UTIL_H
 #define KANC_UTIL_H
 
@@ -16,5 +16,8 @@ _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The whole file, NUL-terminated (len excludes the NUL). NULL with errno set on failure. */
 char *read_file(const char *path, size_t *len);
+/* mkdir -p: dir and every missing parent. Returns 0, or -1 with "cannot
+   create PARENT: strerror" or "PARENT is not a folder" in err. */
+int make_dirs(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -56,8 +56,9 @@ int ckpt_save(const char *dir, Model *m, const char *tokenizer, const cJSON *tra
         snprintf(err, errlen, "checkpoints hold float32 state");
         return -1;
     }
-    if (mkdir(dir, 0777) && errno != EEXIST) {
-        snprintf(err, errlen, "%s: cannot create the directory: %s", dir, strerror(errno));
+    char derr[512];
+    if (make_dirs(dir, derr, sizeof derr)) {
+        snprintf(err, errlen, "%s: %s", dir, derr);
         return -1;
     }
     int64_t step = m->dev->step;

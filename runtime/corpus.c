@@ -218,31 +218,6 @@ static cJSON *cache_key(Tokenizer *tok, const SrcList *train, const SrcList *val
     return k;
 }
 
-static int mkdir_p(const char *dir, char *err, size_t errlen)
-{
-    char *p = xstrdup(dir);
-    for (char *s = p + 1;; s++) {
-        if (*s == '/' || *s == 0) {
-            char c = *s;
-            *s = 0;
-            if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-                set_err(err, errlen, "cache directory %s: cannot create %s: %s", dir, p, strerror(errno));
-                free(p);
-                return -1;
-            }
-            *s = c;
-            if (!c) break;
-        }
-    }
-    free(p);
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "cache directory %s: not a directory", dir);
-        return -1;
-    }
-    return 0;
-}
-
 /* 1 = reused (out filled), 0 = no usable cache (why in note) */
 static int try_cache(const char *cache_dir, const char *key_text, int vocab, Corpus *out, char *note, size_t notelen)
 {
@@ -322,8 +297,19 @@ out:
 
 /* ----------------------------------------------------------------- prepare */
 
-int corpus_prepare(const char *data_path, const char *val_path, Tokenizer *tok, const char *cache_dir, Corpus *out,
-                   char *err, size_t errlen)
+/* leftovers of a killed writer ("<file>.tmp.<pid>", see atomic_file.h) */
+static void remove_stale(const char *cache_dir)
+{
+    const char *names[] = {"train.bin", "val.bin", "tokens.json"};
+    for (int i = 0; i < 3; i++) {
+        char *p = xasprintf("%s/%s", cache_dir, names[i]);
+        atomic_remove_stale(p);
+        free(p);
+    }
+}
+
+static int prepare(const char *data_path, const char *val_path, Tokenizer *tok, const char *cache_dir,
+                   int readonly, Corpus *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     if (err && errlen) err[0] = 0;
@@ -334,9 +320,16 @@ int corpus_prepare(const char *data_path, const char *val_path, Tokenizer *tok, 
         set_err(err, errlen, "no corpus path given");
         return -1;
     }
-    if (cache_dir) {
-        if (mkdir_p(cache_dir, err, errlen) != 0) return -1;
+    if (cache_dir && readonly) {
+        cache_real = realpath(cache_dir, NULL); /* none yet: no cache */
+    } else if (cache_dir) {
+        char e[400];
+        if (make_dirs(cache_dir, e, sizeof e) != 0) {
+            set_err(err, errlen, "cache directory %s: %s", cache_dir, e);
+            return -1;
+        }
         cache_real = realpath(cache_dir, NULL);
+        if (cache_real) remove_stale(cache_real);
     }
     if (collect(data_path, cache_real, "corpus", &train, err, errlen) != 0) goto out;
     if (val_path && collect(val_path, cache_real, "validation corpus", &val, err, errlen) != 0) goto out;
@@ -381,9 +374,9 @@ int corpus_prepare(const char *data_path, const char *val_path, Tokenizer *tok, 
         memcpy(out->val, ids + out->n_train, nv * sizeof(int32_t));
         free(ids);
     }
-    if (cache_real && write_cache(cache_real, key_text, out, err, errlen) != 0) goto fail;
-    snprintf(out->cache_status, sizeof out->cache_status, "tokenized %zu train + %zu val tokens (%s)", out->n_train,
-             out->n_val, note);
+    if (cache_real && !readonly && write_cache(cache_real, key_text, out, err, errlen) != 0) goto fail;
+    snprintf(out->cache_status, sizeof out->cache_status, "tokenized %zu train + %zu val tokens (%s%s)", out->n_train,
+             out->n_val, note, cache_real && readonly ? "; the cache is only read here" : "");
     rc = 0;
     goto out;
 fail:
@@ -394,6 +387,18 @@ out:
     free(cache_real);
     free(key_text);
     return rc;
+}
+
+int corpus_prepare(const char *data_path, const char *val_path, Tokenizer *tok, const char *cache_dir, Corpus *out,
+                   char *err, size_t errlen)
+{
+    return prepare(data_path, val_path, tok, cache_dir, 0, out, err, errlen);
+}
+
+int corpus_prepare_readonly(const char *data_path, const char *val_path, Tokenizer *tok, const char *cache_dir,
+                            Corpus *out, char *err, size_t errlen)
+{
+    return prepare(data_path, val_path, tok, cache_dir, 1, out, err, errlen);
 }
 
 void corpus_free(Corpus *c)

@@ -22,7 +22,8 @@
  * of tokenizing. A mismatch re-tokenizes. A shard that is corrupt while the
  * sidecar matches is also re-tokenized (never an error): out->cache_status
  * says what happened and why. cache_dir is created (with parents) if needed;
- * NULL means no cache.
+ * NULL means no cache. Temporary files a killed writer left in cache_dir
+ * ("<file>.tmp.<pid>") are removed first.
  */
 #ifndef KANC_CORPUS_H
 #define KANC_CORPUS_H
@@ -46,6 +47,11 @@ typedef struct {
  * cache. */
 int corpus_prepare(const char *data_path, const char *val_path_or_NULL, Tokenizer *tok, const char *cache_dir,
                    Corpus *out, char *err, size_t errlen);
+/* The same, but the cache is only read: a matching cache is used, anything
+ * else is tokenized without writing (or creating) cache_dir. For readers of
+ * another process's cache (kanrun eval of a run's own data). */
+int corpus_prepare_readonly(const char *data_path, const char *val_path_or_NULL, Tokenizer *tok,
+                            const char *cache_dir, Corpus *out, char *err, size_t errlen);
 void corpus_free(Corpus *c);
 
 /* 0 if both splits hold at least block_size+1 tokens (one window), else -1
