@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,12 +14,14 @@
 #include <unistd.h>
 
 #include "artifact.h"
+#include "atomic_file.h"
 #include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
 #include "lm.h"
 #include "model.h"
 #include "progress.h"
+#include "run_folder.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -46,7 +49,10 @@ static const char TRAIN_USAGE[] =
 
 static const char TRAIN_EPILOG[] =
     "MODEL may also be a cubin from kanc -o. When resuming, the run's saved flags\n"
-    "apply unless given again (e.g. a larger --steps).\n"
+    "apply unless given again (e.g. a larger --steps). DIR may also be the run's\n"
+    "model.safetensors. OUT is created with its parents; one kanrun train at a time\n"
+    "writes it (OUT/.lock), and a run already in it is kept: continue it with\n"
+    "--resume, or --force to move it aside.\n"
     "\n"
     "Exit status: 0 done, 1 error, 2 bad usage, 3 stopped on a non-finite loss (the\n"
     "last good checkpoint is kept).\n";
@@ -128,6 +134,7 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                  "hyperparameters from models/presets/NAME.set (gpt-nano,\ngpt-micro, gpt-mini) or a .set file; a later --set wins"),
         CLI_INT("threads", &a->threads, 0, 4096, "T", "CPU threads (default: all cores)"),
         CLI_STR("resume", &a->resume, "DIR", "continue from DIR's checkpoint"),
+        CLI_FLAG("force", &a->force, "start over in an --out that holds a run: move it\naside to OUT.old-<YYYYmmdd-HHMMSS> (never deleted)"),
         CLI_FLAG("quiet", &a->quiet, "no per-step output"),
         CLI_STR("device", &a->device, "D",
                 "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
@@ -204,26 +211,120 @@ static double now_s(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Keeps the metrics lines of steps <= step (a resumed run rewrites what came after). */
-static FILE *open_metrics(const char *out, int64_t resume_step)
+/* metrics.jsonl for appending. A resumed run keeps the lines of steps <= resume_step
+   (it rewrites what came after), replaced atomically: a crash keeps the old file. */
+static FILE *open_metrics(const char *out, int64_t resume_step, char *err, size_t errlen)
 {
     char *path = xasprintf("%s/metrics.jsonl", out);
+    FILE *f = NULL;
     if (resume_step > 0) {
         size_t len;
+        errno = 0;
         char *old = read_file(path, &len);
-        FILE *f = fopen(path, "w");
-        for (char *line = old ? strtok(old, "\n") : NULL; line && f; line = strtok(NULL, "\n")) {
+        if (!old && errno != ENOENT) {
+            set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            goto out;
+        }
+        AtomicFile af;
+        if (atomic_open(&af, path, err, errlen)) {
+            free(old);
+            goto out;
+        }
+        for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
             cJSON *j = cJSON_Parse(line);
-            if (j && config_number(j, "step", 1e18) <= (double)resume_step) fprintf(f, "%s\n", line);
+            if (j && config_number(j, "step", 1e18) <= (double)resume_step) atomic_printf(&af, "%s\n", line);
             cJSON_Delete(j);
         }
         free(old);
-        free(path);
-        return f;
+        if (atomic_commit(&af, err, errlen)) goto out; /* reports the first write error too */
     }
-    FILE *f = fopen(path, "w");
+    if (!(f = fopen(path, resume_step > 0 ? "a" : "w")))
+        set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+out:
     free(path);
     return f;
+}
+
+/* One line of metrics.jsonl, flushed. Returns 0, or -1 with the file and the
+   error in err. */
+static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int bad = vfprintf(f, fmt, ap) < 0;
+    va_end(ap);
+    bad = bad || fflush(f) != 0;
+    if (bad) set_err(err, errlen, "%s/metrics.jsonl: cannot write: %s", out, strerror(errno ? errno : EIO));
+    return bad ? -1 : 0;
+}
+
+/* "the last good checkpoint is OUT (step N)", or that there is none yet */
+static void kept_text(const TrainArgs *a, int64_t last_saved, char *buf, size_t n)
+{
+    if (last_saved > 0)
+        snprintf(buf, n, "the last good checkpoint is %s (step %lld)", a->out, (long long)last_saved);
+    else
+        snprintf(buf, n, "no checkpoint was written yet");
+}
+
+/* Creates OUT (with parents) and claims it: the lock first, then a run
+   already there is refused, or with --force moved aside; then the leftovers
+   of killed writers go. Returns the lock's descriptor (held until exit), or
+   -1 with a message. loaded_step: the step a resume loaded. */
+static int claim_out(TrainArgs *a, int64_t loaded_step, char *err, size_t errlen)
+{
+    char e[900];
+    if (make_dirs(a->out, e, sizeof e)) {
+        set_err(err, errlen, "%s: cannot create the output folder: %s", a->out, e);
+        return -1;
+    }
+    int lock = run_lock(a->out, err, errlen);
+    if (lock < 0) return -1;
+    if (a->resume && run_same_path(a->resume, a->out)) {
+        /* a writer that ended while we loaded may have saved a later step */
+        CkptInfo info;
+        if (ckpt_info(a->out, &info, err, errlen)) goto fail;
+        int64_t now = info.step;
+        ckpt_info_free(&info);
+        if (now != loaded_step) {
+            set_err(err, errlen, "%s: its checkpoint went from step %lld to %lld while it was loaded: run again",
+                    a->out, (long long)loaded_step, (long long)now);
+            goto fail;
+        }
+    } else {
+        int64_t step, mstep;
+        if (run_holds_run(a->out, &step, &mstep)) {
+            if (!a->force) {
+                if (step >= 0)
+                    set_err(err, errlen, "%s already holds a run at step %lld: use --resume to continue or "
+                            "--force to start over", a->out, (long long)step);
+                else
+                    set_err(err, errlen, "%s already holds a run with no checkpoint (metrics.jsonl up to step "
+                            "%lld): use --force to start over", a->out, (long long)mstep);
+                goto fail;
+            }
+            char *old = run_move_aside(a->out, err, errlen);
+            if (!old) goto fail;
+            printf("kanrun: %s held a run; moved it aside to %s\n", a->out, old);
+            free(old);
+            int fresh;
+            if (make_dirs(a->out, e, sizeof e)) {
+                set_err(err, errlen, "%s: cannot create the output folder: %s", a->out, e);
+                goto fail;
+            }
+            if ((fresh = run_lock(a->out, err, errlen)) < 0) goto fail;
+            close(lock); /* the moved run's lock */
+            lock = fresh;
+        }
+    }
+    run_remove_stale(a->out);
+    return lock;
+fail:
+    close(lock);
+    return -1;
 }
 
 /* Model, tokenizer and state: from a checkpoint when resuming, else fresh. */
@@ -290,13 +391,35 @@ int train_run(TrainArgs *a)
     FILE *metrics = NULL;
     int status = 1;
     int32_t *x = NULL, *y = NULL;
+    int lock = -1;
+    char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL;
     set_threads(a->threads);
 
     if (!a->model && !a->resume) {
         fprintf(stderr, "kanrun train: error: give a model (MODEL.kdl) or --resume DIR\n");
         return 1;
     }
-    if (a->resume && !a->out) a->out = a->resume;
+    if (a->resume) { /* the run's folder, or its model.safetensors */
+        struct stat st;
+        if (stat(a->resume, &st) != 0) {
+            snprintf(err, sizeof err, "--resume %s: %s", a->resume, strerror(errno));
+            goto fail;
+        }
+        if (!(resume_dir = run_dir_of(a->resume))) {
+            snprintf(err, sizeof err, "--resume %s: not a run folder or a run's model.safetensors", a->resume);
+            goto fail;
+        }
+        a->resume = resume_dir;
+        if (!a->out) a->out = a->resume;
+        if (a->force && run_same_path(a->resume, a->out)) {
+            snprintf(err, sizeof err, "--force starts over and --resume continues %s: give one of them "
+                     "(or another --out)", a->resume);
+            goto fail;
+        }
+    }
+    /* the training state records absolute paths: a resume from elsewhere finds them */
+    if (a->data && (data_abs = realpath(a->data, NULL))) a->data = data_abs;
+    if (a->val && (val_abs = realpath(a->val, NULL))) a->val = val_abs;
     if (setup_model(a, &m, &tok, &saved, err, sizeof err)) goto fail;
     char *state_path = a->resume ? ckpt_optimizer_path(a->resume, m.dev->step) : NULL;
     int bad_state = resolve_args(a, saved, state_path, err, sizeof err);
@@ -313,12 +436,8 @@ int train_run(TrainArgs *a)
         if (dot) *dot = 0;
         a->out = xasprintf("runs/%s", name); /* lives for the whole run */
         free(name);
-        mkdir("runs", 0777);
     }
-    if (mkdir(a->out, 0777) && errno != EEXIST) {
-        snprintf(err, sizeof err, "%s: cannot create the output folder: %s", a->out, strerror(errno));
-        goto fail;
-    }
+    if ((lock = claim_out(a, m.dev->step, err, sizeof err)) < 0) goto fail;
     LmIo io;
     if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
     if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
@@ -345,10 +464,7 @@ int train_run(TrainArgs *a)
         status = 0;
         goto done;
     }
-    if (!(metrics = open_metrics(a->out, start))) {
-        snprintf(err, sizeof err, "%s/metrics.jsonl: cannot write: %s", a->out, strerror(errno));
-        goto fail;
-    }
+    if (!(metrics = open_metrics(a->out, start, err, sizeof err))) goto fail;
     int64_t params = 0;
     for (int i = 0; i < m.g.n; i++)
         if (m.g.nodes[i].op == OP_PARAM) params += shape_numel(&m.g.nodes[i].shape);
@@ -380,11 +496,7 @@ int train_run(TrainArgs *a)
         if (!isfinite(loss) || !isfinite(dev->grad_norm)) {
             progress_end(&bar);
             char kept[512];
-            if (last_saved > 0)
-                snprintf(kept, sizeof kept, "the last good checkpoint is %s (step %lld)", a->out,
-                         (long long)last_saved);
-            else
-                snprintf(kept, sizeof kept, "no checkpoint was written yet");
+            kept_text(a, last_saved, kept, sizeof kept);
             fprintf(stderr,
                     "kanrun train: error: the loss is %s at step %lld (gradient norm %g); stopping: "
                     "%s. Try a lower --lr.\n",
@@ -396,11 +508,12 @@ int train_run(TrainArgs *a)
         dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
         double ms = 1e3 * (now_s() - t0);
         int64_t done_steps = step + 1;
-        fprintf(metrics,
-                "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
-                "\"tok_s\":%.1f}\n",
-                (long long)done_steps, loss, dev->opt.lr, dev->grad_norm, ms, (double)ntok / (ms / 1e3));
-        fflush(metrics);
+        if (metrics_line(metrics, a->out, err, sizeof err,
+                         "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
+                         "\"tok_s\":%.1f}\n",
+                         (long long)done_steps, loss, dev->opt.lr, dev->grad_norm, ms,
+                         (double)ntok / (ms / 1e3)))
+            goto metrics_fail;
         if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
             progress_log(&bar, "step %6lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
                          (long long)done_steps, (long long)a->steps, loss, dev->opt.lr,
@@ -412,8 +525,9 @@ int train_run(TrainArgs *a)
                 goto fail;
             progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f",
                          (long long)done_steps, (long long)a->steps, vl, exp(vl));
-            fprintf(metrics, "{\"step\":%lld,\"val_loss\":%.6f}\n", (long long)done_steps, vl);
-            fflush(metrics);
+            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,\"val_loss\":%.6f}\n",
+                             (long long)done_steps, vl))
+                goto metrics_fail;
         }
         if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
             cJSON *st = state_json(a);
@@ -427,11 +541,25 @@ int train_run(TrainArgs *a)
     printf("kanrun: done, checkpoint in %s (step %lld)\n", a->out, (long long)last_saved);
     status = 0;
     goto done;
+metrics_fail: { /* the run stops: its history would have a hole */
+    progress_end(&bar);
+    char kept[512];
+    kept_text(a, last_saved, kept, sizeof kept);
+    size_t n = strlen(err);
+    snprintf(err + n, sizeof err - n, "; stopping: %s", kept);
+}
 fail:
     fprintf(stderr, "kanrun train: error: %s\n", err);
     status = 1;
 done:
-    if (metrics) fclose(metrics);
+    if (metrics && fclose(metrics) != 0 && status == 0) {
+        fprintf(stderr, "kanrun train: error: %s/metrics.jsonl: cannot write: %s\n", a->out, strerror(errno));
+        status = 1;
+    }
+    if (lock >= 0) close(lock);
+    free(resume_dir);
+    free(data_abs);
+    free(val_abs);
     free(x);
     free(y);
     corpus_free(&corpus);

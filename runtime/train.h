@@ -15,6 +15,7 @@ typedef struct {
     int64_t seed;
     int64_t threads;
     int quiet;         /* no per-step lines (tests) */
+    int force;         /* --force: move a run already in --out aside */
     ConfigSets sets;   /* --set */
 } TrainArgs;
 
