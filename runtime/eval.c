@@ -1,5 +1,6 @@
 /* eval.c: kanrun eval: the validation loss and perplexity of a checkpoint. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -8,39 +9,68 @@
 #include "commands.h"
 #include "corpus.h"
 #include "lm.h"
+#include "run_folder.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
 
-static const char EVAL_USAGE[] = "usage: kanrun eval RUN --data PATH [flags]\n";
+static const char EVAL_USAGE[] = "usage: kanrun eval RUN [--data PATH] [flags]\n";
+
+static const char EVAL_EPILOG[] =
+    "RUN is a run folder or its model.safetensors (or a bare checkpoint file, which\n"
+    "needs --data). Without --data, the run's own --data and --val. The run's token\n"
+    "cache (RUN/tokens) is only read; other data is cached in RUN/tokens-eval-<hash>.\n";
+
+/* 1 when both are NULL or both name the same file */
+static int same_source(const char *a, const char *b)
+{
+    return a == b || (a && b && run_same_path(a, b));
+}
+
+/* FNV-1a of the sources' absolute paths: one cache per data (and val) */
+static char *eval_cache(const char *run, const char *data, const char *val)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int k = 0; k < 2; k++) {
+        const char *path = k ? val : data;
+        char *real = path ? realpath(path, NULL) : NULL;
+        const char *p = real ? real : path ? path : "";
+        for (const char *c = p;; c++) { /* the NUL too: data "ab" + val "" != data "a" + val "b" */
+            h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
+            if (!*c) break;
+        }
+        free(real);
+    }
+    return xasprintf("%s/tokens-eval-%016llx", run, (unsigned long long)h);
+}
 
 int eval_main(int argc, char **argv)
 {
     const char *data = NULL, *val = NULL;
     int64_t batches = 20, seed = 1337, threads = 0;
     const CliOpt opts[] = {
-        CLI_STR("data", &data, "PATH", "the text to evaluate on (its validation split: the last 10%)"),
+        CLI_STR("data", &data, "PATH", "the text to evaluate on (its validation split: the last\n10%; default: the run's --data)"),
         CLI_STR("val", &val, "PATH", "evaluate on all of this text instead"),
         CLI_INT("batches", &batches, 1, CLI_INT_MAX, "K", "fixed validation batches (default 20)"),
         CLI_INT("seed", &seed, 0, CLI_INT_MAX, "S", "which fixed batches (default 1337)"),
         CLI_INT("threads", &threads, 0, 4096, "T", "CPU threads (default: all cores)"),
     };
-    CliSpec spec = {"kanrun eval", EVAL_USAGE, NULL, opts, CLI_COUNT(opts), 1, 1, NULL};
+    CliSpec spec = {"kanrun eval", EVAL_USAGE, EVAL_EPILOG, opts, CLI_COUNT(opts), 1, 1, NULL};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
     if (r) return r > 0 ? 0 : 2;
-    const char *dir = pos[0];
-    if (!data) {
-        fprintf(stderr, "kanrun eval: error: give --data PATH\n%s", EVAL_USAGE);
-        return 2;
-    }
+    const char *ckpt = pos[0];
     set_threads((int)threads);
     char err[1024];
     CkptInfo info;
-    if (ckpt_info(dir, &info, err, sizeof err)) {
+    if (ckpt_info(ckpt, &info, err, sizeof err)) {
         fprintf(stderr, "kanrun eval: error: %s\n", err);
         return 1;
     }
+    /* the run folder (NULL: a checkpoint file outside a run) and what it trained on */
+    char *run = run_dir_of(ckpt), *run_data = NULL, *run_val = NULL, *cache = NULL;
+    char rerr[600] = "";
+    int recorded = run && run_recorded_data(run, info.step, &run_data, &run_val, rerr, sizeof rerr) == 0;
     ConfigSets cs;
     ckpt_sets(&info, &cs);
     Model m = {0};
@@ -48,13 +78,26 @@ int eval_main(int argc, char **argv)
     Corpus corpus = {0};
     int rc = 1;
     LmIo io;
-    char *cache = xasprintf("%s/tokens", dir);
     double vl;
+    if (!data) {
+        if (!recorded) {
+            fprintf(stderr, "kanrun eval: error: %s: %s: give --data PATH\n", ckpt,
+                    run ? rerr : "a checkpoint file outside a run folder records no training data");
+            rc = 2;
+            goto out;
+        }
+        data = run_data;
+        if (!val) val = run_val;
+    }
+    /* the run's own cache is the trainer's: read it, never write it */
+    int own = recorded && same_source(data, run_data) && same_source(val, run_val);
+    if (run) cache = own ? xasprintf("%s/tokens", run) : eval_cache(run, data, val);
     if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
         goto out;
-    if (ckpt_load(dir, &m, NULL, err, sizeof err) || lm_find_io(&m, &io, err, sizeof err) ||
+    if (ckpt_load(ckpt, &m, NULL, err, sizeof err) || lm_find_io(&m, &io, err, sizeof err) ||
         !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err) ||
+        (own ? corpus_prepare_readonly(data, val, tok, cache, &corpus, err, sizeof err)
+             : corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err)) ||
         corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err) ||
         lm_evaluate(&m, &io, &corpus, (uint64_t)seed, batches, &vl, err, sizeof err)) {
         fprintf(stderr, "kanrun eval: error: %s\n", err);
@@ -65,6 +108,9 @@ int eval_main(int argc, char **argv)
     rc = 0;
 out:
     free(cache);
+    free(run);
+    free(run_data);
+    free(run_val);
     corpus_free(&corpus);
     if (tok) tok_close(tok);
     model_free(&m);
