@@ -50,10 +50,13 @@ int eval_main(int argc, char **argv)
     LmIo io;
     char *cache = xasprintf("%s/tokens", dir);
     double vl;
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
+    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr)) {
+        fprintf(stderr, "kanrun eval: error: cannot build the model saved in %s\n", info.file);
         goto out;
+    }
     if (ckpt_load(dir, &m, NULL, err, sizeof err) || lm_find_io(&m, &io, err, sizeof err) ||
         !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
+        ckpt_check_tokenizer(&info, tok, io.vocab, "kanrun eval", stderr, err, sizeof err) ||
         corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err) ||
         corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err) ||
         lm_evaluate(&m, &io, &corpus, (uint64_t)seed, batches, &vl, err, sizeof err)) {
