@@ -86,8 +86,9 @@ const char *tok_decode_one(const Tokenizer *tok, int32_t id, size_t *len);
 
 /* Whether id is one of the vocabulary's (gpt2: encoder.json may have gaps). */
 int tok_has_id(const Tokenizer *tok, int32_t id);
-/* The bytes of id for a message: quoted, non-printable bytes as \xNN
- * (" the" -> "\" the\""), into buf; returns buf. */
+/* The bytes of id for a message, in double quotes, non-printable bytes and
+ * '"' as \xNN (GPT-2's id 262 gives the 6 characters "<space>the" with its
+ * quotes), into buf; returns buf. */
 char *tok_describe_id(const Tokenizer *tok, int32_t id, char *buf, size_t n);
 
 /* Testing hook: 1 forces the simple O(n^2) reference BPE loop (a literal port
