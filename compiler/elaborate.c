@@ -644,6 +644,18 @@ static int kan_opts(Elab *E, Args *A, KanOpts *o)
         !arg_bool(E, A, 8, 1, &o->scaler) || !arg_act(E, A, 9, &o->act))
         return 0;
     if (!(o->noise >= 0)) return bad_arg(E, A, 5, "must not be negative");
+    /* the grid buffer holds the knots lo + (j - k) (hi - lo) / G, j = 0..G+2k, in
+       float32: they must stay finite and distinct there, or every B-spline basis
+       divides by zero */
+    double h = (o->hi - o->lo) / (double)o->G;
+    float prev = -INFINITY;
+    for (int64_t j = 0; j <= o->G + 2 * o->k; j++) {
+        float t = (float)((double)(j - o->k) * h + o->lo);
+        if (!isfinite(t) || !(t > prev))
+            return bad_arg(E, A, 4, "must give finite, strictly increasing float32 knots "
+                                    "lo + (j - spline_order) (hi - lo) / grid_size");
+        prev = t;
+    }
     return 1;
 }
 

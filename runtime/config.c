@@ -41,6 +41,39 @@ static char *kdl_text(const cJSON *v)
     return NULL;
 }
 
+/* NULL when v has a .kdl spelling, else what it is */
+static const char *not_kdl(const cJSON *v)
+{
+    if (cJSON_IsString(v)) /* a .kdl string literal has no escapes: "[^"\n]*" */
+        return strpbrk(v->valuestring, "\"\n") ? "a string with a '\"' or a line break" : NULL;
+    if (cJSON_IsArray(v)) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, v)
+        {
+            const char *why = not_kdl(e);
+            if (why) return why;
+        }
+        return NULL;
+    }
+    if (cJSON_IsNumber(v) || cJSON_IsBool(v)) return NULL;
+    return cJSON_IsObject(v) ? "an object" : "null";
+}
+
+int config_check(const cJSON *obj, char *err, size_t errlen)
+{
+    const cJSON *v;
+    cJSON_ArrayForEach(v, obj)
+    {
+        const char *why = not_kdl(v);
+        if (why) {
+            set_err(err, errlen, "'%s' is %s, not a hyperparameter value (a number, bool, string "
+                                 "or list)", v->string, why);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 void config_sets_add(ConfigSets *cs, const char *name, const char *value, int soft)
 {
     if (cs->n == cs->cap) {

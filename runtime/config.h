@@ -15,6 +15,10 @@ typedef struct {
 /* One soft override per number, bool, string or list member of the object
    (keys a model does not declare are ignored). "batch" maps to `batch`. */
 void config_to_sets(const cJSON *obj, ConfigSets *cs);
+/* Checks that every member of obj has a .kdl spelling (config_to_sets would
+   otherwise drop it): a number, bool, string without '"' or a line break, or
+   a list of those. Returns 0, or -1 with "'name' is ..." in err. */
+int config_check(const cJSON *obj, char *err, size_t errlen);
 /* Appends name=value (copied); soft as in KdlSet. A later entry wins. */
 void config_sets_add(ConfigSets *cs, const char *name, const char *value, int soft);
 void config_sets_free(ConfigSets *cs);

@@ -205,11 +205,11 @@ static cJSON *sources_json(const SrcList *l)
 static cJSON *cache_key(Tokenizer *tok, const SrcList *train, const SrcList *val)
 {
     cJSON *k = cJSON_CreateObject();
-    char hash[32];
+    char hash[TOK_FINGERPRINT_HEX];
     cJSON_AddNumberToObject(k, "format", 1);
     cJSON_AddStringToObject(k, "tokenizer", tok_spec(tok));
     cJSON_AddNumberToObject(k, "vocab_size", tok_vocab_size(tok));
-    snprintf(hash, sizeof hash, "%016" PRIx64, tok_fingerprint(tok));
+    tok_fingerprint_hex(tok, hash);
     cJSON_AddStringToObject(k, "tokenizer_hash", hash);
     cJSON_AddStringToObject(k, "join", "\n\n");
     cJSON_AddStringToObject(k, "split", val ? "val_path" : "last 10% of tokens");

@@ -92,10 +92,13 @@ int eval_main(int argc, char **argv)
     /* the run's own cache is the trainer's: read it, never write it */
     int own = recorded && same_source(data, run_data) && same_source(val, run_val);
     if (run) cache = own ? xasprintf("%s/tokens", run) : eval_cache(run, data, val);
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
+    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr)) {
+        fprintf(stderr, "kanrun eval: error: cannot build the model saved in %s\n", info.file);
         goto out;
+    }
     if (ckpt_load(ckpt, &m, NULL, err, sizeof err) || lm_find_io(&m, &io, err, sizeof err) ||
         !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
+        ckpt_check_tokenizer(&info, tok, io.vocab, "kanrun eval", stderr, err, sizeof err) ||
         (own ? corpus_prepare_readonly(data, val, tok, cache, &corpus, err, sizeof err)
              : corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err)) ||
         corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err) ||

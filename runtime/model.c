@@ -2,6 +2,8 @@
 #include "model.h"
 
 #include <errno.h>
+#include <float.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +137,84 @@ static void read_real(size_t rs, void *dst, const StTensor *t)
         st_read_f32(t, dst);
 }
 
+double model_value_bound(const Model *m)
+{
+    return m->plan.real_size == 8 ? sqrt(DBL_MAX) : sqrt((double)FLT_MAX);
+}
+
+/* node i is the knot grid of a kan op */
+static int is_knot_grid(const Graph *g, int i)
+{
+    if (g->nodes[i].op != OP_BUFFER) return 0;
+    for (int j = 0; j < g->n_forward; j++)
+        if (g->nodes[j].op == OP_KAN && g->nodes[j].in[1] == i) return 1;
+    return 0;
+}
+
+/* " ([2, 5])": flat index k of shape s as a multi-index (nothing for rank <= 1) */
+static void index_str(const GShape *s, int64_t k, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (s->nd <= 1) return;
+    int64_t ix[G_MAXDIM];
+    for (int d = s->nd - 1; d >= 0; d--) {
+        ix[d] = s->d[d] ? k % s->d[d] : 0;
+        k = s->d[d] ? k / s->d[d] : 0;
+    }
+    size_t w = (size_t)snprintf(buf, n, " ([");
+    for (int d = 0; d < s->nd && w < n; d++)
+        w += (size_t)snprintf(buf + w, n - w, "%s%lld", d ? ", " : "", (long long)ix[d]);
+    if (w < n) snprintf(buf + w, n - w, "])");
+}
+
+int model_check_values(const Model *m, int i, const void *v, ModelValues kind, const char *file,
+                       const char *name, char *err, size_t errlen)
+{
+    const GShape *s = &m->g.nodes[i].shape;
+    int64_t n = shape_numel(s);
+    int dbl = m->plan.real_size == 8;
+    double bound = model_value_bound(m);
+    char at[160];
+#define VAL(k) (dbl ? ((const double *)v)[k] : (double)((const float *)v)[k])
+    for (int64_t k = 0; k < n; k++) {
+        double x = VAL(k);
+        const char *why = NULL;
+        if (!isfinite(x))
+            why = "the file is broken (a diverged run?)";
+        else if (kind == MODEL_VALUES_STATE && fabs(x) > bound)
+            why = dbl ? "beyond sqrt(DBL_MAX): it cannot be squared in float64, so no step or forward "
+                        "pass with it means anything"
+                      : "beyond sqrt(FLT_MAX) = 1.8e19: it cannot be squared in float32, so no step "
+                        "or forward pass with it means anything";
+        else if (kind == MODEL_VALUES_V && x < 0)
+            why = "an AdamW second moment (a mean of squares) cannot be negative";
+        if (why) {
+            index_str(s, k, at, sizeof at);
+            char val[32];
+            if (isnan(x)) snprintf(val, sizeof val, "NaN");
+            else snprintf(val, sizeof val, "%g", x); /* inf, -inf, 1e+30 */
+            set_err(err, errlen, "%s: '%s' holds %s at index %lld%s: %s", file, name, val, (long long)k,
+                    at, why);
+            return -1;
+        }
+    }
+    if (kind == MODEL_VALUES_STATE && is_knot_grid(&m->g, i)) {
+        int64_t nk = shape_last(s);
+        for (int64_t r = 0; nk > 0 && r < n / nk; r++)
+            for (int64_t j = 1; j < nk; j++)
+                if (!(VAL(r * nk + j) > VAL(r * nk + j - 1))) {
+                    set_err(err, errlen,
+                            "%s: '%s' is a KAN knot grid, but row %lld is not strictly increasing "
+                            "(knot %lld is %g, knot %lld is %g): the B-spline bases would divide by zero",
+                            file, name, (long long)r, (long long)j - 1, VAL(r * nk + j - 1),
+                            (long long)j, VAL(r * nk + j));
+                    return -1;
+                }
+    }
+#undef VAL
+    return 0;
+}
+
 int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_t errlen)
 {
     Graph *g = &m->g;
@@ -174,6 +254,14 @@ int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_
             void *area = n->op == OP_PARAM ? params : buffers;
             read_real(rs, (char *)area + m->plan.pos[i] * (int64_t)rs, t);
         }
+    }
+    /* every value the model will run with, from the file or not */
+    for (int i = 0; i < g->n && !rc; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_PARAM && n->op != OP_BUFFER) continue;
+        const char *area = n->op == OP_PARAM ? params : buffers;
+        rc = model_check_values(m, i, area + m->plan.pos[i] * (int64_t)rs, MODEL_VALUES_STATE, f->path,
+                                n->name, err, errlen);
     }
     if (!rc) {
         d->ops->write_area(d, AREA_PARAMS, params);

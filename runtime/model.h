@@ -49,8 +49,28 @@ void model_free(Model *m);
    marked optional may be absent (they keep their derived values). With
    `defaults` non-NULL, a parameter whose initial value the model fixes
    (zeros, ones) may be absent too: it takes that value and a note naming it
-   goes to `defaults`. Returns 0, or -1 with a message naming the tensor. */
+   goes to `defaults`. The values are checked as model_check_values does
+   (MODEL_VALUES_STATE). Returns 0, or -1 with a message naming the tensor. */
 int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_t errlen);
+
+/* What a tensor of loaded state may hold. Every value must be finite. Besides:
+     MODEL_VALUES_STATE  a parameter or buffer: |x| <= model_value_bound(), and
+                         a KAN knot grid (the `grid` input of a kan op) strictly
+                         increasing along its last axis in every row;
+     MODEL_VALUES_M      AdamW's first moment: nothing more;
+     MODEL_VALUES_V      AdamW's second moment: x >= 0. */
+typedef enum { MODEL_VALUES_STATE, MODEL_VALUES_M, MODEL_VALUES_V } ModelValues;
+/* The largest magnitude a parameter or buffer may have: sqrt of the largest
+   finite value of the model's storage (1.8e19 for float32). Past it the value
+   cannot be squared (LayerNorm's variance, the gradient norm, AdamW's second
+   moment) nor multiplied by another such value without overflowing, so no
+   step or forward pass with it means anything. */
+double model_value_bound(const Model *m);
+/* Checks node i's values `v` (shape_numel of the node, in the model's real
+   type) for `kind`. Returns 0, or -1 with "file: 'name' holds NaN at index 7
+   ([0, 7]) ..." in err. */
+int model_check_values(const Model *m, int i, const void *v, ModelValues kind, const char *file,
+                       const char *name, char *err, size_t errlen);
 
 /* Copies a tensor from f into input node `node` (token ids or floats),
    checking the shape and, for tokens, the range [-1, vocab). */

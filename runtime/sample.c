@@ -107,9 +107,13 @@ int sample_main(int argc, char **argv)
     float *logits = NULL;
     size_t n = 0;
     int rc = 1;
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr))
+    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr)) {
+        fprintf(stderr, "kanrun sample: error: cannot build the model saved in %s\n", info.file);
         goto out;
-    if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err))) {
+    }
+    if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
+        ckpt_check_tokenizer(&info, tok, model_vocab(&m, model_input(&m, "idx")), "kanrun sample", stderr,
+                             err, sizeof err)) {
         fprintf(stderr, "kanrun sample: error: %s\n", err);
         goto out;
     }
@@ -154,8 +158,16 @@ int sample_main(int argc, char **argv)
         }
         m.dev->ops->run(m.dev, 0, m.g.n_forward);
         m.dev->ops->read_value(m.dev, m.g.output, logits);
+        const float *row = logits + (len - 1) * V;
+        for (int64_t v = 0; v < V; v++)
+            if (!isfinite(row[v])) {
+                fprintf(stderr, "\nkanrun sample: error: the logits of token %lld are not finite (%g for id "
+                                "%lld): the weights overflow the forward pass\n",
+                        (long long)k + 1, row[v], (long long)v);
+                goto out;
+            }
         double u = kanc_rng_uniform((uint64_t)seed, 0x5A3D1E, (uint64_t)k);
-        int next = sample_pick(logits + (len - 1) * V, (int)V, temperature, (int)top_k, top_p, u);
+        int next = sample_pick(row, (int)V, temperature, (int)top_k, top_p, u);
         if (len == (size_t)T) memmove(ctx, ctx + 1, (size_t)(T - 1) * 4), len--;
         ctx[len++] = next;
         size_t blen = 0;

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <pcre2.h>
 #include <stdarg.h>
@@ -612,6 +613,29 @@ const char *tok_spec(const Tokenizer *t) { return t->spec; }
 const char *tok_kind(const Tokenizer *t) { return t->kind == TOK_BYTES ? "bytes" : "gpt2"; }
 const char *tok_error(const Tokenizer *t) { return t->err; }
 uint64_t tok_fingerprint(const Tokenizer *t) { return t->fingerprint; }
+
+void tok_fingerprint_hex(const Tokenizer *t, char hex[TOK_FINGERPRINT_HEX])
+{
+    snprintf(hex, TOK_FINGERPRINT_HEX, "%016" PRIx64, t->fingerprint);
+}
+
+int tok_has_id(const Tokenizer *t, int32_t id) { return id >= 0 && id < t->vocab && t->dec_len[id] >= 0; }
+
+char *tok_describe_id(const Tokenizer *t, int32_t id, char *buf, size_t n)
+{
+    if (n < 3) {
+        if (n) buf[0] = 0;
+        return buf;
+    }
+    buf[0] = '"';
+    size_t len = 0;
+    const char *s = tok_decode_one(t, id, &len);
+    describe_token(buf + 1, n - 2, s, len);
+    size_t k = strlen(buf);
+    buf[k] = '"';
+    buf[k + 1] = 0;
+    return buf;
+}
 
 void tok_set_reference_bpe(Tokenizer *t, int on)
 {

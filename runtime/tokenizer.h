@@ -59,6 +59,10 @@ const char *tok_spec(const Tokenizer *tok);
 /* A hash of the vocabulary files' contents (0 for bytes): tells whether a
  * cache made under the same spec still matches. */
 uint64_t tok_fingerprint(const Tokenizer *tok);
+/* The fingerprint as written to the token cache's tokens.json and to
+ * checkpoints: 16 lowercase hex digits and a NUL. */
+#define TOK_FINGERPRINT_HEX 17
+void tok_fingerprint_hex(const Tokenizer *tok, char hex[TOK_FINGERPRINT_HEX]);
 /* Short kind name: "bytes" or "gpt2". */
 const char *tok_kind(const Tokenizer *tok);
 
@@ -79,6 +83,13 @@ char *tok_decode(Tokenizer *tok, const int32_t *ids, size_t n, size_t *len);
  * tokenizer (valid until tok_close), NUL-terminated, *len bytes long
  * (may contain NULs for the bytes tokenizer's id 0). Unknown id gives U+FFFD. */
 const char *tok_decode_one(const Tokenizer *tok, int32_t id, size_t *len);
+
+/* Whether id is one of the vocabulary's (gpt2: encoder.json may have gaps). */
+int tok_has_id(const Tokenizer *tok, int32_t id);
+/* The bytes of id for a message, in double quotes, non-printable bytes and
+ * '"' as \xNN (GPT-2's id 262 gives the 6 characters "<space>the" with its
+ * quotes), into buf; returns buf. */
+char *tok_describe_id(const Tokenizer *tok, int32_t id, char *buf, size_t n);
 
 /* Testing hook: 1 forces the simple O(n^2) reference BPE loop (a literal port
  * of encoder.py's), 0 restores the default heap-based loop (used when

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <omp.h>
@@ -54,8 +55,9 @@ static const char TRAIN_EPILOG[] =
     "writes it (OUT/.lock), and a run already in it is kept: continue it with\n"
     "--resume, or --force to move it aside.\n"
     "\n"
-    "Exit status: 0 done, 1 error, 2 bad usage, 3 stopped on a non-finite loss (the\n"
-    "last good checkpoint is kept).\n";
+    "Exit status: 0 done, 1 error, 2 bad usage, 3 diverged: stopped on a non-finite\n"
+    "loss, a gradient too large for AdamW's float32 state, or weights no checkpoint\n"
+    "may hold (the last good checkpoint is kept).\n";
 
 /* The numeric training settings: a flag each, saved in the optimizer file's
    training state under the flag's name with '_' for '-', and checked against
@@ -180,9 +182,17 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
             *(double *)o->dst = v->valuedouble;
         if (bad) return -1;
     }
-    const cJSON *s;
-    if (!a->data && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "data"))) a->data = s->valuestring;
-    if (!a->val && saved && cJSON_IsString(s = cJSON_GetObjectItem(saved, "val"))) a->val = s->valuestring;
+    const char *const paths[] = {"data", "val"};
+    const char **dst[] = {&a->data, &a->val};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *s = saved ? cJSON_GetObjectItemCaseSensitive(saved, paths[i]) : NULL;
+        if (*dst[i] || !s) continue;
+        if (!cJSON_IsString(s) || !*s->valuestring) {
+            set_err(err, errlen, "%s: %s needs a path (a non-empty string)", saved_path, paths[i]);
+            return -1;
+        }
+        *dst[i] = s->valuestring;
+    }
     if (!a->device) a->device = "auto";
     return 0;
 }
@@ -210,6 +220,27 @@ static double now_s(void)
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
+
+/* The guard on the step's gradient. AdamW keeps float32 moments per element:
+   v = beta2 v + (1 - beta2) g^2 for the gradient element g it is given (after
+   clipping). Every |g| is at most the global norm, so a norm <= sqrt(FLT_MAX) / 2
+   keeps g^2 <= FLT_MAX / 4, and v, a convex combination of its old value and
+   g^2, finite with room for rounding. Past it, v (and beyond sqrt(FLT_MAX), g^2
+   itself) can overflow to inf and the update turns the weights into NaN or 0:
+   the step is not taken. */
+#define TRAIN_MAX_GRAD_NORM (0.5 * sqrt((double)FLT_MAX))
+
+/* the norm of the gradient AdamW applies: clipped as torch's clip_grad_norm_
+   (exec_cpu_node.inc, the CUDA adamw kernel) */
+static double applied_grad_norm(double norm, double clip)
+{
+    if (clip > 0) {
+        double c = clip / (norm + 1e-6);
+        if (c < 1) return norm * c;
+    }
+    return norm;
+}
+
 
 /* metrics.jsonl for appending. A resumed run keeps the lines of steps <= resume_step
    (it rewrites what came after), replaced atomically: a crash keeps the old file. */
@@ -268,6 +299,16 @@ static void kept_text(const TrainArgs *a, int64_t last_saved, char *buf, size_t 
         snprintf(buf, n, "the last good checkpoint is %s (step %lld)", a->out, (long long)last_saved);
     else
         snprintf(buf, n, "no checkpoint was written yet");
+}
+
+/* The message of a diverged run (why it stopped, the checkpoint kept); the exit status 3. */
+static int stop_diverged(const TrainArgs *a, const char *why, int64_t last_saved)
+{
+    char kept[512];
+    kept_text(a, last_saved, kept, sizeof kept);
+    fprintf(stderr, "kanrun train: error: %s; stopping: %s. Try a lower --lr%s.\n", why, kept,
+            a->clip > 0 ? "" : " or a --clip");
+    return 3;
 }
 
 /* Creates OUT (with parents) and claims it: the lock first, then a run
@@ -372,7 +413,10 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
         goto out;
     }
     if (a->resume) {
-        if (ckpt_load(a->resume, m, saved, err, errlen)) goto out;
+        int64_t vocab = model_vocab(m, model_input(m, "idx"));
+        if (ckpt_check_tokenizer(&info, *tok, vocab, "kanrun train", stderr, err, errlen) ||
+            ckpt_load(a->resume, m, saved, err, errlen))
+            goto out;
     }
     rc = 0;
 out:
@@ -493,16 +537,19 @@ int train_run(TrainArgs *a)
         dev->ops->run(dev, 0, adam); /* forward, backward, gradient norm */
         double loss;
         model_read_value(&m, m.g.loss, &loss);
-        if (!isfinite(loss) || !isfinite(dev->grad_norm)) {
+        double applied = applied_grad_norm(dev->grad_norm, a->clip);
+        if (!isfinite(loss) || !isfinite(dev->grad_norm) || applied > TRAIN_MAX_GRAD_NORM) {
             progress_end(&bar);
-            char kept[512];
-            kept_text(a, last_saved, kept, sizeof kept);
-            fprintf(stderr,
-                    "kanrun train: error: the loss is %s at step %lld (gradient norm %g); stopping: "
-                    "%s. Try a lower --lr.\n",
-                    isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
-                    (long long)step + 1, dev->grad_norm, kept);
-            status = 3;
+            char why[256];
+            if (isfinite(loss) && isfinite(dev->grad_norm))
+                snprintf(why, sizeof why, "the gradient norm is %.3g at step %lld (loss %g), past %.3g, "
+                         "the most AdamW's float32 moments can take", applied, (long long)step + 1,
+                         loss, TRAIN_MAX_GRAD_NORM);
+            else
+                snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
+                         isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
+                         (long long)step + 1, dev->grad_norm);
+            status = stop_diverged(a, why, last_saved);
             goto done;
         }
         dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
@@ -531,8 +578,13 @@ int train_run(TrainArgs *a)
         }
         if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
             cJSON *st = state_json(a);
-            int rc = ckpt_save(a->out, &m, tok_spec(tok), st, err, sizeof err);
+            int rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
             cJSON_Delete(st);
+            if (rc == CKPT_REFUSED) { /* the update made weights no checkpoint may hold */
+                progress_end(&bar);
+                status = stop_diverged(a, err, last_saved);
+                goto done;
+            }
             if (rc) goto fail;
             last_saved = done_steps;
         }

@@ -25,7 +25,8 @@ void train_args_init(TrainArgs *a);
 int train_parse_args(TrainArgs *a, int argc, char **argv);
 
 /* Runs the training. Returns the process exit status: 0 done, 1 error,
-   3 stopped on a non-finite loss. */
+   3 diverged (a non-finite loss, a gradient too large for AdamW,
+   weights no checkpoint may hold). */
 int train_run(TrainArgs *a);
 
 /* kanrun train ARGS: parses, runs, returns the exit status */

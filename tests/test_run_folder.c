@@ -88,7 +88,7 @@ Test(run_folder, out_creates_missing_parents, .timeout = 120)
     cr_assert_eq(model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "cpu",
                                stderr), 0);
     char *deep = xasprintf("%s/x/y/z", dir);
-    cr_expect_eq(ckpt_save(deep, &m, "bytes", NULL, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(ckpt_save(deep, &m, NULL, NULL, err, sizeof err), 0, "%s", err);
     cr_expect(exists(deep, "model.safetensors"));
     model_free(&m);
     config_sets_free(&cs);
