@@ -1,8 +1,10 @@
-/* artifact.c: the cubin artifact: plan JSON in, plan JSON out, ELF parsed by hand.
+/* artifact.c: the cubin artifact: plan JSON in, plan JSON out, the ELF read with <elf.h>.
  *
  * Layout of what we read from a cubin (64-bit little-endian ELF, e_machine
- * EM_CUDA = 190; the section and program header tables and every section and
- * segment must lie inside the file):
+ * EM_CUDA = 190; the ELF header, the section and program header tables, every
+ * section other than NOBITS ones (whatever its type, SHT_NULL included) and
+ * every segment must lie inside the file; every name is NUL-terminated inside
+ * its string table):
  *   e_flags >> 8 & 0xff        the SM version (ABI 8: 0x5a = sm_90)
  *   .symtab + its .strtab      symbol kanc_plan (an OBJECT in .nv.global.init)
  *                              and the kernels (FUNC symbols marked STO_CUDA_ENTRY,
@@ -18,8 +20,10 @@
  */
 #include "artifact.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,6 +37,12 @@
 
 /* ------------------------------------------------------------ ELF reading */
 
+#ifndef EM_CUDA
+#define EM_CUDA 190
+#endif
+#define STO_CUDA_ENTRY 0x10
+#define MAX_SECTIONS (1 << 20)
+
 typedef struct {
     const unsigned char *d;
     size_t n;
@@ -42,54 +52,55 @@ typedef struct {
 } Elf;
 
 typedef struct {
-    uint32_t name, type, link, info;
-    uint64_t flags, addr, off, size, entsize;
-    const char *sname; /* NULL if the name is not a valid string */
+    Elf64_Shdr h;
+    const char *sname; /* "" until the names are read */
+    int bytes;         /* 1 if [sh_offset, +sh_size) was checked and may be read */
 } Sec;
-
-#define SHT_SYMTAB 2
-#define SHT_STRTAB 3
-#define SHT_NOBITS 8
-#define EM_CUDA 190
-#define STT_OBJECT 1
-#define STT_FUNC 2
 
 static uint16_t rd16(const unsigned char *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static uint32_t rd32(const unsigned char *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t rd64(const unsigned char *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
-static int elf_fail(Elf *e, const char *what)
+static int elf_fail(Elf *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int elf_fail(Elf *e, const char *fmt, ...)
 {
-    snprintf(e->err, e->errlen, "%s: not a valid cubin: %s", e->label, what);
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    set_err(e->err, e->errlen, "%s: not a valid cubin: %s", e->label, what);
     return -1;
 }
 
-/* 1 if [off, off+len) lies inside the file */
+/* 1 if [off, off+len) lies inside the file (no overflow: len is compared with what is left) */
 static int in_file(const Elf *e, uint64_t off, uint64_t len)
 {
     return off <= e->n && len <= e->n - off;
 }
 
+/* the structures are copied out: the file's bytes need not be aligned */
+static void rd_struct(const Elf *e, uint64_t off, void *out, size_t size) { memcpy(out, e->d + off, size); }
+
 /* a NUL-terminated string at offset `at` of string section s, or NULL */
 static const char *sec_string(const Elf *e, const Sec *s, uint64_t at)
 {
-    if (!s || s->type == SHT_NOBITS || at >= s->size) return NULL;
-    const char *p = (const char *)e->d + s->off + at;
-    return memchr(p, 0, s->size - at) ? p : NULL;
+    if (!s || !s->bytes || at >= s->h.sh_size) return NULL;
+    const char *p = (const char *)e->d + s->h.sh_offset + at;
+    return memchr(p, 0, s->h.sh_size - at) ? p : NULL;
 }
 
 static const Sec *find_sec(const Sec *sec, int n, const char *name)
 {
     for (int i = 0; i < n; i++)
-        if (sec[i].sname && !strcmp(sec[i].sname, name)) return &sec[i];
+        if (!strcmp(sec[i].sname, name)) return &sec[i];
     return NULL;
 }
 
-/* .nv.info attributes for symbol index sym (any symbol when sym < 0) */
+/* .nv.info attributes for symbol index sym */
 static void read_nv_info(const Elf *e, const Sec *s, uint32_t sym, ArtifactKernel *k)
 {
-    if (!s || s->type == SHT_NOBITS) return;
-    const unsigned char *p = e->d + s->off, *end = p + s->size;
+    if (!s || !s->bytes) return;
+    const unsigned char *p = e->d + s->h.sh_offset, *end = p + s->h.sh_size;
     while (end - p >= 4) {
         int fmt = p[0], attr = p[1];
         uint16_t v = rd16(p + 2);
@@ -113,112 +124,183 @@ static void read_nv_info(const Elf *e, const Sec *s, uint32_t sym, ArtifactKerne
     }
 }
 
-static int parse_elf(Artifact *a, Elf *e)
+/* The ELF header and the section table: every offset, size and index checked
+   against the file before anything is read through it. */
+static Sec *read_sections(Elf *e, int *nsec, uint32_t *flags)
 {
-    const unsigned char *d = e->d;
-    if (e->n < 4 || memcmp(d, "\x7f" "ELF", 4)) return elf_fail(e, "no ELF header (is it a cubin?)");
-    if (e->n < 64) return elf_fail(e, "truncated ELF header");
-    if (d[4] != 2 || d[5] != 1) return elf_fail(e, "not a 64-bit little-endian ELF file");
-    if (rd16(d + 18) != EM_CUDA) return elf_fail(e, "not a CUDA ELF file (machine is not EM_CUDA)");
-    uint64_t shoff = rd64(d + 40);
-    uint32_t flags = rd32(d + 48);
-    uint16_t shentsize = rd16(d + 58);
-    uint64_t shnum = rd16(d + 60);
-    uint32_t shstrndx = rd16(d + 62);
-    if (shentsize != 64) return elf_fail(e, "unexpected section header size");
-    if (!in_file(e, shoff, 64)) return elf_fail(e, "truncated (section headers missing)");
-    if (shnum == 0) shnum = rd64(d + shoff + 32);               /* extended numbering */
-    if (shstrndx == 0xffff) shstrndx = rd32(d + shoff + 40);
-    if (shnum == 0 || shnum > (1 << 20) || !in_file(e, shoff, shnum * 64))
-        return elf_fail(e, "truncated (section header table past the end of the file)");
-    if (shstrndx >= shnum) return elf_fail(e, "bad section-name table index");
-    uint64_t phoff = rd64(d + 32);
-    uint16_t phentsize = rd16(d + 54), phnum = rd16(d + 56);
+    if (e->n < SELFMAG || memcmp(e->d, ELFMAG, SELFMAG)) {
+        elf_fail(e, "no ELF header (is it a cubin?)");
+        return NULL;
+    }
+    if (e->n < sizeof(Elf64_Ehdr)) {
+        elf_fail(e, "truncated ELF header");
+        return NULL;
+    }
+    Elf64_Ehdr h;
+    rd_struct(e, 0, &h, sizeof h);
+    if (h.e_ident[EI_CLASS] != ELFCLASS64 || h.e_ident[EI_DATA] != ELFDATA2LSB) {
+        elf_fail(e, "not a 64-bit little-endian ELF file");
+        return NULL;
+    }
+    if (h.e_machine != EM_CUDA) {
+        elf_fail(e, "not a CUDA ELF file (machine is not EM_CUDA)");
+        return NULL;
+    }
+    if (h.e_ehsize != sizeof(Elf64_Ehdr)) {
+        elf_fail(e, "unexpected ELF header size %u", h.e_ehsize);
+        return NULL;
+    }
+    if (h.e_shentsize != sizeof(Elf64_Shdr)) {
+        elf_fail(e, "unexpected section header size %u", h.e_shentsize);
+        return NULL;
+    }
+    if (h.e_shoff == 0 || !in_file(e, h.e_shoff, sizeof(Elf64_Shdr))) {
+        elf_fail(e, "truncated (section headers missing)");
+        return NULL;
+    }
+    Elf64_Shdr s0;
+    rd_struct(e, h.e_shoff, &s0, sizeof s0);
+    uint64_t shnum = h.e_shnum ? h.e_shnum : s0.sh_size; /* extended numbering */
+    uint64_t shstrndx = h.e_shstrndx == SHN_XINDEX ? s0.sh_link : h.e_shstrndx;
+    if (shnum == 0 || shnum > MAX_SECTIONS || !in_file(e, h.e_shoff, shnum * sizeof(Elf64_Shdr))) {
+        elf_fail(e, "truncated (section header table past the end of the file)");
+        return NULL;
+    }
+    if (shstrndx == 0 || shstrndx >= shnum) {
+        elf_fail(e, "bad section-name table index %" PRIu64 " (%" PRIu64 " sections)", shstrndx, shnum);
+        return NULL;
+    }
+    uint64_t phnum = h.e_phnum == PN_XNUM ? s0.sh_info : h.e_phnum;
     if (phnum) { /* the segments the driver loads */
-        if (phentsize != 56) return elf_fail(e, "unexpected program header size");
-        if (!in_file(e, phoff, (uint64_t)phnum * 56))
-            return elf_fail(e, "truncated (program header table past the end of the file)");
-        for (int i = 0; i < phnum; i++) {
-            const unsigned char *ph = d + phoff + (uint64_t)i * 56;
-            if (!in_file(e, rd64(ph + 8), rd64(ph + 32)))
-                return elf_fail(e, "truncated (a segment extends past the end of the file)");
+        if (h.e_phentsize != sizeof(Elf64_Phdr)) {
+            elf_fail(e, "unexpected program header size %u", h.e_phentsize);
+            return NULL;
+        }
+        if (phnum > MAX_SECTIONS || !in_file(e, h.e_phoff, phnum * sizeof(Elf64_Phdr))) {
+            elf_fail(e, "truncated (program header table past the end of the file)");
+            return NULL;
+        }
+        for (uint64_t i = 0; i < phnum; i++) {
+            Elf64_Phdr ph;
+            rd_struct(e, h.e_phoff + i * sizeof ph, &ph, sizeof ph);
+            if (!in_file(e, ph.p_offset, ph.p_filesz)) {
+                elf_fail(e, "truncated (segment %" PRIu64 " extends past the end of the file)", i);
+                return NULL;
+            }
         }
     }
     int ns = (int)shnum;
     Sec *sec = xcalloc((size_t)ns, sizeof *sec);
-    int rc = -1;
     for (int i = 0; i < ns; i++) {
-        const unsigned char *h = d + shoff + (uint64_t)i * 64;
-        Sec *s = &sec[i];
-        s->name = rd32(h);
-        s->type = rd32(h + 4);
-        s->flags = rd64(h + 8);
-        s->addr = rd64(h + 16);
-        s->off = rd64(h + 24);
-        s->size = rd64(h + 32);
-        s->link = rd32(h + 40);
-        s->info = rd32(h + 44);
-        s->entsize = rd64(h + 56);
-        if (s->type != SHT_NOBITS && s->type != 0 && !in_file(e, s->off, s->size)) {
-            elf_fail(e, "truncated (a section extends past the end of the file)");
-            goto out;
+        rd_struct(e, h.e_shoff + (uint64_t)i * sizeof(Elf64_Shdr), &sec[i].h, sizeof(Elf64_Shdr));
+        sec[i].sname = "";
+    }
+    /* section 0 is reserved (with extended numbering its fields hold counts):
+       never read; every other section holds bytes of the file unless NOBITS */
+    Sec *names = &sec[shstrndx];
+    if (names->h.sh_type != SHT_STRTAB) {
+        elf_fail(e, "the section-name table (section %" PRIu64 ") is not a string table", shstrndx);
+        goto fail;
+    }
+    if (!in_file(e, names->h.sh_offset, names->h.sh_size)) {
+        elf_fail(e, "the section-name table (section %" PRIu64 ": offset %" PRIu64 ", %" PRIu64
+                 " bytes) extends past the end of the file (%zu bytes)",
+                 shstrndx, (uint64_t)names->h.sh_offset, (uint64_t)names->h.sh_size, e->n);
+        goto fail;
+    }
+    names->bytes = 1;
+    for (int i = 1; i < ns; i++) {
+        const char *nm = sec_string(e, names, sec[i].h.sh_name);
+        if (!nm) {
+            elf_fail(e, "section %d: its name (at %u) is not a NUL-terminated string inside the "
+                     "section-name table", i, sec[i].h.sh_name);
+            goto fail;
         }
+        sec[i].sname = nm;
     }
-    if (sec[shstrndx].type != SHT_STRTAB) {
-        elf_fail(e, "the section-name table is not a string table");
-        goto out;
+    for (int i = 1; i < ns; i++) {
+        Sec *s = &sec[i];
+        if (s->h.sh_type == SHT_NOBITS) continue;
+        if (!in_file(e, s->h.sh_offset, s->h.sh_size)) {
+            elf_fail(e, "section %d (%s, type 0x%x: offset %" PRIu64 ", %" PRIu64 " bytes) extends "
+                     "past the end of the file (%zu bytes)", i, s->sname, s->h.sh_type,
+                     (uint64_t)s->h.sh_offset, (uint64_t)s->h.sh_size, e->n);
+            goto fail;
+        }
+        s->bytes = 1;
     }
-    for (int i = 0; i < ns; i++) sec[i].sname = sec_string(e, &sec[shstrndx], sec[i].name);
+    *nsec = ns;
+    *flags = h.e_flags;
+    return sec;
+fail:
+    free(sec);
+    return NULL;
+}
+
+static int parse_elf(Artifact *a, Elf *e)
+{
+    int ns;
+    uint32_t flags;
+    Sec *sec = read_sections(e, &ns, &flags);
+    if (!sec) return -1;
+    int rc = -1;
     a->elf_sm = (int)((flags >> 8) & 0xff);
 
     const Sec *symtab = NULL;
-    for (int i = 0; i < ns && !symtab; i++)
-        if (sec[i].type == SHT_SYMTAB) symtab = &sec[i];
-    if (!symtab || symtab->entsize != 24 || symtab->link >= (uint32_t)ns ||
-        sec[symtab->link].type != SHT_STRTAB) {
+    for (int i = 1; i < ns && !symtab; i++)
+        if (sec[i].h.sh_type == SHT_SYMTAB) symtab = &sec[i];
+    if (!symtab || symtab->h.sh_entsize != sizeof(Elf64_Sym) || symtab->h.sh_link == 0 ||
+        symtab->h.sh_link >= (uint32_t)ns || sec[symtab->h.sh_link].h.sh_type != SHT_STRTAB) {
         elf_fail(e, "no symbol table");
         goto out;
     }
-    const Sec *strtab = &sec[symtab->link];
-    uint64_t nsym = symtab->size / 24;
+    const Sec *strtab = &sec[symtab->h.sh_link];
+    uint64_t nsym = symtab->h.sh_size / sizeof(Elf64_Sym);
     const Sec *info = find_sec(sec, ns, ".nv.info");
     const unsigned char *plan = NULL;
     uint64_t plan_size = 0;
     int cap = 0;
     for (uint64_t j = 0; j < nsym; j++) {
-        const unsigned char *y = d + symtab->off + j * 24;
-        const char *name = sec_string(e, strtab, rd32(y));
-        int type = y[4] & 0xf;
-        uint16_t shndx = rd16(y + 6);
-        uint64_t value = rd64(y + 8), size = rd64(y + 16);
-        if (!name || !*name) continue;
+        Elf64_Sym y;
+        rd_struct(e, symtab->h.sh_offset + j * sizeof y, &y, sizeof y);
+        const char *name = sec_string(e, strtab, y.st_name);
+        if (!name) {
+            elf_fail(e, "symbol %" PRIu64 ": its name (at %u) is not a NUL-terminated string inside %s",
+                     j, y.st_name, strtab->sname[0] ? strtab->sname : "the string table");
+            goto out;
+        }
+        int type = ELF64_ST_TYPE(y.st_info);
+        /* an index of a real section (not SHN_UNDEF, SHN_ABS, SHN_XINDEX, ...) */
+        int in_sec = y.st_shndx != SHN_UNDEF && y.st_shndx < SHN_LORESERVE && y.st_shndx < ns;
+        if (!*name) continue;
         if (type == STT_OBJECT && !strcmp(name, ARTIFACT_SYMBOL)) {
-            if (shndx == 0 || shndx >= ns) {
+            if (!in_sec) {
                 elf_fail(e, "kanc_plan is in no section");
                 goto out;
             }
-            const Sec *s = &sec[shndx];
-            uint64_t at = value >= s->addr && s->addr ? value - s->addr : value;
-            if (s->type == SHT_NOBITS || at > s->size || size > s->size - at || size == 0) {
+            const Sec *s = &sec[y.st_shndx];
+            uint64_t at = y.st_value >= s->h.sh_addr && s->h.sh_addr ? y.st_value - s->h.sh_addr : y.st_value;
+            if (!s->bytes || at > s->h.sh_size || y.st_size > s->h.sh_size - at || y.st_size == 0) {
                 elf_fail(e, "kanc_plan lies outside its section");
                 goto out;
             }
-            plan = d + s->off + at;
-            plan_size = size;
-        } else if (type == STT_FUNC && (y[5] & 0x10) && shndx && shndx < ns) { /* STO_CUDA_ENTRY */
+            plan = e->d + s->h.sh_offset + at;
+            plan_size = y.st_size;
+        } else if (type == STT_FUNC && (y.st_other & STO_CUDA_ENTRY) && in_sec) {
             if (a->n_kernels == cap) a->kernels = xrealloc(a->kernels, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *a->kernels);
             ArtifactKernel *k = &a->kernels[a->n_kernels++];
             memset(k, 0, sizeof *k);
             snprintf(k->name, sizeof k->name, "%s", name);
             k->regs = k->frame_bytes = k->max_stack = -1;
-            k->code_bytes = (int64_t)(size ? size : sec[shndx].size);
-            char sn[160];
-            snprintf(sn, sizeof sn, ".nv.shared.%s", name);
+            k->code_bytes = (int64_t)(y.st_size ? y.st_size : sec[y.st_shndx].h.sh_size);
+            char *sn = xasprintf(".nv.shared.%s", name);
             const Sec *sh = find_sec(sec, ns, sn);
-            if (sh) k->static_smem = (int64_t)sh->size;
+            free(sn);
+            if (sh) k->static_smem = (int64_t)sh->h.sh_size;
             read_nv_info(e, info, (uint32_t)j, k);
-            snprintf(sn, sizeof sn, ".nv.info.%s", name);
+            sn = xasprintf(".nv.info.%s", name);
             read_nv_info(e, find_sec(sec, ns, sn), (uint32_t)j, k);
+            free(sn);
         }
     }
     if (!plan) {
@@ -868,6 +950,28 @@ static void print_mib(FILE *f, const char *label, double bytes)
     fprintf(f, "%-18s %.0f bytes (%.2f MiB)\n", label, bytes, bytes / (1 << 20));
 }
 
+/* "[d0, d1, ...]" for a plan's shape array, however long (caller frees) */
+static char *shape_text(const cJSON *shape)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *s = open_memstream(&buf, &len);
+    if (!s) die("out of memory (open_memstream)");
+    fputc('[', s);
+    const cJSON *d;
+    int k = 0;
+    cJSON_ArrayForEach(d, shape)
+    {
+        fputs(k++ ? ", " : "", s);
+        if (!cJSON_IsNumber(d)) fputs("?", s);
+        else if (d->valuedouble > -9e18 && d->valuedouble < 9e18) fprintf(s, "%lld", (long long)d->valuedouble);
+        else fprintf(s, "%g", d->valuedouble);
+    }
+    fputc(']', s);
+    fclose(s);
+    return buf;
+}
+
 void artifact_print_info(const Artifact *a, FILE *f)
 {
     const cJSON *pl = a->plan, *e;
@@ -905,19 +1009,12 @@ void artifact_print_info(const Artifact *a, FILE *f)
         }
         cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(pl, tabs[t]))
         {
-            char shape[96] = "[", *w = shape + 1;
-            const cJSON *d;
-            int k = 0;
-            cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(e, "shape"))
-            {
-                if (w - shape > 80) break;
-                w += sprintf(w, "%s%lld", k++ ? ", " : "", (long long)d->valuedouble);
-            }
-            strcpy(w, "]");
+            char *shape = shape_text(cJSON_GetObjectItemCaseSensitive(e, "shape"));
             const cJSON *nm = cJSON_GetObjectItemCaseSensitive(e, "name"), *in = cJSON_GetObjectItemCaseSensitive(e, "init");
             fprintf(f, "  %-58s %-16s %10lld %-16s %s\n", cJSON_IsString(nm) ? nm->valuestring : "?", shape,
                     (long long)jint(e, "offset", -1), cJSON_IsString(in) ? in->valuestring : "?",
                     t == 1 ? "-" : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "decay")) ? "yes" : "no");
+            free(shape);
         }
     }
 
