@@ -2134,9 +2134,10 @@ int kdl_sets_load(const char *path, int soft, KdlSet **sets, int *nsets, FILE *d
     Diag d;
     diag_init(&d, diag);
     size_t len;
-    char *text = read_file(path, &len);
+    char why[256];
+    char *text = read_file_why(path, &len, why, sizeof why);
     if (!text) {
-        diag_error(&d, (Loc){0}, "cannot read preset file '%s'", path);
+        diag_error(&d, (Loc){0}, "cannot read preset file '%s': %s", path, why);
         return d.errors;
     }
     char *copy = xmalloc(len + 1); /* messages echo the original lines */

@@ -66,9 +66,10 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t len;
-    char *src = read_file(path, &len);
+    char why[256];
+    char *src = read_file_why(path, &len, why, sizeof why);
     if (!src) {
-        perror(path);
+        fprintf(stderr, "%s: error: cannot read the model: %s\n", path, why);
         return 1;
     }
     Graph g;

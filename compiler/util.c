@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void out_of_memory(size_t n)
 {
@@ -74,29 +76,76 @@ void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(ap);
 }
 
-char *read_file(const char *path, size_t *len)
+const char *file_kind(unsigned mode)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 1 << 16, n = 0;
+    if (S_ISREG(mode)) return "a regular file";
+    if (S_ISDIR(mode)) return "a directory";
+    if (S_ISFIFO(mode)) return "a FIFO";
+    if (S_ISCHR(mode)) return "a character device";
+    if (S_ISBLK(mode)) return "a block device";
+    if (S_ISSOCK(mode)) return "a socket";
+    return "an unknown kind of file";
+}
+
+/* O_NONBLOCK: opening a FIFO must not wait for a writer; the descriptor's own
+   fstat() then decides, so nothing can be swapped in between a check and the open */
+int open_regular(const char *path, char *why, size_t whylen)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        int e = errno;
+        set_err(why, whylen, "%s", strerror(e));
+        errno = e;
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        set_err(why, whylen, "%s", strerror(e));
+        errno = e;
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        set_err(why, whylen, "not a regular file (%s)", file_kind(st.st_mode));
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    return fd;
+}
+
+char *read_file_why(const char *path, size_t *len, char *why, size_t whylen)
+{
+    int fd = open_regular(path, why, whylen);
+    if (fd < 0) return NULL;
+    struct stat st;
+    size_t cap = fstat(fd, &st) == 0 && st.st_size > 0 ? (size_t)st.st_size + 1 : 1 << 16, n = 0;
     char *buf = xmalloc(cap);
     for (;;) {
-        if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2);
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
+        if (n + 1 >= cap) buf = xrealloc(buf, cap *= 2); /* the file grew while read */
+        ssize_t got = read(fd, buf + n, cap - n - 1);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int e = errno;
+            set_err(why, whylen, "%s", strerror(e));
+            close(fd);
+            free(buf);
+            errno = e;
+            return NULL;
+        }
         if (got == 0) break;
+        n += (size_t)got;
     }
-    int err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(buf);
-        errno = EIO;
-        return NULL;
-    }
+    close(fd);
     buf[n] = 0;
     if (len) *len = n;
     return buf;
 }
+
+char *read_file(const char *path, size_t *len) { return read_file_why(path, len, NULL, 0); }
 
 int make_dirs(const char *dir, char *err, size_t errlen)
 {

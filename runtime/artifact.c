@@ -26,6 +26,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "atomic_file.h"
 #include "autodiff.h"
@@ -368,10 +369,11 @@ fail:
 int artifact_read(Artifact *a, const char *path, char *err, size_t errlen)
 {
     size_t n;
-    char *d = read_file(path, &n);
+    char why[256];
+    char *d = read_file_why(path, &n, why, sizeof why);
     if (!d) {
         memset(a, 0, sizeof *a);
-        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot read: %s", path, why);
         return -1;
     }
     int rc = artifact_parse(a, d, n, path, err, errlen);
@@ -383,11 +385,11 @@ int artifact_is_cubin(const char *path)
 {
     size_t l = strlen(path);
     if (l > 6 && !strcmp(path + l - 6, ".cubin")) return 1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
+    int fd = open_regular(path, NULL, 0); /* a FIFO is not waited on: its reader says what it is */
+    if (fd < 0) return 0;
     unsigned char m[4] = {0};
-    size_t got = fread(m, 1, 4, f);
-    fclose(f);
+    ssize_t got = read(fd, m, 4);
+    close(fd);
     return got == 4 && !memcmp(m, "\x7f" "ELF", 4);
 }
 
@@ -680,9 +682,10 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
         return 1;
     }
     size_t len;
-    char *src = read_file(o->model_path, &len);
+    char why[256];
+    char *src = read_file_why(o->model_path, &len, why, sizeof why);
     if (!src) {
-        fprintf(diag, "%s: error: cannot read the model: %s\n", o->model_path, strerror(errno));
+        fprintf(diag, "%s: error: cannot read the model: %s\n", o->model_path, why);
         return 1;
     }
     Graph g;

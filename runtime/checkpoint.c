@@ -15,7 +15,7 @@
 static char *model_file(const char *dir)
 {
     struct stat st;
-    if (stat(dir, &st) == 0 && S_ISREG(st.st_mode)) return xstrdup(dir);
+    if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode)) return xstrdup(dir); /* st_open says what it is */
     return xasprintf("%s/model.safetensors", dir);
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -138,15 +139,12 @@ int config_load_preset(const char *name, ConfigSets *cs)
 {
     char *path = strchr(name, '/') || strstr(name, ".set") ? xstrdup(name)
                                                            : xasprintf("models/presets/%s.set", name);
-    FILE *probe = fopen(path, "r");
-    if (!probe) {
+    if (access(path, F_OK) != 0) { /* not opened: a FIFO would block; the reader refuses it */
         const char *root = getenv("KANC_ROOT");
         if (root && !strchr(name, '/')) {
             free(path);
             path = xasprintf("%s/models/presets/%s.set", root, name);
         }
-    } else {
-        fclose(probe);
     }
     KdlSet *sets = NULL;
     int n = 0;

@@ -58,7 +58,7 @@ static int src_cmp(const void *a, const void *b) { return strcmp(((const Src *)a
 /* binary = a NUL byte in the first 8 KiB */
 static bool looks_binary(const char *path)
 {
-    int fd = open(path, O_RDONLY);
+    int fd = open_regular(path, NULL, 0);
     if (fd < 0) return false; /* reading it later reports the error */
     char buf[8192];
     ssize_t n = read(fd, buf, sizeof buf);
@@ -118,7 +118,7 @@ static int collect(const char *path, const char *cache_real, const char *what, S
         return 0;
     }
     if (!S_ISDIR(st.st_mode)) {
-        set_err(err, errlen, "%s %s: neither a file nor a directory", what, path);
+        set_err(err, errlen, "%s %s: not a regular file (%s) nor a directory", what, path, file_kind(st.st_mode));
         free(real);
         return -1;
     }
@@ -143,9 +143,10 @@ static char *read_sources(const SrcList *l, size_t *len, char *err, size_t errle
     char *buf = NULL;
     for (size_t i = 0; i < l->n; i++) {
         size_t fl;
-        char *t = read_file(l->v[i].path, &fl);
+        char why[256];
+        char *t = read_file_why(l->v[i].path, &fl, why, sizeof why);
         if (!t) {
-            set_err(err, errlen, "%s: cannot read: %s", l->v[i].path, strerror(errno));
+            set_err(err, errlen, "%s: cannot read: %s", l->v[i].path, why);
             free(buf);
             return NULL;
         }
@@ -223,12 +224,15 @@ static int try_cache(const char *cache_dir, const char *key_text, int vocab, Cor
 {
     char *side = xasprintf("%s/tokens.json", cache_dir);
     size_t len;
-    char *text = read_file(side, &len);
-    free(side);
+    char why[256];
+    char *text = read_file_why(side, &len, why, sizeof why);
     if (!text) {
-        snprintf(note, notelen, "no cache yet");
+        if (errno == ENOENT) snprintf(note, notelen, "no cache yet");
+        else snprintf(note, notelen, "cache sidecar %s: %s", side, why);
+        free(side);
         return 0;
     }
+    free(side);
     cJSON *root = cJSON_ParseWithLength(text, len);
     free(text);
     cJSON *key = root ? cJSON_GetObjectItemCaseSensitive(root, "key") : NULL;

@@ -75,9 +75,10 @@ static int cmd_codec(int argc, char **argv, int encode)
     size_t len = 0, cap = 1 << 16;
     char *text;
     if (file) {
-        text = read_file(file, &len);
+        char why[256];
+        text = read_file_why(file, &len, why, sizeof why);
         if (!text) {
-            perror(file);
+            fprintf(stderr, "kanrun: error: %s: cannot read: %s\n", file, why);
             tok_close(tok);
             return 1;
         }

@@ -66,11 +66,12 @@ int model_compile(Model *m, const char *path, const char *src, const KdlSet *set
     m->mode = mode;
     m->seed_input = -1;
     graph_init(&m->g);
+    char why[256];
     if (src) {
         m->src = xstrdup(src);
         m->src_len = strlen(src);
-    } else if (!(m->src = read_file(path, &m->src_len))) {
-        fprintf(diag, "%s: error: cannot read the model: %s\n", path, strerror(errno));
+    } else if (!(m->src = read_file_why(path, &m->src_len, why, sizeof why))) {
+        fprintf(diag, "%s: error: cannot read the model: %s\n", path, why);
         return -1;
     }
     if (kdl_compile(path, m->src, m->src_len, sets, nsets, &m->g, &m->params, diag)) return -1;

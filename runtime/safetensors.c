@@ -269,19 +269,16 @@ static const char *json_type(const cJSON *v)
     return "an invalid value";
 }
 
-/* Reads the whole file into a fresh buffer. On failure returns -1 with errno set
- * (EISDIR for a directory, ENOMEM when it does not fit in memory). */
-static int load_file(const char *path, unsigned char **out, size_t *outlen)
+/* Reads the whole regular file into a fresh buffer. On failure returns -1
+ * with why set ("not a regular file (a FIFO)", or errno's text; ENOMEM when
+ * it does not fit in memory). */
+static int load_file(const char *path, unsigned char **out, size_t *outlen, char *why, size_t whylen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open_regular(path, why, whylen);
     if (fd < 0) return -1;
     struct stat st;
     if (fstat(fd, &st) != 0) goto fail_fd;
-    if (S_ISDIR(st.st_mode)) {
-        errno = EISDIR;
-        goto fail_fd;
-    }
-    size_t cap = (S_ISREG(st.st_mode) && st.st_size > 0) ? (size_t)st.st_size + 1 : 65536;
+    size_t cap = st.st_size > 0 ? (size_t)st.st_size + 1 : 65536;
     unsigned char *buf = malloc(cap);
     if (!buf) {
         errno = ENOMEM;
@@ -317,7 +314,7 @@ static int load_file(const char *path, unsigned char **out, size_t *outlen)
 fail_fd:;
     int e = errno;
     close(fd);
-    errno = e;
+    snprintf(why, whylen, "%s", strerror(e));
     return -1;
 }
 
@@ -640,7 +637,8 @@ int st_open(StFile *f, const char *path, char *err, size_t errlen)
     Ctx c = {path ? path : "(null)", err, errlen};
     if (err && errlen) err[0] = 0;
     if (!path) return fail(&c, "no path given");
-    if (load_file(path, &f->buf, &f->size) != 0) return fail(&c, "cannot read: %s", strerror(errno));
+    char why[256];
+    if (load_file(path, &f->buf, &f->size, why, sizeof why) != 0) return fail(&c, "cannot read: %s", why);
     f->path = xstrdup(path);
     if (parse_header(&c, f) != 0) {
         st_close(f);

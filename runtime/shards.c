@@ -95,14 +95,15 @@ int shard_read(const char *path, int32_t **ids, size_t *n, int vocab_size, char 
 {
     *ids = NULL;
     *n = 0;
-    int fd = open(path, O_RDONLY);
+    char why[256];
+    int fd = open_regular(path, why, sizeof why);
     if (fd < 0) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        set_err(err, errlen, "%s: cannot open: %s", path, why);
         return -1;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        set_err(err, errlen, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
         close(fd);
         return -1;
     }

@@ -322,9 +322,10 @@ static bool load_encoder(Tokenizer *t, const char *path, const int16_t cp_to_byt
                          char *err, size_t errlen)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char why[256];
+    char *text = read_file_why(path, &len, why, sizeof why);
     if (!text) {
-        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        set_err(err, errlen, "%s: cannot read: %s", path, why);
         return false;
     }
     t->fingerprint ^= hash_bytes(text, len);
@@ -414,9 +415,10 @@ static bool load_merges(Tokenizer *t, const char *path, const int16_t cp_to_byte
                         char *err, size_t errlen)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char why[256];
+    char *text = read_file_why(path, &len, why, sizeof why);
     if (!text) {
-        set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+        set_err(err, errlen, "%s: cannot read: %s", path, why);
         return false;
     }
     t->fingerprint = t->fingerprint * 0x100000001b3ULL ^ hash_bytes(text, len);

@@ -251,9 +251,10 @@ static FILE *open_metrics(const char *out, int64_t resume_step, char *err, size_
     if (resume_step > 0) {
         size_t len;
         errno = 0;
-        char *old = read_file(path, &len);
+        char why[256];
+        char *old = read_file_why(path, &len, why, sizeof why);
         if (!old && errno != ENOENT) {
-            set_err(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+            set_err(err, errlen, "%s: cannot read: %s", path, why);
             goto out;
         }
         AtomicFile af;

@@ -850,7 +850,7 @@ Test(safetensors, open_errors_name_the_file)
     cr_assert_not_null(strstr(err, strerror(ENOENT)), "%s", err);
     char *dir = make_tmpdir();
     cr_assert_eq(st_open(&f, dir, err, sizeof err), -1);
-    cr_assert_not_null(strstr(err, strerror(EISDIR)), "%s", err);
+    cr_assert_not_null(strstr(err, "not a regular file (a directory)"), "%s", err);
     /* a tiny error buffer is truncated, not overrun; NULL err is allowed */
     char small[8];
     cr_assert_eq(st_open(&f, "/nonexistent/x", small, sizeof small), -1);
