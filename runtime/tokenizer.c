@@ -217,7 +217,6 @@ struct Tokenizer {
     StrMap syms;          /* symbol bytes -> symbol id (entry index); 0..255 = single bytes */
     int32_t *sym_vocab;   /* symbol id -> vocab id, -1 if encoder.json lacks it */
     PairMap merges;
-    bool well_ordered;    /* heap-based BPE gives encoder.py's result exactly */
     bool reference_bpe;   /* testing: force the literal encoder.py loop */
     pcre2_code *re;
     pcre2_match_data *md;
@@ -228,7 +227,7 @@ struct Tokenizer {
     /* scratch for BPE */
     int32_t *w_sym, *w_next, *w_prev;
     size_t w_cap;
-    struct HeapItem *heap;
+    struct HeapItem *heap, *heap_pending;
     size_t heap_cap;
 };
 
@@ -490,34 +489,26 @@ static bool load_merges(Tokenizer *t, const char *path, const int16_t cp_to_byte
         long v = sm_find(enc, sm_key(&t->syms, e), t->syms.ents[e].len, t->syms.ents[e].hash);
         t->sym_vocab[e] = v >= 0 ? enc->ents[v].val : -1;
     }
-    /* Well ordered: every symbol is made (by any merge) before any merge uses
-     * it. Then a merge of rank r only creates pairs of rank > r, and a heap
-     * ordered by (rank, position) merges exactly as encoder.py does. */
-    int32_t *made = xmalloc(ns * sizeof *made), *used = xmalloc(ns * sizeof *used);
-    for (size_t e = 0; e < ns; e++) made[e] = -1, used[e] = INT32_MAX;
+    /* every symbol a merge makes must be in encoder.json (the highest rank
+       that makes it, for the message) */
+    int32_t *made = xmalloc(ns * sizeof *made);
+    for (size_t e = 0; e < ns; e++) made[e] = -1;
     for (size_t i = 0; i < t->merges.cap; i++) {
         const PairSlot *ps = &t->merges.slots[i];
         if (ps->key == UINT64_MAX) continue;
-        int32_t a = (int32_t)(ps->key >> 32), b = (int32_t)(uint32_t)ps->key;
         if (ps->rank > made[ps->merged]) made[ps->merged] = ps->rank;
-        if (ps->rank < used[a]) used[a] = ps->rank;
-        if (ps->rank < used[b]) used[b] = ps->rank;
     }
-    t->well_ordered = true;
     for (size_t e = 0; e < ns; e++) {
-        if (made[e] >= 0 && made[e] > used[e]) t->well_ordered = false;
         if (t->sym_vocab[e] < 0 && made[e] >= 0) {
             char d[128];
             describe_token(d, sizeof d, sm_key(&t->syms, e), t->syms.ents[e].len);
             set_err(err, errlen, "%s: merge %d makes \"%s\", which encoder.json lacks (mismatched files?)",
                     path, made[e], d);
             free(made);
-            free(used);
             goto out;
         }
     }
     free(made);
-    free(used);
     ok = true;
 out:
     free(buf);
@@ -606,6 +597,7 @@ void tok_close(Tokenizer *t)
         free(t->w_next);
         free(t->w_prev);
         free(t->heap);
+        free(t->heap_pending);
     }
     free(t);
 }
@@ -696,6 +688,7 @@ static void scratch(Tokenizer *t, size_t n)
     t->w_next = xrealloc(t->w_next, cap * sizeof *t->w_next);
     t->w_prev = xrealloc(t->w_prev, cap * sizeof *t->w_prev);
     t->heap = xrealloc(t->heap, 3 * cap * sizeof *t->heap); /* n-1 pairs + 2 per merge */
+    t->heap_pending = xrealloc(t->heap_pending, 2 * cap * sizeof *t->heap_pending); /* 2 per merge */
     t->w_cap = cap;
 }
 
@@ -725,12 +718,19 @@ static size_t bpe_reference(Tokenizer *t, size_t n)
     return n;
 }
 
-/* The same result in O(n log n): a heap of candidate pairs ordered by
- * (rank, position) over a linked list of symbols. Exact when well_ordered. */
+/* The same result in O(n log n), whatever the order of vocab.bpe's lines: a
+ * heap of candidate pairs ordered by (rank, position) over a linked list of
+ * symbols. encoder.py works in rounds: it merges every occurrence of the best
+ * pair, left to right, and only then looks at the pairs those merges made.
+ * One rank is one pair, so a round is every heap entry of the top rank, which
+ * the heap yields left to right; the pairs a round creates are pushed when it
+ * ends, since one of them may rank before it (a merge listed before the one
+ * that makes its input). A merge never recreates the pair it merged (the new
+ * symbol is longer than both), so no round feeds itself. */
 static size_t bpe_heap(Tokenizer *t, size_t n)
 {
     int32_t *sym = t->w_sym, *next = t->w_next, *prev = t->w_prev;
-    HeapItem *h = t->heap;
+    HeapItem *h = t->heap, *pend = t->heap_pending;
     size_t hn = 0;
     for (size_t i = 0; i < n; i++) {
         next[i] = i + 1 < n ? (int32_t)(i + 1) : -1;
@@ -742,26 +742,31 @@ static size_t bpe_heap(Tokenizer *t, size_t n)
     }
     /* a dead node has prev == -2 */
     while (hn) {
-        HeapItem it = heap_pop(h, &hn);
-        int32_t i = it.pos;
-        if (prev[i] == -2 || sym[i] != it.a) continue;
-        int32_t j = next[i];
-        if (j < 0 || sym[j] != it.b) continue;
-        const PairSlot *ps = pm_get(&t->merges, it.a, it.b);
-        sym[i] = ps->merged;
-        next[i] = next[j];
-        if (next[j] >= 0) prev[next[j]] = i;
-        prev[j] = -2;
-        if (prev[i] >= 0) {
-            int32_t p = prev[i];
-            const PairSlot *q = pm_get(&t->merges, sym[p], sym[i]);
-            if (q) heap_push(h, &hn, (HeapItem){q->rank, p, sym[p], sym[i]});
+        int32_t rank = h[0].rank;
+        size_t np = 0;
+        while (hn && h[0].rank == rank) {
+            HeapItem it = heap_pop(h, &hn);
+            int32_t i = it.pos;
+            if (prev[i] == -2 || sym[i] != it.a) continue;
+            int32_t j = next[i];
+            if (j < 0 || sym[j] != it.b) continue;
+            const PairSlot *ps = pm_get(&t->merges, it.a, it.b);
+            sym[i] = ps->merged;
+            next[i] = next[j];
+            if (next[j] >= 0) prev[next[j]] = i;
+            prev[j] = -2;
+            if (prev[i] >= 0) {
+                int32_t p = prev[i];
+                const PairSlot *q = pm_get(&t->merges, sym[p], sym[i]);
+                if (q) pend[np++] = (HeapItem){q->rank, p, sym[p], sym[i]};
+            }
+            if (next[i] >= 0) {
+                int32_t k = next[i];
+                const PairSlot *q = pm_get(&t->merges, sym[i], sym[k]);
+                if (q) pend[np++] = (HeapItem){q->rank, i, sym[i], sym[k]};
+            }
         }
-        if (next[i] >= 0) {
-            int32_t k = next[i];
-            const PairSlot *q = pm_get(&t->merges, sym[i], sym[k]);
-            if (q) heap_push(h, &hn, (HeapItem){q->rank, i, sym[i], sym[k]});
-        }
+        for (size_t k = 0; k < np; k++) heap_push(h, &hn, pend[k]); /* stale ones are skipped when popped */
     }
     size_t o = 0;
     for (int32_t i = 0; i >= 0; i = next[i]) sym[o++] = sym[i];
@@ -816,7 +821,7 @@ static int encode_piece(Tokenizer *t, const unsigned char *p, size_t len, IdBuf 
     }
     scratch(t, len);
     for (size_t i = 0; i < len; i++) t->w_sym[i] = p[i];
-    size_t n = (t->well_ordered && !t->reference_bpe) ? bpe_heap(t, len) : bpe_reference(t, len);
+    size_t n = t->reference_bpe ? bpe_reference(t, len) : bpe_heap(t, len);
     for (size_t i = 0; i < n; i++) {
         int32_t v = t->sym_vocab[t->w_sym[i]];
         if (v < 0) {

@@ -92,8 +92,9 @@ int tok_has_id(const Tokenizer *tok, int32_t id);
 char *tok_describe_id(const Tokenizer *tok, int32_t id, char *buf, size_t n);
 
 /* Testing hook: 1 forces the simple O(n^2) reference BPE loop (a literal port
- * of encoder.py's), 0 restores the default heap-based loop (used when
- * vocab.bpe is well ordered, as GPT-2's is). Clears the piece cache. */
+ * of encoder.py's), 0 restores the default heap-based loop (the same result,
+ * whatever the order of vocab.bpe's lines, in O(n log n)). Clears the piece
+ * cache. */
 void tok_set_reference_bpe(Tokenizer *tok, int on);
 
 #endif
