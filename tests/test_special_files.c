@@ -156,6 +156,7 @@ Test(special_files, models_and_presets)
     FILE *diag = open_memstream(&buf, &len);
     Model m;
     cr_expect(model_compile(&m, k, NULL, NULL, 0, MODEL_TRAIN, 4, "cpu", diag) != 0);
+    model_free(&m); /* what a failed compile holds */
     KdlSet *sets = NULL;
     int n = 0;
     cr_expect(kdl_sets_load(s, 0, &sets, &n, diag) != 0);
