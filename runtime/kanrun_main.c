@@ -18,6 +18,8 @@ static const char USAGE[] =
     "  train --resume DIR [flags]            continue a run exactly where it stopped\n"
     "  eval DIR --data PATH                  validation loss and perplexity of a checkpoint\n"
     "  sample DIR --prompt TEXT [flags]      generate text from a checkpoint\n"
+    "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"
+    "                                        safetensors (compare with PyTorch)\n"
     "  verify MODEL.kdl REFERENCE.safetensors   compare with the PyTorch reference\n"
     "  bench MODEL.kdl [flags]               training throughput and memory as JSON\n"
     "  info [STEP.cubin]                     a cubin's plan and kernels (kanc -o), or the\n"
@@ -145,7 +147,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", train_main},   {"eval", eval_main},     {"sample", sample_main},
     {"verify", verify_main}, {"bench", bench_main},   {"info", cmd_info},
-    {"encode", cmd_encode},  {"decode", cmd_decode},
+    {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
 };
 
 int main(int argc, char **argv)
