@@ -16,6 +16,7 @@ static const char USAGE[] =
     "\n"
     "  train MODEL.kdl --data PATH [flags]   train a model on a text file or folder\n"
     "  train --resume DIR [flags]            continue a run exactly where it stopped\n"
+    "  train MODEL.kdl --init-from FILE ...  a new run from a (PyTorch) state_dict\n"
     "  eval DIR --data PATH                  validation loss and perplexity of a checkpoint\n"
     "  sample DIR --prompt TEXT [flags]      generate text from a checkpoint\n"
     "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"

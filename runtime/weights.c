@@ -33,8 +33,8 @@ static int open_checkpoint(const WeightsArgs *w, const char *batch, const char *
                            Model *m, CkptInfo *info, Tokenizer **tok, char *err, size_t errlen)
 {
     if (w->sets.n || w->tokenizer) {
-        set_err(err, errlen, "%s: --set, --preset and --tokenizer go with --model MODEL.kdl (a kanc "
-                             "checkpoint carries its own)", w->weights);
+        set_err(err, errlen, "%s is a kanc checkpoint, which carries its own hyperparameters and "
+                             "tokenizer: --set, --preset and --tokenizer go with a MODEL.kdl", w->weights);
         return -1;
     }
     if (ckpt_info(w->weights, info, err, errlen)) return -1;

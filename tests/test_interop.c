@@ -332,7 +332,7 @@ Test(interop, eval_and_sample_take_a_state_dict_with_model, .timeout = 120)
     free(a), free(b);
     /* a checkpoint carries its hyperparameters: --set without --model is refused */
     cr_expect_eq(test_run(&a, "$KANRUN sample %s --set n_layer=3 --tokens 3", src), 1);
-    cr_expect(strstr(a, "go with --model"), "%s", a);
+    cr_expect(strstr(a, "go with a MODEL.kdl"), "%s", a);
     free(a);
     dict_free(d);
     free(d), free(sd), free(src), free(text), free(exp), free(dir);
@@ -580,4 +580,23 @@ Test(interop, torch_state_dict_round_trip, .timeout = 300)
     cr_log_info("%s", out);
     free(out);
     free(dir);
+}
+
+/* the new flags and command are in the help the user reads */
+Test(interop, help_shows_init_from_model_and_forward)
+{
+    const struct {
+        const char *cmd, *want;
+    } cases[] = {{"train --help", "--init-from FILE"},
+                 {"eval --help", "--model MODEL.kdl"},
+                 {"sample --help", "--model MODEL.kdl"},
+                 {"forward --help", "usage: kanrun forward RUN --tokens IDS.safetensors -o OUT.safetensors"},
+                 {"--help", "forward DIR --tokens IDS -o OUT"}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *out = NULL;
+        int st = test_run(&out, "$KANRUN %s", cases[i].cmd);
+        cr_expect_eq(st, 0, "kanrun %s: exit %d", cases[i].cmd, st);
+        cr_expect(out && strstr(out, cases[i].want), "kanrun %s lacks '%s':\n%s", cases[i].cmd, cases[i].want, out);
+        free(out);
+    }
 }
