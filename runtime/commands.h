@@ -9,5 +9,6 @@ int eval_main(int argc, char **argv);   /* eval.c */
 int sample_main(int argc, char **argv); /* sample.c */
 int bench_main(int argc, char **argv);  /* bench.c */
 int verify_main(int argc, char **argv); /* verify.c */
+int forward_main(int argc, char **argv); /* forward.c */
 
 #endif

@@ -13,13 +13,17 @@
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
+#include "weights.h"
 
-static const char EVAL_USAGE[] = "usage: kanrun eval RUN [--data PATH] [flags]\n";
+static const char EVAL_USAGE[] = "usage: kanrun eval RUN [--data PATH] [flags]\n"
+                                 "       kanrun eval FILE --model MODEL.kdl --data PATH [flags]\n";
 
 static const char EVAL_EPILOG[] =
     "RUN is a run folder or its model.safetensors (or a bare checkpoint file, which\n"
     "needs --data). Without --data, the run's own --data and --val. The run's token\n"
-    "cache (RUN/tokens) is only read; other data is cached in RUN/tokens-eval-<hash>.\n";
+    "cache (RUN/tokens) is only read; other data is cached in RUN/tokens-eval-<hash>.\n"
+    "With --model, FILE is any safetensors file holding MODEL's state_dict by name\n"
+    "(a PyTorch export; minGPT's attn.bias masks ignored), built with --set/--preset.\n";
 
 /* 1 when both are NULL or both name the same file */
 static int same_source(const char *a, const char *b)
@@ -48,41 +52,48 @@ int eval_main(int argc, char **argv)
 {
     const char *data = NULL, *val = NULL;
     int64_t batches = 20, seed = 1337, threads = 0;
+    WeightsArgs w = {0};
+    CliOpt wopts[WEIGHTS_NOPTS];
+    weights_opts(&w, wopts);
     const CliOpt opts[] = {
+        wopts[0], wopts[1], wopts[2], wopts[3],
         CLI_STR("data", &data, "PATH", "the text to evaluate on (its validation split: the last\n10%; default: the run's --data)"),
         CLI_STR("val", &val, "PATH", "evaluate on all of this text instead"),
         CLI_INT("batches", &batches, 1, CLI_INT_MAX, "K", "fixed validation batches (default 20)"),
         CLI_INT("seed", &seed, 0, CLI_INT_MAX, "S", "which fixed batches (default 1337)"),
         CLI_INT("threads", &threads, 0, 4096, "T", "CPU threads (default: all cores)"),
     };
-    CliSpec spec = {"kanrun eval", EVAL_USAGE, EVAL_EPILOG, opts, CLI_COUNT(opts), 1, 1, NULL};
+    CliSpec spec = {"kanrun eval", EVAL_USAGE, EVAL_EPILOG, opts, CLI_COUNT(opts), 1, 1, &w.sets};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
-    if (r) return r > 0 ? 0 : 2;
-    const char *ckpt = pos[0];
-    set_threads((int)threads);
-    char err[1024];
-    CkptInfo info;
-    if (ckpt_info(ckpt, &info, err, sizeof err)) {
-        fprintf(stderr, "kanrun eval: error: %s\n", err);
-        return 1;
+    if (r) {
+        config_sets_free(&w.sets);
+        return r > 0 ? 0 : 2;
     }
-    /* the run folder (NULL: a checkpoint file outside a run) and what it trained on */
-    char *run = run_dir_of(ckpt), *run_data = NULL, *run_val = NULL, *cache = NULL;
-    char rerr[600] = "";
-    int recorded = run && run_recorded_data(run, info.step, &run_data, &run_val, rerr, sizeof rerr) == 0;
-    ConfigSets cs;
-    ckpt_sets(&info, &cs);
+    const char *ckpt = w.weights = pos[0];
+    set_threads((int)threads);
+    char err[16384];
+    CkptInfo info = {0};
     Model m = {0};
     Tokenizer *tok = NULL;
     Corpus corpus = {0};
     int rc = 1;
     LmIo io;
     double vl;
+    /* the run folder (NULL: a checkpoint file outside a run, or a state_dict) and what it trained on */
+    char *run = w.model ? NULL : run_dir_of(ckpt), *run_data = NULL, *run_val = NULL, *cache = NULL;
+    char rerr[600] = "";
+    if (weights_open(&w, NULL, "auto", "kanrun eval", &m, &info, &tok, err, sizeof err)) {
+        fprintf(stderr, "kanrun eval: error: %s\n", err);
+        goto out;
+    }
+    int recorded = run && run_recorded_data(run, info.step, &run_data, &run_val, rerr, sizeof rerr) == 0;
     if (!data) {
         if (!recorded) {
             fprintf(stderr, "kanrun eval: error: %s: %s: give --data PATH\n", ckpt,
-                    run ? rerr : "a checkpoint file outside a run folder records no training data");
+                    run ? rerr
+                        : w.model ? "a state_dict file records no training data"
+                                  : "a checkpoint file outside a run folder records no training data");
             rc = 2;
             goto out;
         }
@@ -92,13 +103,7 @@ int eval_main(int argc, char **argv)
     /* the run's own cache is the trainer's: read it, never write it */
     int own = recorded && same_source(data, run_data) && same_source(val, run_val);
     if (run) cache = own ? xasprintf("%s/tokens", run) : eval_cache(run, data, val);
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr)) {
-        fprintf(stderr, "kanrun eval: error: cannot build the model saved in %s\n", info.file);
-        goto out;
-    }
-    if (ckpt_load(ckpt, &m, NULL, err, sizeof err) || lm_find_io(&m, &io, err, sizeof err) ||
-        !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        ckpt_check_tokenizer(&info, tok, io.vocab, "kanrun eval", stderr, err, sizeof err) ||
+    if (lm_find_io(&m, &io, err, sizeof err) ||
         (own ? corpus_prepare_readonly(data, val, tok, cache, &corpus, err, sizeof err)
              : corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err)) ||
         corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err) ||
@@ -106,8 +111,10 @@ int eval_main(int argc, char **argv)
         fprintf(stderr, "kanrun eval: error: %s\n", err);
         goto out;
     }
-    printf("val loss %.4f | perplexity %.2f | %lld batches of %lld x %lld tokens | step %lld\n", vl,
-           exp(vl), (long long)batches, (long long)io.batch, (long long)io.block, (long long)info.step);
+    char step[48] = ""; /* a state_dict has no step */
+    if (!w.model) snprintf(step, sizeof step, " | step %lld", (long long)info.step);
+    printf("val loss %.4f | perplexity %.2f | %lld batches of %lld x %lld tokens%s\n", vl, exp(vl),
+           (long long)batches, (long long)io.batch, (long long)io.block, step);
     rc = 0;
 out:
     free(cache);
@@ -117,7 +124,7 @@ out:
     corpus_free(&corpus);
     if (tok) tok_close(tok);
     model_free(&m);
-    config_sets_free(&cs);
+    config_sets_free(&w.sets);
     ckpt_info_free(&info);
     return rc;
 }

@@ -16,8 +16,11 @@ static const char USAGE[] =
     "\n"
     "  train MODEL.kdl --data PATH [flags]   train a model on a text file or folder\n"
     "  train --resume DIR [flags]            continue a run exactly where it stopped\n"
+    "  train MODEL.kdl --init-from FILE ...  a new run from a (PyTorch) state_dict\n"
     "  eval DIR --data PATH                  validation loss and perplexity of a checkpoint\n"
     "  sample DIR --prompt TEXT [flags]      generate text from a checkpoint\n"
+    "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"
+    "                                        safetensors (compare with PyTorch)\n"
     "  verify MODEL.kdl REFERENCE.safetensors   compare with the PyTorch reference\n"
     "  bench MODEL.kdl [flags]               training throughput and memory as JSON\n"
     "  info [STEP.cubin]                     a cubin's plan and kernels (kanc -o), or the\n"
@@ -146,7 +149,7 @@ static const struct {
 } COMMANDS[] = {
     {"train", train_main},   {"eval", eval_main},     {"sample", sample_main},
     {"verify", verify_main}, {"bench", bench_main},   {"info", cmd_info},
-    {"encode", cmd_encode},  {"decode", cmd_decode},
+    {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
 };
 
 int main(int argc, char **argv)

@@ -13,6 +13,7 @@
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
+#include "weights.h"
 
 typedef struct {
     double p;
@@ -67,14 +68,19 @@ int sample_pick(const float *logits, int V, double temperature, int top_k, doubl
     return pick;
 }
 
-static const char SAMPLE_USAGE[] = "usage: kanrun sample RUN [--prompt TEXT] [flags]\n";
+static const char SAMPLE_USAGE[] = "usage: kanrun sample RUN [--prompt TEXT] [flags]\n"
+                                   "       kanrun sample FILE --model MODEL.kdl [--prompt TEXT] [flags]\n";
 
 int sample_main(int argc, char **argv)
 {
     const char *prompt = "";
     int64_t ntokens = 200, top_k = 0, seed = 1337, threads = 0;
     double temperature = 1.0, top_p = 1.0;
+    WeightsArgs w = {0};
+    CliOpt wopts[WEIGHTS_NOPTS];
+    weights_opts(&w, wopts);
     const CliOpt opts[] = {
+        wopts[0], wopts[1], wopts[2], wopts[3],
         CLI_STR("prompt", &prompt, "TEXT", "the text to continue (default: a newline)"),
         CLI_INT("tokens", &ntokens, 0, CLI_INT_MAX, "N", "tokens to generate (default 200)"),
         CLI_REAL("temperature", &temperature, 0, 1e6, "T", "softmax temperature (default 1; 0: greedy)"),
@@ -85,35 +91,28 @@ int sample_main(int argc, char **argv)
     };
     CliSpec spec = {"kanrun sample", SAMPLE_USAGE,
                     "Text streams as it is generated; a prompt longer than the context keeps its\n"
-                    "last block_size tokens.\n",
-                    opts, CLI_COUNT(opts), 1, 1, NULL};
+                    "last block_size tokens. RUN is a run folder or its model.safetensors; with\n"
+                    "--model, FILE is any safetensors file holding MODEL's state_dict by name (a\n"
+                    "PyTorch export; minGPT's attn.bias masks ignored), built with --set/--preset.\n",
+                    opts, CLI_COUNT(opts), 1, 1, &w.sets};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
-    if (r) return r > 0 ? 0 : 2;
-    const char *dir = pos[0];
-    set_threads((int)threads);
-    char err[1024];
-    CkptInfo info;
-    if (ckpt_info(dir, &info, err, sizeof err)) {
-        fprintf(stderr, "kanrun sample: error: %s\n", err);
-        return 1;
+    if (r) {
+        config_sets_free(&w.sets);
+        return r > 0 ? 0 : 2;
     }
-    ConfigSets cs;
-    ckpt_sets(&info, &cs);
-    config_sets_add(&cs, "batch", "1", 0); /* one sequence */
+    w.weights = pos[0];
+    set_threads((int)threads);
+    char err[16384];
+    CkptInfo info = {0};
     Model m = {0};
     Tokenizer *tok = NULL;
     int32_t *ids = NULL, *ctx = NULL, *targets = NULL;
     float *logits = NULL;
     size_t n = 0;
     int rc = 1;
-    if (model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "auto", stderr)) {
-        fprintf(stderr, "kanrun sample: error: cannot build the model saved in %s\n", info.file);
-        goto out;
-    }
-    if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        ckpt_check_tokenizer(&info, tok, model_vocab(&m, model_input(&m, "idx")), "kanrun sample", stderr,
-                             err, sizeof err)) {
+    /* one sequence */
+    if (weights_open(&w, "1", "auto", "kanrun sample", &m, &info, &tok, err, sizeof err)) {
         fprintf(stderr, "kanrun sample: error: %s\n", err);
         goto out;
     }
@@ -184,7 +183,7 @@ out:
     free(logits);
     if (tok) tok_close(tok);
     model_free(&m);
-    config_sets_free(&cs);
+    config_sets_free(&w.sets);
     ckpt_info_free(&info);
     return rc;
 }

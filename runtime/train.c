@@ -23,6 +23,7 @@
 #include "model.h"
 #include "progress.h"
 #include "run_folder.h"
+#include "state_dict.h"
 #include "tokenizer.h"
 #include "util.h"
 
@@ -46,6 +47,7 @@ double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_
 
 static const char TRAIN_USAGE[] =
     "usage: kanrun train MODEL.kdl --data PATH [flags]\n"
+    "       kanrun train MODEL.kdl --init-from FILE --data PATH [flags]\n"
     "       kanrun train --resume DIR [--steps N] [flags]\n";
 
 static const char TRAIN_EPILOG[] =
@@ -54,6 +56,12 @@ static const char TRAIN_EPILOG[] =
     "model.safetensors. OUT is created with its parents; one kanrun train at a time\n"
     "writes it (OUT/.lock), and a run already in it is kept: continue it with\n"
     "--resume, or --force to move it aside.\n"
+    "\n"
+    "--init-from starts a new run (step 0, fresh AdamW moments) from the weights in\n"
+    "FILE: any safetensors file holding MODEL's state_dict by name (a PyTorch\n"
+    "export: safetensors.torch.save_file(model.state_dict(), FILE)), every name and\n"
+    "shape exactly; minGPT's attn.bias masks are ignored, KAN grids are read. The\n"
+    "run records FILE (init_from in its training state).\n"
     "\n"
     "Exit status: 0 done, 1 error, 2 bad usage, 3 diverged: stopped on a non-finite\n"
     "loss, a gradient too large for AdamW's float32 state, or weights no checkpoint\n"
@@ -136,6 +144,8 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                  "hyperparameters from models/presets/NAME.set (gpt-nano,\ngpt-micro, gpt-mini) or a .set file; a later --set wins"),
         CLI_INT("threads", &a->threads, 0, 4096, "T", "CPU threads (default: all cores)"),
         CLI_STR("resume", &a->resume, "DIR", "continue from DIR's checkpoint"),
+        CLI_STR("init-from", &a->init_from, "FILE",
+                "a new run from the weights of a state_dict (a PyTorch\nexport; see below)"),
         CLI_FLAG("force", &a->force, "start over in an --out that holds a run: move it\naside to OUT.old-<YYYYmmdd-HHMMSS> (never deleted)"),
         CLI_FLAG("quiet", &a->quiet, "no per-step output"),
         CLI_STR("device", &a->device, "D",
@@ -193,6 +203,14 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
         }
         *dst[i] = s->valuestring;
     }
+    const cJSON *init = saved ? cJSON_GetObjectItemCaseSensitive(saved, "init_from") : NULL;
+    if (init) { /* a resumed run keeps the record of where it began */
+        if (!cJSON_IsString(init) || !*init->valuestring) {
+            set_err(err, errlen, "%s: init_from needs a path (a non-empty string)", saved_path);
+            return -1;
+        }
+        a->init_from = init->valuestring;
+    }
     if (!a->device) a->device = "auto";
     return 0;
 }
@@ -211,6 +229,7 @@ static cJSON *state_json(TrainArgs *a)
     }
     if (a->data) cJSON_AddStringToObject(o, "data", a->data);
     if (a->val) cJSON_AddStringToObject(o, "val", a->val);
+    if (a->init_from) cJSON_AddStringToObject(o, "init_from", a->init_from);
     return o;
 }
 
@@ -413,6 +432,9 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
         snprintf(err, errlen, "cannot build the model");
         goto out;
     }
+    if (a->init_from && /* every parameter from the file; zero moments, step 0 */
+        (model_init_params(m, 0, err, errlen) || sd_load(m, a->init_from, err, errlen)))
+        goto out;
     if (a->resume) {
         int64_t vocab = model_vocab(m, model_input(m, "idx"));
         if (ckpt_check_tokenizer(&info, *tok, vocab, "kanrun train", stderr, err, errlen) ||
@@ -428,7 +450,7 @@ out:
 
 int train_run(TrainArgs *a)
 {
-    char err[1024];
+    char err[16384]; /* a state_dict mismatch lists every name */
     Model m = {0};
     Tokenizer *tok = NULL;
     cJSON *saved = NULL;
@@ -437,12 +459,17 @@ int train_run(TrainArgs *a)
     int status = 1;
     int32_t *x = NULL, *y = NULL;
     int lock = -1;
-    char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL;
+    char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
     set_threads(a->threads);
 
     if (!a->model && !a->resume) {
         fprintf(stderr, "kanrun train: error: give a model (MODEL.kdl) or --resume DIR\n");
         return 1;
+    }
+    if (a->resume && a->init_from) {
+        snprintf(err, sizeof err, "--init-from starts a new run and --resume continues %s: give one of them",
+                 a->resume);
+        goto fail;
     }
     if (a->resume) { /* the run's folder, or its model.safetensors */
         struct stat st;
@@ -465,6 +492,7 @@ int train_run(TrainArgs *a)
     /* the training state records absolute paths: a resume from elsewhere finds them */
     if (a->data && (data_abs = realpath(a->data, NULL))) a->data = data_abs;
     if (a->val && (val_abs = realpath(a->val, NULL))) a->val = val_abs;
+    if (a->init_from && (init_abs = realpath(a->init_from, NULL))) a->init_from = init_abs;
     if (setup_model(a, &m, &tok, &saved, err, sizeof err)) goto fail;
     char *state_path = a->resume ? ckpt_optimizer_path(a->resume, m.dev->step) : NULL;
     int bad_state = resolve_args(a, saved, state_path, err, sizeof err);
@@ -495,7 +523,7 @@ int train_run(TrainArgs *a)
     free(cache);
     if (crc || corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) goto fail;
 
-    if (!a->resume && model_init_params(&m, (uint64_t)a->seed, err, sizeof err)) goto fail;
+    if (!a->resume && !a->init_from && model_init_params(&m, (uint64_t)a->seed, err, sizeof err)) goto fail;
     Device *dev = m.dev;
     dev->seed = (uint64_t)a->seed;
     dev->training = 1;
@@ -518,6 +546,7 @@ int train_run(TrainArgs *a)
            corpus.n_train, corpus.n_val, corpus.cache_status);
     printf("kanrun: steps %lld..%lld, lr %.3g (warmup %lld, cosine to %.3g), out %s\n",
            (long long)start, (long long)a->steps, a->lr, (long long)a->warmup, a->min_lr, a->out);
+    if (a->init_from) printf("kanrun: initialised from %s\n", a->init_from);
     fflush(stdout);
 
     size_t ntok = (size_t)(io.batch * io.block);
@@ -613,6 +642,7 @@ done:
     free(resume_dir);
     free(data_abs);
     free(val_abs);
+    free(init_abs);
     free(x);
     free(y);
     corpus_free(&corpus);

@@ -10,6 +10,7 @@
    checkpoint when resuming, else from the defaults in train.c. */
 typedef struct {
     const char *model, *data, *val, *tokenizer, *out, *resume, *device;
+    const char *init_from; /* --init-from: a state_dict file (state_dict.h) for a new run */
     int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, clip;
     int64_t seed;

@@ -1,0 +1,138 @@
+/* state_dict.c: strict loading by state_dict name, every mismatch reported. */
+#include "state_dict.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+int sd_is_mask_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n >= 9 && !strcmp(name + n - 9, "attn.bias") && (n == 9 || name[n - 10] == '.');
+}
+
+/* the problems of one kind: a growing list, one line each */
+typedef struct {
+    char *text;
+    size_t len, cap;
+    int n;
+} Problems;
+
+enum { P_MISSING, P_EXTRA, P_SHAPE, P_DTYPE, P_KINDS };
+
+static void add_line(Problems *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void add_line(Problems *p, const char *fmt, ...)
+{
+    p->n++;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap); /* a name and two shapes fit */
+    va_end(ap);
+    size_t n = strlen(line);
+    if (p->len + n + 2 > p->cap) {
+        p->cap = (p->len + n + 2) * 2;
+        p->text = xrealloc(p->text, p->cap);
+    }
+    p->text[p->len++] = '\n';
+    memcpy(p->text + p->len, line, n + 1);
+    p->len += n;
+}
+
+static int is_float(StDtype d) { return d == ST_F32 || d == ST_F64 || d == ST_F16 || d == ST_BF16; }
+
+static int same_shape(const StTensor *t, const GShape *s)
+{
+    if (t->rank != s->nd) return 0;
+    for (int i = 0; i < s->nd; i++)
+        if (t->shape[i] != s->d[i]) return 0;
+    return 1;
+}
+
+/* the model's parameter or buffer called name, -1 if none */
+static int state_node(const Model *m, const char *name)
+{
+    int i = graph_find(&m->g, OP_PARAM, name);
+    return i >= 0 ? i : graph_find(&m->g, OP_BUFFER, name);
+}
+
+int sd_load(Model *m, const char *path, char *err, size_t errlen)
+{
+    StFile f;
+    if (st_open(&f, path, err, errlen)) return -1;
+    const Graph *g = &m->g;
+    Device *d = m->dev;
+    size_t rs = m->plan.real_size;
+    void *params = xcalloc((size_t)m->plan.n_param_elems + 1, rs);
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, rs);
+    d->ops->read_area(d, AREA_PARAMS, params); /* the masks keep their values */
+    d->ops->read_area(d, AREA_BUFFERS, buffers);
+    Problems p[P_KINDS] = {{0}};
+    char a[96], b[96];
+    for (int i = 0; i < g->n; i++) {
+        const GNode *n = &g->nodes[i];
+        if ((n->op != OP_PARAM && n->op != OP_BUFFER) || n->optional) continue;
+        const StTensor *t = st_find(&f, n->name);
+        char *area = (char *)(n->op == OP_PARAM ? params : buffers) + m->plan.pos[i] * (int64_t)rs;
+        if (!t) {
+            add_line(&p[P_MISSING], "  missing: %s %s (%s)", n->name, shape_str(&n->shape, a, sizeof a),
+                     n->op == OP_PARAM ? "parameter" : "buffer");
+        } else if (!same_shape(t, &n->shape)) {
+            add_line(&p[P_SHAPE], "  shape:   %s is %s in the file, the model needs %s", n->name,
+                     st_shape_str(t, b, sizeof b), shape_str(&n->shape, a, sizeof a));
+        } else if (!is_float(t->dtype)) {
+            add_line(&p[P_DTYPE], "  dtype:   %s is %s, a weight needs F32, F64, F16 or BF16", n->name,
+                     st_dtype_name(t->dtype));
+        } else if (rs == 8) {
+            st_read_f64(t, (double *)area);
+        } else {
+            st_read_f32(t, (float *)area);
+        }
+    }
+    for (int k = 0; k < st_num_tensors(&f); k++) {
+        const StTensor *t = st_tensor_at(&f, k);
+        int i = state_node(m, t->name);
+        if (i < 0 && !sd_is_mask_name(t->name)) { /* the model's own masks are optional buffers */
+            add_line(&p[P_EXTRA], "  extra:   %s %s (%s), not in the model", t->name, st_shape_str(t, b, sizeof b),
+                     st_dtype_name(t->dtype));
+        }
+    }
+    int rc = 0;
+    if (p[P_MISSING].n + p[P_EXTRA].n + p[P_SHAPE].n + p[P_DTYPE].n) {
+        static const char *const one[P_KINDS] = {"missing name", "extra name", "shape mismatch",
+                                                 "dtype the model cannot take"};
+        static const char *const many[P_KINDS] = {"missing names", "extra names", "shape mismatches",
+                                                  "dtypes the model cannot take"};
+        char counts[256] = "";
+        size_t w = 0;
+        for (int j = 0; j < P_KINDS; j++)
+            if (p[j].n)
+                w += (size_t)snprintf(counts + w, sizeof counts - w, "%s%d %s", w ? ", " : "", p[j].n,
+                                      p[j].n == 1 ? one[j] : many[j]);
+        int full = snprintf(err, errlen, "%s does not hold the state_dict of %s (%s):%s%s%s%s", path,
+                            m->path, counts, p[0].text ? p[0].text : "", p[1].text ? p[1].text : "",
+                            p[2].text ? p[2].text : "", p[3].text ? p[3].text : "");
+        if (full >= 0 && (size_t)full >= errlen && errlen > 4) strcpy(err + errlen - 4, "...");
+        rc = -1;
+    }
+    /* every value the model will run with, from the file or derived */
+    for (int i = 0; i < g->n && !rc; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_PARAM && n->op != OP_BUFFER) continue;
+        const char *area = n->op == OP_PARAM ? params : buffers;
+        rc = model_check_values(m, i, area + m->plan.pos[i] * (int64_t)rs, MODEL_VALUES_STATE, path,
+                                n->name, err, errlen);
+    }
+    if (!rc) {
+        d->ops->write_area(d, AREA_PARAMS, params);
+        d->ops->write_area(d, AREA_BUFFERS, buffers);
+    }
+    for (int j = 0; j < P_KINDS; j++) free(p[j].text);
+    free(params);
+    free(buffers);
+    st_close(&f);
+    return rc;
+}
