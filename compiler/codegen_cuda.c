@@ -1,9 +1,10 @@
 /* codegen_cuda.c: the CUDA target: one CUDA C++ source for every kernel of a planned step.
  *
- * The source has two parts. A fixed library (kanc_lib below: the KancArgs and
- * KancScalars structs, the counter RNG of runtime/rng.h, the warp and block
- * primitives, and templates for the fused KAN products, the GEMM, layernorm,
- * attention, cross-entropy and the reductions), then one or more small
+ * The source has two parts. The fixed library (cuda/kanc_lib.cuh and the files
+ * it includes, embedded at build time: the kernel ABI of cuda/kanc_abi.h, the
+ * counter RNG of runtime/rng.h, the warp and block primitives, and templates
+ * for the fused KAN products, the GEMM, layernorm, attention, cross-entropy
+ * and the reductions), then one or more small
  * kernels per graph node that bake the node's offsets, shapes and attributes
  * into a call of the library (or a one-line loop for elementwise ops). The
  * launch list (CudaProgram.launch) records the kernels and the plain GEMMs in
@@ -26,820 +27,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "embedded.h"
+#include "strbuf.h"
 #include "util.h"
-
-/* ------------------------------------------------------------------------ */
-/* the fixed library: CUDA text, one string per line                        */
-/* ------------------------------------------------------------------------ */
-
-/* The library's text up to the random numbers, and after them. Edit it as CUDA: each
-   line is one string. */
-static const char *const KANC_LIB_1[] = {
-    "/* ---- fixed part: types, storage, random numbers, primitives, templates ---- */\n",
-    "#ifndef KANC_EMU\n",
-    "/* NVRTC has no <stdint.h> */\n",
-    "typedef unsigned long long uint64_t;\n",
-    "typedef long long int64_t;\n",
-    "typedef unsigned int uint32_t;\n",
-    "typedef int int32_t;\n",
-    "#endif\n",
-    "\n",
-    "/* Base addresses of the storage areas and of the per-step scalars; mirrors\n",
-    "   KancArgsHost (compiler/codegen_cuda.h) field for field. */\n",
-    "struct KancArgs {\n",
-    "    unsigned long long arena, params, grads, m, v, buffers, ws;\n",
-    "    unsigned long long scalars; /* KancScalars * */\n",
-    "};\n",
-    "\n",
-    "/* Mirrors KancScalars (compiler/codegen_cuda.h). */\n",
-    "struct KancScalars {\n",
-    "    float lr, beta1, beta2, eps, weight_decay, clip;\n",
-    "    float grad_norm, clip_scale; /* written by the device */\n",
-    "    unsigned long long seed, step;\n",
-    "    int training, pad;\n",
-    "};\n",
-    "\n",
-    "/* a tensor at a constant byte offset of a storage area */\n",
-    "#define KANC_PTR(T, base, bytes) ((T *)((base) + (unsigned long long)(bytes)))\n",
-    "#define KANC_SCALARS(args) ((KancScalars *)(args)->scalars)\n",
-    "#define KANC_BIG 3.402823466e+38f /* FLT_MAX: start of a max reduction */\n",
-    "#define KD __device__ __forceinline__ /* not static: NVRTC warns of unused statics */\n",
-    "\n",
-    "/* Dynamic shared memory (the launch's smem bytes) as a T array. */\n",
-    "#ifdef KANC_EMU\n",
-    "#define KANC_DYN_SMEM(T, name) T *name = (T *)kanc_emu_dyn_smem()\n",
-    "#else\n",
-    "#define KANC_DYN_SMEM(T, name)                                        \\\n",
-    "    extern __shared__ __align__(16) unsigned char kanc_dyn_smem_[]; \\\n",
-    "    T *name = (T *)kanc_dyn_smem_\n",
-    "#endif\n",
-    "\n",
-    "/* runtime/rng.h, pasted: dropout masks equal the CPU's bit for bit */\n",
-    "#define KANC_RNG_FN KD\n",
-};
-
-/* runtime/rng.h's functions, verbatim (KANC_RNG_FN is defined by the library as a
-   device inline), so dropout masks match the CPU bit for bit. A test compares the
-   emulated masks with the CPU's. */
-static const char *const KANC_RNG[] = {
-    "/* splitmix64's finaliser: a bijective 64-bit mix */\n",
-    "KANC_RNG_FN uint64_t kanc_mix64(uint64_t z)\n",
-    "{\n",
-    "    z += 0x9e3779b97f4a7c15ULL;\n",
-    "    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;\n",
-    "    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;\n",
-    "    return z ^ (z >> 31);\n",
-    "}\n",
-    "\n",
-    "/* 64 random bits for element `index` of stream `stream` under `seed` */\n",
-    "KANC_RNG_FN uint64_t kanc_rng_bits(uint64_t seed, uint64_t stream, uint64_t index)\n",
-    "{\n",
-    "    return kanc_mix64(kanc_mix64(seed ^ kanc_mix64(stream)) ^ index);\n",
-    "}\n",
-    "\n",
-    "/* uniform in [0, 1) with 24 bits, exact in float and double */\n",
-    "KANC_RNG_FN float kanc_rng_uniform(uint64_t seed, uint64_t stream, uint64_t index)\n",
-    "{\n",
-    "    return (float)(kanc_rng_bits(seed, stream, index) >> 40) * (1.0f / 16777216.0f);\n",
-    "}\n",
-    "\n",
-    "/* The dropout stream of graph node `node` at optimizer step `step`. */\n",
-    "KANC_RNG_FN uint64_t kanc_dropout_stream(uint64_t step, uint32_t node)\n",
-    "{\n",
-    "    return (step << 20) ^ (uint64_t)node;\n",
-    "}\n",
-};
-
-static const char *const KANC_LIB_2[] = {
-    "/* grid-stride loops over n elements */\n",
-    "KD long long kanc_gtid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }\n",
-    "KD long long kanc_gstride() { return (long long)gridDim.x * blockDim.x; }\n",
-    "\n",
-    "/* ---- warp and block primitives: every cross-thread operation goes through\n",
-    "   these; under the emulation prelude (KANC_EMU) they have a CPU meaning that\n",
-    "   gives the same bits (the same butterfly order). ---- */\n",
-    "#ifdef KANC_EMU\n",
-    "KD float kanc_warp_sum(float v) { return kanc_emu_warp_sum(v); }\n",
-    "KD double kanc_warp_sum(double v) { return kanc_emu_warp_sum(v); }\n",
-    "KD float kanc_warp_max(float v) { return kanc_emu_warp_max(v); }\n",
-    "KD void kanc_warp_sync() { kanc_emu_warp_sync(); }\n",
-    "#else\n",
-    "KD float kanc_warp_sum(float v)\n",
-    "{\n",
-    "    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);\n",
-    "    return v;\n",
-    "}\n",
-    "KD double kanc_warp_sum(double v)\n",
-    "{\n",
-    "    for (int m = 16; m > 0; m >>= 1) v += __shfl_xor_sync(0xffffffffu, v, m);\n",
-    "    return v;\n",
-    "}\n",
-    "KD float kanc_warp_max(float v)\n",
-    "{\n",
-    "    for (int m = 16; m > 0; m >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, m));\n",
-    "    return v;\n",
-    "}\n",
-    "KD void kanc_warp_sync() { __syncwarp(); }\n",
-    "#endif\n",
-    "\n",
-    "/* Sum over the block (blockDim.x a multiple of 32, every thread calls it):\n",
-    "   warp butterflies, then every thread adds the per-warp partials in warp\n",
-    "   order, so the result is the same in all threads and on every run. */\n",
-    "template <typename T> __device__ __forceinline__ T kanc_block_sum(T v)\n",
-    "{\n",
-    "    __shared__ T part[32];\n",
-    "    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n",
-    "    v = kanc_warp_sum(v);\n",
-    "    __syncthreads(); /* an earlier call's readers are done with part */\n",
-    "    if (lane == 0) part[w] = v;\n",
-    "    __syncthreads();\n",
-    "    T s = part[0];\n",
-    "    for (int j = 1; j < nw; j++) s += part[j];\n",
-    "    return s;\n",
-    "}\n",
-    "\n",
-    "KD float kanc_block_max(float v)\n",
-    "{\n",
-    "    __shared__ float part[32];\n",
-    "    int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = blockDim.x >> 5;\n",
-    "    v = kanc_warp_max(v);\n",
-    "    __syncthreads();\n",
-    "    if (lane == 0) part[w] = v;\n",
-    "    __syncthreads();\n",
-    "    float s = part[0];\n",
-    "    for (int j = 1; j < nw; j++) s = fmaxf(s, part[j]);\n",
-    "    return s;\n",
-    "}\n",
-    "\n",
-    "/* ---- activations (GAct numbering), as runtime/cpu_kernels.inc ---- */\n",
-    "#define KANC_ACT_NONE 0\n",
-    "#define KANC_ACT_SILU 1\n",
-    "#define KANC_ACT_GELU 2\n",
-    "#define KANC_ACT_RELU 3\n",
-    "#define KANC_GELU_C 0.7978845608028654f /* sqrt(2/pi) */\n",
-    "#define KANC_GELU_A 0.044715f\n",
-    "\n",
-    "KD float kanc_act(int act, float x)\n",
-    "{\n",
-    "    switch (act) {\n",
-    "    case KANC_ACT_SILU: return x / (1.0f + expf(-x));\n",
-    "    case KANC_ACT_GELU:\n",
-    "        return 0.5f * x * (1.0f + tanhf(KANC_GELU_C * (x + KANC_GELU_A * x * x * x)));\n",
-    "    case KANC_ACT_RELU: return x > 0.0f ? x : 0.0f;\n",
-    "    default: return x;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "KD float kanc_act_grad(int act, float x)\n",
-    "{\n",
-    "    switch (act) {\n",
-    "    case KANC_ACT_SILU: {\n",
-    "        float s = 1.0f / (1.0f + expf(-x));\n",
-    "        return s * (1.0f + x * (1.0f - s));\n",
-    "    }\n",
-    "    case KANC_ACT_GELU: {\n",
-    "        float t = tanhf(KANC_GELU_C * (x + KANC_GELU_A * x * x * x));\n",
-    "        return 0.5f * (1.0f + t) +\n",
-    "               0.5f * x * (1.0f - t * t) * KANC_GELU_C * (1.0f + 3.0f * KANC_GELU_A * x * x);\n",
-    "    }\n",
-    "    case KANC_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;\n",
-    "    default: return 1.0f;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* keep scale or 0 for element idx of a dropout stream (p > 0): the CPU compares\n",
-    "   the float draw with the double p */\n",
-    "KD float kanc_drop(double p, float keep, uint64_t seed, uint64_t stream, uint64_t idx)\n",
-    "{\n",
-    "    return (double)kanc_rng_uniform(seed, stream, idx) >= p ? keep : 0.0f;\n",
-    "}\n",
-    "\n",
-    "/* ---- the KAN basis family: B-splines (DESIGN.md 4). The fused kernels only\n",
-    "   call kanc_basis<G, K>(x, knots, values, derivatives or 0); another family\n",
-    "   (RBF, Chebyshev, rational) plugs in here with the same signature. ---- */\n",
-    "\n",
-    "/* Cox-de Boor on the knots t[0 .. G+2K] exactly as runtime/cpu_kan.inc:\n",
-    "   out[0 .. G+K-1] = B_j,K(x); with dout, their derivatives. */\n",
-    "template <int G, int K>\n",
-    "__device__ __forceinline__ void kanc_basis(float x, const float *t, float *out, float *dout)\n",
-    "{\n",
-    "    float tk[G + 2 * K + 1], b[G + 2 * K];\n",
-    "#pragma unroll\n",
-    "    for (int j = 0; j < G + 2 * K + 1; j++) tk[j] = t[j];\n",
-    "#pragma unroll\n",
-    "    for (int j = 0; j < G + 2 * K; j++) b[j] = (tk[j] <= x && x < tk[j + 1]) ? 1.0f : 0.0f;\n",
-    "#pragma unroll\n",
-    "    for (int p = 1; p <= K; p++) {\n",
-    "        if (p == K && dout) /* B'_j,K from the order K-1 bases */\n",
-    "            for (int j = 0; j < G + K; j++)\n",
-    "                dout[j] = (float)p / (tk[j + p] - tk[j]) * b[j] -\n",
-    "                          (float)p / (tk[j + p + 1] - tk[j + 1]) * b[j + 1];\n",
-    "        for (int j = 0; j < G + 2 * K - p; j++)\n",
-    "            b[j] = (x - tk[j]) / (tk[j + p] - tk[j]) * b[j] +\n",
-    "                   (tk[j + p + 1] - x) / (tk[j + p + 1] - tk[j + 1]) * b[j + 1];\n",
-    "    }\n",
-    "    if (K == 0 && dout)\n",
-    "        for (int j = 0; j < G; j++) dout[j] = 0.0f;\n",
-    "#pragma unroll\n",
-    "    for (int j = 0; j < G + K; j++) out[j] = b[j];\n",
-    "}\n",
-    "\n",
-    "/* One row of A(X) for input value xv: [act(x), B_0(x) .. B_{G+K-1}(x)] */\n",
-    "template <int G, int K, int ACT>\n",
-    "__device__ __forceinline__ void kanc_kan_a(float xv, const float *t, float *a)\n",
-    "{\n",
-    "    a[0] = kanc_act(ACT, xv);\n",
-    "    kanc_basis<G, K>(xv, t, a + 1, (float *)0);\n",
-    "}\n",
-    "\n",
-    "/* Fused weight entry Wf[o, i*S + c]: base[o,i] (c = 0), spline[o,i,c-1] * scaler[o,i] */\n",
-    "template <int NB, int SCALER>\n",
-    "__device__ __forceinline__ float kanc_kan_w(const float *base, const float *spline,\n",
-    "                                            const float *scaler, long long oi, int c)\n",
-    "{\n",
-    "    if (c == 0) return base[oi];\n",
-    "    float w = spline[oi * NB + c - 1];\n",
-    "    return SCALER ? w * scaler[oi] : w;\n",
-    "}\n",
-    "\n",
-    "/* ---- GEMM: C[M,N] = alpha op(A)[M,K] op(B)[K,N] + beta C, row-major, op =\n",
-    "   transpose when TA / TB (lda, ldb: the stored row strides). One block of\n",
-    "   256 threads (16 x 16) computes a TM x TN tile of C (TM, TN multiples of 16);\n",
-    "   thread (tx, ty) owns rows ty + 16i and columns tx + 16j; K advances TK at a\n",
-    "   time through shared memory. beta == 0: C is not read. ---- */\n",
-    "template <int TA, int TB, int TM, int TN, int TK>\n",
-    "__device__ __forceinline__ void kanc_gemm(const float *A, const float *B, float *C, long long M,\n",
-    "                                          long long N, long long K, long long lda, long long ldb,\n",
-    "                                          long long ldc, float alpha, float beta)\n",
-    "{\n",
-    "    constexpr int RM = TM / 16, RN = TN / 16;\n",
-    "    __shared__ float As[TK][TM + 1]; /* op(A) tile, k-major */\n",
-    "    __shared__ float Bs[TK][TN + 1]; /* op(B) tile */\n",
-    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
-    "    long long m0 = (long long)blockIdx.y * TM, n0 = (long long)blockIdx.x * TN;\n",
-    "    float acc[RM][RN];\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
-    "    for (long long k0 = 0; k0 < K; k0 += TK) {\n",
-    "        for (int e = tid; e < TM * TK; e += 256) { /* consecutive threads: consecutive addresses */\n",
-    "            int mm = TA ? e % TM : e / TK, kk = TA ? e / TM : e % TK;\n",
-    "            long long m = m0 + mm, k = k0 + kk;\n",
-    "            As[kk][mm] = (m < M && k < K) ? (TA ? A[k * lda + m] : A[m * lda + k]) : 0.0f;\n",
-    "        }\n",
-    "        for (int e = tid; e < TN * TK; e += 256) {\n",
-    "            int nn = TB ? e / TK : e % TN, kk = TB ? e % TK : e / TN;\n",
-    "            long long n = n0 + nn, k = k0 + kk;\n",
-    "            Bs[kk][nn] = (n < N && k < K) ? (TB ? B[n * ldb + k] : B[k * ldb + n]) : 0.0f;\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "        for (int kk = 0; kk < TK; kk++) {\n",
-    "            float a[RM], b[RN];\n",
-    "            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];\n",
-    "            for (int j = 0; j < RN; j++) b[j] = Bs[kk][tx + 16 * j];\n",
-    "            for (int i = 0; i < RM; i++)\n",
-    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "    }\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) {\n",
-    "            long long m = m0 + ty + 16 * i, n = n0 + tx + 16 * j;\n",
-    "            if (m >= M || n >= N) continue;\n",
-    "            float v = alpha * acc[i][j];\n",
-    "            C[m * ldc + n] = beta == 0.0f ? v : v + beta * C[m * ldc + n];\n",
-    "        }\n",
-    "}\n",
-    "\n",
-    "/* ---- the fused KAN layer (DESIGN.md 4). S = G+K+1 columns of A per input:\n",
-    "   [act(x), B_0(x) .. B_{G+K-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]\n",
-    "   in the same interleaving. A is built tile by tile in shared memory from X\n",
-    "   and Wf from the parameters; neither ever exists in device memory. ---- */\n",
-    "\n",
-    "/* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;\n",
-    "   the reduction advances TI inputs (TI*S columns of A) per stage. */\n",
-    "template <int G, int K, int ACT, int SCALER, int TM, int TN, int TI>\n",
-    "__device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const float *grid,\n",
-    "                                             const float *base, const float *spline,\n",
-    "                                             const float *scaler, long long N, int IN, int OUT)\n",
-    "{\n",
-    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TKW = TI * S;\n",
-    "    constexpr int RM = TM / 16, RN = TN / 16;\n",
-    "    __shared__ float As[TKW][TM + 1]; /* A(X) tile, k-major: As[ii*S + c][row] */\n",
-    "    __shared__ float Ws[TKW][TN + 1]; /* Wf^T tile: Ws[ii*S + c][out] */\n",
-    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
-    "    long long r0 = (long long)blockIdx.y * TM;\n",
-    "    int o0 = blockIdx.x * TN;\n",
-    "    float acc[RM][RN];\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
-    "    for (int i0 = 0; i0 < IN; i0 += TI) {\n",
-    "        /* prologue fusion: act and bases of TM rows x TI inputs */\n",
-    "        for (int e = tid; e < TM * TI; e += 256) {\n",
-    "            int r = e % TM, ii = e / TM, i = i0 + ii;\n",
-    "            long long n = r0 + r;\n",
-    "            float a[S];\n",
-    "            if (n < N && i < IN)\n",
-    "                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);\n",
-    "            else\n",
-    "                for (int c = 0; c < S; c++) a[c] = 0.0f;\n",
-    "            for (int c = 0; c < S; c++) As[ii * S + c][r] = a[c];\n",
-    "        }\n",
-    "        for (int e = tid; e < TN * TKW; e += 256) {\n",
-    "            int kk = e % TKW, oo = e / TKW, o = o0 + oo, i = i0 + kk / S;\n",
-    "            Ws[kk][oo] = (o < OUT && i < IN)\n",
-    "                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)\n",
-    "                             : 0.0f;\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "        for (int kk = 0; kk < TKW; kk++) {\n",
-    "            float a[RM], b[RN];\n",
-    "            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];\n",
-    "            for (int j = 0; j < RN; j++) b[j] = Ws[kk][tx + 16 * j];\n",
-    "            for (int i = 0; i < RM; i++)\n",
-    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "    }\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) {\n",
-    "            long long n = r0 + ty + 16 * i;\n",
-    "            int o = o0 + tx + 16 * j;\n",
-    "            if (n < N && o < OUT) y[n * OUT + o] = acc[i][j];\n",
-    "        }\n",
-    "}\n",
-    "\n",
-    "/* weights: dWf[OUT, IN*S] = dY^T A(X), A rebuilt the same way; the epilogue\n",
-    "   splits each (o, i) group of S columns into d base, d spline (times the\n",
-    "   scaler) and d scaler (sum_c dWf_spline * spline), adding into the gradient\n",
-    "   area. Block: TM outputs x TI inputs (TI*S columns); TR rows per stage. */\n",
-    "template <int G, int K, int ACT, int SCALER, int TM, int TI, int TR>\n",
-    "__device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, float *dscaler,\n",
-    "                                               const float *dy, const float *x, const float *grid,\n",
-    "                                               const float *spline, const float *scaler,\n",
-    "                                               long long N, int IN, int OUT)\n",
-    "{\n",
-    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;\n",
-    "    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;\n",
-    "    __shared__ float Ds[TR][TM + 1];  /* dY rows x outputs */\n",
-    "    __shared__ float As[TR][TNW + 1]; /* A(X) rows x columns */\n",
-    "    __shared__ float Gs[TM][TNW + 1]; /* the finished dWf tile */\n",
-    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
-    "    int o0 = blockIdx.y * TM, i0 = blockIdx.x * TI;\n",
-    "    float acc[RM][RN];\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
-    "    for (long long n0 = 0; n0 < N; n0 += TR) {\n",
-    "        for (int e = tid; e < TR * TM; e += 256) {\n",
-    "            int oo = e % TM, r = e / TM, o = o0 + oo;\n",
-    "            long long n = n0 + r;\n",
-    "            Ds[r][oo] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;\n",
-    "        }\n",
-    "        for (int e = tid; e < TR * TI; e += 256) {\n",
-    "            int r = e % TR, ii = e / TR, i = i0 + ii;\n",
-    "            long long n = n0 + r;\n",
-    "            float a[S];\n",
-    "            if (n < N && i < IN)\n",
-    "                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);\n",
-    "            else\n",
-    "                for (int c = 0; c < S; c++) a[c] = 0.0f;\n",
-    "            for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "        for (int r = 0; r < TR; r++) {\n",
-    "            float a[RM], b[RN];\n",
-    "            for (int i = 0; i < RM; i++) a[i] = Ds[r][ty + 16 * i];\n",
-    "            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? As[r][tx + 16 * j] : 0.0f;\n",
-    "            for (int i = 0; i < RM; i++)\n",
-    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "    }\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++)\n",
-    "            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];\n",
-    "    __syncthreads();\n",
-    "    for (int e = tid; e < TM * TI; e += 256) {\n",
-    "        int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;\n",
-    "        if (o >= OUT || i >= IN) continue;\n",
-    "        long long oi = (long long)o * IN + i;\n",
-    "        const float *g = &Gs[oo][ii * S];\n",
-    "        dbase[oi] += g[0];\n",
-    "        float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;\n",
-    "        for (int c = 0; c < NB; c++) {\n",
-    "            dspline[oi * NB + c] += g[1 + c] * s;\n",
-    "            ds += g[1 + c] * spline[oi * NB + c];\n",
-    "        }\n",
-    "        if (SCALER) dscaler[oi] += ds;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* input: Gb = dY Wf (TM rows x TI*S columns per block, the reduction over\n",
-    "   outputs TO at a time with Wf built on the fly); epilogue fusion:\n",
-    "   dx[n,i] (+)= act'(x) Gb[n,i,0] + sum_c B'_c(x) Gb[n,i,1+c]. */\n",
-    "template <int G, int K, int ACT, int SCALER, int ACC, int TM, int TI, int TO>\n",
-    "__device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const float *x,\n",
-    "                                               const float *grid, const float *base,\n",
-    "                                               const float *spline, const float *scaler,\n",
-    "                                               long long N, int IN, int OUT)\n",
-    "{\n",
-    "    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;\n",
-    "    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;\n",
-    "    __shared__ float Ds[TO][TM + 1];  /* dY^T: outputs x rows */\n",
-    "    __shared__ float Ws[TO][TNW + 1]; /* Wf: outputs x columns */\n",
-    "    __shared__ float Gs[TM][TNW + 1]; /* the finished Gb tile */\n",
-    "    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;\n",
-    "    long long r0 = (long long)blockIdx.y * TM;\n",
-    "    int i0 = blockIdx.x * TI;\n",
-    "    float acc[RM][RN];\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;\n",
-    "    for (int o0 = 0; o0 < OUT; o0 += TO) {\n",
-    "        for (int e = tid; e < TO * TM; e += 256) {\n",
-    "            int oo = e % TO, r = e / TO, o = o0 + oo;\n",
-    "            long long n = r0 + r;\n",
-    "            Ds[oo][r] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;\n",
-    "        }\n",
-    "        for (int e = tid; e < TO * TNW; e += 256) {\n",
-    "            int kk = e % TNW, oo = e / TNW, o = o0 + oo, i = i0 + kk / S;\n",
-    "            Ws[oo][kk] = (o < OUT && i < IN)\n",
-    "                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)\n",
-    "                             : 0.0f;\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "        for (int oo = 0; oo < TO; oo++) {\n",
-    "            float a[RM], b[RN];\n",
-    "            for (int i = 0; i < RM; i++) a[i] = Ds[oo][ty + 16 * i];\n",
-    "            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? Ws[oo][tx + 16 * j] : 0.0f;\n",
-    "            for (int i = 0; i < RM; i++)\n",
-    "                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];\n",
-    "        }\n",
-    "        __syncthreads();\n",
-    "    }\n",
-    "    for (int i = 0; i < RM; i++)\n",
-    "        for (int j = 0; j < RN; j++)\n",
-    "            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];\n",
-    "    __syncthreads();\n",
-    "    for (int e = tid; e < TM * TI; e += 256) {\n",
-    "        int r = e / TI, ii = e % TI, i = i0 + ii;\n",
-    "        long long n = r0 + r;\n",
-    "        if (n >= N || i >= IN) continue;\n",
-    "        long long q = n * IN + i;\n",
-    "        float xv = x[q], bs[NB], dbs[NB];\n",
-    "        kanc_basis<G, K>(xv, grid + (long long)i * NK, bs, dbs);\n",
-    "        const float *g = &Gs[r][ii * S];\n",
-    "        float s = kanc_act_grad(ACT, xv) * g[0];\n",
-    "        for (int c = 0; c < NB; c++) s += dbs[c] * g[1 + c];\n",
-    "        dx[q] = ACC ? dx[q] + s : s;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- layernorm: one block per row ---- */\n",
-    "\n",
-    "/* y = (x - mean) rstd w + b; stats[r] = (mean, rstd), rstd = 1/sqrt(var + eps) */\n",
-    "KD void kanc_layernorm_fwd(float *y, float *stats, const float *x, const float *w, const float *b,\n",
-    "                           int C, double eps)\n",
-    "{\n",
-    "    long long r = blockIdx.x;\n",
-    "    const float *xr = x + r * C;\n",
-    "    float *yr = y + r * C;\n",
-    "    double s = 0.0;\n",
-    "    for (int j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];\n",
-    "    double mean = kanc_block_sum(s) / C;\n",
-    "    double v = 0.0;\n",
-    "    for (int j = threadIdx.x; j < C; j += blockDim.x) v += (xr[j] - mean) * (xr[j] - mean);\n",
-    "    double rstd = 1.0 / sqrt(kanc_block_sum(v) / C + eps);\n",
-    "    if (threadIdx.x == 0) {\n",
-    "        stats[2 * r] = (float)mean;\n",
-    "        stats[2 * r + 1] = (float)rstd;\n",
-    "    }\n",
-    "    float m = (float)mean, rs = (float)rstd;\n",
-    "    for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * w[j] + b[j];\n",
-    "}\n",
-    "\n",
-    "/* dx (+)= rstd (dy w - mean(dy w) - xhat mean(dy w xhat)) */\n",
-    "template <int ACC>\n",
-    "__device__ __forceinline__ void kanc_layernorm_bwd_x(float *dx, const float *dy, const float *x,\n",
-    "                                                     const float *stats, const float *w, int C)\n",
-    "{\n",
-    "    long long r = blockIdx.x;\n",
-    "    const float *xr = x + r * C, *g = dy + r * C;\n",
-    "    float *d = dx + r * C;\n",
-    "    double mean = stats[2 * r], rstd = stats[2 * r + 1], s1 = 0.0, s2 = 0.0;\n",
-    "    for (int j = threadIdx.x; j < C; j += blockDim.x) {\n",
-    "        double gw = (double)g[j] * w[j];\n",
-    "        s1 += gw;\n",
-    "        s2 += gw * (xr[j] - mean) * rstd;\n",
-    "    }\n",
-    "    s1 = kanc_block_sum(s1) / C;\n",
-    "    s2 = kanc_block_sum(s2) / C;\n",
-    "    for (int j = threadIdx.x; j < C; j += blockDim.x) {\n",
-    "        double v = rstd * ((double)g[j] * w[j] - s1 - (xr[j] - mean) * rstd * s2);\n",
-    "        d[j] = (float)((ACC ? (double)d[j] : 0.0) + v);\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* dw[c] += sum_r dy xhat, db[c] += sum_r dy: one thread per column, rows in order */\n",
-    "KD void kanc_layernorm_bwd_wb(float *dw, float *db, const float *dy, const float *x,\n",
-    "                              const float *stats, long long N, int C)\n",
-    "{\n",
-    "    for (long long c = kanc_gtid(); c < C; c += kanc_gstride()) {\n",
-    "        double sw = 0.0, sb = 0.0;\n",
-    "        for (long long r = 0; r < N; r++) {\n",
-    "            double mean = stats[2 * r], rstd = stats[2 * r + 1], g = dy[r * C + c];\n",
-    "            sw += g * ((x[r * C + c] - mean) * rstd);\n",
-    "            sb += g;\n",
-    "        }\n",
-    "        dw[c] = (float)(dw[c] + sw);\n",
-    "        db[c] = (float)(db[c] + sb);\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- attention (minGPT): qkv[B,T,3C], head h uses columns h*D .. of q, k, v.\n",
-    "   One warp per row u = (b*H + h)*T + i of P[B,H,T,T]; P is the softmax before\n",
-    "   dropout, as the CPU saves it. ---- */\n",
-    "template <int CAUSAL>\n",
-    "__device__ __forceinline__ void kanc_attention_fwd(float *y, float *P, const float *qkv, int B,\n",
-    "                                                   int T, int C, int H, float sc, double p,\n",
-    "                                                   float keep, uint64_t seed, uint64_t stream)\n",
-    "{\n",
-    "    int lane = threadIdx.x & 31;\n",
-    "    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);\n",
-    "    if (u >= (long long)B * H * T) return; /* whole warps leave together */\n",
-    "    int D = C / H, C3 = 3 * C, h = (int)(u / T % H), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;\n",
-    "    long long b = u / ((long long)H * T);\n",
-    "    const float *q = qkv + (b * T + i) * C3 + h * D, *kv = qkv + b * T * C3 + h * D;\n",
-    "    float *pr = P + u * T, *yr = y + (b * T + i) * C + h * D;\n",
-    "    float mx = -KANC_BIG;\n",
-    "    for (int j = lane; j < jn; j += 32) {\n",
-    "        const float *kj = kv + (long long)j * C3 + C;\n",
-    "        float s = 0.0f;\n",
-    "        for (int d = 0; d < D; d++) s += q[d] * kj[d];\n",
-    "        pr[j] = s * sc;\n",
-    "        mx = fmaxf(mx, pr[j]);\n",
-    "    }\n",
-    "    mx = kanc_warp_max(mx);\n",
-    "    double sum = 0.0;\n",
-    "    for (int j = lane; j < jn; j += 32) {\n",
-    "        pr[j] = expf(pr[j] - mx);\n",
-    "        sum += pr[j];\n",
-    "    }\n",
-    "    float inv = (float)(1.0 / kanc_warp_sum(sum));\n",
-    "    for (int j = lane; j < jn; j += 32) pr[j] *= inv;\n",
-    "    for (int j = jn + lane; j < T; j += 32) pr[j] = 0.0f;\n",
-    "    kanc_warp_sync(); /* the row of P, written by all lanes, is read by all */\n",
-    "    for (int d = lane; d < D; d += 32) {\n",
-    "        float acc = 0.0f;\n",
-    "        for (int j = 0; j < jn; j++) {\n",
-    "            float a = p > 0.0 ? pr[j] * kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : pr[j];\n",
-    "            acc += a * kv[(long long)j * C3 + 2 * C + d];\n",
-    "        }\n",
-    "        yr[d] = acc;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* Backward in three passes. P is dead after the backward, so pass 2 writes\n",
-    "   dS over it instead of taking a workspace as large as P; pass 1 reads P first.\n",
-    "   Dropout masks come from the counter RNG, as in the forward. */\n",
-    "\n",
-    "/* pass 1: dv_j = sum_i mask_ij P_ij dy_i; one thread per element of the v part */\n",
-    "template <int CAUSAL, int ACC>\n",
-    "__device__ __forceinline__ void kanc_attention_bwd_dv(float *dqkv, const float *dy, const float *P,\n",
-    "                                                      int B, int T, int C, int H, double p,\n",
-    "                                                      float keep, uint64_t seed, uint64_t stream)\n",
-    "{\n",
-    "    int D = C / H, C3 = 3 * C;\n",
-    "    for (long long e = kanc_gtid(); e < (long long)B * T * C; e += kanc_gstride()) {\n",
-    "        int c = (int)(e % C), t = (int)(e / C % T), h = c / D;\n",
-    "        long long b = e / ((long long)T * C), bh = b * H + h;\n",
-    "        float s = 0.0f;\n",
-    "        for (int i = CAUSAL ? t : 0; i < T; i++) {\n",
-    "            long long q = (bh * T + i) * T + t; /* P[b, h, i, t] */\n",
-    "            float a = p > 0.0 ? P[q] * kanc_drop(p, keep, seed, stream, (uint64_t)q) : P[q];\n",
-    "            s += a * dy[(b * T + i) * C + c];\n",
-    "        }\n",
-    "        long long o = (b * T + t) * C3 + 2 * C + c;\n",
-    "        dqkv[o] = ACC ? dqkv[o] + s : s;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* pass 2, one warp per row u = (b*H + h)*T + i: dP_ij = mask_ij (dy_i . v_j),\n",
-    "   rowdot = sum_j P_ij dP_ij, then dS_ij = P_ij (dP_ij - rowdot) / sqrt(D) over\n",
-    "   P's row (dP is computed twice rather than stored) */\n",
-    "template <int CAUSAL>\n",
-    "__device__ __forceinline__ void kanc_attention_bwd_ds(float *PdS, const float *dy, const float *qkv,\n",
-    "                                                      int B, int T, int C, int H, float sc,\n",
-    "                                                      double p, float keep, uint64_t seed,\n",
-    "                                                      uint64_t stream)\n",
-    "{\n",
-    "    int lane = threadIdx.x & 31;\n",
-    "    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);\n",
-    "    if (u >= (long long)B * H * T) return; /* whole warps leave together */\n",
-    "    int D = C / H, C3 = 3 * C, h = (int)(u / T % H), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;\n",
-    "    long long b = u / ((long long)H * T);\n",
-    "    const float *g = dy + (b * T + i) * C + h * D, *kv = qkv + b * T * C3 + h * D;\n",
-    "    float *row = PdS + u * T;\n",
-    "    double rowdot = 0.0;\n",
-    "    for (int j = lane; j < jn; j += 32) {\n",
-    "        const float *vj = kv + (long long)j * C3 + 2 * C;\n",
-    "        float da = 0.0f;\n",
-    "        for (int d = 0; d < D; d++) da += g[d] * vj[d];\n",
-    "        float m = p > 0.0 ? kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : 1.0f;\n",
-    "        rowdot += (double)row[j] * (da * m);\n",
-    "    }\n",
-    "    rowdot = kanc_warp_sum(rowdot);\n",
-    "    for (int j = lane; j < jn; j += 32) { /* each lane rewrites only its own entries */\n",
-    "        const float *vj = kv + (long long)j * C3 + 2 * C;\n",
-    "        float da = 0.0f;\n",
-    "        for (int d = 0; d < D; d++) da += g[d] * vj[d];\n",
-    "        float m = p > 0.0 ? kanc_drop(p, keep, seed, stream, (uint64_t)(u * T + j)) : 1.0f;\n",
-    "        row[j] = (float)(row[j] * ((double)(da * m) - rowdot)) * sc;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* pass 3: dq_i = sum_j dS_ij k_j, dk_j = sum_i dS_ij q_i; one thread per\n",
-    "   element of the q and k parts */\n",
-    "template <int CAUSAL, int ACC>\n",
-    "__device__ __forceinline__ void kanc_attention_bwd_dqk(float *dqkv, const float *dS, const float *qkv,\n",
-    "                                                       int B, int T, int C, int H)\n",
-    "{\n",
-    "    int D = C / H, C3 = 3 * C;\n",
-    "    for (long long e = kanc_gtid(); e < (long long)B * T * 2 * C; e += kanc_gstride()) {\n",
-    "        int col = (int)(e % (2 * C)), t = (int)(e / (2 * C) % T), c = col % C, h = c / D;\n",
-    "        long long b = e / ((long long)T * 2 * C), bh = b * H + h;\n",
-    "        const float *qb = qkv + b * T * C3 + c; /* q[b, 0, c]; k is C further */\n",
-    "        float s = 0.0f;\n",
-    "        if (col < C) { /* dq */\n",
-    "            const float *dsr = dS + (bh * T + t) * T;\n",
-    "            for (int j = 0; j < (CAUSAL ? t + 1 : T); j++) s += dsr[j] * qb[(long long)j * C3 + C];\n",
-    "        } else { /* dk */\n",
-    "            for (int i = CAUSAL ? t : 0; i < T; i++) s += dS[(bh * T + i) * T + t] * qb[(long long)i * C3];\n",
-    "        }\n",
-    "        long long o = (b * T + t) * C3 + col;\n",
-    "        dqkv[o] = ACC ? dqkv[o] + s : s;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- softmax cross-entropy ---- */\n",
-    "\n",
-    "/* lse[r] = log sum exp logits[r, :]: one block per row */\n",
-    "KD void kanc_ce_lse(float *lse, const float *logits, int V)\n",
-    "{\n",
-    "    long long r = blockIdx.x;\n",
-    "    const float *row = logits + r * V;\n",
-    "    float mx = -KANC_BIG;\n",
-    "    for (int j = threadIdx.x; j < V; j += blockDim.x) mx = fmaxf(mx, row[j]);\n",
-    "    mx = kanc_block_max(mx);\n",
-    "    double s = 0.0;\n",
-    "    for (int j = threadIdx.x; j < V; j += blockDim.x) s += expf(row[j] - mx);\n",
-    "    s = kanc_block_sum(s);\n",
-    "    if (threadIdx.x == 0) lse[r] = (float)(mx + log(s));\n",
-    "}\n",
-    "\n",
-    "/* loss = mean over rows with a target (!= -1) of lse - logit[target]: one block */\n",
-    "KD void kanc_ce_loss(float *loss, const float *lse, const float *logits, const int *targets,\n",
-    "                     long long N, int V)\n",
-    "{\n",
-    "    double total = 0.0, count = 0.0;\n",
-    "    for (long long r = threadIdx.x; r < N; r += blockDim.x)\n",
-    "        if (targets[r] != -1) {\n",
-    "            total += (double)lse[r] - logits[r * V + targets[r]];\n",
-    "            count += 1.0;\n",
-    "        }\n",
-    "    total = kanc_block_sum(total);\n",
-    "    count = kanc_block_sum(count);\n",
-    "    if (threadIdx.x == 0) loss[0] = (float)(count > 0.0 ? total / count : 0.0);\n",
-    "}\n",
-    "\n",
-    "/* g = dloss / count (0 when nothing counts) into *g: one block */\n",
-    "KD void kanc_ce_scale(float *g, const float *dloss, const int *targets, long long N)\n",
-    "{\n",
-    "    double count = 0.0;\n",
-    "    for (long long r = threadIdx.x; r < N; r += blockDim.x) count += targets[r] != -1 ? 1.0 : 0.0;\n",
-    "    count = kanc_block_sum(count);\n",
-    "    if (threadIdx.x == 0) g[0] = (float)(count > 0.0 ? (double)dloss[0] / count : 0.0);\n",
-    "}\n",
-    "\n",
-    "/* dlogits (+)= g (softmax - onehot) on counted rows; uncounted rows: 0 (kept when ACC) */\n",
-    "template <int ACC>\n",
-    "__device__ __forceinline__ void kanc_ce_bwd(float *dl, const float *gp, const float *logits,\n",
-    "                                            const int *targets, const float *lse, long long N, int V)\n",
-    "{\n",
-    "    float g = gp[0];\n",
-    "    for (long long e = kanc_gtid(); e < N * V; e += kanc_gstride()) {\n",
-    "        long long r = e / V;\n",
-    "        int j = (int)(e % V), t = targets[r];\n",
-    "        float prev = ACC ? dl[e] : 0.0f;\n",
-    "        dl[e] = t == -1 ? prev : prev + g * (expf(logits[e] - lse[r]) - (j == t ? 1.0f : 0.0f));\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- whole-tensor sums: a fixed grid, fixed per-thread strides and a fixed\n",
-    "   tree, so the result is the same on every run ---- */\n",
-    "\n",
-    "/* part[block] = sum of x (SQUARE: x^2) over this block's grid-stride share */\n",
-    "template <int SQUARE>\n",
-    "__device__ __forceinline__ void kanc_sum_partial(double *part, const float *x, long long n)\n",
-    "{\n",
-    "    double s = 0.0;\n",
-    "    for (long long i = kanc_gtid(); i < n; i += kanc_gstride())\n",
-    "        s += SQUARE ? (double)x[i] * x[i] : (double)x[i];\n",
-    "    s = kanc_block_sum(s);\n",
-    "    if (threadIdx.x == 0) part[blockIdx.x] = s;\n",
-    "}\n",
-    "\n",
-    "/* sum of part[0 .. nparts) by one block (nparts <= blockDim.x) */\n",
-    "KD double kanc_sum_parts(const double *part, int nparts)\n",
-    "{\n",
-    "    return kanc_block_sum(threadIdx.x < nparts ? part[threadIdx.x] : 0.0);\n",
-    "}\n",
-    "\n",
-    "/* ---- AdamW (torch.optim.AdamW) on n elements with gradient gscale * g ---- */\n",
-    "KD void kanc_adamw(float *p, const float *g, float *m, float *v, long long n, float gscale,\n",
-    "                   float decay, float step, float bc2, float b1, float b2, float eps)\n",
-    "{\n",
-    "    for (long long i = kanc_gtid(); i < n; i += kanc_gstride()) {\n",
-    "        float gi = g[i] * gscale;\n",
-    "        float mi = b1 * m[i] + (1.0f - b1) * gi, vi = b2 * v[i] + (1.0f - b2) * gi * gi;\n",
-    "        p[i] = p[i] * decay - step * mi / (sqrtf(vi) / bc2 + eps);\n",
-    "        m[i] = mi;\n",
-    "        v[i] = vi;\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- embedding ---- */\n",
-    "\n",
-    "/* dw[idx[n], c] += dy[n, c]: thread (column c, vocabulary chunk blockIdx.y)\n",
-    "   scans every id in order and adds the rows that fall in its chunk, so each\n",
-    "   element of dw is owned by one thread and summed in the CPU's order. */\n",
-    "KD void kanc_embedding_bwd(float *dw, const int *idx, const float *dy, long long N, int C, int V,\n",
-    "                           int chunk)\n",
-    "{\n",
-    "    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n",
-    "    int v0 = blockIdx.y * chunk, v1 = v0 + chunk < V ? v0 + chunk : V;\n",
-    "    if (c >= C) return;\n",
-    "    for (long long n = 0; n < N; n++) {\n",
-    "        int id = idx[n];\n",
-    "        if (id >= v0 && id < v1) dw[(long long)id * C + c] += dy[n * C + c];\n",
-    "    }\n",
-    "}\n",
-    "\n",
-    "/* ---- column reductions: out[j] (+)= s * sum over rows of dy[r, j] (times\n",
-    "   other[(r*nout + j) % nother] for MUL); one thread per column, rows in order ---- */\n",
-    "template <int ACC, int MUL>\n",
-    "__device__ __forceinline__ void kanc_col_reduce(float *out, const float *dy, const float *other,\n",
-    "                                                long long rows, long long nout, long long nother,\n",
-    "                                                double s)\n",
-    "{\n",
-    "    for (long long j = kanc_gtid(); j < nout; j += kanc_gstride()) {\n",
-    "        double sum = 0.0;\n",
-    "        for (long long r = 0; r < rows; r++) {\n",
-    "            long long i = r * nout + j;\n",
-    "            sum += MUL ? (double)dy[i] * other[i % nother] : (double)dy[i];\n",
-    "        }\n",
-    "        out[j] = (float)((ACC ? (double)out[j] : 0.0) + s * sum);\n",
-    "    }\n",
-    "}\n",
-};
-
-/* ------------------------------------------------------------------------ */
-/* string builder                                                            */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-} Sb;
-
-static void sb_vput(Sb *b, const char *fmt, va_list ap)
-{
-    va_list aq;
-    va_copy(aq, ap);
-    int need = vsnprintf(NULL, 0, fmt, aq);
-    va_end(aq);
-    if (b->n + (size_t)need + 1 > b->cap) {
-        b->cap = (b->n + (size_t)need + 1) * 2;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    vsnprintf(b->s + b->n, (size_t)need + 1, fmt, ap);
-    b->n += (size_t)need;
-}
-
-static void sb_put(Sb *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_put(Sb *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    sb_vput(b, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------------ */
 /* generator state, storage locations, kernels and launches                  */
 /* ------------------------------------------------------------------------ */
-
-/* storage areas, numbered as GemmDesc.area_* */
-enum { KA_ARENA, KA_PARAMS, KA_GRADS, KA_M, KA_V, KA_BUFFERS, KA_WS };
-static const char *const AREA_FIELD[] = {"arena", "params", "grads", "m", "v", "buffers", "ws"};
 
 typedef struct {
     int area;
@@ -857,7 +51,7 @@ typedef struct {
     const Plan *p;
     const Graph *g;
     CudaOptions o;
-    Sb src;
+    StrBuf src;
     CudaLaunch *launch;
     int n_launch, cap;
     int64_t ws_bytes;
@@ -896,17 +90,17 @@ static void need_ws(Gen *G, int64_t bytes)
 static Loc value_loc(Gen *G, int i)
 {
     const GNode *n = &G->g->nodes[i];
-    if (n->op == OP_PARAM) return (Loc){KA_PARAMS, G->p->pos[i] * 4};
-    if (n->op == OP_BUFFER) return (Loc){KA_BUFFERS, G->p->pos[i] * 4};
+    if (n->op == OP_PARAM) return (Loc){AREA_PARAMS, G->p->pos[i] * 4};
+    if (n->op == OP_BUFFER) return (Loc){AREA_BUFFERS, G->p->pos[i] * 4};
     if (G->p->off[i] < 0) fail(G, "cuda: node %d (%s) has no storage", i, op_name(n->op));
-    return (Loc){KA_ARENA, G->p->off[i]};
+    return (Loc){AREA_ARENA, G->p->off[i]};
 }
 
 /* the gradient of parameter node i */
 static Loc grad_loc(Gen *G, int i)
 {
     if (G->g->nodes[i].op != OP_PARAM) fail(G, "cuda: node %d is not a parameter", i);
-    return (Loc){KA_GRADS, G->p->pos[i] * 4};
+    return (Loc){AREA_GRADS, G->p->pos[i] * 4};
 }
 
 /* the output of node n: its value, or the gradient of the parameter it targets */
@@ -919,7 +113,7 @@ static Loc out_loc(Gen *G, const GNode *n)
 static Loc aux_loc(Gen *G, int i)
 {
     if (G->p->aux_off[i] < 0) fail(G, "cuda: node %d (%s) has no aux tensor", i, op_name(G->g->nodes[i].op));
-    return (Loc){KA_ARENA, G->p->aux_off[i]};
+    return (Loc){AREA_ARENA, G->p->aux_off[i]};
 }
 
 static int n_id(const Gen *G) { return G->n->id; }
@@ -970,9 +164,9 @@ static void line(Gen *G, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    sb_put(&G->src, "    ");
-    sb_vput(&G->src, fmt, ap);
-    sb_put(&G->src, "\n");
+    sb_printf(&G->src, "    ");
+    sb_vprintf(&G->src, fmt, ap);
+    sb_printf(&G->src, "\n");
     va_end(ap);
 }
 
@@ -1009,33 +203,33 @@ static void kernel_begin(Gen *G, const char *what, unsigned gx, unsigned gy, uns
     l->grid[0] = gx;
     l->grid[1] = gy;
     l->block[0] = block;
-    sb_put(&G->src, "/* node %d %s", G->n->id, op_name(G->n->op));
+    sb_printf(&G->src, "/* node %d %s", G->n->id, op_name(G->n->op));
     const char *label = G->n->name;
     if (!label && G->n->fwd >= 0) label = G->g->nodes[G->n->fwd].name;
-    if (label) sb_put(&G->src, " (%s)", label);
-    sb_put(&G->src, ": ");
+    if (label) sb_printf(&G->src, " (%s)", label);
+    sb_printf(&G->src, ": ");
     va_list ap;
     va_start(ap, note);
-    sb_vput(&G->src, note, ap);
+    sb_vprintf(&G->src, note, ap);
     va_end(ap);
-    sb_put(&G->src, "\n   launch: grid (%u, %u), block %u */\n", gx, gy, block);
-    sb_put(&G->src, "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args)\n{\n",
+    sb_printf(&G->src, "\n   launch: grid (%u, %u), block %u */\n", gx, gy, block);
+    sb_printf(&G->src, "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args)\n{\n",
            block, G->kname);
 }
 
 static void kernel_end(Gen *G)
 {
-    sb_put(&G->src, "}\n#ifdef KANC_EMU\nKANC_EMU_HOST(%s, %d)\n#endif\n\n", G->kname, G->ksync);
+    sb_printf(&G->src, "}\n#ifdef KANC_EMU\nKANC_EMU_HOST(%s, %d)\n#endif\n\n", G->kname, G->ksync);
 }
 
 /* a pointer to a tensor: `const float *x = KANC_PTR(...); / * [shape] name * /` */
 static void ptr(Gen *G, const char *type, const char *var, Loc l, const GShape *s, const char *name)
 {
     char sb[96];
-    sb_put(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld);", type, var, type, AREA_FIELD[l.area],
+    sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld);", type, var, type, kanc_area_name(l.area),
            (long long)l.off);
-    if (s) sb_put(&G->src, " /* %s%s%s */", shp(s, sb), name ? " " : "", name ? name : "");
-    sb_put(&G->src, "\n");
+    if (s) sb_printf(&G->src, " /* %s%s%s */", shp(s, sb), name ? " " : "", name ? name : "");
+    sb_printf(&G->src, "\n");
 }
 
 /* input j of the current node, as a const pointer */
@@ -1097,7 +291,7 @@ static void emit_gemm(Gen *G, const char *what, const Gemm *q, const char *note)
                              .beta = q->beta, .area_a = q->a.area, .area_b = q->b.area,
                              .area_c = q->c.area, .off_a = q->a.off, .off_b = q->b.off,
                              .off_c = q->c.off};
-        sb_put(&G->src,
+        sb_printf(&G->src,
                "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
                "%g op(A) op(B) + %g C, trans %d %d, k %lld;\n   A = %s, B = %s, C = %s */\n\n",
                G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n,
@@ -1113,8 +307,8 @@ static void emit_gemm(Gen *G, const char *what, const Gemm *q, const char *note)
     const char *what3[3] = {q->na, q->nb, q->nc};
     Loc loc[3] = {q->a, q->b, q->c};
     for (int i = 0; i < 3; i++)
-        sb_put(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld); /* %s */\n", type[i], var[i], type[i],
-               AREA_FIELD[loc[i].area], (long long)loc[i].off, what3[i]);
+        sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld); /* %s */\n", type[i], var[i], type[i],
+                  kanc_area_name(loc[i].area), (long long)loc[i].off, what3[i]);
     line(G, "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
          q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k,
          (long long)q->lda, (long long)q->ldb, (long long)q->ldc, flit(ba, q->alpha),
@@ -1334,12 +528,12 @@ static void emit_sum(Gen *G)
     need_ws(G, parts * 8);
     kernel_begin(G, "sum_partial", (unsigned)parts, 1, BLOCK, 1, "ws[block] = partial sums of x");
     in_ptr(G, "x", 0);
-    ptr(G, "double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "double", "part", (Loc){AREA_WS, 0}, NULL, NULL);
     line(G, "kanc_sum_partial<0>(part, x, %lldLL);", (long long)N);
     kernel_end(G);
     kernel_begin(G, "sum", 1, 1, BLOCK, 1, "y = the sum of the %d partial sums", parts);
     out_ptr(G, "y");
-    ptr(G, "const double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "const double", "part", (Loc){AREA_WS, 0}, NULL, NULL);
     line(G, "double s = kanc_sum_parts(part, %d);", parts);
     line(G, "if (threadIdx.x == 0) y[0] = (float)s;");
     kernel_end(G);
@@ -1706,7 +900,7 @@ static void emit_ce_bwd(Gen *G)
     GShape ls = shape_of(1, N);
     need_ws(G, 4);
     kernel_begin(G, "ce_bwd_scale", 1, 1, BLOCK, 1, "ws[0] = dloss / (rows with a target)");
-    ptr(G, "float", "g", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "float", "g", (Loc){AREA_WS, 0}, NULL, NULL);
     in_ptr(G, "dloss", 0);
     in_ptr(G, "targets", 2);
     line(G, "kanc_ce_scale(g, dloss, targets, %lldLL);", (long long)N);
@@ -1714,7 +908,7 @@ static void emit_ce_bwd(Gen *G)
     kernel_begin(G, "ce_bwd", blocks_for(N * V), 1, BLOCK, 0,
                  "dlogits (+)= g (softmax - onehot(target)); rows without a target: 0");
     out_ptr(G, "dl");
-    ptr(G, "const float", "g", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "const float", "g", (Loc){AREA_WS, 0}, NULL, NULL);
     in_ptr(G, "logits", 1);
     in_ptr(G, "targets", 2);
     ptr(G, "const float", "lse", aux_loc(G, n->fwd), &ls, "log-sum-exp");
@@ -1753,14 +947,14 @@ static void emit_grad_norm(Gen *G)
     kernel_begin(G, "grad_norm_partial", (unsigned)parts, 1, BLOCK, 1,
                  "ws[block] = partial sums of squares of the whole gradient area (%lld elements)",
                  (long long)N);
-    ptr(G, "const float", "g", (Loc){KA_GRADS, 0}, NULL, NULL);
-    ptr(G, "double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "const float", "g", (Loc){AREA_GRADS, 0}, NULL, NULL);
+    ptr(G, "double", "part", (Loc){AREA_WS, 0}, NULL, NULL);
     line(G, "kanc_sum_partial<1>(part, g, %lldLL);", (long long)N);
     kernel_end(G);
     kernel_begin(G, "grad_norm", 1, 1, BLOCK, 1,
                  "norm = sqrt(sum of the %d partials) -> value and scalars->grad_norm", parts);
     out_ptr(G, "y");
-    ptr(G, "const double", "part", (Loc){KA_WS, 0}, NULL, NULL);
+    ptr(G, "const double", "part", (Loc){AREA_WS, 0}, NULL, NULL);
     line(G, "double s = kanc_sum_parts(part, %d);", parts);
     line(G, "if (threadIdx.x == 0) {");
     line(G, "    y[0] = (float)sqrt(s);");
@@ -1798,13 +992,13 @@ static void emit_adamw(Gen *G)
     }
     /* the ranges as a constant table: one loop in the kernel, not one inlined loop per range */
     if (nr) {
-        sb_put(&G->src, "/* node %d adamw: parameter ranges {offset, elements, weight decay} */\n", n_id(G));
-        sb_put(&G->src, "__constant__ long long n%d_adamw_ranges[%d][3] = {\n", n_id(G), nr);
+        sb_printf(&G->src, "/* node %d adamw: parameter ranges {offset, elements, weight decay} */\n", n_id(G));
+        sb_printf(&G->src, "__constant__ long long n%d_adamw_ranges[%d][3] = {\n", n_id(G), nr);
         for (int i = 0; i < nr; i++)
-            sb_put(&G->src, "    {%lld, %lld, %d}, /* %s%s (%d tensor%s) */\n", (long long)r[i].off,
+            sb_printf(&G->src, "    {%lld, %lld, %d}, /* %s%s (%d tensor%s) */\n", (long long)r[i].off,
                    (long long)r[i].len, r[i].decay, r[i].first ? r[i].first : "?",
                    r[i].count > 1 ? " .." : "", r[i].count, r[i].count > 1 ? "s" : "");
-        sb_put(&G->src, "};\n\n");
+        sb_printf(&G->src, "};\n\n");
     }
     kernel_begin(G, "adamw", blocks_for(total), 1, BLOCK, 0,
                  "clip by the global norm (torch clip_grad_norm_), AdamW on every trainable "
@@ -1893,11 +1087,38 @@ void cuda_options_default(CudaOptions *o)
     o->precision = CUDA_FP32;
 }
 
-static void emit_library(Sb *b)
+/* Appends embedded file `name`, its quoted includes replaced by their text,
+   each file once (the include guards would drop a second copy anyway). */
+static int emit_embedded(Gen *G, const char *name, unsigned char *done)
 {
-    for (size_t i = 0; i < sizeof KANC_LIB_1 / sizeof *KANC_LIB_1; i++) sb_put(b, "%s", KANC_LIB_1[i]);
-    for (size_t i = 0; i < sizeof KANC_RNG / sizeof *KANC_RNG; i++) sb_put(b, "%s", KANC_RNG[i]);
-    for (size_t i = 0; i < sizeof KANC_LIB_2 / sizeof *KANC_LIB_2; i++) sb_put(b, "%s", KANC_LIB_2[i]);
+    const EmbeddedFile *f = embedded_file(name);
+    if (!f) {
+        fail(G, "cuda: the library file %s is not embedded in kanc", name);
+        return -1;
+    }
+    int idx = (int)(f - kanc_embedded_files);
+    if (done[idx]) return 0;
+    done[idx] = 1;
+    for (const char *l = f->text; *l;) {
+        const char *e = strchr(l, '\n');
+        size_t n = e ? (size_t)(e - l) + 1 : strlen(l);
+        char inc[64];
+        if (sscanf(l, "#include \"%63[^\"]\"", inc) == 1) {
+            if (emit_embedded(G, inc, done)) return -1;
+        } else {
+            sb_append(&G->src, l, n);
+        }
+        l += n;
+    }
+    return 0;
+}
+
+/* The fixed library (cuda/kanc_lib.cuh, self-contained). */
+static void emit_library(Gen *G)
+{
+    unsigned char *done = xcalloc((size_t)kanc_n_embedded_files, 1);
+    emit_embedded(G, "kanc_lib.cuh", done);
+    free(done);
 }
 
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen)
@@ -1930,15 +1151,15 @@ int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *er
         return -1;
     }
     const Graph *g = p->g;
-    sb_put(&G.src,
+    sb_printf(&G.src,
            "/* Generated by kanc (compiler/codegen_cuda.c): every kernel of one training step.\n"
            "   %d graph nodes; arena %lld bytes; %lld parameter and %lld buffer elements.\n"
            "   Tiles %d x %d x %d; plain GEMMs %s. */\n\n",
            g->n, (long long)p->arena_bytes, (long long)p->n_param_elems, (long long)p->n_buffer_elems,
            G.o.tile_m, G.o.tile_n, G.o.tile_k,
            G.o.use_cublas ? "as LAUNCH_GEMM for cuBLASLt" : "as generated kernels");
-    emit_library(&G.src);
-    sb_put(&G.src, "\n/* ---- the step's kernels, in execution order ---- */\n\n");
+    emit_library(&G);
+    sb_printf(&G.src, "\n/* ---- the step's kernels, in execution order ---- */\n\n");
     out->node_first = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
     out->node_count = xcalloc((size_t)(g->n ? g->n : 1), sizeof(int));
     for (int i = 0; i < g->n && !G.failed; i++) {

@@ -23,6 +23,7 @@
 #include "diag.h"
 #include "frontend.h"
 #include "graph.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define MAX_CALL_DEPTH 64        /* block calls in flight */
@@ -72,29 +73,6 @@ static const char *kind_name(VKind k)
     return s[k];
 }
 
-/* A growing string, for canonical value text. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-} Str;
-
-static void str_add(Str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void str_add(Str *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->n + (size_t)n + 1 > b->cap) {
-        b->cap = 2 * (b->n + (size_t)n + 1);
-        b->s = xrealloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)n;
-}
-
 /* The shortest text that reads back as the same double, and reads as a
    float: "0.1", "2000.0", "1e-05", "0.30000000000000004" (as Python's repr). */
 static void fmt_float(char *buf, size_t n, double f)
@@ -112,28 +90,28 @@ static void fmt_float(char *buf, size_t n, double f)
 }
 
 /* Canonical .kdl text of a value: "48", "0.1", "[-1, 1]", "true", "\"silu\"". */
-static void fmt_value(Str *b, const Graph *g, Value v)
+static void fmt_value(StrBuf *b, const Graph *g, Value v)
 {
     char buf[64];
     switch (v.k) {
     case V_INT:
-        if (v.i == INT64_MIN) str_add(b, "(-9223372036854775807 - 1)");
-        else str_add(b, "%lld", (long long)v.i);
+        if (v.i == INT64_MIN) sb_printf(b, "(-9223372036854775807 - 1)");
+        else sb_printf(b, "%lld", (long long)v.i);
         break;
-    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); str_add(b, "%s", buf); break;
-    case V_BOOL: str_add(b, "%s", v.b ? "true" : "false"); break;
-    case V_STR: str_add(b, "\"%s\"", v.s); break;
-    case V_TENSOR: str_add(b, "a tensor %s", shape_str(&g->nodes[v.t].shape, buf, sizeof buf)); break;
+    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); sb_printf(b, "%s", buf); break;
+    case V_BOOL: sb_printf(b, "%s", v.b ? "true" : "false"); break;
+    case V_STR: sb_printf(b, "\"%s\"", v.s); break;
+    case V_TENSOR: sb_printf(b, "a tensor %s", shape_str(&g->nodes[v.t].shape, buf, sizeof buf)); break;
     case V_LIST:
     case V_TUPLE:
-        str_add(b, v.k == V_LIST ? "[" : "(");
+        sb_printf(b, v.k == V_LIST ? "[" : "(");
         for (int i = 0; i < v.n; i++) {
-            if (i) str_add(b, ", ");
+            if (i) sb_printf(b, ", ");
             fmt_value(b, g, v.items[i]);
         }
-        str_add(b, v.k == V_LIST ? "]" : ")");
+        sb_printf(b, v.k == V_LIST ? "]" : ")");
         break;
-    default: str_add(b, "<error>"); break;
+    default: sb_printf(b, "<error>"); break;
     }
 }
 
@@ -303,7 +281,7 @@ static const char *cur_scope(const Elab *E) { return E->fr ? E->fr->scope : ""; 
 
 static const char *value_text(Elab *E, Value v)
 {
-    Str b = {0};
+    StrBuf b = {0};
     fmt_value(&b, E->g, v);
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
@@ -1370,11 +1348,11 @@ static const char *label_path(Elab *E, const Node *n)
     }
     if (n->kind != ND_VAR)
         return err(E, n->loc, "a label is a dotted name such as 'transformer.h[i]'"), NULL;
-    Str b = {0};
-    str_add(&b, "%s", n->name);
+    StrBuf b = {0};
+    sb_printf(&b, "%s", n->name);
     for (int i = np - 1; i >= 0; i--) {
         if (parts[i]->kind == ND_MEMBER) {
-            str_add(&b, ".%s", parts[i]->name);
+            sb_printf(&b, ".%s", parts[i]->name);
             continue;
         }
         Value k = eval(E, parts[i]->rhs);
@@ -1385,7 +1363,7 @@ static const char *label_path(Elab *E, const Node *n)
             free(b.s);
             return NULL;
         }
-        str_add(&b, ".%lld", (long long)k.i);
+        sb_printf(&b, ".%lld", (long long)k.i);
     }
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
@@ -1495,15 +1473,15 @@ static int block_nparams(const Node *blk) { return node_count(blk->list); }
 /* "a -> b -> a": the chain of calls that comes back to blk */
 static const char *recursion_chain(Elab *E, const Node *blk)
 {
-    Str b = {0};
+    StrBuf b = {0};
     const Frame *fs[MAX_CALL_DEPTH + 2];
     int n = 0;
     for (const Frame *f = E->fr; f && n < MAX_CALL_DEPTH + 1; f = f->up) {
         fs[n++] = f;
         if (f->def == blk) break;
     }
-    for (int i = n - 1; i >= 0; i--) str_add(&b, "%s -> ", fs[i]->def->name);
-    str_add(&b, "%s", blk->name);
+    for (int i = n - 1; i >= 0; i--) sb_printf(&b, "%s -> ", fs[i]->def->name);
+    sb_printf(&b, "%s", blk->name);
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
     return s;
@@ -2064,7 +2042,7 @@ static void params_fill(Elab *E, KdlParams *p)
     p->names = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->names);
     p->values = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->values);
     for (int i = 0; i < p->n; i++) {
-        Str b = {0};
+        StrBuf b = {0};
         fmt_value(&b, E->g, E->params.v[i].v);
         p->names[i] = xstrdup(E->params.v[i].name);
         p->values[i] = b.s ? b.s : xstrdup("");

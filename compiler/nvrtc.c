@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hash.h"
 #include "util.h"
 
 typedef int nvrtcResult;
@@ -254,11 +255,7 @@ static int compile_raw(const char *src, const char *name, int sm, NvrtcOutput *o
 
 /* ---- the cubin cache: NVRTC's ptxas pass takes tens of seconds for a step ---- */
 
-static uint64_t fnv64(uint64_t h, const char *s)
-{
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
+static uint64_t fnv64(uint64_t h, const char *s) { return fnv1a64(h, s, strlen(s)); }
 
 /* the cache folder, or NULL when caching is off ($KANC_CACHE=0) */
 static const char *cache_dir(char *buf, size_t n)
@@ -296,7 +293,7 @@ int nvrtc_compile(const char *src, const char *name, int sm, NvrtcOutput *out, F
     if (!cache_dir(dir, sizeof dir)) return compile_raw(src, name, sm, out, diag, err, errlen);
     char key[96];
     snprintf(key, sizeof key, "nvrtc %d.%d sm_%d %s|", ma, mi, sm, flags ? flags : "");
-    uint64_t h = fnv64(fnv64(0xcbf29ce484222325ull, key), src);
+    uint64_t h = fnv64(fnv64(FNV1A64_INIT, key), src);
     snprintf(path, sizeof path, "%s/step-%016llx-sm_%d.cubin", dir, (unsigned long long)h, sm);
     size_t n = 0;
     unsigned char *bytes = (unsigned char *)read_file(path, &n);

@@ -390,19 +390,17 @@ static cJSON *u3(const unsigned v[3])
     return a;
 }
 
-static const char *AREA_NAMES[] = {"arena", "params", "grads", "m", "v", "buffers", "ws"};
-
 static int area_index(const char *s)
 {
-    for (int i = 0; i < 7; i++)
-        if (s && !strcmp(s, AREA_NAMES[i])) return i;
+    for (int i = 0; i < KANC_N_AREAS; i++)
+        if (s && !strcmp(s, kanc_area_name(i))) return i;
     return -1;
 }
 
 static cJSON *operand(int area, int64_t off)
 {
     cJSON *o = cJSON_CreateArray();
-    cJSON_AddItemToArray(o, cJSON_CreateString(area >= 0 && area < 7 ? AREA_NAMES[area] : "?"));
+    cJSON_AddItemToArray(o, cJSON_CreateString(kanc_area_name(area)));
     cJSON_AddItemToArray(o, cJSON_CreateNumber((double)off));
     return o;
 }
@@ -458,7 +456,7 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
     cJSON_AddNumberToObject(o, "n_buffer_elems", (double)p->n_buffer_elems);
     cJSON_AddNumberToObject(o, "ws_elems", (double)p->ws_elems);
     cJSON_AddNumberToObject(o, "ws_bytes", (double)prog->ws_bytes);
-    cJSON_AddNumberToObject(o, "args_bytes", (double)sizeof(KancArgsHost));
+    cJSON_AddNumberToObject(o, "args_bytes", (double)sizeof(KancArgs));
     cJSON_AddNumberToObject(o, "scalars_bytes", (double)sizeof(KancScalars));
     int64_t nparam = 0;
     cJSON *params = cJSON_AddArrayToObject(o, "params"), *buffers = cJSON_AddArrayToObject(o, "buffers"),
@@ -701,7 +699,7 @@ int artifact_check_plan(const Artifact *a, const Plan *p, char *err, size_t errl
     else if (jint(a->plan, "n_param_elems", -1) != p->n_param_elems) why = "a different parameter area";
     else if (jint(a->plan, "n_buffer_elems", -1) != p->n_buffer_elems) why = "a different buffer area";
     else if (jint(a->plan, "ws_elems", -1) != p->ws_elems) why = "a different workspace size";
-    else if (jint(a->plan, "args_bytes", -1) != (int64_t)sizeof(KancArgsHost) ||
+    else if (jint(a->plan, "args_bytes", -1) != (int64_t)sizeof(KancArgs) ||
              jint(a->plan, "scalars_bytes", -1) != (int64_t)sizeof(KancScalars))
         why = "a different kernel argument layout (KancArgs / KancScalars)";
     if (why) {

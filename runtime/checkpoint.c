@@ -43,7 +43,7 @@ static int add_entries(Model *m, StEntry *e, int n, const char *prefix, const vo
     return n;
 }
 
-static void *read_area(Model *m, DevArea a)
+static void *read_area(Model *m, KancArea a)
 {
     void *p = xmalloc((size_t)(device_area_elems(m->dev, a) + 1) * m->plan.real_size);
     m->dev->ops->read_area(m->dev, a, p);
@@ -264,7 +264,7 @@ void ckpt_sets(const CkptInfo *info, ConfigSets *cs)
 
 /* area <- tensors prefix+name of every parameter: F32, the parameter's exact
    shape, values checked for `kind` */
-static int load_area(Model *m, const StFile *f, const char *prefix, DevArea a, ModelValues kind,
+static int load_area(Model *m, const StFile *f, const char *prefix, KancArea a, ModelValues kind,
                      char *err, size_t errlen)
 {
     float *host = xcalloc((size_t)device_area_elems(m->dev, a) + 1, 4);

@@ -396,7 +396,7 @@ static CUresult m_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, u
     /* the one kernel parameter is the device address of KancArgs: here a host pointer */
     CUdeviceptr args;
     memcpy(&args, params[0], sizeof args);
-    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, (const KancArgsHost *)(uintptr_t)args);
+    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, (const KancArgs *)(uintptr_t)args);
     return CUDA_SUCCESS;
 }
 static CUresult m_error_string(CUresult r, const char **s)

@@ -11,9 +11,9 @@
 #include <stdint.h>
 
 #include "exec_cpu.h"
+#include "kanc_abi.h" /* KancArea */
 #include "plan.h"
 
-typedef enum { AREA_PARAMS, AREA_GRADS, AREA_M, AREA_V, AREA_BUFFERS } DevArea;
 
 typedef struct Device Device;
 
@@ -26,8 +26,8 @@ typedef struct {
     /* gradient of a parameter node */
     void (*read_grad)(Device *dev, int node, void *host);
     /* a whole state area, in the plan's element order */
-    void (*read_area)(Device *dev, DevArea area, void *host);
-    void (*write_area)(Device *dev, DevArea area, const void *host);
+    void (*read_area)(Device *dev, KancArea area, void *host);
+    void (*write_area)(Device *dev, KancArea area, const void *host);
     void (*destroy)(Device *dev);
 } DeviceOps;
 
@@ -50,6 +50,6 @@ Device *device_cpu_new(Plan *plan);
 CpuExec *device_cpu_exec(Device *dev);
 
 /* elements of an area */
-int64_t device_area_elems(const Device *dev, DevArea area);
+int64_t device_area_elems(const Device *dev, KancArea area);
 
 #endif

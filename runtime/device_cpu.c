@@ -14,7 +14,7 @@ static CpuExec *ex_of(Device *d) { return &((CpuDevice *)d)->ex; }
 
 CpuExec *device_cpu_exec(Device *dev) { return ex_of(dev); }
 
-int64_t device_area_elems(const Device *dev, DevArea area)
+int64_t device_area_elems(const Device *dev, KancArea area)
 {
     return area == AREA_BUFFERS ? dev->plan->n_buffer_elems : dev->plan->n_param_elems;
 }
@@ -53,23 +53,24 @@ static void cpu_read_grad(Device *d, int node, void *host)
     memcpy(host, cpu_exec_grad(ex_of(d), node), value_bytes(d, node));
 }
 
-static void *area_ptr(CpuExec *e, DevArea a)
+static void *area_ptr(CpuExec *e, KancArea a)
 {
     switch (a) {
     case AREA_PARAMS: return e->params;
     case AREA_GRADS: return e->grads;
     case AREA_M: return e->m;
     case AREA_V: return e->v;
-    default: return e->buffers;
+    case AREA_BUFFERS: return e->buffers;
+    default: die("cpu: area %s has no host copy", kanc_area_name(a));
     }
 }
 
-static void cpu_read_area(Device *d, DevArea a, void *host)
+static void cpu_read_area(Device *d, KancArea a, void *host)
 {
     memcpy(host, area_ptr(ex_of(d), a), (size_t)device_area_elems(d, a) * d->plan->real_size);
 }
 
-static void cpu_write_area(Device *d, DevArea a, const void *host)
+static void cpu_write_area(Device *d, KancArea a, const void *host)
 {
     memcpy(area_ptr(ex_of(d), a), host, (size_t)device_area_elems(d, a) * d->plan->real_size);
 }

@@ -38,7 +38,6 @@
 
 #define LT_WORKSPACE ((size_t)32 << 20)
 
-enum { A_ARENA, A_PARAMS, A_GRADS, A_M, A_V, A_BUFFERS, A_WS, N_AREAS };
 
 typedef struct {
     cublasLtMatmulDesc_t desc;
@@ -54,8 +53,8 @@ typedef struct {
     int have_ctx;
     CUstream stream;
     CUmodule mod;
-    CUdeviceptr area[N_AREAS];
-    size_t area_bytes[N_AREAS];
+    CUdeviceptr area[KANC_N_AREAS];
+    size_t area_bytes[KANC_N_AREAS];
     CUdeviceptr d_args, d_scalars, lt_ws;
     CudaProgram prog;
     int *owner;        /* per launch: the graph node it belongs to */
@@ -112,10 +111,10 @@ static CUdeviceptr value_ptr(CudaDevice *c, int node)
 {
     const Plan *p = c->dev.plan;
     const GNode *n = &p->g->nodes[node];
-    if (n->op == OP_PARAM) return c->area[A_PARAMS] + (CUdeviceptr)p->pos[node] * 4;
-    if (n->op == OP_BUFFER) return c->area[A_BUFFERS] + (CUdeviceptr)p->pos[node] * 4;
+    if (n->op == OP_PARAM) return c->area[AREA_PARAMS] + (CUdeviceptr)p->pos[node] * 4;
+    if (n->op == OP_BUFFER) return c->area[AREA_BUFFERS] + (CUdeviceptr)p->pos[node] * 4;
     if (p->off[node] < 0) die("cuda: node %d (%s) has no storage", node, op_name(n->op));
-    return c->area[A_ARENA] + (CUdeviceptr)p->off[node];
+    return c->area[AREA_ARENA] + (CUdeviceptr)p->off[node];
 }
 
 static size_t value_bytes(CudaDevice *c, int node)
@@ -155,30 +154,19 @@ static void cuda_read_grad(Device *d, int node, void *host)
     CudaDevice *c = cd_of(d);
     const Plan *p = d->plan;
     if (p->g->nodes[node].op != OP_PARAM) die("cuda: node %d is not a parameter", node);
-    copy_out(c, host, c->area[A_GRADS] + (CUdeviceptr)p->pos[node] * 4, value_bytes(c, node));
+    copy_out(c, host, c->area[AREA_GRADS] + (CUdeviceptr)p->pos[node] * 4, value_bytes(c, node));
 }
 
-static int area_of(DevArea a)
-{
-    switch (a) {
-    case AREA_PARAMS: return A_PARAMS;
-    case AREA_GRADS: return A_GRADS;
-    case AREA_M: return A_M;
-    case AREA_V: return A_V;
-    default: return A_BUFFERS;
-    }
-}
-
-static void cuda_read_area(Device *d, DevArea a, void *host)
+static void cuda_read_area(Device *d, KancArea a, void *host)
 {
     CudaDevice *c = cd_of(d);
-    copy_out(c, host, c->area[area_of(a)], (size_t)device_area_elems(d, a) * 4);
+    copy_out(c, host, c->area[a], (size_t)device_area_elems(d, a) * 4);
 }
 
-static void cuda_write_area(Device *d, DevArea a, const void *host)
+static void cuda_write_area(Device *d, KancArea a, const void *host)
 {
     CudaDevice *c = cd_of(d);
-    copy_in(c, c->area[area_of(a)], host, (size_t)device_area_elems(d, a) * 4);
+    copy_in(c, c->area[a], host, (size_t)device_area_elems(d, a) * 4);
 }
 
 /* ------------------------------------------------------------ the step */
@@ -206,7 +194,7 @@ static void cuda_run(Device *d, int from, int to)
     if (to > g->n) to = g->n;
     if (from >= to) return;
     if (from <= g->n_forward && to > g->n_forward) /* the range starts the backward (as the CPU) */
-        CU_CHECK(c, cuMemsetD8Async(c->area[A_GRADS], 0, c->area_bytes[A_GRADS], c->stream));
+        CU_CHECK(c, cuMemsetD8Async(c->area[AREA_GRADS], 0, c->area_bytes[AREA_GRADS], c->stream));
     KancScalars *s = &c->scal;
     s->lr = (float)d->opt.lr;
     s->beta1 = (float)d->opt.beta1;
@@ -274,7 +262,7 @@ static void cuda_destroy(Device *d)
             if (gp->lc) api->cublasLtMatrixLayoutDestroy(gp->lc);
         }
         if (c->have_lt) api->cublasLtDestroy(c->lt);
-        for (int i = 0; i < N_AREAS; i++)
+        for (int i = 0; i < KANC_N_AREAS; i++)
             if (c->area[i]) api->cuMemFree(c->area[i]);
         if (c->d_args) api->cuMemFree(c->d_args);
         if (c->d_scalars) api->cuMemFree(c->d_scalars);
@@ -388,10 +376,10 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
 
     int64_t pb = p->n_param_elems * 4;
     int64_t ws = p->ws_elems * 4 > c->prog.ws_bytes ? p->ws_elems * 4 : c->prog.ws_bytes;
-    c->area_bytes[A_ARENA] = (size_t)p->arena_bytes;
-    c->area_bytes[A_PARAMS] = c->area_bytes[A_GRADS] = c->area_bytes[A_M] = c->area_bytes[A_V] = (size_t)pb;
-    c->area_bytes[A_BUFFERS] = (size_t)(p->n_buffer_elems * 4);
-    c->area_bytes[A_WS] = (size_t)ws;
+    c->area_bytes[AREA_ARENA] = (size_t)p->arena_bytes;
+    c->area_bytes[AREA_PARAMS] = c->area_bytes[AREA_GRADS] = c->area_bytes[AREA_M] = c->area_bytes[AREA_V] = (size_t)pb;
+    c->area_bytes[AREA_BUFFERS] = (size_t)(p->n_buffer_elems * 4);
+    c->area_bytes[AREA_WS] = (size_t)ws;
     CU_TRY(c, cuModuleLoadData(&c->mod, image));
     int smem_optin = 0;
     CU_TRY(c, cuDeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
@@ -435,8 +423,8 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             if (l->kind != LAUNCH_GEMM) continue;
             const GemmDesc *m = &l->gemm;
             GemmPlan *gp = &c->gemm[i];
-            if (m->area_a < 0 || m->area_a >= N_AREAS || m->area_b < 0 || m->area_b >= N_AREAS ||
-                m->area_c < 0 || m->area_c >= N_AREAS) {
+            if (m->area_a < 0 || m->area_a >= KANC_N_AREAS || m->area_b < 0 || m->area_b >= KANC_N_AREAS ||
+                m->area_c < 0 || m->area_c >= KANC_N_AREAS) {
                 snprintf(err, errlen, "GEMM %s: bad storage area", l->name);
                 api->cublasLtMatmulPreferenceDestroy(pref);
                 return -1;
@@ -504,16 +492,16 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
         }
     }
 
-    for (int i = 0; i < N_AREAS; i++) {
+    for (int i = 0; i < KANC_N_AREAS; i++) {
         if (alloc(c, &c->area[i], c->area_bytes[i], err, errlen)) return -1;
         CU_TRY(c, cuMemsetD8Async(c->area[i], 0, c->area_bytes[i], c->stream));
     }
-    if (alloc(c, &c->d_args, sizeof(KancArgsHost), err, errlen) ||
+    if (alloc(c, &c->d_args, sizeof(KancArgs), err, errlen) ||
         alloc(c, &c->d_scalars, sizeof(KancScalars), err, errlen))
         return -1;
-    KancArgsHost args = {.arena = c->area[A_ARENA], .params = c->area[A_PARAMS], .grads = c->area[A_GRADS],
-                         .m = c->area[A_M], .v = c->area[A_V], .buffers = c->area[A_BUFFERS],
-                         .ws = c->area[A_WS], .scalars = c->d_scalars};
+    KancArgs args = {.arena = c->area[AREA_ARENA], .params = c->area[AREA_PARAMS], .grads = c->area[AREA_GRADS],
+                         .m = c->area[AREA_M], .v = c->area[AREA_V], .buffers = c->area[AREA_BUFFERS],
+                         .ws = c->area[AREA_WS], .scalars = c->d_scalars};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_args, &args, sizeof args, c->stream));
     c->scal = (KancScalars){.clip_scale = 1};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_scalars, &c->scal, sizeof c->scal, c->stream));

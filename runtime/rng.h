@@ -3,13 +3,15 @@
  * A draw is a pure function of (seed, stream, index): no state, so the CPU
  * kernels, the generated CUDA kernels and a resumed run all draw the same
  * numbers for the same element, in any order, on any number of threads.
- * This header is also pasted verbatim into generated CUDA source, so it
- * stays plain C99 with no includes beyond stdint.
+ * cuda/kanc_core.cuh includes this header as it is (KANC_RNG_FN set to a
+ * device inline), so it stays plain C99 with no includes beyond stdint.
  */
 #ifndef KANC_RNG_H
 #define KANC_RNG_H
 
+#ifndef __CUDACC_RTC__ /* NVRTC: cuda/kanc_core.cuh defines the types */
 #include <stdint.h>
+#endif
 
 #ifndef KANC_RNG_FN
 #define KANC_RNG_FN static inline

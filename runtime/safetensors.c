@@ -3,6 +3,7 @@
 #include "safetensors.h"
 
 #include "atomic_file.h"
+#include "strbuf.h"
 #include "util.h"
 
 #include <cjson/cJSON.h>
@@ -701,43 +702,14 @@ const StMeta *st_meta_at(const StFile *f, int i)
 /* ------------------------------------------------------------------------ */
 /* writing                                                                   */
 
-typedef struct Buf {
-    char *s;
-    size_t n, cap;
-} Buf;
-
-static void buf_put(Buf *b, const char *s, size_t n)
-{
-    if (b->n + n + 1 > b->cap) {
-        while (b->n + n + 1 > b->cap) b->cap = b->cap ? b->cap * 2 : 1024;
-        b->s = xrealloc(b->s, b->cap);
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = 0;
-}
-
-static void buf_puts(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
-
-static void buf_printf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(Buf *b, const char *fmt, ...)
-{
-    char tmp[64];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    buf_put(b, tmp, (size_t)n); /* only used for short numbers */
-}
-
 /* Appends s as a JSON string exactly as Python's json.dumps (ensure_ascii)
  * writes it. Returns -1 if s is not valid UTF-8. */
-static int json_string(Buf *b, const char *s)
+static int json_string(StrBuf *b, const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t n = strlen(s);
     if (utf8_invalid_at(u, n) >= 0) return -1;
-    buf_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
     size_t i = 0;
     while (i < n) {
         unsigned c = u[i];
@@ -756,26 +728,26 @@ static int json_string(Buf *b, const char *s)
             i += 4;
         }
         switch (cp) {
-        case '"': buf_puts(b, "\\\""); continue;
-        case '\\': buf_puts(b, "\\\\"); continue;
-        case '\n': buf_puts(b, "\\n"); continue;
-        case '\r': buf_puts(b, "\\r"); continue;
-        case '\t': buf_puts(b, "\\t"); continue;
-        case '\b': buf_puts(b, "\\b"); continue;
-        case '\f': buf_puts(b, "\\f"); continue;
+        case '"': sb_puts(b, "\\\""); continue;
+        case '\\': sb_puts(b, "\\\\"); continue;
+        case '\n': sb_puts(b, "\\n"); continue;
+        case '\r': sb_puts(b, "\\r"); continue;
+        case '\t': sb_puts(b, "\\t"); continue;
+        case '\b': sb_puts(b, "\\b"); continue;
+        case '\f': sb_puts(b, "\\f"); continue;
         default: break;
         }
         if (cp >= 0x20 && cp <= 0x7e) {
             char ch = (char)cp;
-            buf_put(b, &ch, 1);
+            sb_append(b, &ch, 1);
         } else if (cp < 0x10000) {
-            buf_printf(b, "\\u%04x", cp);
+            sb_printf(b, "\\u%04x", cp);
         } else {
             uint32_t v = cp - 0x10000;
-            buf_printf(b, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ffu));
+            sb_printf(b, "\\u%04x\\u%04x", 0xd800 + (v >> 10), 0xdc00 + (v & 0x3ffu));
         }
     }
-    buf_put(b, "\"", 1);
+    sb_append(b, "\"", 1);
     return 0;
 }
 
@@ -800,7 +772,7 @@ int st_write(const char *path, const StEntry *entries, int n, const StMeta *meta
 
     uint64_t *sizes = xmalloc(((size_t)n ? (size_t)n : 1) * sizeof *sizes);
     int *order = xmalloc(((size_t)n ? (size_t)n : 1) * sizeof *order);
-    Buf h = {0};
+    StrBuf h = {0};
     int rc = 0;
 
     for (int i = 0; i < n && !rc; i++) {
@@ -856,37 +828,37 @@ int st_write(const char *path, const StEntry *entries, int n, const StMeta *meta
 
     /* header JSON, byte-compatible with json.dumps(header, separators=(",", ":")) */
     uint64_t off = 0;
-    buf_put(&h, "{", 1);
+    sb_append(&h, "{", 1);
     for (int k = 0; k < n; k++) {
         const StEntry *e = &entries[order[k]];
-        if (k) buf_put(&h, ",", 1);
+        if (k) sb_append(&h, ",", 1);
         if (json_string(&h, e->name)) {
             rc = fail(&c, "tensor name '%s' is not valid UTF-8", show(e->name).s);
             goto out;
         }
-        buf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(e->dtype));
-        for (int d = 0; d < e->rank; d++) buf_printf(&h, d ? ",%" PRId64 : "%" PRId64, e->shape[d]);
-        buf_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + sizes[order[k]]);
+        sb_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(e->dtype));
+        for (int d = 0; d < e->rank; d++) sb_printf(&h, d ? ",%" PRId64 : "%" PRId64, e->shape[d]);
+        sb_printf(&h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + sizes[order[k]]);
         off += sizes[order[k]];
     }
     if (nmeta > 0) {
-        buf_puts(&h, n ? ",\"__metadata__\":{" : "\"__metadata__\":{");
+        sb_puts(&h, n ? ",\"__metadata__\":{" : "\"__metadata__\":{");
         for (int i = 0; i < nmeta; i++) {
-            if (i) buf_put(&h, ",", 1);
+            if (i) sb_append(&h, ",", 1);
             if (json_string(&h, meta[i].key)) {
                 rc = fail(&c, "metadata key '%s' is not valid UTF-8", show(meta[i].key).s);
                 goto out;
             }
-            buf_put(&h, ":", 1);
+            sb_append(&h, ":", 1);
             if (json_string(&h, meta[i].value)) {
                 rc = fail(&c, "metadata '%s' value is not valid UTF-8", show(meta[i].key).s);
                 goto out;
             }
         }
-        buf_put(&h, "}", 1);
+        sb_append(&h, "}", 1);
     }
-    buf_put(&h, "}", 1);
-    while (h.n % 8) buf_put(&h, " ", 1);
+    sb_append(&h, "}", 1);
+    while (h.n % 8) sb_append(&h, " ", 1);
     if (h.n > ST_MAX_HEADER) {
         rc = fail(&c, "header would be %zu bytes, over the %" PRIu64 "-byte limit readers accept", h.n, ST_MAX_HEADER);
         goto out;

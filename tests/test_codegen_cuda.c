@@ -25,11 +25,13 @@
 
 #include "autodiff.h"
 #include "codegen_cuda.h"
+#include "embedded.h"
 #include "emu/emu_launch.h"
 #include "exec_cpu.h"
 #include "plan.h"
 #include "rng.h"
 #include "graph_build.h"
+#include "test_util.h"
 
 TestSuite(cuda_codegen, .timeout = 600);
 
@@ -133,7 +135,7 @@ typedef struct {
     unsigned char *arena, *ws;
     float *params, *grads, *m, *v, *buffers;
     KancScalars sc;
-    KancArgsHost a;
+    KancArgs a;
     int resync;
     int failures;
     int compared;      /* comparisons made */
@@ -377,7 +379,7 @@ static int run_case(Case *c, const char *what, const RunOpts *ro)
                          .eps = (float)e.opt.eps, .weight_decay = (float)e.opt.weight_decay,
                          .clip = (float)e.opt.clip, .seed = e.seed, .step = (uint64_t)e.step,
                          .training = ro->training};
-    u.a = (KancArgsHost){.arena = (uint64_t)(uintptr_t)u.arena, .params = (uint64_t)(uintptr_t)u.params,
+    u.a = (KancArgs){.arena = (uint64_t)(uintptr_t)u.arena, .params = (uint64_t)(uintptr_t)u.params,
                          .grads = (uint64_t)(uintptr_t)u.grads, .m = (uint64_t)(uintptr_t)u.m,
                          .v = (uint64_t)(uintptr_t)u.v, .buffers = (uint64_t)(uintptr_t)u.buffers,
                          .ws = (uint64_t)(uintptr_t)u.ws, .scalars = (uint64_t)(uintptr_t)&u.sc};
@@ -830,7 +832,7 @@ Test(cuda_codegen, prelude_primitives)
     EmuHostFn fn = emu_module_lookup(m, "prims");
     cr_assert(fn);
     float *out = calloc(2048, sizeof(float));
-    KancArgsHost a = {.arena = (uint64_t)(uintptr_t)out};
+    KancArgs a = {.arena = (uint64_t)(uintptr_t)out};
     fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), &a);
     for (int blk = 0; blk < 2; blk++)
         for (int t = 0; t < 64; t++) {
@@ -859,4 +861,67 @@ Test(cuda_codegen, emu_reports_compile_errors)
     cr_expect(strstr(err, "rejected") != NULL, "%s", err);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     cr_expect_eq(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the library's files (cuda/)                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(cuda_codegen, the_library_compiles_with_nvcc)
+{
+    char *out = NULL;
+    if (test_run(&out, "command -v nvcc") != 0) cr_skip_test("nvcc is not on the PATH");
+    free(out);
+    char *dir = test_tmpdir();
+    const char *arch[] = {"sm_80", "sm_90"};
+    for (int i = 0; i < 2; i++) {
+        int rc = test_run(&out,
+                          "nvcc -std=c++17 -arch=%s -Icuda -Iruntime -Werror all-warnings "
+                          "-c tests/cuda/lib_instantiate.cu -o %s/lib_%s.o",
+                          arch[i], dir, arch[i]);
+        cr_assert_eq(rc, 0, "nvcc %s failed:\n%s", arch[i], out);
+        free(out);
+    }
+    test_run(NULL, "rm -rf %s", dir);
+    free(dir);
+}
+
+/* Each embedded file's text, between its quoted includes, appears in the
+   generated source once, and no quoted include is left for NVRTC to find. */
+Test(cuda_codegen, the_generated_source_holds_the_library_files)
+{
+    Case c = {.seed = 64};
+    graph_init(&c.g);
+    int a = value(&c, "a", s2(4, 7));
+    int r = op(&c, OP_RELU, &a, 1, s2(4, 7), (GAttr){0});
+    finish(&c, r);
+    Plan p;
+    plan_build(&p, &c.g, 4);
+    CudaProgram prog;
+    char err[256];
+    cr_assert_eq(codegen_cuda(&p, NULL, &prog, err, sizeof err), 0, "%s", err);
+    cr_assert_null(strstr(prog.source, "#include \""), "a quoted include is left in the source");
+    cr_assert_gt(kanc_n_embedded_files, 2);
+    for (int i = 0; i < kanc_n_embedded_files; i++) {
+        const EmbeddedFile *f = &kanc_embedded_files[i];
+        cr_assert_eq(embedded_file(f->name), f);
+        cr_assert_eq(strlen(f->text), f->len, "%s holds a NUL byte", f->name);
+        const char *seg = f->text;
+        while (*seg) {
+            const char *inc = strstr(seg, "#include \"");
+            size_t n = inc ? (size_t)(inc - seg) : strlen(seg);
+            char *piece = strndup(seg, n);
+            const char *at = strstr(prog.source, piece);
+            cr_assert_not_null(at, "%s: a part of it is missing from the source:\n%s", f->name, piece);
+            if (n > 64) cr_assert_null(strstr(at + 1, piece), "%s: a part of it appears twice", f->name);
+            free(piece);
+            if (!inc) break;
+            seg = strchr(inc, '\n');
+            if (!seg) break;
+            seg++;
+        }
+    }
+    cuda_program_free(&prog);
+    plan_free(&p);
+    graph_free(&c.g);
 }

@@ -679,7 +679,7 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
 
 /* ------------------------------------------------------------ emu against the CPU */
 
-static void read_area(Model *m, DevArea a, float *dst) { m->dev->ops->read_area(m->dev, a, dst); }
+static void read_area(Model *m, KancArea a, float *dst) { m->dev->ops->read_area(m->dev, a, dst); }
 
 /* the same steps on the CPU and on the emulated CUDA device */
 static void parity(const char *model, double pdrop)
@@ -745,7 +745,7 @@ static void parity(const char *model, double pdrop)
             double r = rel_err(pe + c.plan.pos[i], pc + c.plan.pos[i], k);
             cr_expect(r < 1e-4, "%s: grad of %s rel %g", model, g->nodes[i].name, r);
         }
-        DevArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
+        KancArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
         for (int a = 0; a < 3; a++) {
             read_area(&c, areas[a], pc);
             read_area(&e, areas[a], pe);

@@ -189,7 +189,7 @@ EmuHostFn emu_module_lookup(EmuModule *m, const char *name)
     return fn;
 }
 
-static void *area_ptr(const KancArgsHost *a, int area, int64_t off)
+static void *area_ptr(const KancArgs *a, int area, int64_t off)
 {
     uint64_t base = 0;
     switch (area) {
@@ -204,7 +204,7 @@ static void *area_ptr(const KancArgsHost *a, int area, int64_t off)
     return (char *)(uintptr_t)base + off;
 }
 
-void emu_gemm(const GemmDesc *d, const KancArgsHost *args)
+void emu_gemm(const GemmDesc *d, const KancArgs *args)
 {
     const float *A = area_ptr(args, d->area_a, d->off_a), *B = area_ptr(args, d->area_b, d->off_b);
     float *C = area_ptr(args, d->area_c, d->off_c);
@@ -221,7 +221,7 @@ void emu_gemm(const GemmDesc *d, const KancArgsHost *args)
                 (int)d->lda, B, (int)d->ldb, d->beta, C, (int)d->ldc);
 }
 
-int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgsHost *args, char *err, size_t errlen)
+int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgs *args, char *err, size_t errlen)
 {
     if (l->kind == LAUNCH_GEMM) {
         emu_gemm(&l->gemm, args);
@@ -238,7 +238,7 @@ int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgsHost *args, char
 }
 
 int emu_run_nodes(EmuModule *m, const CudaProgram *prog, int from, int to,
-                  const KancArgsHost *args, char *err, size_t errlen)
+                  const KancArgs *args, char *err, size_t errlen)
 {
     for (int i = from; i < to && i < prog->n_nodes; i++)
         for (int j = 0; j < prog->node_count[i]; j++)

@@ -5,14 +5,14 @@
  * temporary directory, and loaded with dlopen. Each kernel NAME then has a
  * host entry NAME__host that runs all of its blocks (see cuda_emu.h for how
  * threads, shared memory and barriers are emulated); LAUNCH_GEMM steps run as
- * a CPU GEMM (OpenBLAS). Storage is host memory: a KancArgsHost whose fields
+ * a CPU GEMM (OpenBLAS). Storage is host memory: a KancArgs whose fields
  * hold host pointers cast to uint64_t (scalars -> a host KancScalars).
  *
  * Typical use (the emulated CUDA device, tests):
  *
  *     CudaProgram prog;   codegen_cuda(plan, &opts, &prog, err, sizeof err);
  *     EmuModule *m = emu_module_build(prog.source, err, sizeof err);
- *     KancArgsHost a = {.arena = (uint64_t)(uintptr_t)arena, ..., .scalars = (uint64_t)(uintptr_t)&sc};
+ *     KancArgs a = {.arena = (uint64_t)(uintptr_t)arena, ..., .scalars = (uint64_t)(uintptr_t)&sc};
  *     memset(grads, 0, ...);                    // before a range with backward nodes
  *     emu_run_nodes(m, &prog, 0, g->n, &a, err, sizeof err);
  *     sc.step++;                                // after a step that ran OP_ADAMW
@@ -45,7 +45,7 @@ typedef struct {
 } KancDim3;
 
 /* A kernel's host entry: NAME__host(grid, block, smem, args). */
-typedef void (*EmuHostFn)(KancDim3 grid, KancDim3 block, unsigned smem, const KancArgsHost *args);
+typedef void (*EmuHostFn)(KancDim3 grid, KancDim3 block, unsigned smem, const KancArgs *args);
 
 typedef struct EmuModule EmuModule;
 
@@ -60,16 +60,16 @@ void emu_module_free(EmuModule *m);
 EmuHostFn emu_module_lookup(EmuModule *m, const char *name);
 
 /* A LAUNCH_GEMM on the CPU (cblas_sgemm; beta == 0 never reads C). */
-void emu_gemm(const GemmDesc *d, const KancArgsHost *args);
+void emu_gemm(const GemmDesc *d, const KancArgs *args);
 
 /* One launch: a kernel through its host entry, or a GEMM. 0, or -1 with err. */
-int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgsHost *args, char *err,
+int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgs *args, char *err,
                size_t errlen);
 
 /* The launches of graph nodes [from, to) in order (node_first / node_count).
    Does not zero the gradient area and does not advance the step: the caller
    does, as the CUDA runtime does. 0, or -1 with err. */
 int emu_run_nodes(EmuModule *m, const CudaProgram *prog, int from, int to,
-                  const KancArgsHost *args, char *err, size_t errlen);
+                  const KancArgs *args, char *err, size_t errlen);
 
 #endif
