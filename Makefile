@@ -8,18 +8,18 @@ BUILD   := build
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  ?= -O3 -march=native
 CFLAGS  += -std=gnu11 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fopenmp \
-           -I. -Icompiler -Iruntime -Icuda -I$(BUILD)/gen \
+           -I. -Icompiler -Iops -Iruntime -Icuda -I$(BUILD)/gen \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8)
 LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
            $(shell pkg-config --libs libcjson libpcre2-8) -lm -ldl -fopenmp
 
 GEN      := $(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.yy.c
-LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c runtime/*.c runtime/emu/*.c))
+LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c ops/*.c runtime/*.c runtime/emu/*.c))
 LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/kdl.tab.o $(BUILD)/gen/kdl.yy.o \
             $(BUILD)/gen/cuda_lib.o
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC))
-HDRS     := $(wildcard compiler/*.h runtime/*.h runtime/*.inc runtime/emu/*.h cuda/*.h) $(BUILD)/gen/kdl.tab.h
+HDRS     := $(wildcard compiler/*.h ops/*.h ops/*.def ops/*.inc runtime/*.h runtime/*.inc runtime/emu/*.h cuda/*.h) $(BUILD)/gen/kdl.tab.h
 # the CUDA library (cuda/), compiled into kanc; rng.h is the CPU's, included as it is
 CUDA_LIB := $(wildcard cuda/*.cuh cuda/*.h) runtime/rng.h
 

@@ -30,6 +30,7 @@
 #include "embedded.h"
 #include "strbuf.h"
 #include "util.h"
+#include "ops.h"
 
 /* ------------------------------------------------------------------------ */
 /* generator state, storage locations, kernels and launches                  */
@@ -106,7 +107,7 @@ static Loc grad_loc(Gen *G, int i)
 /* the output of node n: its value, or the gradient of the parameter it targets */
 static Loc out_loc(Gen *G, const GNode *n)
 {
-    if (n->op >= OP_SEED && n->gparam >= 0) return grad_loc(G, n->gparam);
+    if (op_is_backward(n->op) && n->gparam >= 0) return grad_loc(G, n->gparam);
     return value_loc(G, n->id);
 }
 
@@ -119,7 +120,7 @@ static Loc aux_loc(Gen *G, int i)
 static int n_id(const Gen *G) { return G->n->id; }
 
 /* the node's accumulate flag: parameter gradients always accumulate */
-static int node_acc(const GNode *n) { return n->a.acc || (n->op >= OP_SEED && n->gparam >= 0); }
+static int node_acc(const GNode *n) { return n->a.acc || (op_is_backward(n->op) && n->gparam >= 0); }
 
 /* dropout probability and keep scale as the CPU computes them */
 static float keep_scale(double p) { return (float)(p < 1 ? 1.0 / (1.0 - p) : 0.0); }
@@ -244,7 +245,7 @@ static void in_ptr(Gen *G, const char *var, int j)
 static void out_ptr(Gen *G, const char *var)
 {
     const GNode *n = G->n;
-    const GNode *t = n->op >= OP_SEED && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
+    const GNode *t = op_is_backward(n->op) && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
     char note[160];
     snprintf(note, sizeof note, "%s%s%s", t ? "grad of " : "", t ? t->name : "",
              node_acc(n) ? " (accumulate)" : "");
@@ -570,7 +571,7 @@ static void describe(Gen *G, Gemm *q, const char *ra, int ia, const char *rb, in
     char t[96];
     snprintf(sa, 160, "%s %s%s%s", ra, shp(&a->shape, t), a->name ? " " : "", a->name ? a->name : "");
     snprintf(sb, 160, "%s %s%s%s", rb, shp(&b->shape, t), b->name ? " " : "", b->name ? b->name : "");
-    const GNode *tg = n->op >= OP_SEED && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
+    const GNode *tg = op_is_backward(n->op) && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
     snprintf(sc, 160, "%s %s%s%s%s", rc, shp(&n->shape, t), tg ? " grad of " : "",
              tg && tg->name ? tg->name : "", node_acc(n) ? " (accumulate)" : "");
     q->na = sa;

@@ -29,6 +29,7 @@
 #include "emu/emu_launch.h"
 #include "exec_cpu.h"
 #include "plan.h"
+#include "ops.h"
 #include "rng.h"
 #include "graph_build.h"
 #include "test_util.h"
@@ -212,11 +213,6 @@ static void cmp_value(Emu *u, int node, int i, const char *what)
     }
 }
 
-static int writes_grads(const GNode *n)
-{
-    return n->op >= OP_SEED && (n->gparam >= 0 || n->op == OP_LAYERNORM_BWD ||
-                                (n->op == OP_LINEAR_BWD_W && n->a.has_bias) || n->op == OP_KAN_BWD_W);
-}
 
 /* [a, a+na) and [b, b+nb) overlap */
 static int overlap(const void *a, int64_t na, const void *b, int64_t nb)
@@ -235,8 +231,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         snprintf(what, sizeof what, "input %d (node %d) before the node", j, n->in[j]);
         cmp_value(u, i, n->in[j], what);
     }
-    if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0 &&
-        (n->op == OP_LAYERNORM_BWD || n->op == OP_ATTENTION_BWD || n->op == OP_CE_BWD))
+    if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0 && (op_info(n->op)->flags & OPF_READS_FWD_AUX))
         cmp_real(u, i, "forward aux before the node", (float *)(u->arena + u->p->aux_off[n->fwd]),
                  (float *)(u->e->arena + u->p->aux_off[n->fwd]), g->nodes[n->fwd].aux_numel);
     if (u->resync) { /* the kernel starts from the CPU's inputs */
@@ -246,7 +241,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0)
             memcpy(u->arena + u->p->aux_off[n->fwd], u->e->arena + u->p->aux_off[n->fwd],
                    (size_t)g->nodes[n->fwd].aux_numel * 4);
-        if (n->op >= OP_SEED) memcpy(u->grads, u->e->grads, (size_t)u->p->n_param_elems * 4);
+        if (op_is_backward(n->op)) memcpy(u->grads, u->e->grads, (size_t)u->p->n_param_elems * 4);
         if (n->op == OP_ADAMW) {
             u->sc.grad_norm = (float)u->e->grad_norm;
             memcpy(u->params, u->e->params, (size_t)u->p->n_param_elems * 4);
@@ -255,7 +250,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         }
     }
     /* poison what the node writes (not an accumulation target, not an input) */
-    if (node_has_value(n) && n->op != OP_INPUT && !(n->op >= OP_SEED && n->a.acc)) {
+    if (node_has_value(n) && n->op != OP_INPUT && !(op_is_backward(n->op) && n->a.acc)) {
         int64_t bytes = node_bytes(n, 4);
         void *y = emu_value(u, i);
         int clash = 0;
@@ -274,7 +269,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
     if (u->p->aux_off[i] >= 0)
         cmp_real(u, i, "aux", (float *)(u->arena + u->p->aux_off[i]),
                  (float *)(u->e->arena + u->p->aux_off[i]), n->aux_numel);
-    if (writes_grads(n))
+    if (op_writes_param_grads(n))
         cmp_real(u, i, "gradient area", u->grads, u->e->grads, u->p->n_param_elems);
     if (n->op == OP_GRAD_NORM) {
         float cn = (float)u->e->grad_norm;
