@@ -96,4 +96,7 @@ void cuda_options_default(CudaOptions *o);
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);
 void cuda_program_free(CudaProgram *prog);
 
+/* 1 if op has a CUDA emitter (every op of ops/ops.def must). */
+int codegen_cuda_has_emitter(GOp op);
+
 #endif

@@ -1,6 +1,9 @@
 /* elementwise.c: add, sub, mul (with trailing broadcast), scale, the activations
  * and dropout; their gradients reduce over the broadcast dimensions. */
+#include <stdio.h>
+
 #include "autodiff.h"
+#include "cuda_emit.h"
 #include "ops.h"
 
 const OpFamily op_family_elementwise = {.name = "elementwise"};
@@ -45,3 +48,133 @@ void op_vjp_dropout(AdCtx *ad, const GNode *n, int dy)
 {
     if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_DROPOUT_BWD, &dy, 1, (GAttr){.p = n->a.p});
 }
+
+/* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+static void emit_binary(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape), nb = shape_numel(&CG_IN(1)->shape);
+    const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : "*";
+    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(N), 1, CG_BLOCK, 0, "y = a %s b (b broadcast over a's leading dims)", op);
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "a", 0);
+    cg_in_ptr(G, "b", 1);
+    char body[160];
+    if (nb == N)
+        snprintf(body, sizeof body, "y[e] = a[e] %s b[e];", op);
+    else
+        snprintf(body, sizeof body, "y[e] = a[e] %s b[e %% %lld];", op, (long long)nb);
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_scale(CudaGen *G)
+{
+    char b[32], body[96];
+    int64_t N = shape_numel(&G->n->shape);
+    cg_kernel_begin(G, "scale", cg_blocks_for(N), 1, CG_BLOCK, 0, "y = s x");
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "x", 0);
+    cg_line(G, "const float s = %s;", cg_flit(b, (float)G->n->a.scale));
+    snprintf(body, sizeof body, "y[e] = s * x[e];");
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
+/* reshape: same elements; a copy unless the plan placed both at one offset */
+static void emit_activation(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int act = n->op == OP_GELU ? ACT_GELU : n->op == OP_SILU ? ACT_SILU : ACT_RELU;
+    int64_t N = shape_numel(&n->shape);
+    char body[96];
+    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(N), 1, CG_BLOCK, 0, "y = %s(x)", op_name(n->op));
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "x", 0);
+    snprintf(body, sizeof body, "y[e] = kanc_act(%s, x[e]);", cg_act_name(act));
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_act_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char body[128];
+    cg_kernel_begin(G, "act_bwd", cg_blocks_for(N), 1, CG_BLOCK, 0, "dx (+)= dy * %s'(x)",
+                 cg_act_short(n->a.act));
+    cg_out_ptr(G, "dx");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "x", 1);
+    snprintf(body, sizeof body, "dx[e] = %sdy[e] * kanc_act_grad(%s, x[e]);",
+             cg_node_acc(n) ? "dx[e] + " : "", cg_act_name(n->a.act));
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_dropout(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char b[32], body[192];
+    cg_kernel_begin(G, "dropout", cg_blocks_for(N), 1, CG_BLOCK, 0,
+                 "y = x * keep / (1-p), keep from the counter RNG (training only)");
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "x", 0);
+    cg_dropout_params(G, n->a.p, n->id);
+    snprintf(body, sizeof body,
+             "y[e] = p > 0.0 ? x[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : x[e];",
+             cg_flit(b, cg_keep_scale(n->a.p)));
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_dropout_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char b[32], body[192];
+    cg_kernel_begin(G, "dropout_bwd", cg_blocks_for(N), 1, CG_BLOCK, 0,
+                 "dx (+)= dy * keep / (1-p), the forward's mask (training only)");
+    cg_out_ptr(G, "dx");
+    cg_in_ptr(G, "dy", 0);
+    cg_dropout_params(G, n->a.p, n->fwd);
+    snprintf(body, sizeof body,
+             "dx[e] = %s(p > 0.0 ? dy[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : dy[e]);",
+             cg_node_acc(n) ? "dx[e] + " : "", cg_flit(b, cg_keep_scale(n->a.p)));
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+static void emit_col_reduce(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int mul = n->op == OP_MUL_BWD;
+    int64_t N = shape_numel(&CG_IN(0)->shape), nout = shape_numel(&n->shape);
+    int64_t nother = mul ? shape_numel(&CG_IN(1)->shape) : 1;
+    char b[32];
+    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(nout), 1, CG_BLOCK, 0,
+                 "out (+)= %s summed over the %lld rows of [%lld, %lld]",
+                 mul ? "dy * other" : "s * dy", (long long)(N / nout), (long long)(N / nout),
+                 (long long)nout);
+    cg_out_ptr(G, "out");
+    cg_in_ptr(G, "dy", 0);
+    if (mul)
+        cg_in_ptr(G, "other", 1);
+    else
+        cg_line(G, "const float *other = 0;");
+    cg_line(G, "kanc_col_reduce<%d, %d>(out, dy, other, %lldLL, %lldLL, %lldLL, %s);", cg_node_acc(n), mul,
+         (long long)(N / nout), (long long)nout, (long long)nother, cg_dlit(b, mul ? 1.0 : n->a.scale));
+    cg_kernel_end(G);
+}
+
+/* comments for the operands: roles ra, rb of input nodes ia, ib; the output rc */
+
+void cuda_emit_add(CudaGen *G) { emit_binary(G); }
+void cuda_emit_sub(CudaGen *G) { emit_binary(G); }
+void cuda_emit_mul(CudaGen *G) { emit_binary(G); }
+void cuda_emit_gelu(CudaGen *G) { emit_activation(G); }
+void cuda_emit_silu(CudaGen *G) { emit_activation(G); }
+void cuda_emit_relu(CudaGen *G) { emit_activation(G); }
+void cuda_emit_acc(CudaGen *G) { emit_col_reduce(G); }
+void cuda_emit_mul_bwd(CudaGen *G) { emit_col_reduce(G); }

@@ -1,5 +1,8 @@
 /* embedding.c: the token embedding: y[n, :] = W[idx[n], :]. */
+#include <stdio.h>
+
 #include "autodiff.h"
+#include "cuda_emit.h"
 #include "ops.h"
 
 const OpFamily op_family_embedding = {.name = "embedding"};
@@ -10,3 +13,41 @@ void op_vjp_embedding(AdCtx *ad, const GNode *n, int dy)
     const int *in = n->in;
     if (ad_wants(ad, in[1])) ad_contribute(ad, in[1], OP_EMBEDDING_BWD, (int[]){in[0], dy}, 2, (GAttr){0});
 }
+
+/* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+void cuda_emit_embedding(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&CG_IN(0)->shape), C = shape_last(&n->shape);
+    cg_kernel_begin(G, "embedding", cg_blocks_for(N * C), 1, CG_BLOCK, 0, "y[n, c] = w[idx[n], c]");
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "idx", 0);
+    cg_in_ptr(G, "w", 1);
+    char body[160];
+    snprintf(body, sizeof body, "y[e] = w[(long long)idx[e / %lld] * %lld + e %% %lld];", (long long)C,
+             (long long)C, (long long)C);
+    cg_loop(G, N * C, body);
+    cg_kernel_end(G);
+}
+void cuda_emit_embedding_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&CG_IN(0)->shape), V = n->shape.d[0], C = shape_last(&n->shape);
+    unsigned tpb = 128;
+    int64_t cblocks = cg_cdiv(C, tpb), chunks = cg_imax(1, cg_imin(V, CG_EMB_THREADS / (cblocks * tpb)));
+    int64_t chunk = cg_cdiv(V, chunks);
+    chunks = cg_cdiv(V, chunk);
+    cg_kernel_begin(G, "embedding_bwd", (unsigned)cblocks, (unsigned)chunks, tpb, 0,
+                 "dw[idx[n], c] += dy[n, c]; thread (column, %lld-row chunk of the vocabulary) "
+                 "scans the ids in order: deterministic, no atomics",
+                 (long long)chunk);
+    cg_out_ptr(G, "dw");
+    cg_in_ptr(G, "idx", 0);
+    cg_in_ptr(G, "dy", 1);
+    cg_line(G, "kanc_embedding_bwd(dw, idx, dy, %lldLL, %lld, %lld, %lld);", (long long)N, (long long)C,
+         (long long)V, (long long)chunk);
+    cg_kernel_end(G);
+}
+
+/* ---- optimizer ---- */

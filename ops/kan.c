@@ -1,6 +1,7 @@
 /* kan.c: the fused KAN layer (efficient-kan's KANLinear; DESIGN.md 4). */
 #include "autodiff.h"
 #include "cpu_kernels.h"
+#include "cuda_emit.h"
 #include "ops.h"
 
 static const GNode *kan_forward(const Graph *g, const GNode *n) { return n->fwd >= 0 ? &g->nodes[n->fwd] : n; }
@@ -35,3 +36,119 @@ void op_vjp_kan(AdCtx *ad, const GNode *n, int dy)
     if (ad_wants(ad, in[2])) ad_contribute(ad, in[2], OP_KAN_BWD_W, kin, nk, a);
     if (ad_wants(ad, in[0])) ad_contribute(ad, in[0], OP_KAN_BWD_X, kin, nk, a);
 }
+
+/* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+typedef struct {
+    int64_t N, in, out;
+    int G, k, S, act, scaler;
+} KanDims;
+
+static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x)
+{
+    KanDims d = {.N = shape_rows(&x->shape), .in = shape_last(&x->shape), .out = shape_last(&k->shape),
+                 .G = k->a.grid_size, .k = k->a.spline_order, .act = k->a.act,
+                 .scaler = k->a.has_scaler};
+    d.S = d.G + d.k + 1;
+    return d;
+}
+
+/* inputs per stage: about `cols` columns of A, within the shared memory limit
+   (floats = fixed + per_input * TI) */
+static int kan_inputs(CudaGen *G, int cols, int S, int64_t in, int64_t fixed, int64_t per_input)
+{
+    int ti = (int)cg_imax(1, cg_imin(cols / S, in));
+    while (ti > 1 && (fixed + per_input * ti) * 4 > CG_SMEM_LIMIT) ti--;
+    if ((fixed + per_input * ti) * 4 > CG_SMEM_LIMIT)
+        cg_fail(G, "cuda: node %d: KAN tile too large for shared memory (G+k+1 = %d); use smaller tiles",
+             G->n->id, S);
+    return ti;
+}
+
+static void kan_params(CudaGen *G, const char *base, int j_grid, int j_base, int j_spline, int j_scaler,
+                       int scaler)
+{
+    cg_in_ptr(G, "grid", j_grid);
+    if (base) cg_in_ptr(G, "base", j_base);
+    cg_in_ptr(G, "spline", j_spline);
+    if (scaler)
+        cg_in_ptr(G, "scaler", j_scaler);
+    else
+        cg_line(G, "const float *scaler = 0; /* no standalone scaler */");
+}
+
+void cuda_emit_kan(CudaGen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, n, CG_IN(0));
+    int TM = G->o.tile_m, TN = G->o.tile_n;
+    int TI = kan_inputs(G, G->o.tile_k, d.S, d.in, 0, (int64_t)d.S * (TM + TN + 2));
+    char s1[96], s2[96];
+    cg_kernel_begin(G, "kan_fwd", (unsigned)cg_cdiv(d.out, TN), (unsigned)cg_cdiv(d.N, TM), CG_BLOCK, 1,
+                 "y%s = A(x%s) Wf^T, G=%d k=%d base %s%s\n   tiles: %d rows x %d outputs; "
+                 "per stage, inputs: %d (columns of A: %d)",
+                 cg_shp(&n->shape, s1), cg_shp(&CG_IN(0)->shape, s2), d.G, d.k, cg_act_short(d.act),
+                 d.scaler ? " scaler" : "", TM, TN, TI, TI * d.S);
+    cg_out_ptr(G, "y");
+    cg_in_ptr(G, "x", 0);
+    kan_params(G, "base", 1, 2, 3, 4, d.scaler);
+    cg_line(G, "kanc_kan_fwd<%d, %d, %s, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
+         d.G, d.k, cg_act_name(d.act), d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
+         (long long)d.out);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_kan_bwd_w(CudaGen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1));
+    int TM = G->o.tile_m, TR = G->o.tile_k;
+    int TI = kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TR * (TM + 1) + TR + TM,
+                        (int64_t)d.S * (TR + TM));
+    cg_kernel_begin(G, "kan_bwd_w", (unsigned)cg_cdiv(d.in, TI), (unsigned)cg_cdiv(d.out, TM), CG_BLOCK, 1,
+                 "dWf = dy^T A(x), split into d base, d spline, d scaler (accumulate)\n"
+                 "   G=%d k=%d base %s%s; tiles: %d outputs x inputs: %d (columns: %d); rows per "
+                 "stage: %d",
+                 d.G, d.k, cg_act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
+    cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of base_weight");
+    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[4]), &CG_IN(4)->shape, "grad of spline_weight");
+    if (d.scaler)
+        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[5]), &CG_IN(5)->shape, "grad of spline_scaler");
+    else
+        cg_line(G, "float *dscaler = 0;");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "x", 1);
+    kan_params(G, NULL, 2, 3, 4, 5, d.scaler);
+    cg_line(G, "kanc_kan_bwd_w<%d, %d, %s, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
+            "scaler, %lldLL, %lld, %lld);",
+         d.G, d.k, cg_act_name(d.act), d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
+         (long long)d.out);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_kan_bwd_x(CudaGen *G)
+{
+    const GNode *n = G->n;
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1));
+    int TM = G->o.tile_m, TO = G->o.tile_k;
+    int TI = kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TO * (TM + 1) + TO + TM,
+                        (int64_t)d.S * (TO + TM));
+    cg_kernel_begin(G, "kan_bwd_x", (unsigned)cg_cdiv(d.in, TI), (unsigned)cg_cdiv(d.N, TM), CG_BLOCK, 1,
+                 "dx (+)= act'(x) (dy Wf)[., 0] + sum_c B'_c(x) (dy Wf)[., 1+c]\n"
+                 "   G=%d k=%d base %s%s; tiles: %d rows x inputs: %d (columns: %d); outputs per "
+                 "stage: %d",
+                 d.G, d.k, cg_act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
+    cg_out_ptr(G, "dx");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "x", 1);
+    kan_params(G, "base", 2, 3, 4, 5, d.scaler);
+    cg_line(G, "kanc_kan_bwd_x<%d, %d, %s, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
+            "%lldLL, %lld, %lld);",
+         d.G, d.k, cg_act_name(d.act), d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
+         (long long)d.in, (long long)d.out);
+    cg_kernel_end(G);
+}
+
+/* ---- layernorm, attention, cross-entropy ---- */
+
+/* threads for a one-block-per-row kernel over rows of C: a multiple of 32 */

@@ -92,7 +92,7 @@ double K(sq_sum)(const REAL *g, int64_t n);
 void K(adamw)(REAL *p, const REAL *g, REAL *m, REAL *v, int64_t n, double gscale, double lr,
               double b1, double b2, double eps, double wd, int64_t t);
 
-/* KAN layer, fused (cpu_kan.inc): see compiler/graph.h OP_KAN and DESIGN.md 4.
+/* KAN layer, fused (ops/kan_cpu.inc): see ops/ops.def OP_KAN and DESIGN.md 4.
    x[N,in], grid[in, G+2k+1], base[out,in], spline[out,in,G+k], scaler[out,in] or NULL.
    ws: a workspace of kan_workspace_elems() REALs. */
 /* B-spline bases (and, if dout, their derivatives) of x on knots t[0..G+2k]:

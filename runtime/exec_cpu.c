@@ -1,4 +1,5 @@
-/* exec_cpu.c: the CPU target: storage for a plan and a loop over its nodes. */
+/* exec_cpu.c: the CPU target: storage for a plan and a loop over its nodes, each run by
+ * its op's runner (ops/<family>_cpu.inc). */
 #include "exec_cpu.h"
 
 #include <math.h>
@@ -6,7 +7,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "cpu_kernels.h"
+#include "cpu_node.h"
+#include "ops.h"
 #include "rng.h"
 #include "util.h"
 
@@ -72,16 +74,54 @@ double cpu_exec_scalar(CpuExec *e, int i)
     return e->rs == 8 ? *(double *)p : (double)*(float *)p;
 }
 
-#define REAL float
-#define K(name) name##_f32
-#include "exec_cpu_node.inc"
-#undef REAL
-#undef K
-#define REAL double
-#define K(name) name##_f64
-#include "exec_cpu_node.inc"
-#undef REAL
-#undef K
+/* The runners, one per op of ops/ops.def (cpu_run_<name>_f32/_f64 in ops/<family>_cpu.inc). */
+#define FAMILY(name)
+#define OP(kind, ENUM, name, family, flags) \
+    void cpu_run_##name##_f32(const CpuNode *c); \
+    void cpu_run_##name##_f64(const CpuNode *c);
+#include "ops.def"
+#undef OP
+#define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = cpu_run_##name##_f32,
+static const CpuRunner RUNNERS_F32[] = {
+#include "ops.def"
+};
+#undef OP
+#define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = cpu_run_##name##_f64,
+static const CpuRunner RUNNERS_F64[] = {
+#include "ops.def"
+};
+#undef OP
+#undef FAMILY
+_Static_assert(sizeof RUNNERS_F32 / sizeof *RUNNERS_F32 == OP__COUNT, "a CPU runner per op");
+_Static_assert(sizeof RUNNERS_F64 / sizeof *RUNNERS_F64 == OP__COUNT, "a CPU runner per op");
+
+int cpu_exec_has_runner(GOp op) { return op >= 0 && op < OP__COUNT && RUNNERS_F32[op] && RUNNERS_F64[op]; }
+
+static void run_node(CpuExec *e, int i)
+{
+    const Graph *g = e->g;
+    const GNode *n = &g->nodes[i];
+    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : NULL;
+    const int64_t *aux_off = e->plan->aux_off;
+    CpuNode c = {
+        .e = e,
+        .g = g,
+        .n = n,
+        .a = &n->a,
+        .f = f,
+        /* the output: this node's value, or the gradient of the parameter it targets */
+        .y = op_is_backward(n->op) && n->gparam >= 0 ? cpu_exec_grad(e, n->gparam)
+             : node_has_value(n)                    ? cpu_exec_value(e, i)
+                                                    : NULL,
+        .aux = aux_off[i] >= 0 ? e->arena + aux_off[i] : NULL,
+        .faux = f && aux_off[f->id] >= 0 ? e->arena + aux_off[f->id] : NULL,
+        .acc = n->a.acc,
+        .numel = shape_numel(&n->shape),
+        .stream = kanc_dropout_stream((uint64_t)e->step, (uint32_t)(f ? f->id : i)),
+        .p_drop = e->training ? n->a.p : 0,
+    };
+    (e->rs == 8 ? RUNNERS_F64 : RUNNERS_F32)[n->op](&c);
+}
 
 void cpu_exec_run(CpuExec *e, int from, int to)
 {
@@ -90,10 +130,7 @@ void cpu_exec_run(CpuExec *e, int from, int to)
     for (int i = from; i < to; i++) {
         struct timespec t0, t1;
         if (e->op_seconds) clock_gettime(CLOCK_MONOTONIC, &t0);
-        if (e->rs == 8)
-            run_node_f64(e, i);
-        else
-            run_node_f32(e, i);
+        run_node(e, i);
         if (e->op_seconds) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             e->op_seconds[e->g->nodes[i].op] +=

@@ -42,6 +42,9 @@ void cpu_exec_free(CpuExec *e);
    node (g->n_forward). */
 void cpu_exec_run(CpuExec *e, int from, int to);
 
+/* 1 if op has a CPU runner in both precisions (every op of ops/ops.def must). */
+int cpu_exec_has_runner(GOp op);
+
 /* Pointer to node i's value (arena, parameter or buffer area). */
 void *cpu_exec_value(CpuExec *e, int i);
 /* Pointer to the gradient of parameter node i. */

@@ -231,7 +231,7 @@ static double now_s(void)
 #define TRAIN_MAX_GRAD_NORM (0.5 * sqrt((double)FLT_MAX))
 
 /* the norm of the gradient AdamW applies: clipped as torch's clip_grad_norm_
-   (exec_cpu_node.inc, the CUDA adamw kernel) */
+   (ops/optim_cpu.inc, the CUDA adamw kernel) */
 static double applied_grad_norm(double norm, double clip)
 {
     if (clip > 0) {
