@@ -23,6 +23,7 @@
 #include "diag.h"
 #include "frontend.h"
 #include "graph.h"
+#include "kan_basis.h"
 #include "strbuf.h"
 #include "util.h"
 
@@ -589,6 +590,7 @@ typedef struct {
     double lo, hi, noise, sbase, sspline;
     int scaler;
     GAct act;
+    KanBasisId basis;
 } KanOpts;
 
 static int arg_grid_range(Elab *E, Args *A, int i, double *lo, double *hi)
@@ -616,25 +618,15 @@ static int arg_act(Elab *E, Args *A, int i, GAct *act)
 
 static int kan_opts(Elab *E, Args *A, KanOpts *o)
 {
+    o->basis = KAN_BASIS_BSPLINE; /* the only family kan() offers so far */
     if (!arg_int(E, A, 2, 5, 1, 1 << 16, &o->G) || !arg_int(E, A, 3, 3, 0, 16, &o->k) ||
         !arg_grid_range(E, A, 4, &o->lo, &o->hi) || !arg_num(E, A, 5, 0.1, &o->noise) ||
         !arg_num(E, A, 6, 1.0, &o->sbase) || !arg_num(E, A, 7, 1.0, &o->sspline) ||
         !arg_bool(E, A, 8, 1, &o->scaler) || !arg_act(E, A, 9, &o->act))
         return 0;
     if (!(o->noise >= 0)) return bad_arg(E, A, 5, "must not be negative");
-    /* the grid buffer holds the knots lo + (j - k) (hi - lo) / G, j = 0..G+2k, in
-       float32: they must stay finite and distinct there, or every B-spline basis
-       divides by zero */
-    double h = (o->hi - o->lo) / (double)o->G;
-    float prev = -INFINITY;
-    for (int64_t j = 0; j <= o->G + 2 * o->k; j++) {
-        float t = (float)((double)(j - o->k) * h + o->lo);
-        if (!isfinite(t) || !(t > prev))
-            return bad_arg(E, A, 4, "must give finite, strictly increasing float32 knots "
-                                    "lo + (j - spline_order) (hi - lo) / grid_size");
-        prev = t;
-    }
-    return 1;
+    const char *why = kan_basis(o->basis)->check_options((int)o->G, (int)o->k, o->lo, o->hi);
+    return why ? bad_arg(E, A, 4, why) : 1;
 }
 
 /* One efficient-kan KANLinear: buffer grid, then base_weight, spline_weight,
@@ -643,28 +635,29 @@ static int kan_one(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const
 {
     GShape xs = tshape(E, x);
     int64_t in = shape_last(&xs), G = o->G, k = o->k;
+    const KanBasis *b = kan_basis(o->basis);
     const char *names[4];
     static const char *const local[4] = {"grid", "base_weight", "spline_weight", "spline_scaler"};
     for (int i = 0; i < 4; i++) names[i] = arena_printf(E->ar, "%s%s", prefix, local[i]);
-    int grid = buffer(E, A, names[0], shape_of(2, in, G + 2 * k + 1), INIT_KNOTS);
+    int grid = buffer(E, A, names[0], shape_of(2, in, (int64_t)b->grid_len((int)G, (int)k)), INIT_KAN_GRID);
     if (grid < 0) return -1;
     GNode *gn = &E->g->nodes[grid];
     gn->init_a = o->lo, gn->init_b = o->hi;
-    gn->a.grid_size = (int)G, gn->a.spline_order = (int)k;
+    gn->a.grid_size = (int)G, gn->a.spline_order = (int)k, gn->a.basis = o->basis;
     int base = param(E, A, names[1], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
                      sqrt(5.0) * o->sbase, 1);
-    int spline = base < 0 ? -1 : param(E, A, names[2], shape_of(3, out, in, G + k),
+    int spline = base < 0 ? -1 : param(E, A, names[2], shape_of(3, out, in, (int64_t)b->nf((int)G, (int)k)),
                                        INIT_KAN_SPLINE, o->noise, 1);
     if (spline < 0) return -1;
     GNode *sn = &E->g->nodes[spline];
     sn->init_ref = grid;
-    sn->a.grid_size = (int)G, sn->a.spline_order = (int)k;
+    sn->a.grid_size = (int)G, sn->a.spline_order = (int)k, sn->a.basis = o->basis;
     int scaler = o->scaler ? param(E, A, names[3], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
                                    sqrt(5.0) * o->sspline, 1)
                            : -2;
     if (scaler == -1) return -1;
     GAttr at = {.grid_size = (int)G, .spline_order = (int)k, .has_scaler = o->scaler,
-                .act = o->act};
+                .act = o->act, .basis = o->basis};
     return emit(E, A->call, A->scope, OP_KAN, (int[]){x, grid, base, spline, scaler},
                 o->scaler ? 5 : 4, with_last(xs, out), &at);
 }

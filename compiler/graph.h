@@ -49,21 +49,29 @@ typedef enum {
     INIT_NORMAL,          /* N(0, init_a) */
     INIT_KAIMING_UNIFORM, /* torch kaiming_uniform_(a = init_a), fan_in = last dim */
     INIT_KAN_SPLINE,      /* least squares of noise scale init_a (needs the layer's grid) */
-    INIT_KNOTS,           /* uniform knots: attr grid_size, spline_order, lo=init_a, hi=init_b */
+    INIT_KAN_GRID,        /* a KAN basis grid: attr basis, grid_size, spline_order; range init_a..init_b */
     INIT_TRIL,            /* causal mask: ones on and below the diagonal */
 } GInit;
 
+/* A node's attributes: I(type, name) integer and R(type, name) real fields.
+   One list, so that the plan hash (runtime/artifact.c) covers every field. */
+#define GATTR_FIELDS(I, R)                                                       \
+    I(int, heads) I(int, causal)             /* attention */                     \
+    I(int, grid_size) I(int, spline_order)   /* kan: the basis' G and k */       \
+    I(int, has_scaler)                       /* kan: standalone spline_scaler */ \
+    I(int, has_bias)                         /* linear */                        \
+    I(GAct, act)                             /* kan base activation; act_bwd */  \
+    I(int64_t, start) I(int64_t, len)        /* slice */                         \
+    I(int, acc)                              /* backward: last input is the partial sum */ \
+    I(int, basis)                            /* kan: KanBasisId (ops/kan_basis.h) */ \
+    R(double, p)                             /* dropout probability (also attention's) */ \
+    R(double, eps)                           /* layernorm */                     \
+    R(double, scale)                         /* scale, acc */
+
 typedef struct {
-    int heads, causal;           /* attention */
-    int grid_size, spline_order; /* kan */
-    int has_scaler;              /* kan: standalone spline_scaler present */
-    int has_bias;                /* linear */
-    GAct act;                    /* kan base activation; OP_ACT_BWD's function */
-    int64_t start, len;          /* slice */
-    double p;                    /* dropout probability (also attention's) */
-    double eps;                  /* layernorm */
-    double scale;                /* scale, acc */
-    int acc;                     /* backward: last input is the partial sum to add into */
+#define GATTR_FIELD(type, name) type name;
+    GATTR_FIELDS(GATTR_FIELD, GATTR_FIELD)
+#undef GATTR_FIELD
 } GAttr;
 
 typedef struct GNode {

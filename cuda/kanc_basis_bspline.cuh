@@ -1,15 +1,17 @@
-/* kanc_basis_bspline.cuh: the B-spline basis of the fused KAN kernels
- * (DESIGN.md 4): kanc_basis<G, K> evaluates the G+K+1 columns of one input. */
+/* kanc_basis_bspline.cuh: the B-spline basis of the fused KAN kernels (DESIGN.md 4;
+ * ops/kan_basis_bspline.c): KancBSpline<G, K> evaluates the G+K functions of one
+ * input, and kanc_kan_a / kanc_kan_w (for every basis) build A's and Wf's entries. */
 #ifndef KANC_BASIS_BSPLINE_CUH
 #define KANC_BASIS_BSPLINE_CUH
 
 #include "kanc_core.cuh"
 
-/* ---- the KAN basis family: B-splines (DESIGN.md 4). The fused kernels only
-   call kanc_basis<G, K>(x, knots, values, derivatives or 0); another family
-   (RBF, Chebyshev, rational) plugs in here with the same signature. ---- */
+/* ---- the KAN basis family: B-splines. The fused kernels (kanc_kan.cuh) take a
+   basis type B with B::NB functions per input, B::NG grid values per input and
+   B::eval(x, grid row, values, derivatives or 0); another family (RBF,
+   Chebyshev) is another such type in its own kanc_basis_<name>.cuh. ---- */
 
-/* Cox-de Boor on the knots t[0 .. G+2K] exactly as runtime/cpu_kan.inc:
+/* Cox-de Boor on the knots t[0 .. G+2K] exactly as ops/kan_basis_bspline_cpu.inc:
    out[0 .. G+K-1] = B_j,K(x); with dout, their derivatives. */
 template <int G, int K>
 __device__ __forceinline__ void kanc_basis(float x, const float *t, float *out, float *dout)
@@ -35,12 +37,20 @@ __device__ __forceinline__ void kanc_basis(float x, const float *t, float *out, 
     for (int j = 0; j < G + K; j++) out[j] = b[j];
 }
 
-/* One row of A(X) for input value xv: [act(x), B_0(x) .. B_{G+K-1}(x)] */
-template <int G, int K, int ACT>
+template <int G, int K> struct KancBSpline {
+    static constexpr int NB = G + K, NG = G + 2 * K + 1;
+    static __device__ __forceinline__ void eval(float x, const float *t, float *out, float *dout)
+    {
+        kanc_basis<G, K>(x, t, out, dout);
+    }
+};
+
+/* One row of A(X) for input value xv: [act(x), f_0(x) .. f_{NB-1}(x)] */
+template <class B, int ACT>
 __device__ __forceinline__ void kanc_kan_a(float xv, const float *t, float *a)
 {
     a[0] = kanc_act(ACT, xv);
-    kanc_basis<G, K>(xv, t, a + 1, (float *)0);
+    B::eval(xv, t, a + 1, (float *)0);
 }
 
 /* Fused weight entry Wf[o, i*S + c]: base[o,i] (c = 0), spline[o,i,c-1] * scaler[o,i] */

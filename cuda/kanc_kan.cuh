@@ -4,21 +4,21 @@
 #define KANC_KAN_CUH
 
 #include "kanc_core.cuh"
-#include "kanc_basis_bspline.cuh"
 
-/* ---- the fused KAN layer (DESIGN.md 4). S = G+K+1 columns of A per input:
-   [act(x), B_0(x) .. B_{G+K-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]
+/* ---- the fused KAN layer (DESIGN.md 4), for a basis type B (B::NB functions
+   per input on a grid row of B::NG values; cuda/kanc_basis_*.cuh). S = NB+1
+   columns of A per input: [act(x), f_0(x) .. f_{NB-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]
    in the same interleaving. A is built tile by tile in shared memory from X
    and Wf from the parameters; neither ever exists in device memory. ---- */
 
 /* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;
    the reduction advances TI inputs (TI*S columns of A) per stage. */
-template <int G, int K, int ACT, int SCALER, int TM, int TN, int TI>
+template <class B, int ACT, int SCALER, int TM, int TN, int TI>
 __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const float *grid,
                                              const float *base, const float *spline,
                                              const float *scaler, long long N, int IN, int OUT)
 {
-    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TKW = TI * S;
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TKW = TI * S;
     constexpr int RM = TM / 16, RN = TN / 16;
     __shared__ float As[TKW][TM + 1]; /* A(X) tile, k-major: As[ii*S + c][row] */
     __shared__ float Ws[TKW][TN + 1]; /* Wf^T tile: Ws[ii*S + c][out] */
@@ -35,7 +35,7 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
             long long n = r0 + r;
             float a[S];
             if (n < N && i < IN)
-                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
             else
                 for (int c = 0; c < S; c++) a[c] = 0.0f;
             for (int c = 0; c < S; c++) As[ii * S + c][r] = a[c];
@@ -68,13 +68,13 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
    splits each (o, i) group of S columns into d base, d spline (times the
    scaler) and d scaler (sum_c dWf_spline * spline), adding into the gradient
    area. Block: TM outputs x TI inputs (TI*S columns); TR rows per stage. */
-template <int G, int K, int ACT, int SCALER, int TM, int TI, int TR>
+template <class B, int ACT, int SCALER, int TM, int TI, int TR>
 __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, float *dscaler,
                                                const float *dy, const float *x, const float *grid,
                                                const float *spline, const float *scaler,
                                                long long N, int IN, int OUT)
 {
-    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
     constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
     __shared__ float Ds[TR][TM + 1];  /* dY rows x outputs */
     __shared__ float As[TR][TNW + 1]; /* A(X) rows x columns */
@@ -95,7 +95,7 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
             long long n = n0 + r;
             float a[S];
             if (n < N && i < IN)
-                kanc_kan_a<G, K, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
             else
                 for (int c = 0; c < S; c++) a[c] = 0.0f;
             for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];
@@ -132,13 +132,13 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
 /* input: Gb = dY Wf (TM rows x TI*S columns per block, the reduction over
    outputs TO at a time with Wf built on the fly); epilogue fusion:
    dx[n,i] (+)= act'(x) Gb[n,i,0] + sum_c B'_c(x) Gb[n,i,1+c]. */
-template <int G, int K, int ACT, int SCALER, int ACC, int TM, int TI, int TO>
+template <class B, int ACT, int SCALER, int ACC, int TM, int TI, int TO>
 __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const float *x,
                                                const float *grid, const float *base,
                                                const float *spline, const float *scaler,
                                                long long N, int IN, int OUT)
 {
-    constexpr int NB = G + K, S = NB + 1, NK = G + 2 * K + 1, TNW = TI * S;
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
     constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
     __shared__ float Ds[TO][TM + 1];  /* dY^T: outputs x rows */
     __shared__ float Ws[TO][TNW + 1]; /* Wf: outputs x columns */
@@ -181,7 +181,7 @@ __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const
         if (n >= N || i >= IN) continue;
         long long q = n * IN + i;
         float xv = x[q], bs[NB], dbs[NB];
-        kanc_basis<G, K>(xv, grid + (long long)i * NK, bs, dbs);
+        B::eval(xv, grid + (long long)i * NK, bs, dbs);
         const float *g = &Gs[r][ii * S];
         float s = kanc_act_grad(ACT, xv) * g[0];
         for (int c = 0; c < NB; c++) s += dbs[c] * g[1 + c];

@@ -49,5 +49,3 @@ void cuda_emit_embedding_bwd(CudaGen *G)
          (long long)V, (long long)chunk);
     cg_kernel_end(G);
 }
-
-/* ---- optimizer ---- */

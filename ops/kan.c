@@ -1,6 +1,7 @@
 /* kan.c: the fused KAN layer (efficient-kan's KANLinear; DESIGN.md 4). */
 #include "autodiff.h"
 #include "cpu_kernels.h"
+#include "kan_basis.h"
 #include "cuda_emit.h"
 #include "ops.h"
 
@@ -10,8 +11,9 @@ static const GNode *kan_forward(const Graph *g, const GNode *n) { return n->fwd 
 static double kan_flops(const Graph *g, const GNode *n)
 {
     const GNode *f = kan_forward(g, n);
-    return 2 * (double)shape_rows(&f->shape) * (double)shape_last(&g->nodes[f->in[0]].shape) *
-           (f->a.grid_size + f->a.spline_order + 1) * (double)shape_last(&f->shape);
+    int S = kan_basis(f->a.basis)->nf(f->a.grid_size, f->a.spline_order) + 1;
+    return 2 * (double)shape_rows(&f->shape) * (double)shape_last(&g->nodes[f->in[0]].shape) * S *
+           (double)shape_last(&f->shape);
 }
 
 static int64_t kan_cpu_workspace(const Graph *g, const GNode *n, size_t real_size)
@@ -19,8 +21,8 @@ static int64_t kan_cpu_workspace(const Graph *g, const GNode *n, size_t real_siz
     const GNode *k = kan_forward(g, n);
     const GShape *xs = &g->nodes[k->in[0]].shape;
     int64_t N = shape_rows(xs), in = shape_last(xs), out = shape_last(&k->shape);
-    return real_size == 8 ? kan_workspace_elems_f64(N, in, out, k->a.grid_size, k->a.spline_order)
-                          : kan_workspace_elems_f32(N, in, out, k->a.grid_size, k->a.spline_order);
+    int nf = kan_basis(k->a.basis)->nf(k->a.grid_size, k->a.spline_order);
+    return real_size == 8 ? kan_workspace_elems_f64(N, in, out, nf) : kan_workspace_elems_f32(N, in, out, nf);
 }
 
 const OpFamily op_family_kan = {.name = "kan", .flops = kan_flops, .cpu_workspace = kan_cpu_workspace};
@@ -42,6 +44,7 @@ void op_vjp_kan(AdCtx *ad, const GNode *n, int dy)
 typedef struct {
     int64_t N, in, out;
     int G, k, S, act, scaler;
+    char basis[48]; /* the CUDA basis type, e.g. KancBSpline<5, 3> */
 } KanDims;
 
 static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x)
@@ -49,7 +52,9 @@ static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x)
     KanDims d = {.N = shape_rows(&x->shape), .in = shape_last(&x->shape), .out = shape_last(&k->shape),
                  .G = k->a.grid_size, .k = k->a.spline_order, .act = k->a.act,
                  .scaler = k->a.has_scaler};
-    d.S = d.G + d.k + 1;
+    const KanBasis *b = kan_basis(k->a.basis);
+    d.S = b->nf(d.G, d.k) + 1;
+    snprintf(d.basis, sizeof d.basis, b->cuda_type, d.G, d.k);
     return d;
 }
 
@@ -60,7 +65,7 @@ static int kan_inputs(CudaGen *G, int cols, int S, int64_t in, int64_t fixed, in
     int ti = (int)cg_imax(1, cg_imin(cols / S, in));
     while (ti > 1 && (fixed + per_input * ti) * 4 > CG_SMEM_LIMIT) ti--;
     if ((fixed + per_input * ti) * 4 > CG_SMEM_LIMIT)
-        cg_fail(G, "cuda: node %d: KAN tile too large for shared memory (G+k+1 = %d); use smaller tiles",
+        cg_fail(G, "cuda: node %d: KAN tile too large for shared memory (%d columns per input); use smaller tiles",
              G->n->id, S);
     return ti;
 }
@@ -92,8 +97,8 @@ void cuda_emit_kan(CudaGen *G)
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
     kan_params(G, "base", 1, 2, 3, 4, d.scaler);
-    cg_line(G, "kanc_kan_fwd<%d, %d, %s, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
-         d.G, d.k, cg_act_name(d.act), d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
+    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
+         d.basis, cg_act_name(d.act), d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
          (long long)d.out);
     cg_kernel_end(G);
 }
@@ -119,9 +124,9 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, NULL, 2, 3, 4, 5, d.scaler);
-    cg_line(G, "kanc_kan_bwd_w<%d, %d, %s, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
+    cg_line(G, "kanc_kan_bwd_w<%s, %s, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
             "scaler, %lldLL, %lld, %lld);",
-         d.G, d.k, cg_act_name(d.act), d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
+         d.basis, cg_act_name(d.act), d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
          (long long)d.out);
     cg_kernel_end(G);
 }
@@ -134,7 +139,7 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
     int TI = kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TO * (TM + 1) + TO + TM,
                         (int64_t)d.S * (TO + TM));
     cg_kernel_begin(G, "kan_bwd_x", (unsigned)cg_cdiv(d.in, TI), (unsigned)cg_cdiv(d.N, TM), CG_BLOCK, 1,
-                 "dx (+)= act'(x) (dy Wf)[., 0] + sum_c B'_c(x) (dy Wf)[., 1+c]\n"
+                 "dx (+)= act'(x) (dy Wf)[., 0] + sum_c f'_c(x) (dy Wf)[., 1+c]\n"
                  "   G=%d k=%d base %s%s; tiles: %d rows x inputs: %d (columns: %d); outputs per "
                  "stage: %d",
                  d.G, d.k, cg_act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
@@ -142,13 +147,9 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, "base", 2, 3, 4, 5, d.scaler);
-    cg_line(G, "kanc_kan_bwd_x<%d, %d, %s, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
+    cg_line(G, "kanc_kan_bwd_x<%s, %s, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
             "%lldLL, %lld, %lld);",
-         d.G, d.k, cg_act_name(d.act), d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
+         d.basis, cg_act_name(d.act), d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
          (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
-
-/* ---- layernorm, attention, cross-entropy ---- */
-
-/* threads for a one-block-per-row kernel over rows of C: a multiple of 32 */

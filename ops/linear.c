@@ -97,5 +97,3 @@ void cuda_emit_linear_bwd_w(CudaGen *G)
         cg_kernel_end(G);
     }
 }
-
-/* ---- the fused KAN layer ---- */

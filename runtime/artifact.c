@@ -29,6 +29,7 @@
 #include "init.h"
 #include "model.h"
 #include "nvrtc.h"
+#include "hash.h"
 #include "util.h"
 
 /* ------------------------------------------------------------ ELF reading */
@@ -340,29 +341,27 @@ void artifact_model_sets(const Artifact *a, ConfigSets *cs)
 
 /* ------------------------------------------------------------ fingerprint */
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
-
 uint64_t artifact_graph_hash(const Graph *g)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = FNV1A64_INIT;
     for (int i = 0; i < g->n; i++) {
         const GNode *n = &g->nodes[i];
         int64_t v[] = {n->op, n->nin, n->dtype, n->shape.nd, n->aux_numel, n->fwd, n->gparam,
-                       n->trainable, n->decay, n->init, n->a.heads, n->a.causal, n->a.grid_size,
-                       n->a.spline_order, n->a.has_scaler, n->a.has_bias, n->a.act, n->a.start,
-                       n->a.len, n->a.acc};
-        h = fnv(h, v, sizeof v);
-        h = fnv(h, n->in, sizeof(int) * (size_t)n->nin);
-        h = fnv(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.nd);
-        double dv[] = {n->a.p, n->a.eps, n->a.scale, n->init_a, n->init_b};
-        h = fnv(h, dv, sizeof dv);
+                       n->trainable, n->decay, n->init,
+#define HASH_INT(type, name) (int64_t)n->a.name,
+#define HASH_SKIP(type, name)
+                       GATTR_FIELDS(HASH_INT, HASH_SKIP)};
+        h = fnv1a64(h, v, sizeof v);
+        h = fnv1a64(h, n->in, sizeof(int) * (size_t)n->nin);
+        h = fnv1a64(h, n->shape.d, sizeof(int64_t) * (size_t)n->shape.nd);
+#define HASH_REAL(type, name) (double)n->a.name,
+        double dv[] = {GATTR_FIELDS(HASH_SKIP, HASH_REAL) n->init_a, n->init_b};
+#undef HASH_INT
+#undef HASH_REAL
+#undef HASH_SKIP
+        h = fnv1a64(h, dv, sizeof dv);
         if (n->name && (n->op == OP_PARAM || n->op == OP_BUFFER || n->op == OP_INPUT))
-            h = fnv(h, n->name, strlen(n->name) + 1);
+            h = fnv1a64(h, n->name, strlen(n->name) + 1);
     }
     return h;
 }
@@ -372,7 +371,7 @@ uint64_t artifact_graph_hash(const Graph *g)
 static const char *init_name(GInit i)
 {
     static const char *names[] = {"none", "zeros", "ones", "normal", "kaiming_uniform",
-                                  "kan_spline", "knots", "tril"};
+                                  "kan_spline", "kan_grid", "tril"};
     return i >= 0 && i < (int)(sizeof names / sizeof *names) ? names[i] : "?";
 }
 

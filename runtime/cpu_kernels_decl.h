@@ -93,18 +93,16 @@ void K(adamw)(REAL *p, const REAL *g, REAL *m, REAL *v, int64_t n, double gscale
               double b1, double b2, double eps, double wd, int64_t t);
 
 /* KAN layer, fused (ops/kan_cpu.inc): see ops/ops.def OP_KAN and DESIGN.md 4.
-   x[N,in], grid[in, G+2k+1], base[out,in], spline[out,in,G+k], scaler[out,in] or NULL.
-   ws: a workspace of kan_workspace_elems() REALs. */
-/* B-spline bases (and, if dout, their derivatives) of x on knots t[0..G+2k]:
-   out[0..G+k-1]; scratch holds G+2k reals */
-void K(kan_bases)(REAL x, const REAL *t, int G, int k, REAL *out, REAL *dout, REAL *scratch);
-int64_t K(kan_workspace_elems)(int64_t N, int64_t in, int64_t out, int G, int k);
+   x[N,in], grid[in, len], base[out,in], spline[out,in,nf], scaler[out,in] or NULL,
+   with nf and len those of the basis family `basis` (ops/kan_basis.h) for (G, k).
+   ws: a workspace of kan_workspace_elems(N, in, out, nf) REALs. */
+int64_t K(kan_workspace_elems)(int64_t N, int64_t in, int64_t out, int nf);
 void K(kan_fwd)(REAL *y, const REAL *x, const REAL *grid, const REAL *base, const REAL *spline,
-                const REAL *scaler, int64_t N, int64_t in, int64_t out, int G, int k, int act,
-                REAL *ws);
+                const REAL *scaler, int64_t N, int64_t in, int64_t out, int basis, int G, int k,
+                int act, REAL *ws);
 void K(kan_bwd_x)(REAL *dx, const REAL *dy, const REAL *x, const REAL *grid, const REAL *base,
                   const REAL *spline, const REAL *scaler, int64_t N, int64_t in, int64_t out,
-                  int G, int k, int act, int acc, REAL *ws);
+                  int basis, int G, int k, int act, int acc, REAL *ws);
 void K(kan_bwd_w)(REAL *dbase, REAL *dspline, REAL *dscaler, const REAL *dy, const REAL *x,
                   const REAL *grid, const REAL *spline, const REAL *scaler, int64_t N,
-                  int64_t in, int64_t out, int G, int k, int act, REAL *ws);
+                  int64_t in, int64_t out, int basis, int G, int k, int act, REAL *ws);

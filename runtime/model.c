@@ -11,6 +11,7 @@
 #include "autodiff.h"
 #include "cuda_api.h"
 #include "init.h"
+#include "kan_basis.h"
 #include "util.h"
 
 /* MODEL_GRAD_OUTPUT: an input "d<output>" shaped like the first output */
@@ -142,13 +143,13 @@ double model_value_bound(const Model *m)
     return m->plan.real_size == 8 ? sqrt(DBL_MAX) : sqrt((double)FLT_MAX);
 }
 
-/* node i is the knot grid of a kan op */
-static int is_knot_grid(const Graph *g, int i)
+/* the kan op whose basis grid node i is, or NULL */
+static const GNode *grid_owner(const Graph *g, int i)
 {
-    if (g->nodes[i].op != OP_BUFFER) return 0;
+    if (g->nodes[i].op != OP_BUFFER) return NULL;
     for (int j = 0; j < g->n_forward; j++)
-        if (g->nodes[j].op == OP_KAN && g->nodes[j].in[1] == i) return 1;
-    return 0;
+        if (g->nodes[j].op == OP_KAN && g->nodes[j].in[1] == i) return &g->nodes[j];
+    return NULL;
 }
 
 /* " ([2, 5])": flat index k of shape s as a multi-index (nothing for rank <= 1) */
@@ -198,18 +199,23 @@ int model_check_values(const Model *m, int i, const void *v, ModelValues kind, c
             return -1;
         }
     }
-    if (kind == MODEL_VALUES_STATE && is_knot_grid(&m->g, i)) {
-        int64_t nk = shape_last(s);
-        for (int64_t r = 0; nk > 0 && r < n / nk; r++)
-            for (int64_t j = 1; j < nk; j++)
-                if (!(VAL(r * nk + j) > VAL(r * nk + j - 1))) {
-                    set_err(err, errlen,
-                            "%s: '%s' is a KAN knot grid, but row %lld is not strictly increasing "
-                            "(knot %lld is %g, knot %lld is %g): the B-spline bases would divide by zero",
-                            file, name, (long long)r, (long long)j - 1, VAL(r * nk + j - 1),
-                            (long long)j, VAL(r * nk + j));
-                    return -1;
-                }
+    const GNode *kan = kind == MODEL_VALUES_STATE ? grid_owner(&m->g, i) : NULL;
+    if (kan) {
+        const KanBasis *b = kan_basis(kan->a.basis);
+        int G = kan->a.grid_size, k = kan->a.spline_order;
+        int64_t len = shape_last(s);
+        double *row = xmalloc(sizeof(double) * (size_t)(len ? len : 1));
+        for (int64_t r = 0; len > 0 && r < n / len; r++) {
+            for (int64_t j = 0; j < len; j++) row[j] = VAL(r * len + j);
+            char why[200];
+            if (b->check_grid(row, G, k, why, sizeof why) >= 0) {
+                set_err(err, errlen, "%s: '%s' is a KAN grid (%s basis), but row %lld %s", file, name, b->name,
+                        (long long)r, why);
+                free(row);
+                return -1;
+            }
+        }
+        free(row);
     }
 #undef VAL
     return 0;

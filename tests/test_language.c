@@ -791,7 +791,7 @@ Test(language, kan_layers)
               "order grid, base_weight, spline_weight, spline_scaler");
     cr_assert_eq(g.nodes[grid].op, OP_BUFFER);
     assert_shape(&g, grid, "[4, 12]"); /* G + 2k + 1 */
-    cr_assert_eq(g.nodes[grid].init, INIT_KNOTS);
+    cr_assert_eq(g.nodes[grid].init, INIT_KAN_GRID);
     cr_assert_float_eq(g.nodes[grid].init_a, -2, 0);
     cr_assert_float_eq(g.nodes[grid].init_b, 3, 0);
     cr_assert_eq(g.nodes[grid].a.grid_size, 7);

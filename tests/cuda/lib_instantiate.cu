@@ -6,7 +6,7 @@
 
 #define KERNEL extern "C" __global__ void
 
-/* B-splines of the shapes the models use: G = 5 and 8, k = 3 (the closed form) and 2, 1 */
+/* B-splines of the shapes the models use: G = 5 and 8, k = 3, 2 and 1 */
 KERNEL basis_g5k3(const float *x, const float *t, float *o, float *d) { kanc_basis<5, 3>(x[0], t, o, d); }
 KERNEL basis_g8k2(const float *x, const float *t, float *o, float *d) { kanc_basis<8, 2>(x[0], t, o, d); }
 KERNEL basis_g3k1(const float *x, const float *t, float *o, float *d) { kanc_basis<3, 1>(x[0], t, o, d); }
@@ -16,21 +16,21 @@ KERNEL gemm_tt(const float *A, const float *B, float *C) { kanc_gemm<1, 1, 32, 1
 
 KERNEL kan_fwd(float *y, const float *x, const float *g, const float *b, const float *s, const float *sc)
 {
-    kanc_kan_fwd<5, 3, KANC_ACT_SILU, 1, 64, 64, 3>(y, x, g, b, s, sc, 33, 12, 20);
+    kanc_kan_fwd<KancBSpline<5, 3>, KANC_ACT_SILU, 1, 64, 64, 3>(y, x, g, b, s, sc, 33, 12, 20);
 }
 KERNEL kan_fwd_noscaler(float *y, const float *x, const float *g, const float *b, const float *s)
 {
-    kanc_kan_fwd<8, 2, KANC_ACT_NONE, 0, 16, 32, 1>(y, x, g, b, s, 0, 33, 12, 20);
+    kanc_kan_fwd<KancBSpline<8, 2>, KANC_ACT_NONE, 0, 16, 32, 1>(y, x, g, b, s, 0, 33, 12, 20);
 }
 KERNEL kan_bwd_w(float *db, float *ds, float *dsc, const float *dy, const float *x, const float *g,
                  const float *s, const float *sc)
 {
-    kanc_kan_bwd_w<5, 3, KANC_ACT_GELU, 1, 64, 3, 32>(db, ds, dsc, dy, x, g, s, sc, 33, 12, 20);
+    kanc_kan_bwd_w<KancBSpline<5, 3>, KANC_ACT_GELU, 1, 64, 3, 32>(db, ds, dsc, dy, x, g, s, sc, 33, 12, 20);
 }
 KERNEL kan_bwd_x(float *dx, const float *dy, const float *x, const float *g, const float *b, const float *s,
                  const float *sc)
 {
-    kanc_kan_bwd_x<5, 3, KANC_ACT_RELU, 1, 1, 64, 3, 32>(dx, dy, x, g, b, s, sc, 33, 12, 20);
+    kanc_kan_bwd_x<KancBSpline<5, 3>, KANC_ACT_RELU, 1, 1, 64, 3, 32>(dx, dy, x, g, b, s, sc, 33, 12, 20);
 }
 
 KERNEL layernorm(float *y, float *st, const float *x, const float *w, const float *b, float *dx, const float *dy,
