@@ -2,7 +2,7 @@
  *
  * The source has two parts. The fixed library (cuda/kanc_lib.cuh and the files
  * it includes, embedded at build time: the kernel ABI of cuda/kanc_abi.h, the
- * counter RNG of runtime/rng.h, the warp and block primitives, and templates
+ * counter RNG of runtime/exec/rng.h, the warp and block primitives, and templates
  * for the fused KAN products, the GEMM, layernorm, attention, cross-entropy
  * and the reductions), then one or more small
  * kernels per graph node that bake the node's offsets, shapes and attributes
@@ -12,7 +12,7 @@
  *
  * Every kernel computes what the CPU kernels of ops/<family>_cpu.inc compute
  * for the same node (their runners show how a node's inputs map to a kernel); reductions run in a fixed order, so repeated runs give the
- * same bits. Under the emulation prelude (runtime/emu/cuda_emu.h, KANC_EMU)
+ * same bits. Under the emulation prelude (runtime/device/emu/cuda_emu.h, KANC_EMU)
  * each kernel also gets a host entry NAME__host that runs it on the CPU.
  *
  * One emitter per op (cuda_emit_<op> in ops/<family>.c, from the table below);

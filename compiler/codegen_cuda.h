@@ -8,10 +8,10 @@
  * plain GEMMs that the runtime hands to cuBLASLt (or, emulated, to a CPU GEMM).
  *
  * The same source compiles (a) with NVRTC for a real GPU and (b) with the host
- * C++ compiler under the emulation prelude (runtime/emu/cuda_emu.h), where
+ * C++ compiler under the emulation prelude (runtime/device/emu/cuda_emu.h), where
  * each kernel also gets a host entry `void NAME__host(dim3 grid, dim3 block,
  * unsigned smem, const KancArgs *args)` that runs its blocks on the CPU
- * (runtime/emu/emu_launch.h builds and calls them).
+ * (runtime/device/emu/emu_launch.h builds and calls them).
  *
  * Launches: kernels read every tensor at constant offsets of the areas in
  * KancArgs and the per-step values in KancScalars; the runtime provides the

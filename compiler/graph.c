@@ -148,3 +148,13 @@ void graph_dump(const Graph *g, FILE *f)
         fputc('\n', f);
     }
 }
+
+int64_t graph_vocab(const Graph *g, int node)
+{
+    for (int i = 0; i < g->n_forward; i++) {
+        const GNode *e = &g->nodes[i];
+        if (e->op == OP_EMBEDDING && e->in[0] == node) return g->nodes[e->in[1]].shape.d[0];
+        if (e->op == OP_CROSS_ENTROPY && e->in[1] == node) return shape_last(&g->nodes[e->in[0]].shape);
+    }
+    return -1;
+}

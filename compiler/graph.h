@@ -54,7 +54,7 @@ typedef enum {
 } GInit;
 
 /* A node's attributes: I(type, name) integer and R(type, name) real fields.
-   One list, so that the plan hash (runtime/artifact.c) covers every field. */
+   One list, so that the plan hash (runtime/io/artifact.c) covers every field. */
 #define GATTR_FIELDS(I, R)                                                       \
     I(int, heads) I(int, causal)             /* attention */                     \
     I(int, grid_size) I(int, spline_order)   /* kan: the basis' G and k */       \
@@ -121,7 +121,11 @@ void graph_free(Graph *g);
 int graph_add(Graph *g, const GNode *proto);
 /* Convenience: a node of op with the given inputs, shape from `shape`. */
 int graph_op(Graph *g, GOp op, const int *in, int nin, GShape shape, const GAttr *attr);
-int graph_find(const Graph *g, GOp op, const char *name); /* leaf by name, -1 if none */
+int graph_find(const Graph *g, GOp op, const char *name);
+/* The vocabulary an int32 input's ids index: the rows of the embedding it
+   feeds, or the logits' last dimension of the cross-entropy it is the targets
+   of; -1 when neither. */
+int64_t graph_vocab(const Graph *g, int node); /* leaf by name, -1 if none */
 
 GShape shape_make(int nd, const int64_t *d);
 GShape shape_of(int nd, ...); /* shape_of(2, (int64_t)3, (int64_t)4) */

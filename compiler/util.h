@@ -1,8 +1,9 @@
-/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads, folders. */
+/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads, folders, strict integers. */
 #ifndef KANC_UTIL_H
 #define KANC_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
@@ -14,6 +15,13 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 _Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* printf-style message into err (errlen bytes; nothing when err is NULL) */
 void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* The largest integer a flag or a saved setting may hold. */
+#define KANC_INT_MAX ((int64_t)1 << 62)
+/* text as a plain decimal integer in [lo, hi] (no blanks, no '+', no trailing
+   characters, no overflow); what names it in the message. 0, or -1 with err. */
+int parse_int_strict(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out, char *err,
+                     size_t errlen);
 /* The whole file, NUL-terminated (len excludes the NUL). NULL with errno set on failure. */
 char *read_file(const char *path, size_t *len);
 /* mkdir -p: dir and every missing parent. Returns 0, or -1 with "cannot

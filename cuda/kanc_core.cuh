@@ -1,10 +1,10 @@
 /* kanc_core.cuh: what every kernel uses: the ABI, tensor pointers, the counter
- * RNG (runtime/rng.h, included as it is), grid-stride loops, the warp and block
+ * RNG (runtime/exec/rng.h, included as it is), grid-stride loops, the warp and block
  * primitives, the activations and dropout.
  *
  * Compiled three ways: by NVRTC (the generated step), by nvcc as a standalone
  * translation unit (tests/cuda/lib_instantiate.cu), and by the host C++
- * compiler under the emulation prelude (runtime/emu/cuda_emu.h, KANC_EMU).
+ * compiler under the emulation prelude (runtime/device/emu/cuda_emu.h, KANC_EMU).
  */
 #ifndef KANC_CORE_CUH
 #define KANC_CORE_CUH

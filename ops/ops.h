@@ -2,7 +2,7 @@
  *
  * One row per op: its kind, family and flags (ops.def), and the family's
  * functions for FLOPs and CPU workspace. The VJP rules (autodiff.h), CPU
- * runners (runtime/exec_cpu.c) and CUDA emitters (compiler/codegen_cuda.c)
+ * runners (runtime/exec/exec_cpu.c) and CUDA emitters (compiler/codegen_cuda.c)
  * are tables indexed by the same GOp, built from ops.def with the op's name:
  * a missing piece does not link, and tests/test_ops.c checks every table.
  */

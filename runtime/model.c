@@ -56,12 +56,70 @@ fail:
     return -1;
 }
 
+/* model_compile for a prebuilt step (path names a cubin, kanc -o): the model
+   is rebuilt from the artifact's source and hyperparameters (overrides in sets:
+   hard ones are applied and must agree with the cubin, soft ones are ignored),
+   checked against the embedded plan, and opened on `device`: "cuda" loads the
+   cubin itself; "cpu", "emu" and "auto" (without a GPU) run the same model
+   from its source. mode must be MODEL_TRAIN. */
+static int compile_prebuilt(Model *m, const char *path, const KdlSet *sets, int nsets, ModelMode mode,
+                            size_t real_size, const char *device, FILE *diag)
+{
+    char err[1024];
+    Artifact a;
+    memset(m, 0, sizeof *m);
+    if (artifact_read(&a, path, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        return -1;
+    }
+    int rc = -1;
+    ConfigSets cs = {0};
+    if (mode != MODEL_TRAIN || real_size != 4) {
+        fprintf(diag, "error: %s holds a float training step; give the model's .kdl for this command\n",
+                path);
+        goto out;
+    }
+    const char *model_path;
+    const char *src = artifact_model_source(&a, &model_path);
+    artifact_model_sets(&a, &cs);
+    for (int i = 0; i < nsets; i++)
+        if (!sets[i].soft) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
+    if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4, "none", diag)) goto out;
+    if (artifact_check_plan(&a, &m->plan, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    const char *dev = device_resolve(device, 4);
+    if (!strcmp(dev, "cuda")) {
+        CudaProgram prog;
+        if (artifact_program(&a, &m->plan, &prog, err, sizeof err) == 0) {
+            prog.n_nodes = m->plan.g->n;
+            m->dev = device_cuda_new_prebuilt(&m->plan, &prog, a.data, artifact_sm(&a), a.path, err, sizeof err);
+        }
+    } else {
+        m->dev = device_open(&m->plan, dev, err, sizeof err);
+    }
+    if (!m->dev) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, 4);
+    init_buffers(&m->plan, buffers);
+    m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);
+    free(buffers);
+    rc = 0;
+out:
+    config_sets_free(&cs);
+    artifact_free(&a);
+    return rc;
+}
+
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
                   ModelMode mode, size_t real_size, const char *device, FILE *diag)
 {
     /* a prebuilt step (kanc -o step.cubin): the model comes from its plan */
     if (!src && artifact_is_cubin(path))
-        return artifact_model_compile(m, path, sets, nsets, mode, real_size, device, diag);
+        return compile_prebuilt(m, path, sets, nsets, mode, real_size, device, diag);
     memset(m, 0, sizeof *m);
     m->path = xstrdup(path);
     m->mode = mode;
@@ -280,21 +338,10 @@ int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_
 
 int model_input(const Model *m, const char *name) { return graph_find(&m->g, OP_INPUT, name); }
 
-int64_t model_vocab(const Model *m, int node)
-{
-    for (int i = 0; i < m->g.n_forward; i++) {
-        const GNode *e = &m->g.nodes[i];
-        if (e->op == OP_EMBEDDING && e->in[0] == node) return m->g.nodes[e->in[1]].shape.d[0];
-        if (e->op == OP_CROSS_ENTROPY && e->in[1] == node)
-            return shape_last(&m->g.nodes[e->in[0]].shape);
-    }
-    return -1;
-}
-
 int model_set_tokens(Model *m, int node, const int32_t *ids, char *err, size_t errlen)
 {
     const GNode *n = &m->g.nodes[node];
-    int64_t vocab = model_vocab(m, node), lo = -1; /* targets may be -1 (ignored) */
+    int64_t vocab = graph_vocab(&m->g, node), lo = -1; /* targets may be -1 (ignored) */
     for (int i = 0; i < m->g.n_forward; i++)
         if (m->g.nodes[i].op == OP_EMBEDDING && m->g.nodes[i].in[0] == node) lo = 0;
     for (int64_t i = 0; i < shape_numel(&n->shape); i++)

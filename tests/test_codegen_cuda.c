@@ -2,7 +2,7 @@
  *
  * Each case builds a small graph by hand (ragged shapes, not multiples of the
  * tiles), differentiates it, plans it in float, generates the CUDA program and
- * builds it under the emulation prelude (runtime/emu). The CPU executor and
+ * builds it under the emulation prelude (runtime/device/emu). The CPU executor and
  * the emulated kernels then run from the same initial state, node by node:
  * before a node, its inputs must agree (nothing clobbered them); its output,
  * aux tensor and the workspace are poisoned with NaN on the emulated side (so
@@ -25,8 +25,9 @@
 
 #include "autodiff.h"
 #include "codegen_cuda.h"
+#include "dynlib.h"
 #include "embedded.h"
-#include "emu/emu_launch.h"
+#include "emu_launch.h"
 #include "exec_cpu.h"
 #include "plan.h"
 #include "ops.h"
@@ -63,10 +64,7 @@ static void *nvrtc_lib(void)
     static int tried;
     if (!tried) {
         tried = 1;
-        const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so",
-                               "/usr/local/cuda/lib64/libnvrtc.so.13", "libnvrtc.so.12"};
-        for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++)
-            lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        lib = dynlib_open("KANC_NVRTC", DYNLIB_NVRTC, NULL, 0);
     }
     return lib;
 }
@@ -313,7 +311,7 @@ static void fill_kan_grids(Case *c, CpuExec *e)
         float *t = cpu_exec_value(e, grid->id);
         for (int64_t r = 0; r < grid->shape.d[0]; r++)
             for (int j = 0; j < nk; j++)
-                t[r * nk + j] = (float)(-1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G);
+                t[r * nk + j] = (float)test_knot(r, j, G, k);
     }
 }
 
@@ -871,7 +869,7 @@ Test(cuda_codegen, the_library_compiles_with_nvcc)
     const char *arch[] = {"sm_80", "sm_90"};
     for (int i = 0; i < 2; i++) {
         int rc = test_run(&out,
-                          "nvcc -std=c++17 -arch=%s -Icuda -Iruntime -Werror all-warnings "
+                          "nvcc -std=c++17 -arch=%s -Icuda -Iruntime/exec -Werror all-warnings "
                           "-c tests/cuda/lib_instantiate.cu -o %s/lib_%s.o",
                           arch[i], dir, arch[i]);
         cr_assert_eq(rc, 0, "nvcc %s failed:\n%s", arch[i], out);

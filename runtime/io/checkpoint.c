@@ -9,7 +9,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cli_opts.h"
 #include "util.h"
 
 static char *model_file(const char *dir)
@@ -130,7 +129,7 @@ int ckpt_save(const char *dir, Model *m, const Tokenizer *tok, const cJSON *trai
                          {"kanc_tokenizer_hash", hash},
                          {"kanc_step", step_text}};
         path = model_file(dir);
-        rc = st_write(path, e, k, meta, CLI_COUNT(meta), err, errlen);
+        rc = st_write(path, e, k, meta, (int)(sizeof meta / sizeof *meta), err, errlen);
         free(path);
         free(config);
         for (int i = 0; i < k; i++) free(names[i]);
@@ -164,7 +163,7 @@ void ckpt_info_free(CkptInfo *info)
     memset(info, 0, sizeof *info);
 }
 
-/* f's kanc_step: a plain integer in [0, CLI_INT_MAX] */
+/* f's kanc_step: a plain integer in [0, KANC_INT_MAX] */
 static int read_step(const StFile *f, int64_t *step, char *err, size_t errlen)
 {
     const char *text = st_meta(f, "kanc_step");
@@ -173,7 +172,7 @@ static int read_step(const StFile *f, int64_t *step, char *err, size_t errlen)
         return -1;
     }
     char *what = xasprintf("%s: kanc_step", f->path);
-    int rc = cli_parse_int(what, text, 0, CLI_INT_MAX, step, err, errlen);
+    int rc = parse_int_strict(what, text, 0, KANC_INT_MAX, step, err, errlen);
     free(what);
     return rc;
 }

@@ -4,9 +4,9 @@
  * the host C++ compiler when this header comes first:
  *
  *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -x c++ \
- *         -include runtime/emu/cuda_emu.h kernels.cu -o kernels.so
+ *         -include runtime/device/emu/cuda_emu.h kernels.cu -o kernels.so
  *
- * (runtime/emu/emu_launch.c does exactly that). It defines KANC_EMU, the
+ * (runtime/device/emu/emu_launch.c does exactly that). It defines KANC_EMU, the
  * CUDA keywords (__global__, __device__, __shared__ ...), dim3 and uint3,
  * threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp and the
  * warp shuffles, atomicAdd, the CUDA-only math functions, the fast warp

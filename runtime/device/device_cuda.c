@@ -21,7 +21,7 @@
  * error path there, and a failed launch leaves the context unusable anyway).
  *
  * mode "emu" runs exactly this code over the mock table of cuda_api.c: the
- * program is built by the emulator (runtime/emu) instead of NVRTC.
+ * program is built by the emulator (runtime/device/emu) instead of NVRTC.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -29,10 +29,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "artifact.h"
 #include "codegen_cuda.h"
 #include "cuda_api.h"
-#include "emu/emu_launch.h"
+#include "emu_launch.h"
 #include "nvrtc.h"
 #include "util.h"
 
@@ -554,35 +553,26 @@ Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
     return &c->dev;
 }
 
-Device *device_cuda_new_artifact(Plan *plan, const Artifact *a, const char *mode, char *err, size_t errlen)
+Device *device_cuda_new_prebuilt(Plan *plan, CudaProgram *prog, const void *image, int sm, const char *label,
+                                 char *err, size_t errlen)
 {
-    if (strcmp(mode, "cuda")) {
-        snprintf(err, errlen, "%s: a cubin runs on a GPU only (--device cuda); with --device %s give the "
-                 "model's .kdl instead", a->path, mode);
+    const CudaApi *api = cuda_api_real(err, errlen);
+    CudaDevice *c = api ? open_context(api, plan, "cuda", err, errlen) : NULL;
+    if (!c) {
+        cuda_program_free(prog);
         return NULL;
     }
-    const CudaApi *api = cuda_api_real(err, errlen);
-    if (!api) return NULL;
-    CudaDevice *c = open_context(api, plan, "cuda", err, errlen);
-    if (!c) return NULL;
-    const char *arch = artifact_str(a, "arch");
-    int asm_ = arch && !strncmp(arch, "sm_", 3) ? atoi(arch + 3) : a->elf_sm;
     /* SASS runs on the same major version with an equal or newer minor */
-    if (asm_ / 10 != c->sm / 10 || asm_ % 10 > c->sm % 10) {
+    if (sm / 10 != c->sm / 10 || sm % 10 > c->sm % 10) {
         snprintf(err, errlen, "%s was compiled for sm_%d; this GPU is sm_%d: recompile it with "
                  "kanc --arch sm_%d (or run the .kdl, which compiles for the GPU it finds)",
-                 a->path, asm_, c->sm, c->sm);
+                 label, sm, c->sm, c->sm);
+        cuda_program_free(prog);
         cuda_destroy(&c->dev);
         return NULL;
     }
-    CudaProgram prog;
-    if (artifact_program(a, plan, &prog, err, errlen)) {
-        cuda_destroy(&c->dev);
-        return NULL;
-    }
-    prog.n_nodes = plan->g->n;
-    if (finish_open(c, &prog, a->data, err, errlen)) {
-        cuda_program_free(&prog);
+    if (finish_open(c, prog, image, err, errlen)) {
+        cuda_program_free(prog);
         cuda_destroy(&c->dev);
         return NULL;
     }
@@ -655,7 +645,7 @@ int cuda_print_status(FILE *f)
         fprintf(f, "cublasLt:  %s\n", api->liblt ? api->liblt_path : "not found (set KANC_CUBLASLT)");
     }
     const char *prelude = emu_prelude_path();
-    fprintf(f, "emu:       %s\n", prelude ? prelude : "prelude runtime/emu/cuda_emu.h not found (set KANC_ROOT)");
+    fprintf(f, "emu:       %s\n", prelude ? prelude : "prelude runtime/device/emu/cuda_emu.h not found (set KANC_ROOT)");
     fprintf(f, "--device auto means: %s\n", api && n > 0 ? "cuda" : "cpu");
     return 0;
 }

@@ -29,7 +29,7 @@ const char *emu_prelude_path(void)
 #endif
     const char *root = getenv("KANC_ROOT");
     if (root) {
-        snprintf(buf, sizeof buf, "%s/runtime/emu/cuda_emu.h", root);
+        snprintf(buf, sizeof buf, "%s/runtime/device/emu/cuda_emu.h", root);
         if (readable(buf) && realpath(buf, found)) return found;
     }
     char exe[PATH_MAX - 64]; /* room for the suffixes below */
@@ -40,11 +40,11 @@ const char *emu_prelude_path(void)
         if (slash) *slash = 0;
         const char *up[] = {"..", "../.."};
         for (int i = 0; i < 2; i++) {
-            snprintf(buf, sizeof buf, "%s/%s/runtime/emu/cuda_emu.h", exe, up[i]);
+            snprintf(buf, sizeof buf, "%s/%s/runtime/device/emu/cuda_emu.h", exe, up[i]);
             if (readable(buf) && realpath(buf, found)) return found;
         }
     }
-    if (readable("runtime/emu/cuda_emu.h") && realpath("runtime/emu/cuda_emu.h", found)) return found;
+    if (readable("runtime/device/emu/cuda_emu.h") && realpath("runtime/device/emu/cuda_emu.h", found)) return found;
     return NULL;
 }
 
@@ -120,7 +120,7 @@ EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
     const char *prelude = emu_prelude_path();
     if (!prelude) {
         snprintf(err, errlen,
-                 "emu: cannot find the prelude runtime/emu/cuda_emu.h (set KANC_EMU_PRELUDE or KANC_ROOT)");
+                 "emu: cannot find the prelude runtime/device/emu/cuda_emu.h (set KANC_EMU_PRELUDE or KANC_ROOT)");
         return NULL;
     }
     const char *tmp = getenv("TMPDIR");

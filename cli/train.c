@@ -413,7 +413,7 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
         goto out;
     }
     if (a->resume) {
-        int64_t vocab = model_vocab(m, model_input(m, "idx"));
+        int64_t vocab = graph_vocab(&m->g, model_input(m, "idx"));
         if (ckpt_check_tokenizer(&info, *tok, vocab, "kanrun train", stderr, err, errlen) ||
             ckpt_load(a->resume, m, saved, err, errlen))
             goto out;

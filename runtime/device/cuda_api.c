@@ -17,7 +17,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "emu/emu_launch.h"
+#include "dynlib.h"
+#include "emu_launch.h"
 #include "util.h"
 
 /* ------------------------------------------------------------------ real */
@@ -26,19 +27,6 @@ static CudaApi real_api;
 static int real_state; /* 0 not tried, 1 loaded, -1 failed */
 static char real_err[1024];
 static pthread_mutex_t real_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static void *open_first(const char *const *names, char *path, size_t pathlen)
-{
-    for (int i = 0; names[i]; i++) {
-        if (!names[i][0]) continue;
-        void *h = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
-        if (h) {
-            snprintf(path, pathlen, "%s", names[i]);
-            return h;
-        }
-    }
-    return NULL;
-}
 
 #define SYM(lib, field, name)                                                                  \
     do {                                                                                       \
@@ -51,9 +39,8 @@ static void *open_first(const char *const *names, char *path, size_t pathlen)
 
 static int load_driver(CudaApi *api, char *err, size_t errlen)
 {
-    const char *env = getenv("KANC_LIBCUDA");
-    const char *names[] = {env ? env : "", "libcuda.so.1", "libcuda.so", NULL};
-    api->libcuda = open_first(names, api->libcuda_path, sizeof api->libcuda_path);
+    static const char *const names[] = {"libcuda.so.1", "libcuda.so", NULL};
+    api->libcuda = dynlib_open("KANC_LIBCUDA", names, api->libcuda_path, sizeof api->libcuda_path);
     if (!api->libcuda) {
         snprintf(err, errlen, "%s", CUDA_NO_DRIVER_MSG);
         return -1;
@@ -100,15 +87,10 @@ static int load_driver(CudaApi *api, char *err, size_t errlen)
 
 static void load_cublaslt(CudaApi *api)
 {
-    const char *env = getenv("KANC_CUBLASLT");
-    const char *names[] = {env ? env : "",
-                           "libcublasLt.so.13",
-                           "libcublasLt.so.12",
-                           "libcublasLt.so",
-                           "/usr/local/cuda/lib64/libcublasLt.so.13",
-                           "/usr/local/cuda/lib64/libcublasLt.so.12",
-                           NULL};
-    void *l = open_first(names, api->liblt_path, sizeof api->liblt_path);
+    static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                                        "/usr/local/cuda/lib64/libcublasLt.so.13",
+                                        "/usr/local/cuda/lib64/libcublasLt.so.12", NULL};
+    void *l = dynlib_open("KANC_CUBLASLT", names, api->liblt_path, sizeof api->liblt_path);
     if (!l) return;
     struct {
         void **field;
@@ -238,7 +220,7 @@ int cuda_device_info(const CudaApi *api, int ordinal, CudaDeviceInfo *info, char
 /* ------------------------------------------------------------------ mock */
 
 /* An emulation module: the generated source built by the emulator
-   (runtime/emu), or a shared object given by path (tests). */
+   (runtime/device/emu), or a shared object given by path (tests). */
 #define MOCK_SRC_MAGIC "KANCEMU:src:"
 #define MOCK_SO_MAGIC "KANCEMU:so:"
 typedef struct {

@@ -13,23 +13,6 @@
 
 #define HELP_VAL 1 /* getopt_long's value for --help (the table's entries are 256 + index) */
 
-int cli_parse_int(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out,
-                  char *err, size_t errlen)
-{
-    char *end;
-    errno = 0;
-    /* strtoll skips leading blanks and takes '+': neither is an integer here */
-    int starts = text[0] == '-' ? text[1] >= '0' && text[1] <= '9' : text[0] >= '0' && text[0] <= '9';
-    long long v = starts ? strtoll(text, &end, 10) : 0;
-    if (!starts || errno == ERANGE || *end || v < lo || v > hi) {
-        set_err(err, errlen, "%s needs an integer in [%lld, %lld], got '%s'%s", what, (long long)lo,
-                (long long)hi, text, errno == ERANGE ? " (out of range)" : "");
-        return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 static void real_range(char *buf, size_t n, double lo, double hi, int open_lo)
 {
     if (isinf(hi))
@@ -184,7 +167,7 @@ static int apply(const CliSpec *s, const CliOpt *o, const char *v)
     switch (o->kind) {
     case CLI_KIND_FLAG: *(int *)o->dst = 1; break;
     case CLI_KIND_STR: *(const char **)o->dst = v; break;
-    case CLI_KIND_INT: rc = cli_parse_int(flag, v, o->ilo, o->ihi, o->dst, err, sizeof err); break;
+    case CLI_KIND_INT: rc = parse_int_strict(flag, v, o->ilo, o->ihi, o->dst, err, sizeof err); break;
     case CLI_KIND_REAL:
         rc = cli_parse_real(flag, v, o->rlo, o->rhi, o->open_lo, o->dst, err, sizeof err);
         break;

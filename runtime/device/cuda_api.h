@@ -4,7 +4,7 @@
  * either from the real libraries (dlopen + dlsym, so kanrun starts on a
  * machine with no GPU and says clearly why CUDA is unavailable), or with a
  * MOCK whose memory is host memory, whose modules are emulation builds of the
- * generated source (runtime/emu), whose launches run the kernels' host entries
+ * generated source (runtime/device/emu), whose launches run the kernels' host entries
  * and whose cuBLASLt matmul is an OpenBLAS GEMM. The CUDA device
  * (device_cuda.c) runs the same code over either table: that is how CI tests
  * the runtime's CUDA path without a GPU.
@@ -187,7 +187,7 @@ const char *cuda_error_string(const CudaApi *api, CUresult r);
 const char *cublas_status_string(const CudaApi *api, cublasStatus_t s);
 
 /* Module images for the mock's cuModuleLoadData (free with free()): the
-   generated source, which the mock builds with the emulator (runtime/emu);
+   generated source, which the mock builds with the emulator (runtime/device/emu);
    or the path of a shared object that already holds each kernel's
    NAME__host entry (tests). */
 char *cuda_mock_image(const char *source);
@@ -202,18 +202,18 @@ Device *device_open(Plan *plan, const char *name, char *err, size_t errlen);
 /* What "auto" (or NULL) means on this machine; other names unchanged. */
 const char *device_resolve(const char *name, size_t real_size);
 
-struct Artifact;
 
 /* Opens the CUDA device for a plan (real_size 4). mode "cuda": the real driver,
    the plan's CUDA program compiled by NVRTC for the device's compute
    capability; mode "emu": the mock table, the same program built by the
    emulator. Returns NULL with the reason in err. */
 Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen);
-/* The same from a prebuilt artifact (kanrun ... step.cubin): its embedded
-   launch list and its cubin; the plan must be the artifact's (checked by the
-   caller with artifact_check_plan). mode "cuda" only. */
-Device *device_cuda_new_artifact(Plan *plan, const struct Artifact *a, const char *mode, char *err,
-                                 size_t errlen);
+/* The same from a prebuilt step (kanrun ... step.cubin), on the real driver:
+   its launch list (takes prog), its cubin image, built for compute capability
+   sm (x 10; refused when this GPU cannot run it), label naming it in errors.
+   The plan must be the step's (checked by the caller). */
+Device *device_cuda_new_prebuilt(Plan *plan, CudaProgram *prog, const void *image, int sm, const char *label,
+                                 char *err, size_t errlen);
 
 /* The same over a given program and module image (cuModuleLoadData's
    argument: a cubin, or cuda_mock_image() of an emulation build); takes prog.

@@ -25,9 +25,6 @@
 
 #include "atomic_file.h"
 #include "autodiff.h"
-#include "cuda_api.h"
-#include "init.h"
-#include "model.h"
 #include "nvrtc.h"
 #include "hash.h"
 #include "util.h"
@@ -411,15 +408,6 @@ static int token_input(const Graph *g)
     for (int i = 0; i < g->n_forward && idx < 0; i++)
         if (g->nodes[i].op == OP_INPUT && g->nodes[i].dtype == DT_I32) idx = i;
     return idx;
-}
-
-static int64_t graph_vocab(const Graph *g, int node)
-{
-    for (int i = 0; i < g->n_forward; i++) {
-        const GNode *e = &g->nodes[i];
-        if (e->op == OP_EMBEDDING && e->in[0] == node) return g->nodes[e->in[1]].shape.d[0];
-    }
-    return -1;
 }
 
 char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactMeta *meta)
@@ -967,49 +955,8 @@ void artifact_print_info(const Artifact *a, FILE *f)
                "dsmem: dynamic shared bytes of the launch)\n", a->n_kernels);
 }
 
-/* ------------------------------------------------------------ running a prebuilt step */
-
-int artifact_model_compile(Model *m, const char *path, const KdlSet *sets, int nsets, ModelMode mode,
-                           size_t real_size, const char *device, FILE *diag)
+int artifact_sm(const Artifact *a)
 {
-    char err[1024];
-    Artifact a;
-    memset(m, 0, sizeof *m);
-    if (artifact_read(&a, path, err, sizeof err)) {
-        fprintf(diag, "error: %s\n", err);
-        return -1;
-    }
-    int rc = -1;
-    ConfigSets cs = {0};
-    if (mode != MODEL_TRAIN || real_size != 4) {
-        fprintf(diag, "error: %s holds a float training step; give the model's .kdl for this command\n",
-                path);
-        goto out;
-    }
-    const char *model_path;
-    const char *src = artifact_model_source(&a, &model_path);
-    artifact_model_sets(&a, &cs);
-    for (int i = 0; i < nsets; i++)
-        if (!sets[i].soft) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
-    if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4, "none", diag)) goto out;
-    if (artifact_check_plan(&a, &m->plan, err, sizeof err)) {
-        fprintf(diag, "error: %s\n", err);
-        goto out;
-    }
-    const char *dev = device_resolve(device, 4);
-    m->dev = !strcmp(dev, "cuda") ? device_cuda_new_artifact(&m->plan, &a, dev, err, sizeof err)
-                                  : device_open(&m->plan, dev, err, sizeof err);
-    if (!m->dev) {
-        fprintf(diag, "error: %s\n", err);
-        goto out;
-    }
-    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, 4);
-    init_buffers(&m->plan, buffers);
-    m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);
-    free(buffers);
-    rc = 0;
-out:
-    config_sets_free(&cs);
-    artifact_free(&a);
-    return rc;
+    const char *arch = artifact_str(a, "arch");
+    return arch && !strncmp(arch, "sm_", 3) ? atoi(arch + 3) : a->elf_sm;
 }

@@ -83,7 +83,7 @@ int bench_main(int argc, char **argv)
         goto out;
     }
     const GShape *s = &m.g.nodes[idx].shape;
-    int64_t B = s->d[0], T = s->d[1], V = model_vocab(&m, idx), ntok = B * T;
+    int64_t B = s->d[0], T = s->d[1], V = graph_vocab(&m.g, idx), ntok = B * T;
     if (V <= 0) {
         fprintf(stderr, "kanrun bench: error: the model's token input 'idx' feeds no embedding\n");
         goto out;

@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "util.h"
+
 typedef enum {
     CLI_KIND_FLAG, /* no value: *(int *)dst = 1 */
     CLI_KIND_STR,  /* *(const char **)dst = the value (argv's own storage) */
@@ -51,7 +53,7 @@ typedef struct {
 
 /* the largest value an integer flag may take: every count the runtime
    multiplies stays far from int64 overflow */
-#define CLI_INT_MAX ((int64_t)1 << 62)
+#define CLI_INT_MAX KANC_INT_MAX
 
 #define CLI_FLAG(n, d, h) {.name = (n), .kind = CLI_KIND_FLAG, .dst = (d), .help = (h)}
 #define CLI_STR(n, d, a, h) {.name = (n), .kind = CLI_KIND_STR, .dst = (d), .arg = (a), .help = (h)}
@@ -88,9 +90,8 @@ void cli_print_help(const CliSpec *spec, FILE *f);
 /* Value checks shared by the parser and by every reader of saved settings
    (a checkpoint's training state is checked like the command line). `what`
    names the value in the message ("--steps", "run/optimizer-8.safetensors:
-   log_every"). Each returns 0, or -1 with the message in err. */
-int cli_parse_int(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out,
-                  char *err, size_t errlen);
+   log_every"). Each returns 0, or -1 with the message in err. Integers:
+   parse_int_strict (util.h). */
 int cli_parse_real(const char *what, const char *text, double lo, double hi, int open_lo,
                    double *out, char *err, size_t errlen);
 /* a number from JSON: an integer-valued double within [lo, hi] */

@@ -28,7 +28,6 @@
 #include "codegen_cuda.h"
 #include "config.h"
 #include "frontend.h"
-#include "model.h"
 #include "plan.h"
 
 #define ARTIFACT_FORMAT "kanc-step"
@@ -88,16 +87,9 @@ int artifact_check_plan(const Artifact *a, const Plan *p, char *err, size_t errl
 
 /* The launch list recorded in the artifact (prog->source is NULL). */
 int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *err, size_t errlen);
+/* The compute capability x 10 the cubin was built for (its "arch", else the ELF flags; 0: unknown). */
+int artifact_sm(const Artifact *a);
 
-/* model_compile for a prebuilt step (path names a cubin): the model is
-   rebuilt from the artifact's source and hyperparameters (overrides in sets:
-   hard ones are applied and must agree with the cubin, soft ones are
-   ignored), checked against the embedded plan, and opened on `device`:
-   "cuda" loads the cubin itself; "cpu", "emu" and "auto" (without a GPU) run
-   the same model from its source. mode must be MODEL_TRAIN. Returns 0, or -1
-   with errors on diag. */
-int artifact_model_compile(Model *m, const char *path, const KdlSet *sets, int nsets,
-                           ModelMode mode, size_t real_size, const char *device, FILE *diag);
 
 /* kanrun info: the plan and the kernels' resources, for humans. */
 void artifact_print_info(const Artifact *a, FILE *f);

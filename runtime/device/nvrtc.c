@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dynlib.h"
 #include "hash.h"
 #include "util.h"
 
@@ -39,17 +40,7 @@ static int nv_load(char *err, size_t errlen)
 {
     pthread_mutex_lock(&nv_lock);
     if (!nv.state) {
-        const char *env = getenv("KANC_NVRTC");
-        const char *names[] = {env ? env : "",
-                               "libnvrtc.so.13",
-                               "libnvrtc.so.12",
-                               "libnvrtc.so",
-                               "/usr/local/cuda/lib64/libnvrtc.so.13",
-                               "/usr/local/cuda/lib64/libnvrtc.so.12",
-                               "/usr/local/cuda/lib64/libnvrtc.so",
-                               NULL};
-        for (int i = 0; names[i] && !nv.lib; i++)
-            if (names[i][0]) nv.lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        nv.lib = dynlib_open("KANC_NVRTC", DYNLIB_NVRTC, NULL, 0);
         nv.state = -1;
         if (!nv.lib) {
             snprintf(nv.err, sizeof nv.err,

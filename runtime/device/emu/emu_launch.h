@@ -1,7 +1,7 @@
 /* emu_launch.h: runs a generated CUDA program on the CPU (the emulation of section 6).
  *
  * The source from codegen_cuda() is compiled with the host C++ compiler under
- * the prelude runtime/emu/cuda_emu.h into a shared object in a fresh
+ * the prelude runtime/device/emu/cuda_emu.h into a shared object in a fresh
  * temporary directory, and loaded with dlopen. Each kernel NAME then has a
  * host entry NAME__host that runs all of its blocks (see cuda_emu.h for how
  * threads, shared memory and barriers are emulated); LAUNCH_GEMM steps run as
@@ -23,9 +23,9 @@
  *         -include <prelude> <dir>/kernels.cu -o <dir>/kernels.so
  * The prelude is found (first that exists): $KANC_EMU_PRELUDE; the path in
  * the compile-time define KANC_EMU_PRELUDE (-DKANC_EMU_PRELUDE="\"/abs/cuda_emu.h\"");
- * $KANC_ROOT/runtime/emu/cuda_emu.h; relative to the executable,
- * <exe dir>/../runtime/emu/cuda_emu.h and <exe dir>/../../runtime/emu/cuda_emu.h
- * (build/kanrun, build/run_tests, build/tests/x); ./runtime/emu/cuda_emu.h.
+ * $KANC_ROOT/runtime/device/emu/cuda_emu.h; relative to the executable,
+ * <exe dir>/../runtime/device/emu/cuda_emu.h and <exe dir>/../../runtime/device/emu/cuda_emu.h
+ * (build/kanrun, build/run_tests, build/tests/x); ./runtime/device/emu/cuda_emu.h.
  * $TMPDIR (else /tmp) holds the temporary directory, removed after loading
  * unless $KANC_EMU_KEEP is set (then its path is printed). A failed compile
  * prints the compiler's output and the generated lines it points at, keeps

@@ -112,7 +112,7 @@ int sample_main(int argc, char **argv)
         goto out;
     }
     if (ckpt_load(dir, &m, NULL, err, sizeof err) || !(tok = tok_open(info.tokenizer, err, sizeof err)) ||
-        ckpt_check_tokenizer(&info, tok, model_vocab(&m, model_input(&m, "idx")), "kanrun sample", stderr,
+        ckpt_check_tokenizer(&info, tok, graph_vocab(&m.g, model_input(&m, "idx")), "kanrun sample", stderr,
                              err, sizeof err)) {
         fprintf(stderr, "kanrun sample: error: %s\n", err);
         goto out;

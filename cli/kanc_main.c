@@ -52,7 +52,7 @@ int main(int argc, char **argv)
         snprintf(b, sizeof b, "%lld", (long long)batch);
         config_sets_add(&cs, "batch", b, 0);
     }
-    if (out_path || emit_source) { /* the CUDA artifact (runtime/artifact.h) */
+    if (out_path || emit_source) { /* the CUDA artifact (runtime/io/artifact.h) */
         ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,
                               .tokenizer = tokenizer, .out_path = out_path,
                               .emit_source = emit_source, .verbose = 1};
