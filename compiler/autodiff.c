@@ -23,7 +23,6 @@ struct AdCtx {
 typedef AdCtx AD;
 
 /* The rules, one per forward op of ops/ops.def (op_vjp_<name> in ops/<family>.c). */
-#define FAMILY(name)
 #define OP_LEAF(ENUM, name)
 #define OP_FWD(ENUM, name) void op_vjp_##name(AdCtx *ad, const GNode *n, int dy);
 #define OP_BWD(ENUM, name)
@@ -32,15 +31,14 @@ typedef AdCtx AD;
 #include "ops.def"
 #undef OP_FWD
 #define OP_FWD(ENUM, name) [OP_##ENUM] = op_vjp_##name,
+#define OP(kind, ENUM, name, family, flags) OP_##kind(ENUM, name)
 static const AdRule RULES[OP__COUNT] = {
 #include "ops.def"
 };
-#undef OP
 #undef OP_LEAF
 #undef OP_FWD
 #undef OP_BWD
 #undef OP_OPT
-#undef FAMILY
 
 AdRule autodiff_rule(GOp op) { return op >= 0 && op < OP__COUNT ? RULES[op] : NULL; }
 Graph *ad_graph(AdCtx *ad) { return ad->g; }

@@ -33,16 +33,13 @@
 #include "ops.h"
 
 /* The emitters, one per op of ops/ops.def (cuda_emit_<name> in ops/<family>.c). */
-#define FAMILY(name)
 #define OP(kind, ENUM, name, family, flags) void cuda_emit_##name(CudaGen *G);
 #include "ops.def"
-#undef OP
 #define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = cuda_emit_##name,
 static const CudaEmitter EMITTERS[] = {
 #include "ops.def"
 };
 #undef OP
-#undef FAMILY
 _Static_assert(sizeof EMITTERS / sizeof *EMITTERS == OP__COUNT, "a CUDA emitter per op");
 
 int codegen_cuda_has_emitter(GOp op) { return op >= 0 && op < OP__COUNT && EMITTERS[op] != NULL; }

@@ -18,8 +18,6 @@ void cg_fail(CudaGen *G, const char *fmt, ...)
     va_end(ap);
 }
 
-
-
 void cg_need_ws(CudaGen *G, int64_t bytes)
 {
     if (bytes > G->ws_bytes) G->ws_bytes = bytes;
@@ -51,12 +49,10 @@ CgLoc cg_out_loc(CudaGen *G, const GNode *n)
 
 CgLoc cg_aux_loc(CudaGen *G, int i)
 {
-    if (G->p->aux_off[i] < 0) cg_fail(G, "cuda: node %d (%s) has no aux tensor", i, op_name(G->g->nodes[i].op));
+    if (G->p->aux_off[i] < 0)
+        cg_fail(G, "cuda: node %d (%s) has no aux tensor", i, op_name(G->g->nodes[i].op));
     return (CgLoc){AREA_ARENA, G->p->aux_off[i]};
 }
-
-
-
 
 /* exact float and double literals */
 const char *cg_flit(char *buf, float v)
@@ -69,7 +65,6 @@ const char *cg_dlit(char *buf, double v)
     snprintf(buf, 32, "%.17e", v);
     return buf;
 }
-
 
 const char *cg_act_short(int act)
 {
@@ -121,14 +116,14 @@ CudaLaunch *cg_add_launch(CudaGen *G, LaunchKind kind, const char *name)
 /* Opens kernel n<id>_<what>, launched on grid (gx, gy) x block threads.
    sync: the kernel uses __syncthreads or warp primitives (the emulation then
    runs its threads as fibers). note: one line on what it computes. */
-void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, unsigned block,
-                         int sync, const char *note, ...)
+void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, unsigned block, int sync,
+                     const char *note, ...)
 {
     snprintf(G->kname, sizeof G->kname, "n%d_%s", G->n->id, what);
     G->ksync = sync;
     if (gy > 65535)
         cg_fail(G, "cuda: node %d: %s needs %u row tiles, over the grid's 65535; use a larger tile_m",
-             G->n->id, what, gy);
+                G->n->id, what, gy);
     CudaLaunch *l = cg_add_launch(G, LAUNCH_KERNEL, G->kname);
     l->grid[0] = gx;
     l->grid[1] = gy;
@@ -144,7 +139,7 @@ void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, uns
     va_end(ap);
     sb_printf(&G->src, "\n   launch: grid (%u, %u), block %u */\n", gx, gy, block);
     sb_printf(&G->src, "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args)\n{\n",
-           block, G->kname);
+              block, G->kname);
 }
 
 void cg_kernel_end(CudaGen *G)
@@ -157,7 +152,7 @@ void cg_ptr(CudaGen *G, const char *type, const char *var, CgLoc l, const GShape
 {
     char sb[96];
     sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld);", type, var, type, kanc_area_name(l.area),
-           (long long)l.off);
+              (long long)l.off);
     if (s) sb_printf(&G->src, " /* %s%s%s */", cg_shp(s, sb), name ? " " : "", name ? name : "");
     sb_printf(&G->src, "\n");
 }
@@ -167,7 +162,7 @@ void cg_in_ptr(CudaGen *G, const char *var, int j)
 {
     const GNode *x = &G->g->nodes[G->n->in[j]];
     cg_ptr(G, x->dtype == DT_I32 ? "const int" : "const float", var, cg_value_loc(G, x->id), &x->shape,
-        x->name);
+           x->name);
 }
 
 /* the node's output */
@@ -201,7 +196,6 @@ void cg_loop(CudaGen *G, int64_t n, const char *body)
 /* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
 /* ------------------------------------------------------------------------ */
 
-
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note)
 {
     char ba[32], bb[32];
@@ -209,33 +203,42 @@ void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note)
         char name[64];
         snprintf(name, sizeof name, "n%d_%s", G->n->id, what);
         CudaLaunch *l = cg_add_launch(G, LAUNCH_GEMM, name);
-        l->gemm = (GemmDesc){.trans_a = q->ta, .trans_b = q->tb, .m = q->m, .n = q->n, .k = q->k,
-                             .lda = q->lda, .ldb = q->ldb, .ldc = q->ldc, .alpha = q->alpha,
-                             .beta = q->beta, .area_a = q->a.area, .area_b = q->b.area,
-                             .area_c = q->c.area, .off_a = q->a.off, .off_b = q->b.off,
+        l->gemm = (GemmDesc){.trans_a = q->ta,
+                             .trans_b = q->tb,
+                             .m = q->m,
+                             .n = q->n,
+                             .k = q->k,
+                             .lda = q->lda,
+                             .ldb = q->ldb,
+                             .ldc = q->ldc,
+                             .alpha = q->alpha,
+                             .beta = q->beta,
+                             .area_a = q->a.area,
+                             .area_b = q->b.area,
+                             .area_c = q->c.area,
+                             .off_a = q->a.off,
+                             .off_b = q->b.off,
                              .off_c = q->c.off};
         sb_printf(&G->src,
-               "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
-               "%g op(A) op(B) + %g C, trans %d %d, k %lld;\n   A = %s, B = %s, C = %s */\n\n",
-               G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n,
-               (double)q->alpha, (double)q->beta, q->ta, q->tb, (long long)q->k, q->na, q->nb, q->nc);
+                  "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
+                  "%g op(A) op(B) + %g C, trans %d %d, k %lld;\n   A = %s, B = %s, C = %s */\n\n",
+                  G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n, (double)q->alpha,
+                  (double)q->beta, q->ta, q->tb, (long long)q->k, q->na, q->nb, q->nc);
         return;
     }
     int TM = G->o.tile_m, TN = G->o.tile_n, TK = G->o.tile_k;
     cg_kernel_begin(G, what, (unsigned)cg_cdiv(q->n, TN), (unsigned)cg_cdiv(q->m, TM), CG_BLOCK, 1,
-                 "%s\n   C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld", note,
-                 (long long)q->m, (long long)q->n, (double)q->alpha, (double)q->beta, q->ta, q->tb,
-                 (long long)q->k);
+                    "%s\n   C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld", note, (long long)q->m,
+                    (long long)q->n, (double)q->alpha, (double)q->beta, q->ta, q->tb, (long long)q->k);
     const char *type[3] = {"const float", "const float", "float"}, *var[3] = {"A", "B", "C"};
     const char *what3[3] = {q->na, q->nb, q->nc};
     CgLoc loc[3] = {q->a, q->b, q->c};
     for (int i = 0; i < 3; i++)
         sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld); /* %s */\n", type[i], var[i], type[i],
                   kanc_area_name(loc[i].area), (long long)loc[i].off, what3[i]);
-    cg_line(G, "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
-         q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k,
-         (long long)q->lda, (long long)q->ldb, (long long)q->ldc, cg_flit(ba, q->alpha),
-         cg_flit(bb, q->beta));
+    cg_line(G,
+            "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
+            q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k, (long long)q->lda,
+            (long long)q->ldb, (long long)q->ldc, cg_flit(ba, q->alpha), cg_flit(bb, q->beta));
     cg_kernel_end(G);
 }
-

@@ -17,16 +17,16 @@
 #include "ops.h"
 #include "strbuf.h"
 
-#define CG_BLOCK 256          /* threads of the elementwise, GEMM and KAN kernels */
-#define CG_MAX_BLOCKS 4096    /* grid-stride kernels use at most this many blocks */
-#define CG_WARPS_PER_BLOCK 4  /* attention: one warp per row of P */
-#define CG_SUM_PARTS 256      /* whole-tensor sums: at most this many partial sums */
-#define CG_EMB_THREADS 65536  /* embedding backward: about this many (column, chunk) threads */
-#define CG_SMEM_LIMIT 49152   /* static shared memory per block */
+#define CG_BLOCK           256   /* threads of the elementwise, GEMM and KAN kernels */
+#define CG_MAX_BLOCKS      4096  /* grid-stride kernels use at most this many blocks */
+#define CG_WARPS_PER_BLOCK 4     /* attention: one warp per row of P */
+#define CG_SUM_PARTS       256   /* whole-tensor sums: at most this many partial sums */
+#define CG_EMB_THREADS     65536 /* embedding backward: about this many (column, chunk) threads */
+#define CG_SMEM_LIMIT      49152 /* static shared memory per block */
 
 /* a tensor: a byte offset in a storage area of KancArgs */
 typedef struct {
-    int area; /* KancArea */
+    int area;    /* KancArea */
     int64_t off; /* bytes */
 } CgLoc;
 
@@ -39,9 +39,9 @@ typedef struct {
     CudaLaunch *launch;
     int n_launch, cap;
     int64_t ws_bytes;
-    const GNode *n;   /* the node being emitted */
-    char kname[64];   /* the kernel being emitted */
-    int ksync;        /* it uses barriers or warp primitives */
+    const GNode *n; /* the node being emitted */
+    char kname[64]; /* the kernel being emitted */
+    int ksync;      /* it uses barriers or warp primitives */
     char *err;
     size_t errlen;
     int failed;
@@ -53,7 +53,6 @@ typedef void (*CudaEmitter)(CudaGen *G);
 /* input j of the node being emitted */
 #define CG_IN(j) (&G->g->nodes[G->n->in[j]])
 
-
 static inline int64_t cg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 static inline int64_t cg_imin(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -61,24 +60,35 @@ static inline int64_t cg_imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t cg_imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* blocks of CG_BLOCK threads for a grid-stride loop over n elements */
-static inline unsigned cg_blocks_for(int64_t n) { return (unsigned)cg_imax(1, cg_imin(cg_cdiv(n, CG_BLOCK), CG_MAX_BLOCKS)); }
+static inline unsigned cg_blocks_for(int64_t n)
+{
+    return (unsigned)cg_imax(1, cg_imin(cg_cdiv(n, CG_BLOCK), CG_MAX_BLOCKS));
+}
 
 static inline int cg_n_id(const CudaGen *G) { return G->n->id; }
 
 /* the node's accumulate flag: parameter gradients always accumulate */
-static inline int cg_node_acc(const GNode *n) { return n->a.acc || (op_is_backward(n->op) && n->gparam >= 0); }
+static inline int cg_node_acc(const GNode *n)
+{
+    return n->a.acc || (op_is_backward(n->op) && n->gparam >= 0);
+}
 
 /* dropout probability and keep scale as the CPU computes them */
 static inline float cg_keep_scale(double p) { return (float)(p < 1 ? 1.0 / (1.0 - p) : 0.0); }
 
 /* partial sums of a whole-tensor sum over n elements */
-static inline int cg_sum_parts(int64_t n) { return (int)cg_imax(1, cg_imin(CG_SUM_PARTS, cg_cdiv(n, CG_BLOCK))); }
+static inline int cg_sum_parts(int64_t n)
+{
+    return (int)cg_imax(1, cg_imin(CG_SUM_PARTS, cg_cdiv(n, CG_BLOCK)));
+}
 
 /* threads of a one-block-per-row kernel over rows of C elements */
-static inline unsigned cg_row_threads(int64_t C) { return (unsigned)cg_imin(256, cg_imax(32, cg_cdiv(C, 32) * 32)); }
+static inline unsigned cg_row_threads(int64_t C)
+{
+    return (unsigned)cg_imin(256, cg_imax(32, cg_cdiv(C, 32) * 32));
+}
 
 static inline const char *cg_shp(const GShape *s, char *buf) { return shape_str(s, buf, 96); }
-
 
 /* Records the first error (codegen_cuda then fails with it). */
 void cg_fail(CudaGen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

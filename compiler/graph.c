@@ -124,11 +124,8 @@ int64_t shape_rows(const GShape *s)
 }
 
 static const char *const OP_NAMES[OP__COUNT] = {
-#define FAMILY(name)
 #define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = #name,
 #include "ops.def"
-#undef OP
-#undef FAMILY
 };
 
 const char *op_name(GOp op)

@@ -30,11 +30,8 @@ typedef enum { DT_REAL, DT_I32 } GDtype;
 /* The ops, one per line of ops/ops.def (their inputs, shapes and pieces there;
    their properties in ops/ops.h). */
 typedef enum {
-#define FAMILY(name)
 #define OP(kind, ENUM, name, family, flags) OP_##ENUM,
 #include "ops.def"
-#undef OP
-#undef FAMILY
     OP__COUNT
 } GOp;
 

@@ -4,9 +4,40 @@
 
 #include "autodiff.h"
 #include "cuda_emit.h"
+#include "layer.h"
 #include "ops.h"
 
 const OpFamily op_family_elementwise = {.name = "elementwise"};
+
+/* ---- the language: the builtin layers (compiler/layer.h) ---- */
+
+static Value activation(Elab *E, Args *A, GOp op)
+{
+    int x;
+    if (!el_arg_real(E, A, 0, 0, &x)) return VERR;
+    return vnode(el_emit(E, A->call, A->scope, op, &x, 1, el_tshape(E, x), NULL));
+}
+
+static Value L_gelu(Elab *E, Args *A) { return activation(E, A, OP_GELU); }
+static Value L_silu(Elab *E, Args *A) { return activation(E, A, OP_SILU); }
+static Value L_relu(Elab *E, Args *A) { return activation(E, A, OP_RELU); }
+
+static Value L_dropout(Elab *E, Args *A)
+{
+    int x;
+    double p;
+    if (!el_arg_real(E, A, 0, 0, &x) || !el_arg_prob(E, A, 1, &p)) return VERR;
+    if (p == 0) return vnode(x); /* no node at all: nothing to do */
+    GAttr at = {.p = p};
+    return vnode(el_emit(E, A->call, A->scope, OP_DROPOUT, &x, 1, el_tshape(E, x), &at));
+}
+
+const Builtin layer_gelu = {"gelu", L_gelu, 1, 0, 1, "gelu(x)", {"x"}};
+const Builtin layer_silu = {"silu", L_silu, 1, 0, 1, "silu(x)", {"x"}};
+const Builtin layer_relu = {"relu", L_relu, 1, 0, 1, "relu(x)", {"x"}};
+const Builtin layer_dropout = {"dropout", L_dropout, 2, 0, 1, "dropout(x, p)", {"x", "p"}};
+
+/* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
 /* d a = dy, d b = s * reduce(dy), s = +1 (add) or -1 (sub for b) */
 static void vjp_add_sub(AdCtx *ad, const GNode *n, int dy, double sign_b)
@@ -56,7 +87,8 @@ static void emit_binary(CudaGen *G)
     const GNode *n = G->n;
     int64_t N = shape_numel(&n->shape), nb = shape_numel(&CG_IN(1)->shape);
     const char *op = n->op == OP_ADD ? "+" : n->op == OP_SUB ? "-" : "*";
-    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(N), 1, CG_BLOCK, 0, "y = a %s b (b broadcast over a's leading dims)", op);
+    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(N), 1, CG_BLOCK, 0,
+                    "y = a %s b (b broadcast over a's leading dims)", op);
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "a", 0);
     cg_in_ptr(G, "b", 1);
@@ -103,7 +135,7 @@ void cuda_emit_act_bwd(CudaGen *G)
     int64_t N = shape_numel(&n->shape);
     char body[128];
     cg_kernel_begin(G, "act_bwd", cg_blocks_for(N), 1, CG_BLOCK, 0, "dx (+)= dy * %s'(x)",
-                 cg_act_short(n->a.act));
+                    cg_act_short(n->a.act));
     cg_out_ptr(G, "dx");
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
@@ -119,12 +151,11 @@ void cuda_emit_dropout(CudaGen *G)
     int64_t N = shape_numel(&n->shape);
     char b[32], body[192];
     cg_kernel_begin(G, "dropout", cg_blocks_for(N), 1, CG_BLOCK, 0,
-                 "y = x * keep / (1-p), keep from the counter RNG (training only)");
+                    "y = x * keep / (1-p), keep from the counter RNG (training only)");
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
     cg_dropout_params(G, n->a.p, n->id);
-    snprintf(body, sizeof body,
-             "y[e] = p > 0.0 ? x[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : x[e];",
+    snprintf(body, sizeof body, "y[e] = p > 0.0 ? x[e] * kanc_drop(p, %s, seed, stream, (uint64_t)e) : x[e];",
              cg_flit(b, cg_keep_scale(n->a.p)));
     cg_loop(G, N, body);
     cg_kernel_end(G);
@@ -136,7 +167,7 @@ void cuda_emit_dropout_bwd(CudaGen *G)
     int64_t N = shape_numel(&n->shape);
     char b[32], body[192];
     cg_kernel_begin(G, "dropout_bwd", cg_blocks_for(N), 1, CG_BLOCK, 0,
-                 "dx (+)= dy * keep / (1-p), the forward's mask (training only)");
+                    "dx (+)= dy * keep / (1-p), the forward's mask (training only)");
     cg_out_ptr(G, "dx");
     cg_in_ptr(G, "dy", 0);
     cg_dropout_params(G, n->a.p, n->fwd);
@@ -154,9 +185,8 @@ static void emit_col_reduce(CudaGen *G)
     int64_t nother = mul ? shape_numel(&CG_IN(1)->shape) : 1;
     char b[32];
     cg_kernel_begin(G, op_name(n->op), cg_blocks_for(nout), 1, CG_BLOCK, 0,
-                 "out (+)= %s summed over the %lld rows of [%lld, %lld]",
-                 mul ? "dy * other" : "s * dy", (long long)(N / nout), (long long)(N / nout),
-                 (long long)nout);
+                    "out (+)= %s summed over the %lld rows of [%lld, %lld]", mul ? "dy * other" : "s * dy",
+                    (long long)(N / nout), (long long)(N / nout), (long long)nout);
     cg_out_ptr(G, "out");
     cg_in_ptr(G, "dy", 0);
     if (mul)
@@ -164,7 +194,7 @@ static void emit_col_reduce(CudaGen *G)
     else
         cg_line(G, "const float *other = 0;");
     cg_line(G, "kanc_col_reduce<%d, %d>(out, dy, other, %lldLL, %lldLL, %lldLL, %s);", cg_node_acc(n), mul,
-         (long long)(N / nout), (long long)nout, (long long)nother, cg_dlit(b, mul ? 1.0 : n->a.scale));
+            (long long)(N / nout), (long long)nout, (long long)nother, cg_dlit(b, mul ? 1.0 : n->a.scale));
     cg_kernel_end(G);
 }
 

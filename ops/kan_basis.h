@@ -6,7 +6,7 @@
  * Everything that knows what the functions and their grid are lives in the
  * family's files; the rest of kanc asks through KanBasis:
  *
- *   elaborate (compiler)  the grid and spline_weight shapes, the option check
+ *   the kan() layer       the grid and spline_weight shapes, the option check
  *   init (runtime)        the grid's initial values, the spline-weight init
  *   model (runtime)       the check of a loaded grid
  *   CPU kernels           the values (and derivatives) at x, f32 and f64
@@ -22,7 +22,7 @@
  *      like KancBSpline (cuda/kanc_basis_bspline.cuh), included by
  *      cuda/kanc_lib.cuh;
  *   4. the tests (a fixture or finite differences) and docs/language.md for
- *      the kan() option that selects it.
+ *      the kan() option that selects it (KanOpts.basis in ops/kan.c).
  * Nothing else changes: the fused layer, the planner, the emitters and the
  * checkpoint code take the basis from GAttr.basis.
  */

@@ -18,7 +18,10 @@
 static int bspline_nf(int G, int k) { return G + k; }
 static int bspline_grid_len(int G, int k) { return G + 2 * k + 1; }
 
-static double knot(int j, int G, int k, double lo, double hi) { return (double)(j - k) * ((hi - lo) / G) + lo; }
+static double knot(int j, int G, int k, double lo, double hi)
+{
+    return (double)(j - k) * ((hi - lo) / G) + lo;
+}
 
 /* the knots must stay finite and distinct in float32, or every basis divides by zero */
 static const char *bspline_check_options(int G, int k, double lo, double hi)
@@ -43,8 +46,10 @@ static int64_t bspline_check_grid(const double *row, int G, int k, char *why, si
 {
     for (int j = 1; j <= G + 2 * k; j++)
         if (!(row[j] > row[j - 1])) {
-            snprintf(why, whylen, "is not strictly increasing (knot %d is %g, knot %d is %g): the B-spline bases "
-                     "would divide by zero", j - 1, row[j - 1], j, row[j]);
+            snprintf(why, whylen,
+                     "is not strictly increasing (knot %d is %g, knot %d is %g): the B-spline bases "
+                     "would divide by zero",
+                     j - 1, row[j - 1], j, row[j]);
             return j;
         }
     return -1;
@@ -56,16 +61,16 @@ static int bspline_fit_points(const double *row, int G, int k, double *x)
     return G + 1;
 }
 
-#define REAL float
+#define REAL           float
 #define REAL_IS_DOUBLE 0
-#define K(name) name##_f32
+#define K(name)        name##_f32
 #include "kan_basis_bspline_cpu.inc"
 #undef REAL
 #undef REAL_IS_DOUBLE
 #undef K
-#define REAL double
+#define REAL           double
 #define REAL_IS_DOUBLE 1
-#define K(name) name##_f64
+#define K(name)        name##_f64
 #include "kan_basis_bspline_cpu.inc"
 #undef REAL
 #undef REAL_IS_DOUBLE

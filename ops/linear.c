@@ -3,6 +3,7 @@
 
 #include "autodiff.h"
 #include "cuda_emit.h"
+#include "layer.h"
 #include "ops.h"
 
 /* 2 rows in out for the forward and for each backward product */
@@ -14,6 +15,36 @@ static double linear_flops(const Graph *g, const GNode *n)
 }
 
 const OpFamily op_family_linear = {.name = "linear", .flops = linear_flops};
+
+/* ---- the language: the builtin layers (compiler/layer.h) ---- */
+
+static Value L_linear(Elab *E, Args *A)
+{
+    int x, bias;
+    int64_t out;
+    double std;
+    if (!el_arg_real(E, A, 0, 1, &x) || !el_arg_int(E, A, 1, 0, 1, INT64_MAX, &out) ||
+        !el_arg_bool(E, A, 2, 1, &bias) || !el_arg_num(E, A, 3, 0.02, &std))
+        return VERR;
+    if (!(std >= 0)) return el_bad_arg(E, A, 3, "must not be negative"), VERR;
+    GShape xs = el_tshape(E, x);
+    int w = el_param(E, A, "weight", shape_of(2, out, shape_last(&xs)), INIT_NORMAL, std, 1);
+    int b = bias && w >= 0 ? el_param(E, A, "bias", shape_of(1, out), INIT_ZEROS, 0, 0) : -2;
+    if (w < 0 || b == -1) return VERR;
+    GAttr at = {.has_bias = bias};
+    return vnode(
+        el_emit(E, A->call, A->scope, OP_LINEAR, (int[]){x, w, b}, bias ? 3 : 2, el_with_last(xs, out), &at));
+}
+
+const Builtin layer_linear = {"linear",
+                              L_linear,
+                              2,
+                              0,
+                              1,
+                              "linear(x, out, bias = true, init_std = 0.02)",
+                              {"x", "out", "bias", "init_std"}};
+
+/* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
 /* dW += dy^T x and db += sum dy (one node), dx = dy W */
 void op_vjp_linear(AdCtx *ad, const GNode *n, int dy)
@@ -56,9 +87,19 @@ void cuda_emit_linear(CudaGen *G)
         cg_loop(G, N * out, body);
         cg_kernel_end(G);
     }
-    CgGemm q = {.ta = 0, .tb = 1, .m = N, .n = out, .k = in, .lda = in, .ldb = in, .ldc = out,
-              .alpha = 1, .beta = n->a.has_bias ? 1 : 0, .a = cg_value_loc(G, n->in[0]),
-              .b = cg_value_loc(G, n->in[1]), .c = y};
+    CgGemm q = {.ta = 0,
+                .tb = 1,
+                .m = N,
+                .n = out,
+                .k = in,
+                .lda = in,
+                .ldb = in,
+                .ldc = out,
+                .alpha = 1,
+                .beta = n->a.has_bias ? 1 : 0,
+                .a = cg_value_loc(G, n->in[0]),
+                .b = cg_value_loc(G, n->in[1]),
+                .c = y};
     char note[128], s1[160], s2[160], s3[160];
     snprintf(note, sizeof note, "y%s (+)= x%s W^T", cg_shp(&n->shape, s1), cg_shp(&CG_IN(0)->shape, s2));
     describe(G, &q, "x", n->in[0], "W", n->in[1], "y", s1, s2, s3);
@@ -69,9 +110,19 @@ void cuda_emit_linear_bwd_x(CudaGen *G)
 {
     const GNode *n = G->n;
     int64_t N = shape_rows(&CG_IN(0)->shape), in = shape_last(&n->shape), out = shape_last(&CG_IN(0)->shape);
-    CgGemm q = {.ta = 0, .tb = 0, .m = N, .n = in, .k = out, .lda = out, .ldb = in, .ldc = in,
-              .alpha = 1, .beta = cg_node_acc(n) ? 1 : 0, .a = cg_value_loc(G, n->in[0]),
-              .b = cg_value_loc(G, n->in[1]), .c = cg_out_loc(G, n)};
+    CgGemm q = {.ta = 0,
+                .tb = 0,
+                .m = N,
+                .n = in,
+                .k = out,
+                .lda = out,
+                .ldb = in,
+                .ldc = in,
+                .alpha = 1,
+                .beta = cg_node_acc(n) ? 1 : 0,
+                .a = cg_value_loc(G, n->in[0]),
+                .b = cg_value_loc(G, n->in[1]),
+                .c = cg_out_loc(G, n)};
     char s1[160], s2[160], s3[160];
     describe(G, &q, "dy", n->in[0], "W", n->in[1], "dx", s1, s2, s3);
     cg_gemm(G, "linear_bwd_x", &q, "dx (+)= dy W");
@@ -80,20 +131,31 @@ void cuda_emit_linear_bwd_x(CudaGen *G)
 void cuda_emit_linear_bwd_w(CudaGen *G)
 {
     const GNode *n = G->n;
-    int64_t N = shape_rows(&CG_IN(0)->shape), in = shape_last(&CG_IN(1)->shape), out = shape_last(&CG_IN(0)->shape);
-    CgGemm q = {.ta = 1, .tb = 0, .m = out, .n = in, .k = N, .lda = out, .ldb = in, .ldc = in,
-              .alpha = 1, .beta = 1, .a = cg_value_loc(G, n->in[0]), .b = cg_value_loc(G, n->in[1]),
-              .c = cg_out_loc(G, n)};
+    int64_t N = shape_rows(&CG_IN(0)->shape), in = shape_last(&CG_IN(1)->shape),
+            out = shape_last(&CG_IN(0)->shape);
+    CgGemm q = {.ta = 1,
+                .tb = 0,
+                .m = out,
+                .n = in,
+                .k = N,
+                .lda = out,
+                .ldb = in,
+                .ldc = in,
+                .alpha = 1,
+                .beta = 1,
+                .a = cg_value_loc(G, n->in[0]),
+                .b = cg_value_loc(G, n->in[1]),
+                .c = cg_out_loc(G, n)};
     char s1[160], s2[160], s3[160];
     describe(G, &q, "dy", n->in[0], "x", n->in[1], "dW", s1, s2, s3);
     cg_gemm(G, "linear_bwd_w", &q, "dW += dy^T x");
     if (n->a.has_bias) {
         cg_kernel_begin(G, "linear_bwd_b", cg_blocks_for(out), 1, CG_BLOCK, 0,
-                     "db += column sums of dy (rows in order)");
+                        "db += column sums of dy (rows in order)");
         cg_ptr(G, "float", "db", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of bias");
         cg_in_ptr(G, "dy", 0);
-        cg_line(G, "kanc_col_reduce<1, 0>(db, dy, (const float *)0, %lldLL, %lldLL, 1LL, 1.0);",
-             (long long)N, (long long)out);
+        cg_line(G, "kanc_col_reduce<1, 0>(db, dy, (const float *)0, %lldLL, %lldLL, 1LL, 1.0);", (long long)N,
+                (long long)out);
         cg_kernel_end(G);
     }
 }

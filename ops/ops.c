@@ -2,17 +2,11 @@
 #include "ops.h"
 
 #define FAMILY(name) extern const OpFamily op_family_##name;
-#define OP(kind, ENUM, name, family, flags)
 #include "ops.def"
-#undef OP
-#undef FAMILY
 
 static const OpInfo OPS[] = {
-#define FAMILY(name)
 #define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = {#name, OPK_##kind, flags, &op_family_##family},
 #include "ops.def"
-#undef OP
-#undef FAMILY
 };
 _Static_assert(sizeof OPS / sizeof *OPS == OP__COUNT, "ops.def and GOp disagree");
 

@@ -1,6 +1,7 @@
 /* optim.c: the global gradient norm and AdamW with clipping. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 
 #include "cuda_emit.h"
 #include "ops.h"
@@ -16,14 +17,14 @@ void cuda_emit_grad_norm(CudaGen *G)
     int parts = cg_sum_parts(N);
     cg_need_ws(G, parts * 8);
     cg_kernel_begin(G, "grad_norm_partial", (unsigned)parts, 1, CG_BLOCK, 1,
-                 "ws[block] = partial sums of squares of the whole gradient area (%lld elements)",
-                 (long long)N);
+                    "ws[block] = partial sums of squares of the whole gradient area (%lld elements)",
+                    (long long)N);
     cg_ptr(G, "const float", "g", (CgLoc){AREA_GRADS, 0}, NULL, NULL);
     cg_ptr(G, "double", "part", (CgLoc){AREA_WS, 0}, NULL, NULL);
     cg_line(G, "kanc_sum_partial<1>(part, g, %lldLL);", (long long)N);
     cg_kernel_end(G);
     cg_kernel_begin(G, "grad_norm", 1, 1, CG_BLOCK, 1,
-                 "norm = sqrt(sum of the %d partials) -> value and scalars->grad_norm", parts);
+                    "norm = sqrt(sum of the %d partials) -> value and scalars->grad_norm", parts);
     cg_out_ptr(G, "y");
     cg_ptr(G, "const double", "part", (CgLoc){AREA_WS, 0}, NULL, NULL);
     cg_line(G, "double s = kanc_sum_parts(part, %d);", parts);
@@ -63,17 +64,19 @@ void cuda_emit_adamw(CudaGen *G)
     }
     /* the ranges as a constant table: one loop in the kernel, not one inlined loop per range */
     if (nr) {
-        sb_printf(&G->src, "/* node %d adamw: parameter ranges {offset, elements, weight decay} */\n", cg_n_id(G));
+        sb_printf(&G->src, "/* node %d adamw: parameter ranges {offset, elements, weight decay} */\n",
+                  cg_n_id(G));
         sb_printf(&G->src, "__constant__ long long n%d_adamw_ranges[%d][3] = {\n", cg_n_id(G), nr);
         for (int i = 0; i < nr; i++)
             sb_printf(&G->src, "    {%lld, %lld, %d}, /* %s%s (%d tensor%s) */\n", (long long)r[i].off,
-                   (long long)r[i].len, r[i].decay, r[i].first ? r[i].first : "?",
-                   r[i].count > 1 ? " .." : "", r[i].count, r[i].count > 1 ? "s" : "");
+                      (long long)r[i].len, r[i].decay, r[i].first ? r[i].first : "?",
+                      r[i].count > 1 ? " .." : "", r[i].count, r[i].count > 1 ? "s" : "");
         sb_printf(&G->src, "};\n\n");
     }
     cg_kernel_begin(G, "adamw", cg_blocks_for(total), 1, CG_BLOCK, 0,
-                 "clip by the global norm (torch clip_grad_norm_), AdamW on every trainable "
-                 "parameter (%lld elements in %d ranges)", (long long)total, nr);
+                    "clip by the global norm (torch clip_grad_norm_), AdamW on every trainable "
+                    "parameter (%lld elements in %d ranges)",
+                    (long long)total, nr);
     cg_line(G, "KancScalars *sc = KANC_SCALARS(args);");
     cg_line(G, "double gs = 1.0; /* clip scale: clip / (norm + 1e-6) when that is < 1 */");
     cg_line(G, "if (sc->clip > 0.0f) {");
@@ -90,8 +93,9 @@ void cuda_emit_adamw(CudaGen *G)
         cg_line(G, "#pragma unroll 1");
         cg_line(G, "for (int r = 0; r < %d; r++) {", nr);
         cg_line(G, "    const long long *q = n%d_adamw_ranges[r];", cg_n_id(G));
-        cg_line(G, "    kanc_adamw(p + q[0], g + q[0], m + q[0], v + q[0], q[1], (float)gs, q[2] ? decay : 1.0f, "
-                "step, bc2, (float)b1, (float)b2, sc->eps);");
+        cg_line(
+            G, "    kanc_adamw(p + q[0], g + q[0], m + q[0], v + q[0], q[1], (float)gs, q[2] ? decay : 1.0f, "
+               "step, bc2, (float)b1, (float)b2, sc->eps);");
         cg_line(G, "}");
     }
     free(r);

@@ -75,23 +75,19 @@ double cpu_exec_scalar(CpuExec *e, int i)
 }
 
 /* The runners, one per op of ops/ops.def (cpu_run_<name>_f32/_f64 in ops/<family>_cpu.inc). */
-#define FAMILY(name)
 #define OP(kind, ENUM, name, family, flags) \
     void cpu_run_##name##_f32(const CpuNode *c); \
     void cpu_run_##name##_f64(const CpuNode *c);
 #include "ops.def"
-#undef OP
 #define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = cpu_run_##name##_f32,
 static const CpuRunner RUNNERS_F32[] = {
 #include "ops.def"
 };
-#undef OP
 #define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = cpu_run_##name##_f64,
 static const CpuRunner RUNNERS_F64[] = {
 #include "ops.def"
 };
 #undef OP
-#undef FAMILY
 _Static_assert(sizeof RUNNERS_F32 / sizeof *RUNNERS_F32 == OP__COUNT, "a CPU runner per op");
 _Static_assert(sizeof RUNNERS_F64 / sizeof *RUNNERS_F64 == OP__COUNT, "a CPU runner per op");
 
