@@ -39,18 +39,24 @@ typedef enum {
     KAN_N_BASES
 } KanBasisId;
 
-/* CPU evaluation in one precision. prepare() summarises a layer's grid once
-   per kernel call (NULL allowed when there is nothing to summarise; release
-   with free()); eval() writes the functions that can be non-zero at x,
-   f_{j0} .. f_{j0+count-1}, into v[0 .. count) (and derivatives into dv when
-   dv != NULL), sets *j0 and returns count (0: every function is 0 at x).
-   Entries with j0 + c outside [0, nf) belong to no function: skip them.
-   v, dv and scratch hold nf(G, k), nf and grid_len(G, k) values. */
+/* CPU evaluation in one precision, over inputs i0 .. i0+n-1 of one row x
+   (input i at x[i], its grid row at grid + i * grid_len). A span of inputs
+   per call keeps the fused layer's inner loops free of indirect calls.
+     prepare()    summarises a layer's grid once per kernel call (NULL allowed
+                  when there is nothing to summarise; released with free());
+     fill()       A's entries: a + t * stride gets f_0 .. f_{nf-1}(x[i0+t])
+                  (the caller zeroed it, so a sparse basis writes only its
+                  non-zero functions);
+     dot_deriv()  the input gradient's contraction: acc[t] += sum_c
+                  f'_c(x[i0+t]) g[t * stride + c], over c in increasing order.
+   scratch holds grid_len(G, k) + 2 nf(G, k) values. */
 #define KAN_BASIS_CPU(REAL, SUFFIX)                                                                \
     typedef struct {                                                                               \
         void *(*prepare)(const REAL *grid, int64_t in, int G, int k);                              \
-        int (*eval)(const void *prep, const REAL *grid, int64_t i, REAL x, int G, int k, REAL *v,  \
-                    REAL *dv, int *j0, REAL *scratch);                                             \
+        void (*fill)(const void *prep, const REAL *grid, const REAL *x, int64_t i0, int n, int G,  \
+                     int k, REAL *a, int64_t stride, REAL *scratch);                               \
+        void (*dot_deriv)(const void *prep, const REAL *grid, const REAL *x, int64_t i0, int n,    \
+                          int G, int k, const REAL *g, int64_t stride, REAL *acc, REAL *scratch);  \
     } KanBasisCpu##SUFFIX;
 KAN_BASIS_CPU(float, _f32)
 KAN_BASIS_CPU(double, _f64)
