@@ -7,18 +7,24 @@ CC      ?= cc
 BUILD   := build
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS  ?= -O3 -march=native
+# every source folder is on the include path: a header is named by its file name
+SRC_DIRS := compiler ops runtime runtime/exec runtime/device runtime/device/emu runtime/io runtime/data cli
 CFLAGS  += -std=gnu11 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fopenmp \
-           -I. -Icompiler -Iruntime -I$(BUILD)/gen \
+           -I. $(addprefix -I,$(SRC_DIRS)) -Icuda -I$(BUILD)/gen \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8)
 LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
            $(shell pkg-config --libs libcjson libpcre2-8) -lm -ldl -fopenmp
 
 GEN      := $(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.yy.c
-LIB_SRC  := $(filter-out %_main.c,$(wildcard compiler/*.c runtime/*.c runtime/emu/*.c))
-LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/kdl.tab.o $(BUILD)/gen/kdl.yy.o
+LIB_SRC  := $(filter-out %_main.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/%.o,$(LIB_SRC)) $(BUILD)/gen/kdl.tab.o $(BUILD)/gen/kdl.yy.o \
+            $(BUILD)/gen/cuda_lib.o
 TEST_SRC := $(wildcard tests/*.c)
 TEST_OBJ := $(patsubst %.c,$(BUILD)/%.o,$(TEST_SRC))
-HDRS     := $(wildcard compiler/*.h runtime/*.h runtime/*.inc runtime/emu/*.h) $(BUILD)/gen/kdl.tab.h
+HDRS     := $(wildcard $(addsuffix /*.h,$(SRC_DIRS)) $(addsuffix /*.inc,$(SRC_DIRS)) ops/*.def cuda/*.h) \
+            $(BUILD)/gen/kdl.tab.h
+# the CUDA library (cuda/), compiled into kanc; rng.h is the CPU's, included as it is
+CUDA_LIB := $(wildcard cuda/*.cuh cuda/*.h) runtime/exec/rng.h
 
 all: $(BUILD)/kanc $(BUILD)/kanrun
 
@@ -31,6 +37,10 @@ $(BUILD)/gen/kdl.yy.c $(BUILD)/gen/kdl.yy.h &: grammar/kdl.l $(BUILD)/gen/kdl.ta
 	@mkdir -p $(dir $@)
 	flex --header-file=$(BUILD)/gen/kdl.yy.h -o $(BUILD)/gen/kdl.yy.c $<
 
+$(BUILD)/gen/cuda_lib.c: $(CUDA_LIB) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	bash scripts/embed.sh $@ $(CUDA_LIB)
+
 $(BUILD)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/gen/kdl.yy.c
 	$(CC) $(CFLAGS) -Wno-unused-function -c -o $@ $<
 
@@ -39,12 +49,13 @@ $(BUILD)/%.o: %.c $(HDRS) $(BUILD)/gen/kdl.yy.c
 	$(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/libkanc.a: $(LIB_OBJ)
+	rm -f $@
 	ar rcs $@ $^
 
-$(BUILD)/kanc: $(BUILD)/compiler/kanc_main.o $(BUILD)/libkanc.a
+$(BUILD)/kanc: $(BUILD)/cli/kanc_main.o $(BUILD)/libkanc.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/kanrun: $(BUILD)/runtime/kanrun_main.o $(BUILD)/libkanc.a
+$(BUILD)/kanrun: $(BUILD)/cli/kanrun_main.o $(BUILD)/libkanc.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/run_tests: $(TEST_OBJ) $(BUILD)/libkanc.a

@@ -1,4 +1,4 @@
-/* autodiff.c: one VJP rule per forward op (reverse mode over the static graph).
+/* autodiff.c: reverse mode over the static graph, one VJP rule per forward op (ops/).
  *
  * Walks the forward nodes backwards. grad_of[i] is the node holding the
  * gradient accumulated so far for forward node i; a further contribution to it
@@ -11,24 +11,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops.h"
 #include "util.h"
 
-typedef struct {
+struct AdCtx {
     Graph *g;
     int *grad_of;   /* per forward node */
     char *needs;    /* per forward node: a gradient must flow into it */
     int cur;        /* the forward node whose rule is being applied */
-} AD;
+};
+typedef AdCtx AD;
+
+/* The rules, one per forward op of ops/ops.def (op_vjp_<name> in ops/<family>.c). */
+#define OP_LEAF(ENUM, name)
+#define OP_FWD(ENUM, name) void op_vjp_##name(AdCtx *ad, const GNode *n, int dy);
+#define OP_BWD(ENUM, name)
+#define OP_OPT(ENUM, name)
+#define OP(kind, ENUM, name, family, flags) OP_##kind(ENUM, name)
+#include "ops.def"
+#undef OP_FWD
+#define OP_FWD(ENUM, name) [OP_##ENUM] = op_vjp_##name,
+#define OP(kind, ENUM, name, family, flags) OP_##kind(ENUM, name)
+static const AdRule RULES[OP__COUNT] = {
+#include "ops.def"
+};
+#undef OP_LEAF
+#undef OP_FWD
+#undef OP_BWD
+#undef OP_OPT
+
+AdRule autodiff_rule(GOp op) { return op >= 0 && op < OP__COUNT ? RULES[op] : NULL; }
+Graph *ad_graph(AdCtx *ad) { return ad->g; }
 
 static int node_trainable(const GNode *n) { return n->op == OP_PARAM && n->trainable; }
 
 /* A backward node: inputs, shape, attributes; fwd = the node being differentiated. */
-static int emit(AD *ad, GOp op, const int *in, int nin, GShape shape, const GAttr *a, int gparam)
+int ad_emit(AD *ad, GOp op, const int *in, int nin, GShape shape, const GAttr *a, int gparam)
 {
     GNode n = {0};
     n.op = op;
     n.nin = nin;
-    memcpy(n.in, in, sizeof(int) * (size_t)nin);
+    if (nin) memcpy(n.in, in, sizeof(int) * (size_t)nin);
     n.shape = shape;
     n.dtype = DT_REAL;
     if (a) n.a = *a;
@@ -47,7 +70,7 @@ static int emit(AD *ad, GOp op, const int *in, int nin, GShape shape, const GAtt
  * input and acc = 1 when a partial sum exists. For a parameter target, the
  * node writes into the gradient area. Returns the new node.
  */
-static int contribute(AD *ad, int target, GOp op, const int *in, int nin, GAttr a)
+int ad_contribute(AD *ad, int target, GOp op, const int *in, int nin, GAttr a)
 {
     Graph *g = ad->g;
     const GNode *t = &g->nodes[target];
@@ -55,123 +78,43 @@ static int contribute(AD *ad, int target, GOp op, const int *in, int nin, GAttr 
     memcpy(ins, in, sizeof(int) * (size_t)nin);
     if (node_trainable(t)) {
         a.acc = 1;
-        return emit(ad, op, ins, nin, t->shape, &a, target);
+        return ad_emit(ad, op, ins, nin, t->shape, &a, target);
     }
     a.acc = 0;
     if (ad->grad_of[target] >= 0) {
         ins[nin++] = ad->grad_of[target];
         a.acc = 1;
     }
-    int id = emit(ad, op, ins, nin, t->shape, &a, -1);
+    int id = ad_emit(ad, op, ins, nin, t->shape, &a, -1);
     ad->grad_of[target] = id;
     return id;
 }
 
 /* Contribution that is already a value of target's shape (e.g. a slice of dy). */
-static void contribute_value(AD *ad, int target, int value)
+void ad_contribute_value(AD *ad, int target, int value)
 {
     if (node_trainable(&ad->g->nodes[target]) || ad->grad_of[target] >= 0) {
         GAttr a = {.scale = 1};
-        contribute(ad, target, OP_ACC, &value, 1, a);
+        ad_contribute(ad, target, OP_ACC, &value, 1, a);
     } else {
         ad->grad_of[target] = value;
     }
 }
 
-static int wants(AD *ad, int id) { return ad->needs[id]; }
+int ad_wants(AD *ad, int id) { return ad->needs[id]; }
 
 /* The VJP rule of forward node i, whose output gradient is dy. */
-static void vjp(AD *ad, int i, int dy)
+static int vjp(AD *ad, int i, int dy, char *err, size_t errlen)
 {
-    Graph *g = ad->g;
-    GNode n = g->nodes[i]; /* copy: emitting may move the array */
-    const int *in = n.in;
-    GAttr a = {0};
+    GNode n = ad->g->nodes[i]; /* copy: emitting may move the array */
+    AdRule rule = autodiff_rule(n.op);
+    if (!rule) {
+        snprintf(err, errlen, "autodiff: op %s (node %d) has no gradient rule", op_name(n.op), i);
+        return -1;
+    }
     ad->cur = i;
-    switch (n.op) {
-    case OP_EMBEDDING:
-        if (wants(ad, in[1])) contribute(ad, in[1], OP_EMBEDDING_BWD, (int[]){in[0], dy}, 2, a);
-        break;
-    case OP_ADD:
-    case OP_SUB:
-        for (int j = 0; j < 2; j++)
-            if (wants(ad, in[j])) {
-                a.scale = (n.op == OP_SUB && j == 1) ? -1 : 1;
-                contribute(ad, in[j], OP_ACC, &dy, 1, a);
-            }
-        break;
-    case OP_MUL:
-        for (int j = 0; j < 2; j++)
-            if (wants(ad, in[j])) contribute(ad, in[j], OP_MUL_BWD, (int[]){dy, in[1 - j]}, 2, a);
-        break;
-    case OP_SCALE:
-        a.scale = n.a.scale;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_ACC, &dy, 1, a);
-        break;
-    case OP_RESHAPE:
-        a.scale = 1;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_ACC, &dy, 1, a);
-        break;
-    case OP_LINEAR:
-        a.has_bias = n.a.has_bias;
-        if (wants(ad, in[1]))
-            contribute(ad, in[1], OP_LINEAR_BWD_W, (int[]){dy, in[0], in[1], in[2]},
-                       n.a.has_bias ? 4 : 3, a);
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_LINEAR_BWD_X, (int[]){dy, in[1]}, 2, a);
-        break;
-    case OP_KAN: {
-        a = n.a;
-        a.acc = 0;
-        int kin[G_MAXIN] = {dy, in[0], in[1], in[2], in[3], in[4]};
-        int nk = n.a.has_scaler ? 6 : 5;
-        if (wants(ad, in[2])) contribute(ad, in[2], OP_KAN_BWD_W, kin, nk, a);
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_KAN_BWD_X, kin, nk, a);
-        break;
-    }
-    case OP_LAYERNORM:
-        /* one kernel computes dx, dw and db; its value is dx */
-        a.eps = n.a.eps;
-        contribute(ad, in[0], OP_LAYERNORM_BWD, (int[]){dy, in[0], in[1], in[2]}, 4, a);
-        break;
-    case OP_ATTENTION:
-        a = n.a;
-        a.acc = 0;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_ATTENTION_BWD, (int[]){dy, in[0]}, 2, a);
-        break;
-    case OP_GELU:
-    case OP_SILU:
-    case OP_RELU:
-        a.act = n.op == OP_GELU ? ACT_GELU : n.op == OP_SILU ? ACT_SILU : ACT_RELU;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_ACT_BWD, (int[]){dy, in[0]}, 2, a);
-        break;
-    case OP_DROPOUT:
-        a.p = n.a.p;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_DROPOUT_BWD, &dy, 1, a);
-        break;
-    case OP_SLICE:
-        a.start = n.a.start;
-        a.len = n.a.len;
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_SLICE_BWD, &dy, 1, a);
-        break;
-    case OP_CONCAT: {
-        int64_t ca = shape_last(&g->nodes[in[0]].shape);
-        for (int j = 0; j < 2; j++) {
-            if (!wants(ad, in[j])) continue;
-            GAttr s = {.start = j ? ca : 0, .len = shape_last(&g->nodes[in[j]].shape)};
-            int piece = emit(ad, OP_SLICE, &dy, 1, g->nodes[in[j]].shape, &s, -1);
-            contribute_value(ad, in[j], piece);
-        }
-        break;
-    }
-    case OP_CROSS_ENTROPY:
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_CE_BWD, (int[]){dy, in[0], in[1]}, 3, a);
-        break;
-    case OP_SUM:
-        if (wants(ad, in[0])) contribute(ad, in[0], OP_SUM_BWD, &dy, 1, a);
-        break;
-    default:
-        break;
-    }
+    rule(ad, &n, dy);
+    return 0;
 }
 
 /* needs[i]: node i lies on a path from something differentiable to `out` */
@@ -221,7 +164,7 @@ int autodiff(Graph *g, int out, int seed, int inputs_too, char *err, size_t errl
             return -1;
         }
         ad.cur = out;
-        seed = emit(&ad, OP_SEED, NULL, 0, shape_of(0), NULL, -1);
+        seed = ad_emit(&ad, OP_SEED, NULL, 0, shape_of(0), NULL, -1);
     } else if (!shape_eq(&g->nodes[seed].shape, &g->nodes[out].shape)) {
         snprintf(err, errlen, "autodiff: the seed gradient's shape differs from the output's");
         free(ad.grad_of);
@@ -234,7 +177,11 @@ int autodiff(Graph *g, int out, int seed, int inputs_too, char *err, size_t errl
         if (!ad.needs[i] || ad.grad_of[i] < 0 || n->op == OP_PARAM || n->op == OP_INPUT ||
             n->op == OP_BUFFER)
             continue;
-        vjp(&ad, i, ad.grad_of[i]);
+        if (vjp(&ad, i, ad.grad_of[i], err, errlen)) {
+            free(ad.grad_of);
+            free(ad.needs);
+            return -1;
+        }
     }
     free(ad.needs);
     free(g->grad_of);

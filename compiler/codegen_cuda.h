@@ -2,17 +2,16 @@
  *
  * Every generated kernel has the same signature,
  *     extern "C" __global__ void NAME(const KancArgs *args)
- * where KancArgs (defined at the top of the source, and mirrored by
- * KancArgsHost below) holds the base pointers of the storage areas and the
- * per-step scalars; a kernel finds its tensors at constant offsets baked into
- * the source. The step is a list of launches in execution order: kernels, and
+ * where KancArgs (cuda/kanc_abi.h, shared by the runtime and the kernels)
+ * holds the base pointers of the storage areas and the per-step scalars; a
+ * kernel finds its tensors at constant offsets baked into the source. The step is a list of launches in execution order: kernels, and
  * plain GEMMs that the runtime hands to cuBLASLt (or, emulated, to a CPU GEMM).
  *
  * The same source compiles (a) with NVRTC for a real GPU and (b) with the host
- * C++ compiler under the emulation prelude (runtime/emu/cuda_emu.h), where
+ * C++ compiler under the emulation prelude (runtime/device/emu/cuda_emu.h), where
  * each kernel also gets a host entry `void NAME__host(dim3 grid, dim3 block,
  * unsigned smem, const KancArgs *args)` that runs its blocks on the CPU
- * (runtime/emu/emu_launch.h builds and calls them).
+ * (runtime/device/emu/emu_launch.h builds and calls them).
  *
  * Launches: kernels read every tensor at constant offsets of the areas in
  * KancArgs and the per-step values in KancScalars; the runtime provides the
@@ -31,24 +30,8 @@
 
 #include <stdint.h>
 
+#include "kanc_abi.h" /* KancArgs, KancScalars, KancArea */
 #include "plan.h"
-
-/* The kernels' view of storage and scalars. Field order and types are ABI:
-   the generated struct KancArgs must match it exactly. */
-typedef struct {
-    uint64_t arena, params, grads, m, v, buffers, ws; /* device addresses */
-    uint64_t scalars;       /* device address of KancScalars */
-} KancArgsHost;
-
-/* Per-step values written by the host before a step (and the device-computed
-   grad_norm / clip_scale, read back for the log). */
-typedef struct {
-    float lr, beta1, beta2, eps, weight_decay, clip;
-    float grad_norm, clip_scale; /* written by the device */
-    uint64_t seed, step;         /* dropout randomness; AdamW's t = step + 1 */
-    int32_t training;
-    int32_t pad;
-} KancScalars;
 
 typedef enum { LAUNCH_KERNEL, LAUNCH_GEMM } LaunchKind;
 
@@ -63,7 +46,7 @@ typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k, lda, ldb, ldc;
     float alpha, beta;
-    int area_a, area_b, area_c; /* 0 arena, 1 params, 2 grads, 3 m, 4 v, 5 buffers, 6 ws */
+    int area_a, area_b, area_c; /* KancArea */
     int64_t off_a, off_b, off_c; /* byte offsets in their areas */
 } GemmDesc;
 
@@ -103,7 +86,7 @@ typedef struct {
     CudaLaunch *launch;     /* execution order */
     int *node_first;        /* per graph node: first launch index, -1 if none */
     int *node_count;        /* per graph node: number of launches */
-    int64_t ws_bytes;       /* workspace the kernels need (in KancArgsHost.ws) */
+    int64_t ws_bytes;       /* workspace the kernels need (in KancArgs.ws) */
     int n_nodes;            /* entries of node_first / node_count (the graph's nodes) */
 } CudaProgram;
 
@@ -112,5 +95,8 @@ void cuda_options_default(CudaOptions *o);
    with a message in err (an op with no CUDA kernel). */
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);
 void cuda_program_free(CudaProgram *prog);
+
+/* 1 if op has a CUDA emitter (every op of ops/ops.def must). */
+int codegen_cuda_has_emitter(GOp op);
 
 #endif

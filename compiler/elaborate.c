@@ -8,6 +8,10 @@
  * whose scope grows by the call's label. Everything is static, so loops and
  * conditions simply unroll.
  *
+ * The builtin layers live with their ops (ops/<family>.c, listed as LAYER in
+ * ops/ops.def) and see the elaborator through compiler/layer.h: argument
+ * checks, parameters, buffers and op nodes (the el_* functions here).
+ *
  * Values are ints, floats, bools, strings, lists, tensors (graph node ids)
  * and tuples (what a block returning several values gives). An error yields
  * V_ERR, which every operation passes on silently: one mistake, one message.
@@ -23,6 +27,9 @@
 #include "diag.h"
 #include "frontend.h"
 #include "graph.h"
+#include "hash.h"
+#include "layer.h"
+#include "strbuf.h"
 #include "util.h"
 
 #define MAX_CALL_DEPTH 64        /* block calls in flight */
@@ -30,7 +37,7 @@
 #define MAX_STEPS 5000000L       /* evaluations + statements, all told */
 #define MAX_NODES 200000         /* graph nodes one model may make */
 #define MAX_NUMEL ((int64_t)1 << 40)
-#define MAX_SLOTS 16             /* arguments of a builtin or a block */
+#define MAX_SLOTS LAYER_MAX_SLOTS
 #define MAX_LABEL_PARTS 64
 #define MAX_SEEN 256
 
@@ -38,61 +45,15 @@
  * values
  * ====================================================================== */
 
-typedef enum { V_ERR, V_INT, V_FLOAT, V_BOOL, V_STR, V_LIST, V_TENSOR, V_TUPLE } VKind;
-
-typedef struct Value Value;
-struct Value {
-    VKind k;
-    int n; /* V_LIST, V_TUPLE: number of items */
-    union {
-        int64_t i;
-        double f;
-        int b;
-        const char *s;
-        int t; /* V_TENSOR: graph node id */
-        Value *items;
-    };
-};
-
-static const Value VERR = {V_ERR, 0, {0}};
-
-static Value vint(int64_t i) { Value v = {V_INT, 0, {0}}; v.i = i; return v; }
 static Value vfloat(double f) { Value v = {V_FLOAT, 0, {0}}; v.f = f; return v; }
 static Value vbool(int b) { Value v = {V_BOOL, 0, {0}}; v.b = !!b; return v; }
 static Value vstr(const char *s) { Value v = {V_STR, 0, {0}}; v.s = s; return v; }
-static Value vnode(int id) { Value v = {V_TENSOR, 0, {0}}; v.t = id; return id < 0 ? VERR : v; }
 
-static int is_num(Value v) { return v.k == V_INT || v.k == V_FLOAT; }
-static double num(Value v) { return v.k == V_INT ? (double)v.i : v.f; }
-
-static const char *kind_name(VKind k)
+const char *el_kind_name(VKind k)
 {
     static const char *const s[] = {"an error", "an int", "a float", "a bool", "a string",
                                     "a list", "a tensor", "several values"};
     return s[k];
-}
-
-/* A growing string, for canonical value text. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-} Str;
-
-static void str_add(Str *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void str_add(Str *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->n + (size_t)n + 1 > b->cap) {
-        b->cap = 2 * (b->n + (size_t)n + 1);
-        b->s = xrealloc(b->s, b->cap);
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->n, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->n += (size_t)n;
 }
 
 /* The shortest text that reads back as the same double, and reads as a
@@ -112,28 +73,28 @@ static void fmt_float(char *buf, size_t n, double f)
 }
 
 /* Canonical .kdl text of a value: "48", "0.1", "[-1, 1]", "true", "\"silu\"". */
-static void fmt_value(Str *b, const Graph *g, Value v)
+static void fmt_value(StrBuf *b, const Graph *g, Value v)
 {
     char buf[64];
     switch (v.k) {
     case V_INT:
-        if (v.i == INT64_MIN) str_add(b, "(-9223372036854775807 - 1)");
-        else str_add(b, "%lld", (long long)v.i);
+        if (v.i == INT64_MIN) sb_printf(b, "(-9223372036854775807 - 1)");
+        else sb_printf(b, "%lld", (long long)v.i);
         break;
-    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); str_add(b, "%s", buf); break;
-    case V_BOOL: str_add(b, "%s", v.b ? "true" : "false"); break;
-    case V_STR: str_add(b, "\"%s\"", v.s); break;
-    case V_TENSOR: str_add(b, "a tensor %s", shape_str(&g->nodes[v.t].shape, buf, sizeof buf)); break;
+    case V_FLOAT: fmt_float(buf, sizeof buf, v.f); sb_printf(b, "%s", buf); break;
+    case V_BOOL: sb_printf(b, "%s", v.b ? "true" : "false"); break;
+    case V_STR: sb_printf(b, "\"%s\"", v.s); break;
+    case V_TENSOR: sb_printf(b, "a tensor %s", shape_str(&g->nodes[v.t].shape, buf, sizeof buf)); break;
     case V_LIST:
     case V_TUPLE:
-        str_add(b, v.k == V_LIST ? "[" : "(");
+        sb_printf(b, v.k == V_LIST ? "[" : "(");
         for (int i = 0; i < v.n; i++) {
-            if (i) str_add(b, ", ");
+            if (i) sb_printf(b, ", ");
             fmt_value(b, g, v.items[i]);
         }
-        str_add(b, v.k == V_LIST ? "]" : ")");
+        sb_printf(b, v.k == V_LIST ? "]" : ")");
         break;
-    default: str_add(b, "<error>"); break;
+    default: sb_printf(b, "<error>"); break;
     }
 }
 
@@ -190,7 +151,6 @@ typedef struct Frame {
     const Node *ret_stmt;
 } Frame;
 
-typedef struct Builtin Builtin;
 
 /* `layer NAME = base(named args)`: a builtin with other defaults. */
 typedef struct {
@@ -231,16 +191,13 @@ typedef struct Elab {
     int nseen;
 } Elab;
 
-static uint64_t hash_str(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+Graph *el_graph(Elab *E) { return E->g; }
+Arena *el_arena(Elab *E) { return E->ar; }
+
+static uint64_t hash_str(const char *s) { return fnv1a64(FNV1A64_INIT, s, strlen(s)); }
 
 /* Reports an error once per place and message (a loop body runs many times). */
-static Value err(Elab *E, Loc at, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static Value err(Elab *E, Loc at, const char *fmt, ...)
+Value el_err(Elab *E, Loc at, const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -303,14 +260,14 @@ static const char *cur_scope(const Elab *E) { return E->fr ? E->fr->scope : ""; 
 
 static const char *value_text(Elab *E, Value v)
 {
-    Str b = {0};
+    StrBuf b = {0};
     fmt_value(&b, E->g, v);
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
     return s;
 }
 
-static const char *shape_text(Elab *E, const GShape *s)
+const char *el_shape_text(Elab *E, const GShape *s)
 {
     char buf[128];
     shape_str(s, buf, sizeof buf);
@@ -321,28 +278,28 @@ static const char *shape_text(Elab *E, const GShape *s)
  * graph building
  * ====================================================================== */
 
-static GShape tshape(const Elab *E, int id) { return E->g->nodes[id].shape; }
+GShape el_tshape(const Elab *E, int id) { return E->g->nodes[id].shape; }
 
-static int shape_ok(Elab *E, Loc at, const GShape *s)
+int el_shape_ok(Elab *E, Loc at, const GShape *s)
 {
     int64_t n = 1;
     for (int i = 0; i < s->nd; i++) {
         if (s->d[i] < 1)
-            return err(E, at, "a tensor of shape %s: dimensions must be positive", shape_text(E, s)),
+            return el_err(E, at, "a tensor of shape %s: dimensions must be positive", el_shape_text(E, s)),
                    0;
         if (__builtin_mul_overflow(n, s->d[i], &n) || n > MAX_NUMEL)
-            return err(E, at, "a tensor of shape %s is too large (more than 2^40 elements)",
-                       shape_text(E, s)),
+            return el_err(E, at, "a tensor of shape %s is too large (more than 2^40 elements)",
+                       el_shape_text(E, s)),
                    0;
     }
     return 1;
 }
 
 /* s + [d] */
-static int shape_push(Elab *E, Loc at, GShape *s, int64_t d)
+int el_shape_push(Elab *E, Loc at, GShape *s, int64_t d)
 {
     if (s->nd >= G_MAXDIM)
-        return err(E, at, "a tensor of rank %d: at most %d dimensions are supported", s->nd + 1,
+        return el_err(E, at, "a tensor of rank %d: at most %d dimensions are supported", s->nd + 1,
                    G_MAXDIM),
                0;
     s->d[s->nd++] = d;
@@ -352,16 +309,16 @@ static int shape_push(Elab *E, Loc at, GShape *s, int64_t d)
 static int budget_ok(Elab *E, Loc at)
 {
     if (E->g->n - E->n0 < MAX_NODES) return 1;
-    err(E, at, "the model is too large: more than %d graph nodes", MAX_NODES);
+    el_err(E, at, "the model is too large: more than %d graph nodes", MAX_NODES);
     E->stop = 1;
     return 0;
 }
 
 /* An operation node; its name is the scope it was made in (for reports). */
-static int emit(Elab *E, Loc at, const char *scope, GOp op, const int *in, int nin, GShape sh,
+int el_emit(Elab *E, Loc at, const char *scope, GOp op, const int *in, int nin, GShape sh,
                 const GAttr *attr)
 {
-    if (!shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
+    if (!el_shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
     int id = graph_op(E->g, op, in, nin, sh, attr);
     GNode *n = &E->g->nodes[id];
     n->src_line = at.line;
@@ -374,10 +331,10 @@ static int emit(Elab *E, Loc at, const char *scope, GOp op, const int *in, int n
 static int leaf(Elab *E, Loc at, Loc site, const char *callee, GOp op, const char *name,
                 GShape sh, GDtype dt)
 {
-    if (!shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
+    if (!el_shape_ok(E, at, &sh) || !budget_ok(E, at)) return -1;
     int prev = names_find(E, name);
     if (prev >= 0) {
-        err(E, site, "duplicate parameter name '%s'", name);
+        el_err(E, site, "duplicate parameter name '%s'", name);
         diag_note(E->d, node_loc(E, prev), "'%s' was first made here", name);
         if (callee)
             diag_hint(E->d, "give each call its own label, e.g. 'a: %s(...)' and 'b: %s(...)'",
@@ -405,53 +362,27 @@ static int leaf(Elab *E, Loc at, Loc site, const char *callee, GOp op, const cha
  * builtins: argument binding and checking
  * ====================================================================== */
 
-typedef struct Args {
-    const Builtin *b;
-    const char *callee;  /* as written (a preset's name, say) */
-    Loc call;            /* the callee name */
-    Loc site;            /* the label if any, else the callee: where names come from */
-    const char *scope;   /* prefix of the parameter names */
-    Value v[MAX_SLOTS];
-    Loc at[MAX_SLOTS];
-    int given[MAX_SLOTS];
-    Value *rest;         /* variadic arguments after the slots */
-    Loc *rest_at;
-    int nrest;
-} Args;
-
-typedef Value (*BuiltinFn)(Elab *E, Args *A);
-
-struct Builtin {
-    const char *name;
-    BuiltinFn fn;
-    int nreq;            /* the first nreq slots must be given */
-    int variadic;        /* positional arguments beyond the slots go to rest */
-    int layer;           /* makes graph nodes: needs a block/model, may have a label */
-    const char *usage;
-    const char *slots[MAX_SLOTS];
-};
-
-static Loc arg_loc(const Args *A, int i) { return A->given[i] ? A->at[i] : A->call; }
+Loc el_arg_loc(const Args *A, int i) { return A->given[i] ? A->at[i] : A->call; }
 
 /* "argument 'p' of 'dropout' must be in [0, 1), got 1.5" */
-static int bad_arg(Elab *E, const Args *A, int i, const char *why)
+int el_bad_arg(Elab *E, const Args *A, int i, const char *why)
 {
-    err(E, arg_loc(A, i), "argument '%s' of '%s' %s, got %s", A->b->slots[i], A->callee, why,
+    el_err(E, el_arg_loc(A, i), "argument '%s' of '%s' %s, got %s", A->b->slots[i], A->callee, why,
         value_text(E, A->v[i]));
     return 0;
 }
 
-static int arg_tensor(Elab *E, const Args *A, int i, int dtype, int *id)
+int el_arg_tensor(Elab *E, const Args *A, int i, int dtype, int *id)
 {
     *id = -1;
     Value v = A->v[i];
     if (v.k != V_TENSOR)
-        return err(E, arg_loc(A, i), "argument '%s' of '%s' must be a tensor, got %s",
-                   A->b->slots[i], A->callee, kind_name(v.k)),
+        return el_err(E, el_arg_loc(A, i), "argument '%s' of '%s' must be a tensor, got %s",
+                   A->b->slots[i], A->callee, el_kind_name(v.k)),
                0;
     GDtype dt = E->g->nodes[v.t].dtype;
     if (dtype >= 0 && (int)dt != dtype)
-        return err(E, arg_loc(A, i), "argument '%s' of '%s' must be %s, got %s", A->b->slots[i],
+        return el_err(E, el_arg_loc(A, i), "argument '%s' of '%s' must be %s, got %s", A->b->slots[i],
                    A->callee, dtype == DT_I32 ? "token ids (a tokens tensor)" : "a real tensor",
                    dt == DT_I32 ? "token ids" : "a real tensor"),
                0;
@@ -460,19 +391,19 @@ static int arg_tensor(Elab *E, const Args *A, int i, int dtype, int *id)
 }
 
 /* A real tensor with at least min_rank dimensions. */
-static int arg_real(Elab *E, const Args *A, int i, int min_rank, int *id)
+int el_arg_real(Elab *E, const Args *A, int i, int min_rank, int *id)
 {
-    if (!arg_tensor(E, A, i, DT_REAL, id)) return 0;
-    GShape s = tshape(E, *id);
+    if (!el_arg_tensor(E, A, i, DT_REAL, id)) return 0;
+    GShape s = el_tshape(E, *id);
     if (s.nd < min_rank)
-        return err(E, arg_loc(A, i), "argument '%s' of '%s' must have at least %d dimension%s, "
+        return el_err(E, el_arg_loc(A, i), "argument '%s' of '%s' must have at least %d dimension%s, "
                    "got shape %s", A->b->slots[i], A->callee, min_rank, min_rank > 1 ? "s" : "",
-                   shape_text(E, &s)),
+                   el_shape_text(E, &s)),
                0;
     return 1;
 }
 
-static int arg_int(Elab *E, Args *A, int i, int64_t def, int64_t lo, int64_t hi, int64_t *out)
+int el_arg_int(Elab *E, Args *A, int i, int64_t def, int64_t lo, int64_t hi, int64_t *out)
 {
     *out = def; /* also on errors: callers stop, but the compiler cannot tell */
     if (!A->given[i]) {
@@ -481,21 +412,21 @@ static int arg_int(Elab *E, Args *A, int i, int64_t def, int64_t lo, int64_t hi,
     }
     Value v = A->v[i];
     if (v.k != V_INT)
-        return err(E, A->at[i], "argument '%s' of '%s' must be an int, got %s", A->b->slots[i],
-                   A->callee, kind_name(v.k)),
+        return el_err(E, A->at[i], "argument '%s' of '%s' must be an int, got %s", A->b->slots[i],
+                   A->callee, el_kind_name(v.k)),
                0;
     if (v.i < lo || v.i > hi) {
         char why[96];
         if (hi == INT64_MAX) snprintf(why, sizeof why, "must be at least %lld", (long long)lo);
         else snprintf(why, sizeof why, "must be between %lld and %lld", (long long)lo,
                       (long long)hi);
-        return bad_arg(E, A, i, why);
+        return el_bad_arg(E, A, i, why);
     }
     *out = v.i;
     return 1;
 }
 
-static int arg_num(Elab *E, Args *A, int i, double def, double *out)
+int el_arg_num(Elab *E, Args *A, int i, double def, double *out)
 {
     *out = def;
     if (!A->given[i]) {
@@ -503,21 +434,21 @@ static int arg_num(Elab *E, Args *A, int i, double def, double *out)
         return 1;
     }
     if (!is_num(A->v[i]))
-        return err(E, A->at[i], "argument '%s' of '%s' must be a number, got %s", A->b->slots[i],
-                   A->callee, kind_name(A->v[i].k)),
+        return el_err(E, A->at[i], "argument '%s' of '%s' must be a number, got %s", A->b->slots[i],
+                   A->callee, el_kind_name(A->v[i].k)),
                0;
     *out = num(A->v[i]);
     return 1;
 }
 
 /* A probability in [0, 1). */
-static int arg_prob(Elab *E, Args *A, int i, double *out)
+int el_arg_prob(Elab *E, Args *A, int i, double *out)
 {
-    if (!arg_num(E, A, i, 0.0, out)) return 0;
-    return *out >= 0 && *out < 1 ? 1 : bad_arg(E, A, i, "must be in [0, 1)");
+    if (!el_arg_num(E, A, i, 0.0, out)) return 0;
+    return *out >= 0 && *out < 1 ? 1 : el_bad_arg(E, A, i, "must be in [0, 1)");
 }
 
-static int arg_bool(Elab *E, Args *A, int i, int def, int *out)
+int el_arg_bool(Elab *E, Args *A, int i, int def, int *out)
 {
     *out = def;
     if (!A->given[i]) {
@@ -525,18 +456,18 @@ static int arg_bool(Elab *E, Args *A, int i, int def, int *out)
         return 1;
     }
     if (A->v[i].k != V_BOOL)
-        return err(E, A->at[i], "argument '%s' of '%s' must be true or false, got %s",
-                   A->b->slots[i], A->callee, kind_name(A->v[i].k)),
+        return el_err(E, A->at[i], "argument '%s' of '%s' must be true or false, got %s",
+                   A->b->slots[i], A->callee, el_kind_name(A->v[i].k)),
                0;
     *out = A->v[i].b;
     return 1;
 }
 
 /* ======================================================================
- * builtin layers
+ * parameters and buffers of the builtin layers (ops/<family>.c)
  * ====================================================================== */
 
-static int param(Elab *E, Args *A, const char *local, GShape sh, GInit init, double a, int decay)
+int el_param(Elab *E, Args *A, const char *local, GShape sh, GInit init, double a, int decay)
 {
     int id = leaf(E, A->call, A->site, A->callee, OP_PARAM, scope_join(E, A->scope, local), sh,
                   DT_REAL);
@@ -549,7 +480,7 @@ static int param(Elab *E, Args *A, const char *local, GShape sh, GInit init, dou
     return id;
 }
 
-static int buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init)
+int el_buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init)
 {
     int id = leaf(E, A->call, A->site, A->callee, OP_BUFFER, scope_join(E, A->scope, local), sh,
                   DT_REAL);
@@ -557,362 +488,6 @@ static int buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init)
     return id;
 }
 
-/* x's shape with the last dimension replaced by d */
-static GShape with_last(GShape s, int64_t d)
-{
-    s.d[s.nd - 1] = d;
-    return s;
-}
-
-static Value L_embedding(Elab *E, Args *A)
-{
-    int x;
-    int64_t num, dim;
-    if (!arg_tensor(E, A, 0, DT_I32, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &num) ||
-        !arg_int(E, A, 2, 0, 1, INT64_MAX, &dim))
-        return VERR;
-    int w = param(E, A, "weight", shape_of(2, num, dim), INIT_NORMAL, 0.02, 0);
-    GShape s = tshape(E, x);
-    if (w < 0 || !shape_push(E, A->call, &s, dim)) return VERR;
-    return vnode(emit(E, A->call, A->scope, OP_EMBEDDING, (int[]){x, w}, 2, s, NULL));
-}
-
-/* A learned position table: the value is the parameter itself ([n, dim]),
-   which broadcasts over the batch when added to [B, n, dim]. */
-static Value L_positions(Elab *E, Args *A)
-{
-    int64_t n, dim;
-    if (!arg_int(E, A, 0, 0, 1, INT64_MAX, &n) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &dim))
-        return VERR;
-    return vnode(param(E, A, "weight", shape_of(2, n, dim), INIT_NORMAL, 0.02, 0));
-}
-
-static Value L_linear(Elab *E, Args *A)
-{
-    int x, bias;
-    int64_t out;
-    double std;
-    if (!arg_real(E, A, 0, 1, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &out) ||
-        !arg_bool(E, A, 2, 1, &bias) || !arg_num(E, A, 3, 0.02, &std))
-        return VERR;
-    if (!(std >= 0)) return bad_arg(E, A, 3, "must not be negative"), VERR;
-    GShape xs = tshape(E, x);
-    int w = param(E, A, "weight", shape_of(2, out, shape_last(&xs)), INIT_NORMAL, std, 1);
-    int b = bias && w >= 0 ? param(E, A, "bias", shape_of(1, out), INIT_ZEROS, 0, 0) : -2;
-    if (w < 0 || b == -1) return VERR;
-    GAttr at = {.has_bias = bias};
-    return vnode(emit(E, A->call, A->scope, OP_LINEAR, (int[]){x, w, b}, bias ? 3 : 2,
-                      with_last(xs, out), &at));
-}
-
-/* The options shared by kan() and kan_linear(), slots 2..9. */
-typedef struct {
-    int64_t G, k;
-    double lo, hi, noise, sbase, sspline;
-    int scaler;
-    GAct act;
-} KanOpts;
-
-static int arg_grid_range(Elab *E, Args *A, int i, double *lo, double *hi)
-{
-    *lo = -1, *hi = 1;
-    if (!A->given[i]) return 1;
-    Value v = A->v[i];
-    if (v.k != V_LIST || v.n != 2 || !is_num(v.items[0]) || !is_num(v.items[1]))
-        return bad_arg(E, A, i, "must be a list of two numbers [lo, hi]");
-    *lo = num(v.items[0]);
-    *hi = num(v.items[1]);
-    return *lo < *hi ? 1 : bad_arg(E, A, i, "must have lo < hi");
-}
-
-static int arg_act(Elab *E, Args *A, int i, GAct *act)
-{
-    static const struct { const char *name; GAct act; } acts[] = {
-        {"silu", ACT_SILU}, {"gelu", ACT_GELU}, {"relu", ACT_RELU}, {"none", ACT_NONE}};
-    *act = ACT_SILU;
-    if (!A->given[i]) return 1;
-    for (size_t j = 0; A->v[i].k == V_STR && j < sizeof acts / sizeof acts[0]; j++)
-        if (!strcmp(A->v[i].s, acts[j].name)) return *act = acts[j].act, 1;
-    return bad_arg(E, A, i, "must be \"silu\", \"gelu\", \"relu\" or \"none\"");
-}
-
-static int kan_opts(Elab *E, Args *A, KanOpts *o)
-{
-    if (!arg_int(E, A, 2, 5, 1, 1 << 16, &o->G) || !arg_int(E, A, 3, 3, 0, 16, &o->k) ||
-        !arg_grid_range(E, A, 4, &o->lo, &o->hi) || !arg_num(E, A, 5, 0.1, &o->noise) ||
-        !arg_num(E, A, 6, 1.0, &o->sbase) || !arg_num(E, A, 7, 1.0, &o->sspline) ||
-        !arg_bool(E, A, 8, 1, &o->scaler) || !arg_act(E, A, 9, &o->act))
-        return 0;
-    if (!(o->noise >= 0)) return bad_arg(E, A, 5, "must not be negative");
-    /* the grid buffer holds the knots lo + (j - k) (hi - lo) / G, j = 0..G+2k, in
-       float32: they must stay finite and distinct there, or every B-spline basis
-       divides by zero */
-    double h = (o->hi - o->lo) / (double)o->G;
-    float prev = -INFINITY;
-    for (int64_t j = 0; j <= o->G + 2 * o->k; j++) {
-        float t = (float)((double)(j - o->k) * h + o->lo);
-        if (!isfinite(t) || !(t > prev))
-            return bad_arg(E, A, 4, "must give finite, strictly increasing float32 knots "
-                                    "lo + (j - spline_order) (hi - lo) / grid_size");
-        prev = t;
-    }
-    return 1;
-}
-
-/* One efficient-kan KANLinear: buffer grid, then base_weight, spline_weight,
-   spline_scaler (the order and names of its state_dict), then the op. */
-static int kan_one(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
-{
-    GShape xs = tshape(E, x);
-    int64_t in = shape_last(&xs), G = o->G, k = o->k;
-    const char *names[4];
-    static const char *const local[4] = {"grid", "base_weight", "spline_weight", "spline_scaler"};
-    for (int i = 0; i < 4; i++) names[i] = arena_printf(E->ar, "%s%s", prefix, local[i]);
-    int grid = buffer(E, A, names[0], shape_of(2, in, G + 2 * k + 1), INIT_KNOTS);
-    if (grid < 0) return -1;
-    GNode *gn = &E->g->nodes[grid];
-    gn->init_a = o->lo, gn->init_b = o->hi;
-    gn->a.grid_size = (int)G, gn->a.spline_order = (int)k;
-    int base = param(E, A, names[1], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
-                     sqrt(5.0) * o->sbase, 1);
-    int spline = base < 0 ? -1 : param(E, A, names[2], shape_of(3, out, in, G + k),
-                                       INIT_KAN_SPLINE, o->noise, 1);
-    if (spline < 0) return -1;
-    GNode *sn = &E->g->nodes[spline];
-    sn->init_ref = grid;
-    sn->a.grid_size = (int)G, sn->a.spline_order = (int)k;
-    int scaler = o->scaler ? param(E, A, names[3], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
-                                   sqrt(5.0) * o->sspline, 1)
-                           : -2;
-    if (scaler == -1) return -1;
-    GAttr at = {.grid_size = (int)G, .spline_order = (int)k, .has_scaler = o->scaler,
-                .act = o->act};
-    return emit(E, A->call, A->scope, OP_KAN, (int[]){x, grid, base, spline, scaler},
-                o->scaler ? 5 : 4, with_last(xs, out), &at);
-}
-
-/* kan(x, widths): efficient-kan KAN([in] + widths), layers named layers.<l>.* */
-static Value L_kan(Elab *E, Args *A)
-{
-    int x;
-    KanOpts o;
-    if (!arg_real(E, A, 0, 1, &x) || !kan_opts(E, A, &o)) return VERR;
-    Value w = A->v[1];
-    int n = w.k == V_LIST ? w.n : 1;
-    const Value *ws = w.k == V_LIST ? w.items : &w;
-    if (n == 0) return bad_arg(E, A, 1, "must not be empty"), VERR;
-    for (int l = 0; l < n; l++)
-        if (ws[l].k != V_INT || ws[l].i < 1)
-            return bad_arg(E, A, 1, "must be a positive int or a list of positive ints"), VERR;
-    for (int l = 0; l < n && x >= 0; l++)
-        x = kan_one(E, A, &o, x, ws[l].i, arena_printf(E->ar, "layers.%d.", l));
-    return vnode(x);
-}
-
-/* kan_linear(x, out): one KANLinear named directly in the scope. */
-static Value L_kan_linear(Elab *E, Args *A)
-{
-    int x;
-    int64_t out;
-    KanOpts o;
-    if (!arg_real(E, A, 0, 1, &x) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &out) ||
-        !kan_opts(E, A, &o))
-        return VERR;
-    return vnode(kan_one(E, A, &o, x, out, ""));
-}
-
-static Value L_layernorm(Elab *E, Args *A)
-{
-    int x;
-    double eps;
-    if (!arg_real(E, A, 0, 1, &x) || !arg_num(E, A, 1, 1e-5, &eps)) return VERR;
-    if (!(eps > 0)) return bad_arg(E, A, 1, "must be positive"), VERR;
-    GShape xs = tshape(E, x);
-    int64_t C = shape_last(&xs);
-    int w = param(E, A, "weight", shape_of(1, C), INIT_ONES, 0, 0);
-    int b = w < 0 ? -1 : param(E, A, "bias", shape_of(1, C), INIT_ZEROS, 0, 0);
-    if (b < 0) return VERR;
-    GAttr at = {.eps = eps};
-    int y = emit(E, A->call, A->scope, OP_LAYERNORM, (int[]){x, w, b}, 3, xs, &at);
-    if (y >= 0) {
-        E->g->nodes[y].aux = shape_of(2, shape_rows(&xs), (int64_t)2);
-        E->g->nodes[y].aux_numel = shape_rows(&xs) * 2;
-    }
-    return vnode(y);
-}
-
-/* attention(qkv [B, T, 3C], heads): multi-head self-attention. A causal one
-   also makes minGPT's mask buffer `bias` [1, 1, T, T] in the current scope. */
-static Value L_attention(Elab *E, Args *A)
-{
-    int qkv, causal;
-    int64_t H;
-    double p;
-    if (!arg_real(E, A, 0, 1, &qkv) || !arg_int(E, A, 1, 0, 1, INT64_MAX, &H) ||
-        !arg_bool(E, A, 2, 1, &causal) || !arg_prob(E, A, 3, &p))
-        return VERR;
-    GShape s = tshape(E, qkv);
-    if (s.nd != 3 || s.d[2] % 3)
-        return err(E, arg_loc(A, 0), "argument 'qkv' of '%s' must have shape [B, T, 3*C], got %s",
-                   A->callee, shape_text(E, &s));
-    int64_t B = s.d[0], T = s.d[1], C = s.d[2] / 3;
-    if (C % H)
-        return err(E, arg_loc(A, 1), "'%s': the width C = %lld is not divisible by heads = %lld",
-                   A->callee, (long long)C, (long long)H);
-    if (causal) {
-        int mask = buffer(E, A, "bias", shape_of(4, (int64_t)1, (int64_t)1, T, T), INIT_TRIL);
-        if (mask < 0) return VERR;
-        E->g->nodes[mask].optional = 1;
-    }
-    GAttr at = {.heads = (int)H, .causal = causal, .p = p};
-    GShape aux = shape_of(4, B, H, T, T);
-    if (!shape_ok(E, A->call, &aux)) return VERR;
-    int y = emit(E, A->call, A->scope, OP_ATTENTION, &qkv, 1, shape_of(3, B, T, C), &at);
-    if (y >= 0) {
-        E->g->nodes[y].aux = aux;
-        E->g->nodes[y].aux_numel = shape_numel(&aux);
-    }
-    return vnode(y);
-}
-
-static Value activation(Elab *E, Args *A, GOp op)
-{
-    int x;
-    if (!arg_real(E, A, 0, 0, &x)) return VERR;
-    return vnode(emit(E, A->call, A->scope, op, &x, 1, tshape(E, x), NULL));
-}
-
-static Value L_gelu(Elab *E, Args *A) { return activation(E, A, OP_GELU); }
-static Value L_silu(Elab *E, Args *A) { return activation(E, A, OP_SILU); }
-static Value L_relu(Elab *E, Args *A) { return activation(E, A, OP_RELU); }
-
-static Value L_dropout(Elab *E, Args *A)
-{
-    int x;
-    double p;
-    if (!arg_real(E, A, 0, 0, &x) || !arg_prob(E, A, 1, &p)) return VERR;
-    if (p == 0) return vnode(x); /* no node at all: nothing to do */
-    GAttr at = {.p = p};
-    return vnode(emit(E, A->call, A->scope, OP_DROPOUT, &x, 1, tshape(E, x), &at));
-}
-
-/* split(x, n) or split(x, [sizes]) along the last dimension. */
-static Value L_split(Elab *E, Args *A)
-{
-    int x;
-    if (!arg_real(E, A, 0, 1, &x)) return VERR;
-    GShape s = tshape(E, x);
-    int64_t last = shape_last(&s);
-    Value v = A->v[1];
-    const Value *sz = v.k == V_LIST ? v.items : NULL;
-    int n = v.k == V_LIST ? v.n : v.k == V_INT && v.i >= 1 && v.i <= 4096 ? (int)v.i : 0;
-    if (n < 1) return bad_arg(E, A, 1, "must be a number of parts (1 to 4096) or a list of sizes"),
-               VERR;
-    int64_t sum = 0;
-    for (int i = 0; sz && i < n; i++) {
-        if (sz[i].k != V_INT || sz[i].i < 1 || sz[i].i > last)
-            return bad_arg(E, A, 1, "must hold positive int sizes"), VERR;
-        sum += sz[i].i;
-    }
-    if (sz ? sum != last : last % n) {
-        char why[128];
-        snprintf(why, sizeof why, "must %s the last dimension of %s", sz ? "add up to" : "divide",
-                 shape_text(E, &s));
-        return bad_arg(E, A, 1, why), VERR;
-    }
-    Value t = {V_TUPLE, n, {0}};
-    t.items = arena_alloc(E->ar, (size_t)n * sizeof(Value));
-    int64_t start = 0;
-    for (int i = 0; i < n; i++) {
-        int64_t len = sz ? sz[i].i : last / n;
-        GAttr at = {.start = start, .len = len};
-        t.items[i] = vnode(emit(E, A->call, A->scope, OP_SLICE, &x, 1, with_last(s, len), &at));
-        if (t.items[i].k == V_ERR) return VERR;
-        start += len;
-    }
-    return n == 1 ? t.items[0] : t;
-}
-
-/* concat(a, b, ...) along the last dimension: a chain of pairwise concats. */
-static Value L_concat(Elab *E, Args *A)
-{
-    int y;
-    if (!arg_real(E, A, 0, 1, &y)) return VERR;
-    for (int i = 0; i < A->nrest; i++) {
-        Value v = A->rest[i];
-        if (v.k != V_TENSOR || E->g->nodes[v.t].dtype != DT_REAL)
-            return err(E, A->rest_at[i], "argument %d of '%s' must be a real tensor, got %s", i + 2,
-                       A->callee, v.k == V_TENSOR ? "token ids" : kind_name(v.k));
-        GShape a = tshape(E, y), b = tshape(E, v.t);
-        int same = a.nd == b.nd;
-        for (int d = 0; same && d < a.nd - 1; d++) same = a.d[d] == b.d[d];
-        if (!same)
-            return err(E, A->rest_at[i], "'%s': shapes %s and %s differ in more than the last "
-                       "dimension", A->callee, shape_text(E, &a), shape_text(E, &b));
-        if (a.d[a.nd - 1] > INT64_MAX - b.d[b.nd - 1]) return err(E, A->call, "concat too large");
-        y = emit(E, A->call, A->scope, OP_CONCAT, (int[]){y, v.t}, 2,
-                 with_last(a, a.d[a.nd - 1] + b.d[b.nd - 1]), NULL);
-        if (y < 0) return VERR;
-    }
-    return vnode(y);
-}
-
-/* reshape(x, [dims]): one dimension may be -1 (inferred). */
-static Value L_reshape(Elab *E, Args *A)
-{
-    int x;
-    if (!arg_real(E, A, 0, 0, &x)) return VERR;
-    Value v = A->v[1];
-    if (v.k != V_LIST || v.n > G_MAXDIM)
-        return bad_arg(E, A, 1, "must be a list of at most 6 dimensions"), VERR;
-    GShape xs = tshape(E, x), s = {0};
-    int infer = -1;
-    int64_t known = 1;
-    for (int i = 0; i < v.n; i++) {
-        Value d = v.items[i];
-        if (d.k != V_INT || (d.i < 1 && d.i != -1) || (d.i == -1 && infer >= 0))
-            return bad_arg(E, A, 1, "must hold positive ints and at most one -1"), VERR;
-        if (d.i == -1) infer = i;
-        else if (__builtin_mul_overflow(known, d.i, &known)) known = INT64_MAX;
-        s.d[s.nd++] = d.i;
-    }
-    int64_t total = shape_numel(&xs);
-    if (infer >= 0 && total % known == 0) s.d[infer] = total / known;
-    if (infer >= 0 ? total % known : known != total) {
-        char why[160];
-        snprintf(why, sizeof why, "does not fit the %lld elements of %s", (long long)total,
-                 shape_text(E, &xs));
-        return bad_arg(E, A, 1, why), VERR;
-    }
-    return vnode(emit(E, A->call, A->scope, OP_RESHAPE, &x, 1, s, NULL));
-}
-
-/* cross_entropy(logits [..., V], targets [...] ids; -1 = ignored) -> [] mean */
-static Value L_cross_entropy(Elab *E, Args *A)
-{
-    int logits, targets;
-    if (!arg_real(E, A, 0, 1, &logits) || !arg_tensor(E, A, 1, DT_I32, &targets)) return VERR;
-    GShape ls = tshape(E, logits), ts = tshape(E, targets), want = ls;
-    want.nd--;
-    if (!shape_eq(&ts, &want))
-        return err(E, arg_loc(A, 1), "argument 'targets' of '%s' must have shape %s (the logits' "
-                   "shape %s without the last dimension), got %s", A->callee,
-                   shape_text(E, &want), shape_text(E, &ls), shape_text(E, &ts));
-    int y = emit(E, A->call, A->scope, OP_CROSS_ENTROPY, (int[]){logits, targets}, 2,
-                 (GShape){0}, NULL);
-    if (y >= 0) {
-        E->g->nodes[y].aux = shape_of(1, shape_rows(&ls));
-        E->g->nodes[y].aux_numel = shape_rows(&ls);
-    }
-    return vnode(y);
-}
-
-static Value L_sum(Elab *E, Args *A)
-{
-    int x;
-    if (!arg_real(E, A, 0, 0, &x)) return VERR;
-    return vnode(emit(E, A->call, A->scope, OP_SUM, &x, 1, (GShape){0}, NULL));
-}
 
 /* ======================================================================
  * builtin functions of values
@@ -921,8 +496,8 @@ static Value L_sum(Elab *E, Args *A)
 static Value F_shape(Elab *E, Args *A)
 {
     int x;
-    if (!arg_tensor(E, A, 0, -1, &x)) return VERR;
-    GShape s = tshape(E, x);
+    if (!el_arg_tensor(E, A, 0, -1, &x)) return VERR;
+    GShape s = el_tshape(E, x);
     Value v = {V_LIST, s.nd, {0}};
     v.items = arena_alloc(E->ar, (size_t)(s.nd ? s.nd : 1) * sizeof(Value));
     for (int i = 0; i < s.nd; i++) v.items[i] = vint(s.d[i]);
@@ -932,17 +507,17 @@ static Value F_shape(Elab *E, Args *A)
 static Value F_sqrt(Elab *E, Args *A)
 {
     double x;
-    if (!arg_num(E, A, 0, 0, &x)) return VERR;
-    return x >= 0 ? vfloat(sqrt(x)) : (bad_arg(E, A, 0, "must not be negative"), VERR);
+    if (!el_arg_num(E, A, 0, 0, &x)) return VERR;
+    return x >= 0 ? vfloat(sqrt(x)) : (el_bad_arg(E, A, 0, "must not be negative"), VERR);
 }
 
 static Value F_abs(Elab *E, Args *A)
 {
     Value v = A->v[0];
-    if (v.k == V_INT && v.i == INT64_MIN) return err(E, A->at[0], "integer overflow in 'abs'");
+    if (v.k == V_INT && v.i == INT64_MIN) return el_err(E, A->at[0], "integer overflow in 'abs'");
     if (v.k == V_INT) return vint(v.i < 0 ? -v.i : v.i);
     double x;
-    return arg_num(E, A, 0, 0, &x) ? vfloat(fabs(x)) : VERR;
+    return el_arg_num(E, A, 0, 0, &x) ? vfloat(fabs(x)) : VERR;
 }
 
 static Value F_int(Elab *E, Args *A)
@@ -951,21 +526,21 @@ static Value F_int(Elab *E, Args *A)
     if (v.k == V_INT) return v;
     if (v.k == V_BOOL) return vint(v.b);
     double x;
-    if (!arg_num(E, A, 0, 0, &x)) return VERR;
-    if (!(x > -9.2e18 && x < 9.2e18)) return bad_arg(E, A, 0, "is too large for an int"), VERR;
+    if (!el_arg_num(E, A, 0, 0, &x)) return VERR;
+    if (!(x > -9.2e18 && x < 9.2e18)) return el_bad_arg(E, A, 0, "is too large for an int"), VERR;
     return vint((int64_t)x); /* truncates toward zero */
 }
 
 static Value F_float(Elab *E, Args *A)
 {
     double x;
-    return arg_num(E, A, 0, 0, &x) ? vfloat(x) : VERR;
+    return el_arg_num(E, A, 0, 0, &x) ? vfloat(x) : VERR;
 }
 
 static Value F_len(Elab *E, Args *A)
 {
     Value v = A->v[0];
-    if (v.k != V_LIST) return bad_arg(E, A, 0, "must be a list"), VERR;
+    if (v.k != V_LIST) return el_bad_arg(E, A, 0, "must be a list"), VERR;
     return vint(v.n);
 }
 
@@ -974,16 +549,16 @@ static Value minmax(Elab *E, Args *A, int want_max)
 {
     Value all[1 + 64];
     int n = 1 + A->nrest;
-    if (A->nrest > 64) return err(E, A->call, "'%s' takes at most 65 arguments", A->callee);
+    if (A->nrest > 64) return el_err(E, A->call, "'%s' takes at most 65 arguments", A->callee);
     all[0] = A->v[0];
     for (int i = 0; i < A->nrest; i++) all[1 + i] = A->rest[i];
     const Value *v = all;
     if (n == 1 && v[0].k == V_LIST) n = v[0].n, v = v[0].items;
-    if (n == 0) return bad_arg(E, A, 0, "must not be empty"), VERR;
+    if (n == 0) return el_bad_arg(E, A, 0, "must not be empty"), VERR;
     Value best = v[0];
     for (int i = 0; i < n; i++) {
         if (!is_num(v[i]))
-            return err(E, A->call, "'%s' needs numbers, got %s", A->callee, kind_name(v[i].k));
+            return el_err(E, A->call, "'%s' needs numbers, got %s", A->callee, el_kind_name(v[i].k));
         if (want_max ? num(v[i]) > num(best) : num(v[i]) < num(best)) best = v[i];
     }
     return best;
@@ -992,32 +567,9 @@ static Value minmax(Elab *E, Args *A, int want_max)
 static Value F_min(Elab *E, Args *A) { return minmax(E, A, 0); }
 static Value F_max(Elab *E, Args *A) { return minmax(E, A, 1); }
 
-#define KAN_SLOTS "grid_size", "spline_order", "grid_range", "scale_noise", "scale_base", \
-                  "scale_spline", "scaler", "base"
-#define KAN_USAGE "grid_size = 5, spline_order = 3, grid_range = [-1, 1], scale_noise = 0.1, " \
-                  "scale_base = 1.0, scale_spline = 1.0, scaler = true, base = \"silu\")"
 
-static const Builtin BUILTINS[] = {
-    {"embedding", L_embedding, 3, 0, 1, "embedding(idx, num, dim)", {"idx", "num", "dim"}},
-    {"positions", L_positions, 2, 0, 1, "positions(n, dim)", {"n", "dim"}},
-    {"linear", L_linear, 2, 0, 1, "linear(x, out, bias = true, init_std = 0.02)",
-     {"x", "out", "bias", "init_std"}},
-    {"kan", L_kan, 2, 0, 1, "kan(x, widths, " KAN_USAGE, {"x", "widths", KAN_SLOTS}},
-    {"kan_linear", L_kan_linear, 2, 0, 1, "kan_linear(x, out, " KAN_USAGE,
-     {"x", "out", KAN_SLOTS}},
-    {"layernorm", L_layernorm, 1, 0, 1, "layernorm(x, eps = 1e-5)", {"x", "eps"}},
-    {"attention", L_attention, 2, 0, 1, "attention(qkv, heads, causal = true, dropout = 0.0)",
-     {"qkv", "heads", "causal", "dropout"}},
-    {"gelu", L_gelu, 1, 0, 1, "gelu(x)", {"x"}},
-    {"silu", L_silu, 1, 0, 1, "silu(x)", {"x"}},
-    {"relu", L_relu, 1, 0, 1, "relu(x)", {"x"}},
-    {"dropout", L_dropout, 2, 0, 1, "dropout(x, p)", {"x", "p"}},
-    {"split", L_split, 2, 0, 1, "split(x, n) or split(x, [sizes])", {"x", "parts"}},
-    {"concat", L_concat, 1, 1, 1, "concat(a, b, ...)", {"a"}},
-    {"reshape", L_reshape, 2, 0, 1, "reshape(x, [dims])", {"x", "shape"}},
-    {"cross_entropy", L_cross_entropy, 2, 0, 1, "cross_entropy(logits, targets)",
-     {"logits", "targets"}},
-    {"sum", L_sum, 1, 0, 1, "sum(x)", {"x"}},
+/* The builtins: the layers of ops/ops.def (LAYER, in that order), then the functions of values. */
+static const Builtin FUNCTIONS[] = {
     {"shape", F_shape, 1, 0, 0, "shape(x)", {"x"}},
     {"sqrt", F_sqrt, 1, 0, 0, "sqrt(x)", {"x"}},
     {"abs", F_abs, 1, 0, 0, "abs(x)", {"x"}},
@@ -1028,12 +580,27 @@ static const Builtin BUILTINS[] = {
     {"max", F_max, 1, 1, 0, "max(a, b, ...) or max(list)", {"a"}},
 };
 
+#define LAYER(name, family) extern const Builtin layer_##name;
+#include "ops.def"
+static const Builtin *const BUILTINS[] = {
+#define LAYER(name, family) &layer_##name,
+#include "ops.def"
+    &FUNCTIONS[0],
+    &FUNCTIONS[1],
+    &FUNCTIONS[2],
+    &FUNCTIONS[3],
+    &FUNCTIONS[4],
+    &FUNCTIONS[5],
+    &FUNCTIONS[6],
+    &FUNCTIONS[7],
+};
+
 #define N_BUILTINS ((int)(sizeof BUILTINS / sizeof BUILTINS[0]))
 
 static const Builtin *find_builtin(const char *name)
 {
     for (int i = 0; i < N_BUILTINS; i++)
-        if (!strcmp(BUILTINS[i].name, name)) return &BUILTINS[i];
+        if (!strcmp(BUILTINS[i]->name, name)) return BUILTINS[i];
     return NULL;
 }
 
@@ -1075,7 +642,7 @@ static const Node *find_param_decl(const Elab *E, const char *name)
 static Value unknown_var(Elab *E, const Node *n)
 {
     const char *name = n->name;
-    err(E, n->loc, "unknown variable '%s'", name);
+    el_err(E, n->loc, "unknown variable '%s'", name);
     if (E->in_set) {
         diag_hint(E->d, "a string value is quoted: --set NAME='\"%s\"'", name);
         return VERR;
@@ -1116,8 +683,8 @@ static Value eval_list(Elab *E, const Node *n)
         v.items[i] = eval(E, e);
         if (v.items[i].k == V_ERR) return VERR;
         if (v.items[i].k == V_TUPLE || v.items[i].k == V_TENSOR)
-            return err(E, e->loc, "a list holds numbers, bools and strings, not %s",
-                       kind_name(v.items[i].k));
+            return el_err(E, e->loc, "a list holds numbers, bools and strings, not %s",
+                       el_kind_name(v.items[i].k));
     }
     return v;
 }
@@ -1127,25 +694,25 @@ static Value eval_index(Elab *E, const Node *n)
     Value a = eval(E, n->lhs), i = eval(E, n->rhs);
     if (a.k == V_ERR || i.k == V_ERR) return VERR;
     if (a.k == V_TENSOR)
-        return err(E, n->loc, "a tensor cannot be indexed; use split() or reshape()");
-    if (a.k != V_LIST) return err(E, n->loc, "only a list can be indexed, not %s", kind_name(a.k));
-    if (i.k != V_INT) return err(E, n->rhs->loc, "a list index must be an int, got %s",
-                                 kind_name(i.k));
+        return el_err(E, n->loc, "a tensor cannot be indexed; use split() or reshape()");
+    if (a.k != V_LIST) return el_err(E, n->loc, "only a list can be indexed, not %s", el_kind_name(a.k));
+    if (i.k != V_INT) return el_err(E, n->rhs->loc, "a list index must be an int, got %s",
+                                 el_kind_name(i.k));
     int64_t k = i.i < 0 ? i.i + a.n : i.i; /* -1 is the last item */
     if (k < 0 || k >= a.n)
-        return err(E, n->rhs->loc, "index %lld is out of range for a list of %d item%s",
+        return el_err(E, n->rhs->loc, "index %lld is out of range for a list of %d item%s",
                    (long long)i.i, a.n, a.n == 1 ? "" : "s");
     return a.items[k];
 }
 
 static Value int_overflow(Elab *E, const Node *n)
 {
-    return err(E, n->loc, "integer overflow in '%s'", binop_str(n->op));
+    return el_err(E, n->loc, "integer overflow in '%s'", binop_str(n->op));
 }
 
 static Value div_zero(Elab *E, const Node *n)
 {
-    return err(E, n->loc, "%s by zero", n->op == BIN_MOD ? "modulo" : "division");
+    return el_err(E, n->loc, "%s by zero", n->op == BIN_MOD ? "modulo" : "division");
 }
 
 /* int op int, with overflow checks. `/` gives an int when exact, else a
@@ -1181,7 +748,7 @@ static Value float_arith(Elab *E, const Node *n, double x, double y)
         if (y == 0) return div_zero(E, n);
         r = n->op == BIN_DIV ? x / y : n->op == BIN_FLOORDIV ? floor(x / y) : x - y * floor(x / y);
     }
-    if (!isfinite(r)) return err(E, n->loc, "floating-point overflow in '%s'", binop_str(n->op));
+    if (!isfinite(r)) return el_err(E, n->loc, "floating-point overflow in '%s'", binop_str(n->op));
     return vfloat(r);
 }
 
@@ -1197,8 +764,8 @@ static Value compare(Elab *E, const Node *n, Value a, Value b)
     } else if (eq_only && a.k == b.k && a.k == V_STR) {
         c = strcmp(a.s, b.s) != 0;
     } else {
-        return err(E, n->loc, "cannot compare %s with %s using '%s'", kind_name(a.k),
-                   kind_name(b.k), binop_str(n->op));
+        return el_err(E, n->loc, "cannot compare %s with %s using '%s'", el_kind_name(a.k),
+                   el_kind_name(b.k), binop_str(n->op));
     }
     switch (n->op) {
     case BIN_EQ: return vbool(c == 0);
@@ -1216,17 +783,17 @@ static Value tensor_binary(Elab *E, const Node *n, Value a, Value b)
     const char *op = binop_str(n->op);
     if (a.k == V_TENSOR && b.k == V_TENSOR) {
         if (n->op != BIN_ADD && n->op != BIN_SUB && n->op != BIN_MUL)
-            return err(E, n->loc, "'%s' is not defined on two tensors", op);
+            return el_err(E, n->loc, "'%s' is not defined on two tensors", op);
         if (E->g->nodes[a.t].dtype != DT_REAL || E->g->nodes[b.t].dtype != DT_REAL)
-            return err(E, n->loc, "'%s' needs real tensors, not token ids", op);
-        GShape sa = tshape(E, a.t), sb = tshape(E, b.t);
+            return el_err(E, n->loc, "'%s' needs real tensors, not token ids", op);
+        GShape sa = el_tshape(E, a.t), sb = el_tshape(E, b.t);
         if (!shape_is_suffix(&sa, &sb)) {
             if (!shape_is_suffix(&sb, &sa))
-                return err(E, n->loc, "shape mismatch in '%s': %s and %s", op,
-                           shape_text(E, &sa), shape_text(E, &sb));
+                return el_err(E, n->loc, "shape mismatch in '%s': %s and %s", op,
+                           el_shape_text(E, &sa), el_shape_text(E, &sb));
             if (n->op == BIN_SUB) {
-                err(E, n->loc, "in '-', the left operand %s would have to broadcast over the "
-                    "right one %s", shape_text(E, &sa), shape_text(E, &sb));
+                el_err(E, n->loc, "in '-', the left operand %s would have to broadcast over the "
+                    "right one %s", el_shape_text(E, &sa), el_shape_text(E, &sb));
                 diag_hint(E->d, "write it as (-b) + a");
                 return VERR;
             }
@@ -1235,24 +802,24 @@ static Value tensor_binary(Elab *E, const Node *n, Value a, Value b)
             sa = sb;
         }
         GOp gop = n->op == BIN_ADD ? OP_ADD : n->op == BIN_SUB ? OP_SUB : OP_MUL;
-        return vnode(emit(E, n->loc, cur_scope(E), gop, (int[]){a.t, b.t}, 2, sa, NULL));
+        return vnode(el_emit(E, n->loc, cur_scope(E), gop, (int[]){a.t, b.t}, 2, sa, NULL));
     }
     Value t = a.k == V_TENSOR ? a : b, s = a.k == V_TENSOR ? b : a;
     if (!is_num(s))
-        return err(E, n->loc, "'%s' between a tensor and %s is not defined", op, kind_name(s.k));
+        return el_err(E, n->loc, "'%s' between a tensor and %s is not defined", op, el_kind_name(s.k));
     double f = num(s);
     if (n->op == BIN_DIV && a.k == V_TENSOR) {
         if (f == 0) return div_zero(E, n);
         f = 1.0 / f;
     } else if (n->op != BIN_MUL) {
-        err(E, n->loc, "'%s' between a tensor and a number is not defined", op);
+        el_err(E, n->loc, "'%s' between a tensor and a number is not defined", op);
         diag_hint(E->d, "a number can multiply a tensor (2 * x, x * 2) or divide it (x / 2)");
         return VERR;
     }
     if (E->g->nodes[t.t].dtype != DT_REAL)
-        return err(E, n->loc, "'%s' needs a real tensor, not token ids", op);
+        return el_err(E, n->loc, "'%s' needs a real tensor, not token ids", op);
     GAttr at = {.scale = f};
-    return vnode(emit(E, n->loc, cur_scope(E), OP_SCALE, &t.t, 1, tshape(E, t.t), &at));
+    return vnode(el_emit(E, n->loc, cur_scope(E), OP_SCALE, &t.t, 1, el_tshape(E, t.t), &at));
 }
 
 static Value eval_logic(Elab *E, const Node *n)
@@ -1260,14 +827,14 @@ static Value eval_logic(Elab *E, const Node *n)
     Value a = eval(E, n->lhs);
     if (a.k == V_ERR) return VERR;
     if (a.k != V_BOOL)
-        return err(E, n->lhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
-                   kind_name(a.k));
+        return el_err(E, n->lhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
+                   el_kind_name(a.k));
     if (a.b == (n->op == BIN_OR)) return a; /* short circuit */
     Value b = eval(E, n->rhs);
     if (b.k == V_ERR) return VERR;
     if (b.k != V_BOOL)
-        return err(E, n->rhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
-                   kind_name(b.k));
+        return el_err(E, n->rhs->loc, "'%s' needs true or false, got %s", binop_str(n->op),
+                   el_kind_name(b.k));
     return b;
 }
 
@@ -1277,13 +844,13 @@ static Value eval_binary(Elab *E, const Node *n)
     Value a = eval(E, n->lhs), b = eval(E, n->rhs); /* both: each may hold an error */
     if (a.k == V_ERR || b.k == V_ERR) return VERR;
     if (a.k == V_TUPLE || b.k == V_TUPLE)
-        return err(E, n->loc, "'%s' on several values: unpack them first (a, b = f(x))",
+        return el_err(E, n->loc, "'%s' on several values: unpack them first (a, b = f(x))",
                    binop_str(n->op));
     if (n->op >= BIN_EQ) return compare(E, n, a, b);
     if (a.k == V_TENSOR || b.k == V_TENSOR) return tensor_binary(E, n, a, b);
     if (!is_num(a) || !is_num(b))
-        return err(E, n->loc, "'%s' needs numbers, got %s and %s", binop_str(n->op),
-                   kind_name(a.k), kind_name(b.k));
+        return el_err(E, n->loc, "'%s' needs numbers, got %s and %s", binop_str(n->op),
+                   el_kind_name(a.k), el_kind_name(b.k));
     if (a.k == V_INT && b.k == V_INT) return int_arith(E, n, a.i, b.i);
     return float_arith(E, n, num(a), num(b));
 }
@@ -1294,24 +861,24 @@ static Value eval_unary(Elab *E, const Node *n)
     if (a.k == V_ERR) return VERR;
     if (n->op == UN_NOT)
         return a.k == V_BOOL ? vbool(!a.b)
-                             : err(E, n->loc, "'not' needs true or false, got %s", kind_name(a.k));
+                             : el_err(E, n->loc, "'not' needs true or false, got %s", el_kind_name(a.k));
     if (a.k == V_TENSOR && n->op == UN_NEG) {
         if (E->g->nodes[a.t].dtype != DT_REAL)
-            return err(E, n->loc, "'-' needs a real tensor, not token ids");
+            return el_err(E, n->loc, "'-' needs a real tensor, not token ids");
         GAttr at = {.scale = -1};
-        return vnode(emit(E, n->loc, cur_scope(E), OP_SCALE, &a.t, 1, tshape(E, a.t), &at));
+        return vnode(el_emit(E, n->loc, cur_scope(E), OP_SCALE, &a.t, 1, el_tshape(E, a.t), &at));
     }
     if (a.k == V_TENSOR || (n->op == UN_PLUS && is_num(a))) return a;
     if (a.k == V_INT)
-        return a.i == INT64_MIN ? err(E, n->loc, "integer overflow in '-'") : vint(-a.i);
+        return a.i == INT64_MIN ? el_err(E, n->loc, "integer overflow in '-'") : vint(-a.i);
     if (a.k == V_FLOAT) return vfloat(-a.f);
-    return err(E, n->loc, "'%s' needs a number, got %s", n->op == UN_NEG ? "-" : "+",
-               kind_name(a.k));
+    return el_err(E, n->loc, "'%s' needs a number, got %s", n->op == UN_NEG ? "-" : "+",
+               el_kind_name(a.k));
 }
 
 static Value member_error(Elab *E, const Node *n)
 {
-    return err(E, n->loc, "'.' can only be used in a label, as in 'transformer.wte: "
+    return el_err(E, n->loc, "'.' can only be used in a label, as in 'transformer.wte: "
                "embedding(idx, vocab_size, n_embd)'");
 }
 
@@ -1319,7 +886,7 @@ static int count_step(Elab *E, Loc at)
 {
     if (E->stop) return 0;
     if (++E->steps <= MAX_STEPS) return 1;
-    err(E, at, "the model takes too long to elaborate (more than %ld steps); is a repeat count "
+    el_err(E, at, "the model takes too long to elaborate (more than %ld steps); is a repeat count "
         "too large?", MAX_STEPS);
     E->stop = 1;
     return 0;
@@ -1329,7 +896,7 @@ static Value eval(Elab *E, const Node *n)
 {
     if (!count_step(E, n->loc)) return VERR;
     if (E->nest >= MAX_NEST) {
-        err(E, n->loc, "expression nested too deeply (more than %d levels)", MAX_NEST);
+        el_err(E, n->loc, "expression nested too deeply (more than %d levels)", MAX_NEST);
         E->stop = 1;
         return VERR;
     }
@@ -1348,7 +915,7 @@ static Value eval(Elab *E, const Node *n)
     case ND_BINARY: v = eval_binary(E, n); break;
     case ND_UNARY: v = eval_unary(E, n); break;
     case ND_MEMBER: v = member_error(E, n); break;
-    default: v = err(E, n->loc, "not an expression"); break;
+    default: v = el_err(E, n->loc, "not an expression"); break;
     }
     E->nest--;
     return v;
@@ -1365,27 +932,27 @@ static const char *label_path(Elab *E, const Node *n)
     int np = 0;
     for (; n->kind == ND_MEMBER || n->kind == ND_INDEX; n = n->lhs) {
         if (np == MAX_LABEL_PARTS - 1)
-            return err(E, n->loc, "label too long (more than %d parts)", MAX_LABEL_PARTS), NULL;
+            return el_err(E, n->loc, "label too long (more than %d parts)", MAX_LABEL_PARTS), NULL;
         parts[np++] = n;
     }
     if (n->kind != ND_VAR)
-        return err(E, n->loc, "a label is a dotted name such as 'transformer.h[i]'"), NULL;
-    Str b = {0};
-    str_add(&b, "%s", n->name);
+        return el_err(E, n->loc, "a label is a dotted name such as 'transformer.h[i]'"), NULL;
+    StrBuf b = {0};
+    sb_printf(&b, "%s", n->name);
     for (int i = np - 1; i >= 0; i--) {
         if (parts[i]->kind == ND_MEMBER) {
-            str_add(&b, ".%s", parts[i]->name);
+            sb_printf(&b, ".%s", parts[i]->name);
             continue;
         }
         Value k = eval(E, parts[i]->rhs);
         if (k.k != V_INT || k.i < 0) {
             if (k.k != V_ERR)
-                err(E, parts[i]->rhs->loc, "a label index must be an int >= 0, got %s",
+                el_err(E, parts[i]->rhs->loc, "a label index must be an int >= 0, got %s",
                     value_text(E, k));
             free(b.s);
             return NULL;
         }
-        str_add(&b, ".%lld", (long long)k.i);
+        sb_printf(&b, ".%lld", (long long)k.i);
     }
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
@@ -1407,7 +974,7 @@ static ArgVal *eval_args(Elab *E, const Node *call, int *n)
     for (const Node *a = call->list; a; a = a->next, i++) {
         av[i] = (ArgVal){a->name, eval(E, a->lhs), a->lhs->loc};
         if (av[i].v.k == V_TUPLE) {
-            err(E, a->lhs->loc, "an argument must be one value, not several (unpack them first: "
+            el_err(E, a->lhs->loc, "an argument must be one value, not several (unpack them first: "
                 "a, b = f(x))");
             av[i].v = VERR;
         }
@@ -1427,14 +994,14 @@ static int bind_args(Elab *E, const char *callee, const char *usage, const char 
         int s;
         if (!av[i].name) {
             if (named)
-                return err(E, av[i].at, "a positional argument cannot follow a named one"), 0;
+                return el_err(E, av[i].at, "a positional argument cannot follow a named one"), 0;
             if (pos >= nslots && variadic) {
                 A->rest[A->nrest] = av[i].v;
                 A->rest_at[A->nrest++] = av[i].at;
                 continue;
             }
             if (pos >= nslots)
-                return err(E, av[i].at, "too many arguments to '%s' (it takes %d)", callee,
+                return el_err(E, av[i].at, "too many arguments to '%s' (it takes %d)", callee,
                            nslots),
                        0;
             s = pos++;
@@ -1444,13 +1011,13 @@ static int bind_args(Elab *E, const char *callee, const char *usage, const char 
             for (int j = 0; j < nslots; j++)
                 if (!strcmp(slots[j], av[i].name)) s = j;
             if (s < 0) {
-                err(E, av[i].at, "'%s' has no argument named '%s'", callee, av[i].name);
+                el_err(E, av[i].at, "'%s' has no argument named '%s'", callee, av[i].name);
                 const char *near = diag_closest(av[i].name, slots, nslots);
                 if (near) diag_hint(E->d, "did you mean '%s'?", near);
                 else if (usage) diag_hint(E->d, "usage: %s", usage);
                 return 0;
             }
-            if (A->given[s]) return err(E, av[i].at, "argument '%s' given twice", slots[s]), 0;
+            if (A->given[s]) return el_err(E, av[i].at, "argument '%s' given twice", slots[s]), 0;
         }
         A->v[s] = av[i].v;
         A->at[s] = av[i].at;
@@ -1479,7 +1046,7 @@ static Value call_builtin(Elab *E, const Builtin *b, const Preset *p, const Node
         if (!A.given[i] && p->given[i]) A.v[i] = p->v[i], A.at[i] = p->at[i], A.given[i] = 1;
     for (int i = 0; ok && i < b->nreq; i++)
         if (!A.given[i]) {
-            err(E, call->loc, "missing argument '%s' in call to '%s'", b->slots[i], call->name);
+            el_err(E, call->loc, "missing argument '%s' in call to '%s'", b->slots[i], call->name);
             diag_hint(E->d, "usage: %s", b->usage);
             ok = 0;
         }
@@ -1495,15 +1062,15 @@ static int block_nparams(const Node *blk) { return node_count(blk->list); }
 /* "a -> b -> a": the chain of calls that comes back to blk */
 static const char *recursion_chain(Elab *E, const Node *blk)
 {
-    Str b = {0};
+    StrBuf b = {0};
     const Frame *fs[MAX_CALL_DEPTH + 2];
     int n = 0;
     for (const Frame *f = E->fr; f && n < MAX_CALL_DEPTH + 1; f = f->up) {
         fs[n++] = f;
         if (f->def == blk) break;
     }
-    for (int i = n - 1; i >= 0; i--) str_add(&b, "%s -> ", fs[i]->def->name);
-    str_add(&b, "%s", blk->name);
+    for (int i = n - 1; i >= 0; i--) sb_printf(&b, "%s -> ", fs[i]->def->name);
+    sb_printf(&b, "%s", blk->name);
     const char *s = arena_strndup(E->ar, b.s, b.n);
     free(b.s);
     return s;
@@ -1516,10 +1083,10 @@ static Value call_block(Elab *E, const Node *blk, const Node *call, const char *
 {
     for (const Frame *f = E->fr; f; f = f->up)
         if (f->def == blk)
-            return err(E, call->loc, "recursive call: %s; a block cannot call itself",
+            return el_err(E, call->loc, "recursive call: %s; a block cannot call itself",
                        recursion_chain(E, blk));
     if (E->depth >= MAX_CALL_DEPTH)
-        return err(E, call->loc, "block calls nested more than %d deep", MAX_CALL_DEPTH);
+        return el_err(E, call->loc, "block calls nested more than %d deep", MAX_CALL_DEPTH);
     int nav, np = block_nparams(blk);
     ArgVal *av = eval_args(E, call, &nav);
     if (!av) return VERR;
@@ -1528,14 +1095,14 @@ static Value call_block(Elab *E, const Node *blk, const Node *call, const char *
     for (const Node *p = blk->list; p; p = p->next) slots[i++] = p->name;
     Args A = {0};
     Frame fr = {.up = E->fr, .def = blk, .scope = scope, .ret = VERR};
-    int ok = np <= MAX_SLOTS || (err(E, blk->loc, "a block takes at most %d parameters",
+    int ok = np <= MAX_SLOTS || (el_err(E, blk->loc, "a block takes at most %d parameters",
                                      MAX_SLOTS), 0);
     ok = ok && bind_args(E, call->name, NULL, slots, np, 0, av, nav, &A);
     free(av);
     i = 0;
     for (const Node *p = blk->list; ok && p; p = p->next, i++) {
         if (!A.given[i] && !p->lhs) {
-            err(E, call->loc, "missing argument '%s' in call to block '%s'", p->name, blk->name);
+            el_err(E, call->loc, "missing argument '%s' in call to block '%s'", p->name, blk->name);
             diag_note(E->d, blk->loc, "'%s' is defined here", blk->name);
             ok = 0;
             break;
@@ -1553,7 +1120,7 @@ static Value call_block(Elab *E, const Node *blk, const Node *call, const char *
         E->depth--;
         E->fr = fr.up;
         if (!fr.returned && !E->stop) {
-            err(E, blk->loc, "block '%s' ends without 'return'", blk->name);
+            el_err(E, blk->loc, "block '%s' ends without 'return'", blk->name);
             diag_note(E->d, call->loc, "called here");
         }
     }
@@ -1563,14 +1130,14 @@ static Value call_block(Elab *E, const Node *blk, const Node *call, const char *
 
 static Value unknown_callee(Elab *E, const Node *n)
 {
-    err(E, n->loc, "unknown layer or block '%s'", n->name);
+    el_err(E, n->loc, "unknown layer or block '%s'", n->name);
     if (E->fr && env_find(&E->fr->vars, n->name)) {
         diag_hint(E->d, "'%s' is a variable, not a layer or block", n->name);
         return VERR;
     }
     int nc = 0;
     const char **cands = xmalloc((size_t)(N_BUILTINS + E->nblocks + E->npresets) * sizeof *cands);
-    for (int i = 0; i < N_BUILTINS; i++) cands[nc++] = BUILTINS[i].name;
+    for (int i = 0; i < N_BUILTINS; i++) cands[nc++] = BUILTINS[i]->name;
     for (int i = 0; i < E->nblocks; i++) cands[nc++] = E->blocks[i]->name;
     for (int i = 0; i < E->npresets; i++) cands[nc++] = E->presets[i].name;
     const char *near = diag_closest(n->name, cands, nc);
@@ -1588,9 +1155,9 @@ static Value eval_call(Elab *E, const Node *n)
     const Builtin *b = p ? p->base : blk ? NULL : find_builtin(n->name);
     if (!p && !blk && !b) return unknown_callee(E, n);
     if (n->label && b && !b->layer)
-        return err(E, n->label->loc, "a label names parameters, but '%s' makes none", n->name);
+        return el_err(E, n->label->loc, "a label names parameters, but '%s' makes none", n->name);
     if (!E->fr && (blk || b->layer))
-        return err(E, n->loc, "'%s' makes tensors: call it inside a block or the model", n->name);
+        return el_err(E, n->loc, "'%s' makes tensors: call it inside a block or the model", n->name);
     const char *scope = cur_scope(E);
     if (n->label) {
         const char *label = label_path(E, n->label);
@@ -1608,7 +1175,7 @@ static void assign(Elab *E, const Node *target, Value v)
 {
     Frame *fr = E->fr;
     if (!env_find(&fr->vars, target->name) && env_find(&E->params, target->name)) {
-        err(E, target->loc, "cannot assign to '%s': it is a hyperparameter", target->name);
+        el_err(E, target->loc, "cannot assign to '%s': it is a hyperparameter", target->name);
         diag_hint(E->d, "use another name for the variable (hyperparameters change with --set)");
         v = VERR;
     }
@@ -1620,7 +1187,7 @@ static void exec_assign(Elab *E, const Node *s)
     Value v = eval(E, s->rhs);
     int n = node_count(s->list), have = v.k == V_TUPLE ? v.n : 1;
     if (v.k != V_ERR && n != have) {
-        err(E, s->loc, "%d value%s assigned to %d name%s", have, have == 1 ? "" : "s", n,
+        el_err(E, s->loc, "%d value%s assigned to %d name%s", have, have == 1 ? "" : "s", n,
             n == 1 ? "" : "s");
         v = VERR;
     }
@@ -1638,7 +1205,7 @@ static void exec_return(Elab *E, const Node *s)
     for (const Node *e = s->list; e; e = e->next, i++) {
         t.items[i] = eval(E, e);
         if (t.items[i].k == V_TUPLE) {
-            err(E, e->loc, "cannot return several values as one; unpack them first");
+            el_err(E, e->loc, "cannot return several values as one; unpack them first");
             t.items[i] = VERR;
         }
     }
@@ -1652,7 +1219,7 @@ static void exec_repeat(Elab *E, const Node *s)
     Value n = eval(E, s->lhs);
     if (n.k == V_ERR) return;
     if (n.k != V_INT || n.i < 0) {
-        err(E, s->lhs->loc, "a repeat count must be an int >= 0, got %s", value_text(E, n));
+        el_err(E, s->lhs->loc, "a repeat count must be an int >= 0, got %s", value_text(E, n));
         return;
     }
     for (int64_t i = 0; i < n.i && !E->fr->returned && count_step(E, s->loc); i++) {
@@ -1666,7 +1233,7 @@ static void exec_if(Elab *E, const Node *s)
     Value c = eval(E, s->lhs);
     if (c.k == V_ERR) return;
     if (c.k != V_BOOL) {
-        err(E, s->lhs->loc, "an if condition must be true or false, got %s", kind_name(c.k));
+        el_err(E, s->lhs->loc, "an if condition must be true or false, got %s", el_kind_name(c.k));
         return;
     }
     exec_list(E, c.b ? s->body : s->els); /* els: a statement list, or one ND_IF */
@@ -1676,7 +1243,7 @@ static void exec_stmt(Elab *E, const Node *s)
 {
     if (!count_step(E, s->loc)) return;
     if (E->nest >= MAX_NEST) {
-        err(E, s->loc, "statements nested too deeply (more than %d levels)", MAX_NEST);
+        el_err(E, s->loc, "statements nested too deeply (more than %d levels)", MAX_NEST);
         E->stop = 1;
         return;
     }
@@ -1686,7 +1253,7 @@ static void exec_stmt(Elab *E, const Node *s)
     case ND_RETURN: exec_return(E, s); break;
     case ND_REPEAT: exec_repeat(E, s); break;
     case ND_IF: exec_if(E, s); break;
-    default: err(E, s->loc, "not a statement"); break;
+    default: el_err(E, s->loc, "not a statement"); break;
     }
     E->nest--;
 }
@@ -1713,17 +1280,17 @@ static void collect_defs(Elab *E)
                 E->model = it;
                 continue;
             }
-            err(E, it->loc, "a file holds exactly one model, but '%s' is a second one", it->name);
+            el_err(E, it->loc, "a file holds exactly one model, but '%s' is a second one", it->name);
             diag_note(E->d, E->model->loc, "the first is '%s', here", E->model->name);
             continue;
         }
         if (it->kind != ND_BLOCK) continue;
         const Node *prev = find_block(E, it->name);
         if (prev) {
-            err(E, it->loc, "block '%s' is defined twice", it->name);
+            el_err(E, it->loc, "block '%s' is defined twice", it->name);
             diag_note(E->d, prev->loc, "the first definition is here");
         } else if (find_builtin(it->name)) {
-            err(E, it->loc, "'%s' is a builtin layer; choose another name for the block",
+            el_err(E, it->loc, "'%s' is a builtin layer; choose another name for the block",
                 it->name);
         } else {
             E->blocks[E->nblocks++] = it;
@@ -1731,7 +1298,7 @@ static void collect_defs(Elab *E)
         for (const Node *p = it->list; p; p = p->next)
             for (const Node *q = it->list; q != p; q = q->next)
                 if (!strcmp(p->name, q->name))
-                    err(E, p->loc, "block '%s' has two parameters named '%s'", it->name, p->name);
+                    el_err(E, p->loc, "block '%s' has two parameters named '%s'", it->name, p->name);
     }
 }
 
@@ -1756,7 +1323,7 @@ static Override *parse_overrides(Elab *E, const KdlSet *sets, int nsets)
         int col = 7 + (int)strlen(name) + 1;
         if (!find_param_decl(E, name)) {
             if (sets[i].soft) continue;
-            err(E, at_name, "unknown hyperparameter '%s'", name);
+            el_err(E, at_name, "unknown hyperparameter '%s'", name);
             int nc = 0;
             for (const Node *it = E->items; it; it = it->next) nc += it->kind == ND_PARAM;
             const char **cands = xmalloc((size_t)(nc + 1) * sizeof *cands);
@@ -1769,7 +1336,7 @@ static Override *parse_overrides(Elab *E, const KdlSet *sets, int nsets)
             continue;
         }
         if (!*val) {
-            err(E, (Loc){&ov[i].src, 1, col}, "--set %s= needs a value", name);
+            el_err(E, (Loc){&ov[i].src, 1, col}, "--set %s= needs a value", name);
             continue;
         }
         ov[i].expr = kdl_parse_expr(E->ar, E->d, &ov[i].src, (size_t)col - 1, col);
@@ -1785,8 +1352,8 @@ static Value apply_override(Elab *E, const Node *decl, Value def, Override *o)
     E->in_set = 0;
     if (v.k == V_ERR || def.k == V_ERR || v.k == def.k) return v;
     if (def.k == V_FLOAT && v.k == V_INT) return vfloat((double)v.i);
-    err(E, o->expr->loc, "hyperparameter '%s' is %s, but --set gives %s", decl->name,
-        kind_name(def.k), kind_name(v.k));
+    el_err(E, o->expr->loc, "hyperparameter '%s' is %s, but --set gives %s", decl->name,
+        el_kind_name(def.k), el_kind_name(v.k));
     diag_note(E->d, decl->loc, "'%s' is declared here as %s", decl->name,
               value_text(E, def));
     return VERR;
@@ -1796,7 +1363,7 @@ static void define_param(Elab *E, const Node *it, Override *ov, int nsets)
 {
     Var *prev = env_find(&E->params, it->name);
     if (prev) {
-        err(E, it->loc, "hyperparameter '%s' is declared twice", it->name);
+        el_err(E, it->loc, "hyperparameter '%s' is declared twice", it->name);
         diag_note(E->d, prev->loc, "the first declaration is here");
         return;
     }
@@ -1816,19 +1383,19 @@ static const Builtin *preset_base(Elab *E, const Node *it, const Preset **bp)
     const Builtin *b = *bp ? (*bp)->base : find_builtin(call->name);
     for (int i = 0; i < E->npresets; i++)
         if (!strcmp(E->presets[i].name, it->name)) {
-            err(E, it->loc, "layer preset '%s' is defined twice", it->name);
+            el_err(E, it->loc, "layer preset '%s' is defined twice", it->name);
             diag_note(E->d, E->presets[i].loc, "the first definition is here");
             return NULL;
         }
     if (find_block(E, it->name))
-        err(E, it->loc, "'%s' is already the name of a block", it->name);
+        el_err(E, it->loc, "'%s' is already the name of a block", it->name);
     else if (b && b->layer)
         return b;
     else if (find_block(E, call->name))
-        err(E, call->loc, "a layer preset is made from a builtin layer, and '%s' is a block",
+        el_err(E, call->loc, "a layer preset is made from a builtin layer, and '%s' is a block",
             call->name);
     else if (b)
-        err(E, call->loc, "'%s' is a function, not a layer", call->name);
+        el_err(E, call->loc, "'%s' is a function, not a layer", call->name);
     else
         unknown_callee(E, call);
     return NULL;
@@ -1844,7 +1411,7 @@ static void define_preset(Elab *E, const Node *it)
     if (!b) return;
     for (const Node *a = call->list; a; a = a->next)
         if (!a->name) {
-            err(E, a->loc, "a layer preset takes named arguments only (name = value)");
+            el_err(E, a->loc, "a layer preset takes named arguments only (name = value)");
             return;
         }
     Preset p = {.name = it->name, .base = b, .loc = it->loc};
@@ -1876,10 +1443,10 @@ static int input_shape(Elab *E, const Node *in, GShape *s)
         for (int i = 0; i < n; i++) {
             if (vs[i].k == V_ERR) return 0;
             if (vs[i].k != V_INT || vs[i].i < 1)
-                return err(E, d->loc, "an input dimension must be a positive int, got %s",
+                return el_err(E, d->loc, "an input dimension must be a positive int, got %s",
                            value_text(E, vs[i])),
                        0;
-            if (!shape_push(E, d->loc, s, vs[i].i)) return 0;
+            if (!el_shape_push(E, d->loc, s, vs[i].i)) return 0;
         }
     }
     return 1;
@@ -1891,9 +1458,9 @@ static void define_input(Elab *E, Frame *fr, const Node *in)
     int is_tok = !strcmp(in->sval, "tokens"), id = -1;
     GShape s = {0};
     if (env_find(&fr->vars, in->name))
-        err(E, in->loc, "two inputs named '%s'", in->name);
+        el_err(E, in->loc, "two inputs named '%s'", in->name);
     else if (!is_tok && strcmp(in->sval, "real"))
-        err(E, in->lhs->loc, "unknown input type '%s'; an input is tokens[...] or real[...]",
+        el_err(E, in->lhs->loc, "unknown input type '%s'; an input is tokens[...] or real[...]",
             in->sval);
     else if (input_shape(E, in, &s))
         id = leaf(E, in->loc, in->loc, NULL, OP_INPUT, in->name, s, is_tok ? DT_I32 : DT_REAL);
@@ -1906,14 +1473,14 @@ static void set_outputs(Elab *E, const Frame *fr)
     const Node *e = fr->ret_stmt->list;
     int n = node_count(e);
     if (n > 16) {
-        err(E, fr->ret_stmt->loc, "a model returns at most 16 values");
+        el_err(E, fr->ret_stmt->loc, "a model returns at most 16 values");
         return;
     }
     for (int i = 0; i < n; i++, e = e->next) {
         Value v = n == 1 ? fr->ret : fr->ret.items[i];
         if (v.k == V_ERR) continue;
         if (v.k != V_TENSOR) {
-            err(E, e->loc, "a model returns tensors, not %s", kind_name(v.k));
+            el_err(E, e->loc, "a model returns tensors, not %s", el_kind_name(v.k));
             continue;
         }
         char *name = e->kind == ND_VAR ? xstrdup(e->name) : xasprintf("out%d", i);
@@ -1933,7 +1500,7 @@ static void elab_model(Elab *E, const Node *m)
     exec_list(E, m->body);
     E->fr = NULL;
     if (!fr.returned && !E->stop)
-        err(E, m->loc, "model '%s' ends without 'return'", m->name);
+        el_err(E, m->loc, "model '%s' ends without 'return'", m->name);
     else if (fr.returned && !E->d->errors)
         set_outputs(E, &fr);
     env_free(&fr.vars);
@@ -2039,7 +1606,7 @@ static void elaborate(Elab *E, const KdlSet *sets, int nsets)
         else if (it->kind == ND_LAYER) define_preset(E, it);
     }
     if (!E->model) {
-        err(E, (Loc){E->src, 1, 1}, "no model in this file");
+        el_err(E, (Loc){E->src, 1, 1}, "no model in this file");
         diag_hint(E->d, "a file defines one 'model name(inputs) { ... return outputs }'");
         return;
     }
@@ -2064,7 +1631,7 @@ static void params_fill(Elab *E, KdlParams *p)
     p->names = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->names);
     p->values = xcalloc((size_t)(p->n ? p->n : 1), sizeof *p->values);
     for (int i = 0; i < p->n; i++) {
-        Str b = {0};
+        StrBuf b = {0};
         fmt_value(&b, E->g, E->params.v[i].v);
         p->names[i] = xstrdup(E->params.v[i].name);
         p->values[i] = b.s ? b.s : xstrdup("");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "util.h"
+#include "ops.h"
 
 void graph_init(Graph *g)
 {
@@ -37,7 +38,7 @@ int graph_add(Graph *g, const GNode *proto)
         n->dtype = DT_REAL;
     for (int i = 0; i < n->nin; i++)
         if (n->in[i] < 0 || n->in[i] >= g->n) die("graph: node %d input %d out of range", g->n, i);
-    if (proto->fwd == 0 && proto->op < OP_SEED) n->fwd = -1;
+    if (proto->fwd == 0 && !op_is_backward(proto->op)) n->fwd = -1;
     return g->n++;
 }
 
@@ -123,19 +124,8 @@ int64_t shape_rows(const GShape *s)
 }
 
 static const char *const OP_NAMES[OP__COUNT] = {
-    [OP_INPUT] = "input", [OP_PARAM] = "param", [OP_BUFFER] = "buffer",
-    [OP_EMBEDDING] = "embedding", [OP_ADD] = "add", [OP_SUB] = "sub", [OP_MUL] = "mul",
-    [OP_SCALE] = "scale", [OP_LINEAR] = "linear", [OP_KAN] = "kan",
-    [OP_LAYERNORM] = "layernorm", [OP_ATTENTION] = "attention", [OP_GELU] = "gelu",
-    [OP_SILU] = "silu", [OP_RELU] = "relu", [OP_DROPOUT] = "dropout", [OP_SLICE] = "slice",
-    [OP_CONCAT] = "concat", [OP_RESHAPE] = "reshape", [OP_CROSS_ENTROPY] = "cross_entropy",
-    [OP_SUM] = "sum", [OP_SEED] = "seed", [OP_ACC] = "acc", [OP_MUL_BWD] = "mul_bwd",
-    [OP_EMBEDDING_BWD] = "embedding_bwd", [OP_LINEAR_BWD_X] = "linear_bwd_x",
-    [OP_LINEAR_BWD_W] = "linear_bwd_w", [OP_KAN_BWD_X] = "kan_bwd_x",
-    [OP_KAN_BWD_W] = "kan_bwd_w", [OP_LAYERNORM_BWD] = "layernorm_bwd",
-    [OP_ATTENTION_BWD] = "attention_bwd", [OP_ACT_BWD] = "act_bwd",
-    [OP_DROPOUT_BWD] = "dropout_bwd", [OP_SLICE_BWD] = "slice_bwd", [OP_CE_BWD] = "ce_bwd",
-    [OP_SUM_BWD] = "sum_bwd", [OP_GRAD_NORM] = "grad_norm", [OP_ADAMW] = "adamw",
+#define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = #name,
+#include "ops.def"
 };
 
 const char *op_name(GOp op)
@@ -154,4 +144,14 @@ void graph_dump(const Graph *g, FILE *f)
         if (n->name) fprintf(f, "  \"%s\"", n->name);
         fputc('\n', f);
     }
+}
+
+int64_t graph_vocab(const Graph *g, int node)
+{
+    for (int i = 0; i < g->n_forward; i++) {
+        const GNode *e = &g->nodes[i];
+        if (e->op == OP_EMBEDDING && e->in[0] == node) return g->nodes[e->in[1]].shape.d[0];
+        if (e->op == OP_CROSS_ENTROPY && e->in[1] == node) return shape_last(&g->nodes[e->in[0]].shape);
+    }
+    return -1;
 }

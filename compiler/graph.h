@@ -27,58 +27,11 @@ typedef struct {
 
 typedef enum { DT_REAL, DT_I32 } GDtype;
 
+/* The ops, one per line of ops/ops.def (their inputs, shapes and pieces there;
+   their properties in ops/ops.h). */
 typedef enum {
-    /* leaves */
-    OP_INPUT,         /* fed by the runtime each step (tokens or floats) */
-    OP_PARAM,         /* trainable parameter */
-    OP_BUFFER,        /* non-trainable state: KAN knot grid, causal mask */
-    /* forward */
-    OP_EMBEDDING,     /* idx[...] (i32), W[V,C] -> [..., C] */
-    OP_ADD,           /* a + b; b's shape equals a trailing part of a's shape (broadcast) */
-    OP_SUB,           /* a - b, same broadcast rule */
-    OP_MUL,           /* a * b elementwise, same broadcast rule */
-    OP_SCALE,         /* a * attr.scale */
-    OP_LINEAR,        /* x[..., in], W[out,in], b[out]? -> [..., out] */
-    OP_KAN,           /* x[..., in], grid[in,G+2k+1], base_weight[out,in],
-                         spline_weight[out,in,G+k], spline_scaler[out,in]? -> [..., out] */
-    OP_LAYERNORM,     /* x[..., C], w[C], b[C] -> [..., C]; aux [N,2] = (mean, rstd) */
-    OP_ATTENTION,     /* qkv[B,T,3C] -> y[B,T,C]; aux P[B,H,T,T], the softmax before dropout */
-    OP_GELU,          /* tanh form */
-    OP_SILU,
-    OP_RELU,
-    OP_DROPOUT,       /* attr.p; mask from the counter RNG (seed, step, node, index) */
-    OP_SLICE,         /* last dim [start, start+len) */
-    OP_CONCAT,        /* last-dim concatenation of in[0], in[1] */
-    OP_RESHAPE,       /* same elements, new shape */
-    OP_CROSS_ENTROPY, /* logits[..., V], targets[...] (i32, -1 ignored) -> [] mean;
-                         aux [N] = log-sum-exp of each row */
-    OP_SUM,           /* sum of all elements -> [] */
-
-    /* backward. "prev" (optional last input, attr.acc = 1) is the partial
-       gradient accumulated so far: the output then shares its storage and the
-       kernel adds into it. Parameter gradients always accumulate into the
-       gradient area (zeroed before the step). */
-    OP_SEED,          /* [] ones: d loss / d loss */
-    OP_ACC,           /* out (+)= attr.scale * reduce(dy) to out's shape: in dy, prev? */
-    OP_MUL_BWD,       /* out (+)= reduce(dy * other): in dy, other, prev? */
-    OP_EMBEDDING_BWD, /* dW += scatter(dy): in idx, dy, W(param) */
-    OP_LINEAR_BWD_X,  /* dx (+)= dy W: in dy, W, prev? */
-    OP_LINEAR_BWD_W,  /* dW += dy^T x, db += sum dy: in dy, x, W, b? */
-    OP_KAN_BWD_X,     /* dx (+)= fused epilogue: in dy, x, grid, base, spline, scaler?, prev? */
-    OP_KAN_BWD_W,     /* d base, d spline, d scaler: in dy, x, grid, base, spline, scaler? */
-    OP_LAYERNORM_BWD, /* dx (+)=, dw +=, db +=: in dy, x, fwd(node, for aux), w, b, prev? */
-    OP_ATTENTION_BWD, /* dqkv (+)=: in dy, qkv, fwd(node, for aux), prev? */
-    OP_ACT_BWD,       /* dx (+)= dy * f'(x): attr.act, in dy, x, prev? */
-    OP_DROPOUT_BWD,   /* dx (+)= dy * mask / (1-p): in dy, fwd(node, for its id), prev? */
-    OP_SLICE_BWD,     /* dx[..., start:start+len] (+)= dy, zero elsewhere: in dy, prev? */
-    OP_CE_BWD,        /* dlogits (+)= (softmax - onehot) * dloss / count:
-                         in dloss, logits, targets, fwd(node, for aux), prev? */
-    OP_SUM_BWD,       /* dx (+)= dloss broadcast: in dloss, prev? */
-
-    /* optimizer (no tensor outputs; they act on the parameter areas) */
-    OP_GRAD_NORM,     /* -> [1]: global L2 norm of all gradients */
-    OP_ADAMW,         /* clip by the norm (in[0]), AdamW update of every parameter; the
-                         clip, learning rate and decay are runtime settings */
+#define OP(kind, ENUM, name, family, flags) OP_##ENUM,
+#include "ops.def"
     OP__COUNT
 } GOp;
 
@@ -93,21 +46,29 @@ typedef enum {
     INIT_NORMAL,          /* N(0, init_a) */
     INIT_KAIMING_UNIFORM, /* torch kaiming_uniform_(a = init_a), fan_in = last dim */
     INIT_KAN_SPLINE,      /* least squares of noise scale init_a (needs the layer's grid) */
-    INIT_KNOTS,           /* uniform knots: attr grid_size, spline_order, lo=init_a, hi=init_b */
+    INIT_KAN_GRID,        /* a KAN basis grid: attr basis, grid_size, spline_order; range init_a..init_b */
     INIT_TRIL,            /* causal mask: ones on and below the diagonal */
 } GInit;
 
+/* A node's attributes: I(type, name) integer and R(type, name) real fields.
+   One list, so that the plan hash (runtime/io/artifact.c) covers every field. */
+#define GATTR_FIELDS(I, R)                                                       \
+    I(int, heads) I(int, causal)             /* attention */                     \
+    I(int, grid_size) I(int, spline_order)   /* kan: the basis' G and k */       \
+    I(int, has_scaler)                       /* kan: standalone spline_scaler */ \
+    I(int, has_bias)                         /* linear */                        \
+    I(GAct, act)                             /* kan base activation; act_bwd */  \
+    I(int64_t, start) I(int64_t, len)        /* slice */                         \
+    I(int, acc)                              /* backward: last input is the partial sum */ \
+    I(int, basis)                            /* kan: KanBasisId (ops/kan_basis.h) */ \
+    R(double, p)                             /* dropout probability (also attention's) */ \
+    R(double, eps)                           /* layernorm */                     \
+    R(double, scale)                         /* scale, acc */
+
 typedef struct {
-    int heads, causal;           /* attention */
-    int grid_size, spline_order; /* kan */
-    int has_scaler;              /* kan: standalone spline_scaler present */
-    int has_bias;                /* linear */
-    GAct act;                    /* kan base activation; OP_ACT_BWD's function */
-    int64_t start, len;          /* slice */
-    double p;                    /* dropout probability (also attention's) */
-    double eps;                  /* layernorm */
-    double scale;                /* scale, acc */
-    int acc;                     /* backward: last input is the partial sum to add into */
+#define GATTR_FIELD(type, name) type name;
+    GATTR_FIELDS(GATTR_FIELD, GATTR_FIELD)
+#undef GATTR_FIELD
 } GAttr;
 
 typedef struct GNode {
@@ -157,7 +118,11 @@ void graph_free(Graph *g);
 int graph_add(Graph *g, const GNode *proto);
 /* Convenience: a node of op with the given inputs, shape from `shape`. */
 int graph_op(Graph *g, GOp op, const int *in, int nin, GShape shape, const GAttr *attr);
-int graph_find(const Graph *g, GOp op, const char *name); /* leaf by name, -1 if none */
+int graph_find(const Graph *g, GOp op, const char *name);
+/* The vocabulary an int32 input's ids index: the rows of the embedding it
+   feeds, or the logits' last dimension of the cross-entropy it is the targets
+   of; -1 when neither. */
+int64_t graph_vocab(const Graph *g, int node); /* leaf by name, -1 if none */
 
 GShape shape_make(int nd, const int64_t *d);
 GShape shape_of(int nd, ...); /* shape_of(2, (int64_t)3, (int64_t)4) */

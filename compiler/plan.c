@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_kernels.h"
+#include "ops.h"
 #include "util.h"
 
 int node_has_value(const GNode *n)
 {
     if (n->op == OP_PARAM || n->op == OP_BUFFER || n->op == OP_ADAMW) return 0;
-    if (n->op >= OP_SEED && n->gparam >= 0) return 0;
+    if (op_is_backward(n->op) && n->gparam >= 0) return 0;
     return 1;
 }
 
@@ -19,11 +19,8 @@ int64_t node_bytes(const GNode *n, size_t real_size)
     return shape_numel(&n->shape) * (int64_t)(n->dtype == DT_I32 ? 4 : real_size);
 }
 
-/* backward ops that read their forward node's aux tensor */
-static int reads_aux(GOp op)
-{
-    return op == OP_LAYERNORM_BWD || op == OP_ATTENTION_BWD || op == OP_CE_BWD;
-}
+/* a backward op that reads its forward node's aux tensor */
+static int reads_aux(GOp op) { return (op_info(op)->flags & OPF_READS_FWD_AUX) != 0; }
 
 typedef struct {
     int64_t start, end; /* node index range during which the bytes are live */
@@ -75,15 +72,6 @@ static int64_t place(Interval *iv, int n)
     return align_up(peak);
 }
 
-static int64_t kan_ws(const Graph *g, const GNode *n, size_t real_size)
-{
-    const GNode *k = n->op == OP_KAN ? n : &g->nodes[n->fwd];
-    const GShape *xs = &g->nodes[k->in[0]].shape;
-    int64_t N = shape_rows(xs), in = shape_last(xs), out = shape_last(&k->shape);
-    return real_size == 8 ? kan_workspace_elems_f64(N, in, out, k->a.grid_size, k->a.spline_order)
-                          : kan_workspace_elems_f32(N, in, out, k->a.grid_size, k->a.spline_order);
-}
-
 void plan_build(Plan *p, Graph *g, size_t real_size)
 {
     memset(p, 0, sizeof *p);
@@ -111,12 +99,10 @@ void plan_build(Plan *p, Graph *g, size_t real_size)
             p->n_buffers++;
         }
         /* an accumulating node writes into its partial sum's storage */
-        if (x->op >= OP_SEED && x->a.acc && x->gparam < 0 && x->nin > 0)
+        if (op_is_backward(x->op) && x->a.acc && x->gparam < 0 && x->nin > 0)
             root[i] = root[x->in[x->nin - 1]];
-        if (x->op == OP_KAN || x->op == OP_KAN_BWD_X || x->op == OP_KAN_BWD_W) {
-            int64_t ws = kan_ws(g, x, real_size);
-            if (ws > p->ws_elems) p->ws_elems = ws;
-        }
+        int64_t ws = op_cpu_workspace(g, x, real_size);
+        if (ws > p->ws_elems) p->ws_elems = ws;
     }
     /* last use of every storage root and aux tensor */
     for (int i = 0; i < n; i++) {
@@ -188,43 +174,12 @@ void plan_free(Plan *p)
     memset(p, 0, sizeof *p);
 }
 
-/* multiply-adds of one node, times 2 */
-static double node_flops(const Graph *g, const GNode *n)
-{
-    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : n;
-    double rows, in, out;
-    switch (n->op) {
-    case OP_LINEAR:
-    case OP_LINEAR_BWD_X:
-    case OP_LINEAR_BWD_W:
-        rows = (double)shape_rows(&f->shape);
-        in = (double)shape_last(&g->nodes[f->in[0]].shape);
-        out = (double)shape_last(&f->shape);
-        return 2 * rows * in * out;
-    case OP_KAN:
-    case OP_KAN_BWD_X:
-    case OP_KAN_BWD_W:
-        rows = (double)shape_rows(&f->shape);
-        in = (double)shape_last(&g->nodes[f->in[0]].shape);
-        out = (double)shape_last(&f->shape);
-        return 2 * rows * in * (f->a.grid_size + f->a.spline_order + 1) * out;
-    case OP_ATTENTION:
-    case OP_ATTENTION_BWD: {
-        const GShape *s = &f->shape; /* [B, T, C]: two T x T x C products */
-        double two = 2 * (double)s->d[0] * (double)s->d[1] * (double)s->d[1] * (double)s->d[2];
-        return n->op == OP_ATTENTION ? 2 * two : 4 * two;
-    }
-    default:
-        return 0;
-    }
-}
-
 void plan_flops(const Plan *p, int64_t tokens, double *fwd, double *step)
 {
     const Graph *g = p->g;
     double f = 0, s = 0;
     for (int i = 0; i < g->n; i++) {
-        double x = node_flops(g, &g->nodes[i]);
+        double x = op_flops(g, &g->nodes[i]);
         if (i < g->n_forward) f += x;
         s += x;
     }
@@ -272,7 +227,7 @@ void plan_report(const Plan *p, int64_t tokens, FILE *f)
         if (n->op == OP_PARAM || n->op == OP_BUFFER) continue;
         fprintf(f, "  %4d %-15s %-16s", i, op_name(n->op),
                 node_has_value(n) ? shape_str(&n->shape, sb, sizeof sb) : "-");
-        if (n->gparam >= 0 && n->op >= OP_SEED)
+        if (n->gparam >= 0 && op_is_backward(n->op))
             fprintf(f, " -> grad %s", g->nodes[n->gparam].name);
         else if (n->name)
             fprintf(f, " %s", n->name);

@@ -169,3 +169,20 @@ int make_dirs(const char *dir, char *err, size_t errlen)
     free(p);
     return rc;
 }
+
+int parse_int_strict(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out,
+                       char *err, size_t errlen)
+{
+    char *end;
+    errno = 0;
+    /* strtoll skips leading blanks and takes '+': neither is an integer here */
+    int starts = text[0] == '-' ? text[1] >= '0' && text[1] <= '9' : text[0] >= '0' && text[0] <= '9';
+    long long v = starts ? strtoll(text, &end, 10) : 0;
+    if (!starts || errno == ERANGE || *end || v < lo || v > hi) {
+        set_err(err, errlen, "%s needs an integer in [%lld, %lld], got '%s'%s", what, (long long)lo,
+                (long long)hi, text, errno == ERANGE ? " (out of range)" : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}

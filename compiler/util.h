@@ -1,8 +1,9 @@
-/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads, folders. */
+/* util.h: memory helpers that never return NULL, fatal errors, whole-file reads, folders, strict integers. */
 #ifndef KANC_UTIL_H
 #define KANC_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
@@ -26,6 +27,13 @@ char *read_file_why(const char *path, size_t *len, char *why, size_t whylen);
 char *read_file(const char *path, size_t *len); /* read_file_why without why */
 /* "a FIFO", "a directory", ... for a st_mode */
 const char *file_kind(unsigned mode);
+
+/* The largest integer a flag or a saved setting may hold. */
+#define KANC_INT_MAX ((int64_t)1 << 62)
+/* text as a plain decimal integer in [lo, hi] (no blanks, no '+', no trailing
+   characters, no overflow); what names it in the message. 0, or -1 with err. */
+int parse_int_strict(const char *what, const char *text, int64_t lo, int64_t hi, int64_t *out, char *err,
+                     size_t errlen);
 /* mkdir -p: dir and every missing parent. Returns 0, or -1 with "cannot
    create PARENT: strerror" or "PARENT is not a folder" in err. */
 int make_dirs(const char *dir, char *err, size_t errlen);

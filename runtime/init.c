@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpu_kernels.h"
+#include "kan_basis.h"
 #include "rng.h"
 #include "util.h"
 
@@ -45,27 +45,31 @@ static double normal(uint64_t seed, uint64_t stream, uint64_t i)
     return sqrt(-2 * log(1 - u1)) * cos(2 * M_PI * u2);
 }
 
-/* efficient-kan: spline weights fitting noise (G+1, in, out) at the interior knots */
+/* efficient-kan's curve2coeff: spline weights [out, in, nf] fitting noise at the
+   basis' fit points (the B-splines: the G+1 interior knots) by least squares */
 static int init_kan_spline(const Init *e, const GNode *n, void *dst, uint64_t seed, uint64_t stream,
                            char *err, size_t errlen)
 {
     const void *t = (const char *)e->buffers + e->p->pos[n->init_ref] * (int64_t)e->rs;
+    const KanBasis *b = kan_basis(n->a.basis);
     int G = n->a.grid_size, k = n->a.spline_order;
     int64_t out = n->shape.d[0], in = n->shape.d[1];
-    int nb = G + k, nk = G + 2 * k + 1, m = G + 1, ldb = m > nb ? m : nb;
+    int nb = b->nf(G, k), nk = b->grid_len(G, k);
+    double *grid = xcalloc((size_t)nk, sizeof(double)), *pts = xmalloc(sizeof(double) * (size_t)nk);
+    int m = b->fit_points(grid, G, k, pts), ldb = m > nb ? m : nb;
     int nrhs = (int)out, info = 0, lwork = -1;
     double *A = xmalloc(sizeof(double) * (size_t)(m * nb));
     double *B = xmalloc(sizeof(double) * (size_t)(ldb * out));
-    double *knots = xmalloc(sizeof(double) * (size_t)nk), *row = xmalloc(sizeof(double) * (size_t)nb);
-    double *scratch = xmalloc(sizeof(double) * (size_t)nk), wq;
+    double *row = xmalloc(sizeof(double) * (size_t)nb), *scratch = xmalloc(sizeof(double) * (size_t)nk), wq;
     dgels_("N", &m, &nb, &nrhs, A, &m, B, &ldb, &wq, &lwork, &info);
     lwork = (int)wq + 1;
     double *work = xmalloc(sizeof(double) * (size_t)lwork);
     int rc = 0;
     for (int64_t i = 0; i < in && !rc; i++) {
-        for (int j = 0; j < nk; j++) knots[j] = get(e, t, i * nk + j);
-        for (int r = 0; r < m; r++) { /* column-major A[r, c] = B_c(knot k + r) */
-            kan_bases_f64(knots[k + r], knots, G, k, row, NULL, scratch);
+        for (int j = 0; j < nk; j++) grid[j] = get(e, t, i * nk + j);
+        b->fit_points(grid, G, k, pts);
+        for (int r = 0; r < m; r++) { /* column-major A[r, c] = f_c(point r) */
+            b->reference(grid, pts[r], G, k, row, scratch);
             for (int c = 0; c < nb; c++) A[r + c * m] = row[c];
         }
         for (int64_t o = 0; o < out; o++)
@@ -80,7 +84,7 @@ static int init_kan_spline(const Init *e, const GNode *n, void *dst, uint64_t se
         for (int64_t o = 0; o < out && !rc; o++)
             for (int c = 0; c < nb; c++) put(e, dst, (o * in + i) * nb + c, B[c + o * ldb]);
     }
-    free(A), free(B), free(knots), free(row), free(scratch), free(work);
+    free(A), free(B), free(grid), free(pts), free(row), free(scratch), free(work);
     return rc;
 }
 
@@ -88,11 +92,14 @@ static void init_buffer(const Init *e, const GNode *n)
 {
     void *dst = (char *)e->buffers + e->p->pos[n->id] * (int64_t)e->rs;
     int64_t numel = shape_numel(&n->shape);
-    if (n->init == INIT_KNOTS) {
-        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
-        double h = (n->init_b - n->init_a) / G;
-        for (int64_t i = 0; i < numel / nk; i++)
-            for (int j = 0; j < nk; j++) put(e, dst, i * nk + j, (j - k) * h + n->init_a);
+    if (n->init == INIT_KAN_GRID) {
+        const KanBasis *b = kan_basis(n->a.basis);
+        int G = n->a.grid_size, k = n->a.spline_order, len = b->grid_len(G, k);
+        double *row = xmalloc(sizeof(double) * (size_t)len);
+        b->init_grid(row, G, k, n->init_a, n->init_b);
+        for (int64_t i = 0; i < numel / len; i++)
+            for (int j = 0; j < len; j++) put(e, dst, i * len + j, row[j]);
+        free(row);
     } else if (n->init == INIT_TRIL) {
         int64_t T = shape_last(&n->shape);
         for (int64_t r = 0; r < numel / T; r++)

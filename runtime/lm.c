@@ -23,7 +23,7 @@ int lm_find_io(Model *m, LmIo *io, char *err, size_t errlen)
     }
     io->batch = s->d[0];
     io->block = s->d[1];
-    io->vocab = model_vocab(m, io->idx);
+    io->vocab = graph_vocab(&m->g, io->idx);
     return 0;
 }
 

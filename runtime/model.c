@@ -11,6 +11,7 @@
 #include "autodiff.h"
 #include "cuda_api.h"
 #include "init.h"
+#include "kan_basis.h"
 #include "util.h"
 
 /* MODEL_GRAD_OUTPUT: an input "d<output>" shaped like the first output */
@@ -55,12 +56,70 @@ fail:
     return -1;
 }
 
+/* model_compile for a prebuilt step (path names a cubin, kanc -o): the model
+   is rebuilt from the artifact's source and hyperparameters (overrides in sets:
+   hard ones are applied and must agree with the cubin, soft ones are ignored),
+   checked against the embedded plan, and opened on `device`: "cuda" loads the
+   cubin itself; "cpu", "emu" and "auto" (without a GPU) run the same model
+   from its source. mode must be MODEL_TRAIN. */
+static int compile_prebuilt(Model *m, const char *path, const KdlSet *sets, int nsets, ModelMode mode,
+                            size_t real_size, const char *device, FILE *diag)
+{
+    char err[1024];
+    Artifact a;
+    memset(m, 0, sizeof *m);
+    if (artifact_read(&a, path, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        return -1;
+    }
+    int rc = -1;
+    ConfigSets cs = {0};
+    if (mode != MODEL_TRAIN || real_size != 4) {
+        fprintf(diag, "error: %s holds a float training step; give the model's .kdl for this command\n",
+                path);
+        goto out;
+    }
+    const char *model_path;
+    const char *src = artifact_model_source(&a, &model_path);
+    artifact_model_sets(&a, &cs);
+    for (int i = 0; i < nsets; i++)
+        if (!sets[i].soft) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
+    if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4, "none", diag)) goto out;
+    if (artifact_check_plan(&a, &m->plan, err, sizeof err)) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    const char *dev = device_resolve(device, 4);
+    if (!strcmp(dev, "cuda")) {
+        CudaProgram prog;
+        if (artifact_program(&a, &m->plan, &prog, err, sizeof err) == 0) {
+            prog.n_nodes = m->plan.g->n;
+            m->dev = device_cuda_new_prebuilt(&m->plan, &prog, a.data, artifact_sm(&a), a.path, err, sizeof err);
+        }
+    } else {
+        m->dev = device_open(&m->plan, dev, err, sizeof err);
+    }
+    if (!m->dev) {
+        fprintf(diag, "error: %s\n", err);
+        goto out;
+    }
+    void *buffers = xcalloc((size_t)m->plan.n_buffer_elems + 1, 4);
+    init_buffers(&m->plan, buffers);
+    m->dev->ops->write_area(m->dev, AREA_BUFFERS, buffers);
+    free(buffers);
+    rc = 0;
+out:
+    config_sets_free(&cs);
+    artifact_free(&a);
+    return rc;
+}
+
 int model_compile(Model *m, const char *path, const char *src, const KdlSet *sets, int nsets,
                   ModelMode mode, size_t real_size, const char *device, FILE *diag)
 {
     /* a prebuilt step (kanc -o step.cubin): the model comes from its plan */
     if (!src && artifact_is_cubin(path))
-        return artifact_model_compile(m, path, sets, nsets, mode, real_size, device, diag);
+        return compile_prebuilt(m, path, sets, nsets, mode, real_size, device, diag);
     memset(m, 0, sizeof *m);
     m->path = xstrdup(path);
     m->mode = mode;
@@ -143,13 +202,13 @@ double model_value_bound(const Model *m)
     return m->plan.real_size == 8 ? sqrt(DBL_MAX) : sqrt((double)FLT_MAX);
 }
 
-/* node i is the knot grid of a kan op */
-static int is_knot_grid(const Graph *g, int i)
+/* the kan op whose basis grid node i is, or NULL */
+static const GNode *grid_owner(const Graph *g, int i)
 {
-    if (g->nodes[i].op != OP_BUFFER) return 0;
+    if (g->nodes[i].op != OP_BUFFER) return NULL;
     for (int j = 0; j < g->n_forward; j++)
-        if (g->nodes[j].op == OP_KAN && g->nodes[j].in[1] == i) return 1;
-    return 0;
+        if (g->nodes[j].op == OP_KAN && g->nodes[j].in[1] == i) return &g->nodes[j];
+    return NULL;
 }
 
 /* " ([2, 5])": flat index k of shape s as a multi-index (nothing for rank <= 1) */
@@ -199,18 +258,23 @@ int model_check_values(const Model *m, int i, const void *v, ModelValues kind, c
             return -1;
         }
     }
-    if (kind == MODEL_VALUES_STATE && is_knot_grid(&m->g, i)) {
-        int64_t nk = shape_last(s);
-        for (int64_t r = 0; nk > 0 && r < n / nk; r++)
-            for (int64_t j = 1; j < nk; j++)
-                if (!(VAL(r * nk + j) > VAL(r * nk + j - 1))) {
-                    set_err(err, errlen,
-                            "%s: '%s' is a KAN knot grid, but row %lld is not strictly increasing "
-                            "(knot %lld is %g, knot %lld is %g): the B-spline bases would divide by zero",
-                            file, name, (long long)r, (long long)j - 1, VAL(r * nk + j - 1),
-                            (long long)j, VAL(r * nk + j));
-                    return -1;
-                }
+    const GNode *kan = kind == MODEL_VALUES_STATE ? grid_owner(&m->g, i) : NULL;
+    if (kan) {
+        const KanBasis *b = kan_basis(kan->a.basis);
+        int G = kan->a.grid_size, k = kan->a.spline_order;
+        int64_t len = shape_last(s);
+        double *row = xmalloc(sizeof(double) * (size_t)(len ? len : 1));
+        for (int64_t r = 0; len > 0 && r < n / len; r++) {
+            for (int64_t j = 0; j < len; j++) row[j] = VAL(r * len + j);
+            char why[200];
+            if (b->check_grid(row, G, k, why, sizeof why) >= 0) {
+                set_err(err, errlen, "%s: '%s' is a KAN grid (%s basis), but row %lld %s", file, name, b->name,
+                        (long long)r, why);
+                free(row);
+                return -1;
+            }
+        }
+        free(row);
     }
 #undef VAL
     return 0;
@@ -275,21 +339,10 @@ int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_
 
 int model_input(const Model *m, const char *name) { return graph_find(&m->g, OP_INPUT, name); }
 
-int64_t model_vocab(const Model *m, int node)
-{
-    for (int i = 0; i < m->g.n_forward; i++) {
-        const GNode *e = &m->g.nodes[i];
-        if (e->op == OP_EMBEDDING && e->in[0] == node) return m->g.nodes[e->in[1]].shape.d[0];
-        if (e->op == OP_CROSS_ENTROPY && e->in[1] == node)
-            return shape_last(&m->g.nodes[e->in[0]].shape);
-    }
-    return -1;
-}
-
 int model_set_tokens(Model *m, int node, const int32_t *ids, char *err, size_t errlen)
 {
     const GNode *n = &m->g.nodes[node];
-    int64_t vocab = model_vocab(m, node), lo = -1; /* targets may be -1 (ignored) */
+    int64_t vocab = graph_vocab(&m->g, node), lo = -1; /* targets may be -1 (ignored) */
     for (int i = 0; i < m->g.n_forward; i++)
         if (m->g.nodes[i].op == OP_EMBEDDING && m->g.nodes[i].in[0] == node) lo = 0;
     for (int64_t i = 0; i < shape_numel(&n->shape); i++)

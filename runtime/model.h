@@ -77,8 +77,6 @@ int model_check_values(const Model *m, int i, const void *v, ModelValues kind, c
 int model_set_input(Model *m, int node, const StTensor *t, char *err, size_t errlen);
 /* Token ids (numel of the node) into an int32 input node, range-checked. */
 int model_set_tokens(Model *m, int node, const int32_t *ids, char *err, size_t errlen);
-/* The vocabulary size read by the model's token input `node` (-1: unknown). */
-int64_t model_vocab(const Model *m, int node);
 
 /* Input node by name, -1 if none. */
 int model_input(const Model *m, const char *name);

@@ -64,6 +64,14 @@ static inline int with_aux(Case *c, GOp o, const int *in, int nin, GShape s, GAt
     return graph_add(&c->g, &n);
 }
 
+/* Knot j of input row r of a B-spline KAN grid (G, k): uniform on [-1, 1],
+   then warped on odd rows, so that tests see non-uniform grids too. */
+static inline double test_knot(int64_t r, int j, int G, int k)
+{
+    int nk = G + 2 * k + 1;
+    return -1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G;
+}
+
 /* loss = sum(out * R), R a fixed random buffer the test fills; then autodiff */
 static inline void finish(Case *c, int out)
 {

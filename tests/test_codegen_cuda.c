@@ -2,7 +2,7 @@
  *
  * Each case builds a small graph by hand (ragged shapes, not multiples of the
  * tiles), differentiates it, plans it in float, generates the CUDA program and
- * builds it under the emulation prelude (runtime/emu). The CPU executor and
+ * builds it under the emulation prelude (runtime/device/emu). The CPU executor and
  * the emulated kernels then run from the same initial state, node by node:
  * before a node, its inputs must agree (nothing clobbered them); its output,
  * aux tensor and the workspace are poisoned with NaN on the emulated side (so
@@ -25,11 +25,15 @@
 
 #include "autodiff.h"
 #include "codegen_cuda.h"
-#include "emu/emu_launch.h"
+#include "dynlib.h"
+#include "embedded.h"
+#include "emu_launch.h"
 #include "exec_cpu.h"
 #include "plan.h"
+#include "ops.h"
 #include "rng.h"
 #include "graph_build.h"
+#include "test_util.h"
 
 TestSuite(cuda_codegen, .timeout = 600);
 
@@ -60,10 +64,7 @@ static void *nvrtc_lib(void)
     static int tried;
     if (!tried) {
         tried = 1;
-        const char *names[] = {"libnvrtc.so", "libnvrtc.so.13", "/usr/local/cuda/lib64/libnvrtc.so",
-                               "/usr/local/cuda/lib64/libnvrtc.so.13", "libnvrtc.so.12"};
-        for (size_t i = 0; i < sizeof names / sizeof *names && !lib; i++)
-            lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+        lib = dynlib_open("KANC_NVRTC", DYNLIB_NVRTC, NULL, 0);
     }
     return lib;
 }
@@ -133,7 +134,7 @@ typedef struct {
     unsigned char *arena, *ws;
     float *params, *grads, *m, *v, *buffers;
     KancScalars sc;
-    KancArgsHost a;
+    KancArgs a;
     int resync;
     int failures;
     int compared;      /* comparisons made */
@@ -210,11 +211,6 @@ static void cmp_value(Emu *u, int node, int i, const char *what)
     }
 }
 
-static int writes_grads(const GNode *n)
-{
-    return n->op >= OP_SEED && (n->gparam >= 0 || n->op == OP_LAYERNORM_BWD ||
-                                (n->op == OP_LINEAR_BWD_W && n->a.has_bias) || n->op == OP_KAN_BWD_W);
-}
 
 /* [a, a+na) and [b, b+nb) overlap */
 static int overlap(const void *a, int64_t na, const void *b, int64_t nb)
@@ -233,8 +229,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         snprintf(what, sizeof what, "input %d (node %d) before the node", j, n->in[j]);
         cmp_value(u, i, n->in[j], what);
     }
-    if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0 &&
-        (n->op == OP_LAYERNORM_BWD || n->op == OP_ATTENTION_BWD || n->op == OP_CE_BWD))
+    if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0 && (op_info(n->op)->flags & OPF_READS_FWD_AUX))
         cmp_real(u, i, "forward aux before the node", (float *)(u->arena + u->p->aux_off[n->fwd]),
                  (float *)(u->e->arena + u->p->aux_off[n->fwd]), g->nodes[n->fwd].aux_numel);
     if (u->resync) { /* the kernel starts from the CPU's inputs */
@@ -244,7 +239,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         if (n->fwd >= 0 && u->p->aux_off[n->fwd] >= 0)
             memcpy(u->arena + u->p->aux_off[n->fwd], u->e->arena + u->p->aux_off[n->fwd],
                    (size_t)g->nodes[n->fwd].aux_numel * 4);
-        if (n->op >= OP_SEED) memcpy(u->grads, u->e->grads, (size_t)u->p->n_param_elems * 4);
+        if (op_is_backward(n->op)) memcpy(u->grads, u->e->grads, (size_t)u->p->n_param_elems * 4);
         if (n->op == OP_ADAMW) {
             u->sc.grad_norm = (float)u->e->grad_norm;
             memcpy(u->params, u->e->params, (size_t)u->p->n_param_elems * 4);
@@ -253,7 +248,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
         }
     }
     /* poison what the node writes (not an accumulation target, not an input) */
-    if (node_has_value(n) && n->op != OP_INPUT && !(n->op >= OP_SEED && n->a.acc)) {
+    if (node_has_value(n) && n->op != OP_INPUT && !(op_is_backward(n->op) && n->a.acc)) {
         int64_t bytes = node_bytes(n, 4);
         void *y = emu_value(u, i);
         int clash = 0;
@@ -272,7 +267,7 @@ static void run_node_pair(Emu *u, EmuModule *mod, const CudaProgram *prog, int i
     if (u->p->aux_off[i] >= 0)
         cmp_real(u, i, "aux", (float *)(u->arena + u->p->aux_off[i]),
                  (float *)(u->e->arena + u->p->aux_off[i]), n->aux_numel);
-    if (writes_grads(n))
+    if (op_writes_param_grads(n))
         cmp_real(u, i, "gradient area", u->grads, u->e->grads, u->p->n_param_elems);
     if (n->op == OP_GRAD_NORM) {
         float cn = (float)u->e->grad_norm;
@@ -316,7 +311,7 @@ static void fill_kan_grids(Case *c, CpuExec *e)
         float *t = cpu_exec_value(e, grid->id);
         for (int64_t r = 0; r < grid->shape.d[0]; r++)
             for (int j = 0; j < nk; j++)
-                t[r * nk + j] = (float)(-1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G);
+                t[r * nk + j] = (float)test_knot(r, j, G, k);
     }
 }
 
@@ -377,7 +372,7 @@ static int run_case(Case *c, const char *what, const RunOpts *ro)
                          .eps = (float)e.opt.eps, .weight_decay = (float)e.opt.weight_decay,
                          .clip = (float)e.opt.clip, .seed = e.seed, .step = (uint64_t)e.step,
                          .training = ro->training};
-    u.a = (KancArgsHost){.arena = (uint64_t)(uintptr_t)u.arena, .params = (uint64_t)(uintptr_t)u.params,
+    u.a = (KancArgs){.arena = (uint64_t)(uintptr_t)u.arena, .params = (uint64_t)(uintptr_t)u.params,
                          .grads = (uint64_t)(uintptr_t)u.grads, .m = (uint64_t)(uintptr_t)u.m,
                          .v = (uint64_t)(uintptr_t)u.v, .buffers = (uint64_t)(uintptr_t)u.buffers,
                          .ws = (uint64_t)(uintptr_t)u.ws, .scalars = (uint64_t)(uintptr_t)&u.sc};
@@ -830,7 +825,7 @@ Test(cuda_codegen, prelude_primitives)
     EmuHostFn fn = emu_module_lookup(m, "prims");
     cr_assert(fn);
     float *out = calloc(2048, sizeof(float));
-    KancArgsHost a = {.arena = (uint64_t)(uintptr_t)out};
+    KancArgs a = {.arena = (uint64_t)(uintptr_t)out};
     fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), &a);
     for (int blk = 0; blk < 2; blk++)
         for (int t = 0; t < 64; t++) {
@@ -859,4 +854,67 @@ Test(cuda_codegen, emu_reports_compile_errors)
     cr_expect(strstr(err, "rejected") != NULL, "%s", err);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     cr_expect_eq(system(cmd), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* the library's files (cuda/)                                               */
+/* ------------------------------------------------------------------------ */
+
+Test(cuda_codegen, the_library_compiles_with_nvcc)
+{
+    char *out = NULL;
+    if (test_run(&out, "command -v nvcc") != 0) cr_skip_test("nvcc is not on the PATH");
+    free(out);
+    char *dir = test_tmpdir();
+    const char *arch[] = {"sm_80", "sm_90"};
+    for (int i = 0; i < 2; i++) {
+        int rc = test_run(&out,
+                          "nvcc -std=c++17 -arch=%s -Icuda -Iruntime/exec -Werror all-warnings "
+                          "-c tests/cuda/lib_instantiate.cu -o %s/lib_%s.o",
+                          arch[i], dir, arch[i]);
+        cr_assert_eq(rc, 0, "nvcc %s failed:\n%s", arch[i], out);
+        free(out);
+    }
+    test_run(NULL, "rm -rf %s", dir);
+    free(dir);
+}
+
+/* Each embedded file's text, between its quoted includes, appears in the
+   generated source once, and no quoted include is left for NVRTC to find. */
+Test(cuda_codegen, the_generated_source_holds_the_library_files)
+{
+    Case c = {.seed = 64};
+    graph_init(&c.g);
+    int a = value(&c, "a", s2(4, 7));
+    int r = op(&c, OP_RELU, &a, 1, s2(4, 7), (GAttr){0});
+    finish(&c, r);
+    Plan p;
+    plan_build(&p, &c.g, 4);
+    CudaProgram prog;
+    char err[256];
+    cr_assert_eq(codegen_cuda(&p, NULL, &prog, err, sizeof err), 0, "%s", err);
+    cr_assert_null(strstr(prog.source, "#include \""), "a quoted include is left in the source");
+    cr_assert_gt(kanc_n_embedded_files, 2);
+    for (int i = 0; i < kanc_n_embedded_files; i++) {
+        const EmbeddedFile *f = &kanc_embedded_files[i];
+        cr_assert_eq(embedded_file(f->name), f);
+        cr_assert_eq(strlen(f->text), f->len, "%s holds a NUL byte", f->name);
+        const char *seg = f->text;
+        while (*seg) {
+            const char *inc = strstr(seg, "#include \"");
+            size_t n = inc ? (size_t)(inc - seg) : strlen(seg);
+            char *piece = strndup(seg, n);
+            const char *at = strstr(prog.source, piece);
+            cr_assert_not_null(at, "%s: a part of it is missing from the source:\n%s", f->name, piece);
+            if (n > 64) cr_assert_null(strstr(at + 1, piece), "%s: a part of it appears twice", f->name);
+            free(piece);
+            if (!inc) break;
+            seg = strchr(inc, '\n');
+            if (!seg) break;
+            seg++;
+        }
+    }
+    cuda_program_free(&prog);
+    plan_free(&p);
+    graph_free(&c.g);
 }

@@ -37,6 +37,7 @@
 #include "rng.h"
 #include "util.h"
 #include "verify.h"
+#include "test_util.h"
 
 TestSuite(cuda_runtime, .timeout = 600);
 
@@ -46,7 +47,6 @@ static const char *env_or(const char *name, const char *def)
     return v && *v ? v : def;
 }
 
-static char *repo_path(const char *rel) { return xasprintf("%s/%s", env_or("KANC_ROOT", "."), rel); }
 
 static int have_nvrtc(void)
 {
@@ -299,7 +299,7 @@ static void check_cubin(const char *path, const char *model, int sm)
 Test(cuda_runtime, every_model_compiles_for_sm80_and_sm90, .timeout = 1200)
 {
     if (!have_nvrtc()) cr_skip_test("NVRTC is not installed");
-    char *mdir = repo_path("models");
+    char *mdir = test_repo_path("models");
     DIR *d = opendir(mdir);
     cr_assert(d, "no %s (set KANC_ROOT)", mdir);
     char *tmp = temp_dir();
@@ -442,7 +442,7 @@ Test(cuda_runtime, cubin_reads_back_and_corruption_is_refused)
 
 static Model small_model(const char *name, const char *device, int extra_sets, const KdlSet *extra)
 {
-    char *path = xasprintf("%s/models/%s", env_or("KANC_ROOT", "."), name);
+    char *path = xasprintf("%s/models/%s", test_root(), name);
     KdlSet sets[16] = {{"n_layer", "1", 1}, {"batch", "2", 1},  {"block_size", "8", 1},
                        {"n_embd", "12", 1}, {"n_head", "2", 1}, {"vocab_size", "29", 1}};
     int n = 6;
@@ -462,7 +462,7 @@ Test(cuda_runtime, no_driver_gives_the_clear_message)
     char *buf = NULL;
     size_t len = 0;
     FILE *diag = open_memstream(&buf, &len);
-    char *path = repo_path("models/mingpt.kdl");
+    char *path = test_repo_path("models/mingpt.kdl");
     KdlSet sets[] = {{"n_layer", "1", 1}, {"batch", "2", 1}, {"block_size", "8", 1}};
     Model m;
     cr_expect(model_compile(&m, path, NULL, sets, 3, MODEL_TRAIN, 4, "cuda", diag) == -1);
@@ -679,7 +679,7 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
 
 /* ------------------------------------------------------------ emu against the CPU */
 
-static void read_area(Model *m, DevArea a, float *dst) { m->dev->ops->read_area(m->dev, a, dst); }
+static void read_area(Model *m, KancArea a, float *dst) { m->dev->ops->read_area(m->dev, a, dst); }
 
 /* the same steps on the CPU and on the emulated CUDA device */
 static void parity(const char *model, double pdrop)
@@ -697,7 +697,7 @@ static void parity(const char *model, double pdrop)
     for (int i = 0; i < g->n; i++)
         if (g->nodes[i].op == OP_ADAMW) adam = i;
     cr_assert(idx >= 0 && tgt >= 0 && adam > 0);
-    int64_t n = shape_numel(&g->nodes[idx].shape), V = model_vocab(&c, idx), np = c.plan.n_param_elems;
+    int64_t n = shape_numel(&g->nodes[idx].shape), V = graph_vocab(&c.g, idx), np = c.plan.n_param_elems;
     int32_t *x = xmalloc(sizeof(int32_t) * (size_t)n), *y = xmalloc(sizeof(int32_t) * (size_t)n);
     float *pc = xmalloc(sizeof(float) * (size_t)np), *pe = xmalloc(sizeof(float) * (size_t)np);
     int64_t nl = shape_numel(&g->nodes[g->output].shape);
@@ -745,7 +745,7 @@ static void parity(const char *model, double pdrop)
             double r = rel_err(pe + c.plan.pos[i], pc + c.plan.pos[i], k);
             cr_expect(r < 1e-4, "%s: grad of %s rel %g", model, g->nodes[i].name, r);
         }
-        DevArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
+        KancArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
         for (int a = 0; a < 3; a++) {
             read_area(&c, areas[a], pc);
             read_area(&e, areas[a], pe);
@@ -767,7 +767,7 @@ Test(cuda_runtime, cubin_runs_as_the_model)
 {
     if (!have_nvrtc()) cr_skip_test("NVRTC is not installed");
     char *tmp = temp_dir();
-    char *cubin = xasprintf("%s/step.cubin", tmp), *model = repo_path("models/mingpt.kdl");
+    char *cubin = xasprintf("%s/step.cubin", tmp), *model = test_repo_path("models/mingpt.kdl");
     KdlSet sets[] = {{"n_layer", "1", 0}, {"batch", "2", 0}, {"block_size", "8", 0}, {"n_embd", "12", 0},
                      {"n_head", "2", 0}};
     setenv("KANC_CACHE", "0", 1);
@@ -821,7 +821,7 @@ Test(cuda_runtime, cubin_runs_as_the_model)
 
 Test(cuda_runtime, verify_fixtures_on_emu, .timeout = 900)
 {
-    char *dir = xasprintf("%s/fixtures", env_or("SHARED", "../shared"));
+    char *dir = xasprintf("%s/fixtures", test_shared());
     DIR *d = opendir(dir);
     if (!d) {
         free(dir);
@@ -836,7 +836,7 @@ Test(cuda_runtime, verify_fixtures_on_emu, .timeout = 900)
         else if (!strcmp(f, "gpt_hybrid.safetensors")) model = "hybrid.kdl";
         else if (!strcmp(f, "gpt_mlp.safetensors")) model = "mingpt.kdl";
         if (!model) continue;
-        char *mp = xasprintf("%s/models/%s", env_or("KANC_ROOT", "."), model), *fp = xasprintf("%s/%s", dir, f);
+        char *mp = xasprintf("%s/models/%s", test_root(), model), *fp = xasprintf("%s/%s", dir, f);
         char *buf = NULL;
         size_t len = 0;
         FILE *out = open_memstream(&buf, &len);

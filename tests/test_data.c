@@ -7,6 +7,7 @@
 #include "shards.h"
 #include "tokenizer.h"
 #include "util.h"
+#include "test_util.h"
 
 #include <cjson/cJSON.h>
 #include <ftw.h>
@@ -21,11 +22,7 @@ TestSuite(data);
 
 /* ------------------------------------------------------------- helpers */
 
-static char *gpt2_dir(void)
-{
-    const char *shared = getenv("SHARED");
-    return xasprintf("%s/data/gpt2", shared && *shared ? shared : "../shared");
-}
+static char *gpt2_dir(void) { return test_shared_path("data/gpt2"); }
 
 static Tokenizer *open_gpt2(void)
 {

@@ -1,4 +1,4 @@
-/* test_kernels.c: the CPU kernels of cpu_kernels.inc (all but the KAN layer).
+/* test_kernels.c: the CPU kernels of ops/<family>_cpu.inc (all but the KAN layer).
  *
  * Every kernel runs in float and double against a naive double reference
  * written here (ragged sizes, fixed-seed inputs); outputs with `acc` are checked

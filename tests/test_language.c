@@ -23,23 +23,12 @@
 #include "frontend.h"
 #include "graph.h"
 #include "util.h"
+#include "test_util.h"
 
 TestSuite(language);
 
 /* ---------------------------------------------------------------- helpers */
 
-static const char *env_or(const char *name, const char *def)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : def;
-}
-
-static char *repo_path(const char *rel) { return xasprintf("%s/%s", env_or("KANC_ROOT", "."), rel); }
-
-static char *fixture_path(const char *name)
-{
-    return xasprintf("%s/fixtures/%s", env_or("SHARED", "../shared"), name);
-}
 
 static char *slurp(const char *path, size_t *len)
 {
@@ -232,7 +221,7 @@ static int is_prefixed(const char *s, const char *prefix)
    graph's parameters and buffers are exactly the fixture's state_dict. */
 static void check_fixture(const char *model, const char *fixture, const char *const *non_state)
 {
-    char *fpath = fixture_path(fixture), *mpath = repo_path(model);
+    char *fpath = test_fixture_path(fixture), *mpath = test_repo_path(model);
     cJSON *h = st_header(fpath);
     cJSON *meta = cJSON_GetObjectItem(h, "__metadata__");
     cJSON *cfg = cJSON_Parse(cJSON_GetObjectItem(meta, "config")->valuestring);
@@ -335,7 +324,7 @@ Test(language, gpt_outputs)
     static const char *const models[] = {"models/kansformers.kdl", "models/hybrid.kdl",
                                          "models/mingpt.kdl"};
     for (int m = 0; m < 3; m++) {
-        char *path = repo_path(models[m]);
+        char *path = test_repo_path(models[m]);
         size_t len;
         char *src = slurp(path, &len);
         KdlSet sets[] = {{"batch", "3", 0}, {"block_size", "8", 0}, {"vocab_size", "32", 0}};
@@ -390,7 +379,7 @@ static void free_list(char **names, int n)
 
 Test(language, models_compile_with_every_preset)
 {
-    char *mdir = repo_path("models"), *pdir = repo_path("models/presets");
+    char *mdir = test_repo_path("models"), *pdir = test_repo_path("models/presets");
     int nm, np;
     char **models = list_dir(mdir, ".kdl", &nm), **presets = list_dir(pdir, ".set", &np);
     cr_assert_geq(nm, 4);
@@ -486,7 +475,7 @@ static int corpus_sets(const char *src, KdlSet *sets, int cap)
 
 Test(language, error_corpus, .timeout = 120)
 {
-    char *dir = repo_path("tests/kdl_errors");
+    char *dir = test_repo_path("tests/kdl_errors");
     int n;
     char **files = list_dir(dir, ".kdl", &n);
     cr_assert_geq(n, 20);
@@ -532,7 +521,7 @@ Test(language, error_corpus, .timeout = 120)
 
 Test(language, docs_examples_compile)
 {
-    char *path = repo_path("docs/language.md");
+    char *path = test_repo_path("docs/language.md");
     size_t len;
     char *md = slurp(path, &len);
     int blocks = 0, line = 1;
@@ -791,7 +780,7 @@ Test(language, kan_layers)
               "order grid, base_weight, spline_weight, spline_scaler");
     cr_assert_eq(g.nodes[grid].op, OP_BUFFER);
     assert_shape(&g, grid, "[4, 12]"); /* G + 2k + 1 */
-    cr_assert_eq(g.nodes[grid].init, INIT_KNOTS);
+    cr_assert_eq(g.nodes[grid].init, INIT_KAN_GRID);
     cr_assert_float_eq(g.nodes[grid].init_a, -2, 0);
     cr_assert_float_eq(g.nodes[grid].init_b, 3, 0);
     cr_assert_eq(g.nodes[grid].a.grid_size, 7);
@@ -1021,7 +1010,7 @@ static void compile_quietly(const char *src, size_t len)
 /* Runs fn on the text of each .kdl file in models/. */
 static void for_each_model(void (*fn)(const char *src, size_t len))
 {
-    char *mdir = repo_path("models");
+    char *mdir = test_repo_path("models");
     int nm;
     char **models = list_dir(mdir, ".kdl", &nm);
     for (int m = 0; m < nm; m++) {

@@ -18,6 +18,7 @@
 #include "graph_build.h"
 #include "util.h"
 #include "plan.h"
+#include "test_util.h"
 
 /* loss = sum(layer(x)), x an input; returns the planned arena and workspace */
 static void plan_layer(int kan, int64_t N, int64_t in, int64_t out, int G, int k,
@@ -82,8 +83,7 @@ Test(memory, kan_layer_saves_only_its_input)
 /* arena of a shipped model's training step, at gpt-micro size (context 128) */
 static int64_t model_arena(const char *model)
 {
-    const char *root = getenv("KANC_ROOT") ? getenv("KANC_ROOT") : ".";
-    char *path = xasprintf("%s/models/%s", root, model);
+    char *path = xasprintf("%s/models/%s", test_root(), model);
     size_t len;
     char *src = read_file(path, &len);
     cr_assert(src, "cannot read %s", path);

@@ -5,6 +5,7 @@
 #include "atomic_file.h"
 #include "safetensors.h"
 #include "util.h"
+#include "test_util.h"
 
 #include <criterion/criterion.h>
 #include <cjson/cJSON.h>
@@ -27,16 +28,7 @@ TestSuite(safetensors);
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                   */
 
-static const char *shared_dir(void)
-{
-    const char *s = getenv("SHARED");
-    return s && *s ? s : "../shared";
-}
-
-static char *fixture(const char *name)
-{
-    return xasprintf("%s/fixtures/%s", shared_dir(), name);
-}
+static char *fixture(const char *name) { return test_fixture_path(name); }
 
 static char *make_tmpdir(void)
 {
@@ -185,7 +177,7 @@ static void touch_all(const StFile *f)
 
 Test(safetensors, every_fixture_parses)
 {
-    char *pattern = xasprintf("%s/fixtures/*.safetensors", shared_dir());
+    char *pattern = xasprintf("%s/fixtures/*.safetensors", test_shared());
     glob_t g;
     int gr = glob(pattern, 0, NULL, &g);
     cr_assert_eq(gr, 0, "no fixtures match %s (set SHARED)", pattern);
@@ -308,7 +300,7 @@ Test(safetensors, fixture_spot_values)
  * file byte for byte: the writer matches the reference writer. */
 Test(safetensors, rewrite_fixtures_byte_identical)
 {
-    char *pattern = xasprintf("%s/fixtures/*.safetensors", shared_dir());
+    char *pattern = xasprintf("%s/fixtures/*.safetensors", test_shared());
     glob_t g;
     cr_assert_eq(glob(pattern, 0, NULL, &g), 0);
     char *dir = make_tmpdir();

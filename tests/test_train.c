@@ -39,7 +39,7 @@ static int read_losses(const char *dir, char lines[][64], int max)
     return n;
 }
 
-static void *read_area(Model *m, DevArea a, size_t *bytes)
+static void *read_area(Model *m, KancArea a, size_t *bytes)
 {
     *bytes = (size_t)device_area_elems(m->dev, a) * 4;
     void *p = xmalloc(*bytes + 4);
@@ -62,7 +62,7 @@ static void load_ckpt(const char *dir, Model *m, cJSON **state)
     ckpt_info_free(&info);
 }
 
-static int same_area(Model *a, Model *b, DevArea area)
+static int same_area(Model *a, Model *b, KancArea area)
 {
     size_t na, nb;
     void *x = read_area(a, area, &na), *y = read_area(b, area, &nb);

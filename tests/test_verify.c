@@ -6,9 +6,8 @@
 
 #include "util.h"
 #include "verify.h"
+#include "test_util.h"
 
-static const char *shared(void) { return getenv("SHARED") ? getenv("SHARED") : "../shared"; }
-static const char *root(void) { return getenv("KANC_ROOT") ? getenv("KANC_ROOT") : "."; }
 
 /* the model of a fixture, by its name */
 static const char *model_for(const char *fixture)
@@ -22,8 +21,8 @@ static const char *model_for(const char *fixture)
 
 static int verify(const char *model, const char *fixture, const KdlSet *sets, int n, double tol)
 {
-    char *m = xasprintf("%s/models/%s", root(), model);
-    char *f = xasprintf("%s/fixtures/%s", shared(), fixture);
+    char *m = xasprintf("%s/models/%s", test_root(), model);
+    char *f = xasprintf("%s/fixtures/%s", test_shared(), fixture);
     FILE *out = fopen("/dev/null", "w");
     int rc = verify_run(m, f, sets, n, tol, "cpu", out);
     fclose(out);
@@ -34,7 +33,7 @@ static int verify(const char *model, const char *fixture, const KdlSet *sets, in
 
 Test(verify, every_shared_fixture_passes)
 {
-    char *dir = xasprintf("%s/fixtures", shared());
+    char *dir = xasprintf("%s/fixtures", test_shared());
     DIR *d = opendir(dir);
     cr_assert(d, "cannot open %s", dir);
     struct dirent *e;

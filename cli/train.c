@@ -1,0 +1,664 @@
+/* train.c: the training loop: batches, schedule, logs, evaluation, checkpoints. */
+#include "train.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "artifact.h"
+#include "atomic_file.h"
+#include "cli_opts.h"
+#include "checkpoint.h"
+#include "corpus.h"
+#include "lm.h"
+#include "model.h"
+#include "progress.h"
+#include "run_folder.h"
+#include "state_dict.h"
+#include "tokenizer.h"
+#include "util.h"
+
+void set_threads(int threads)
+{
+    if (threads <= 0) return;
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_lr)
+{
+    if (t < warmup) return lr * (double)(t + 1) / (double)warmup;
+    int64_t span = steps - warmup;
+    double progress = span > 0 ? (double)(t - warmup) / (double)span : 1.0;
+    if (progress > 1) progress = 1;
+    return min_lr + 0.5 * (lr - min_lr) * (1 + cos(M_PI * progress));
+}
+
+/* ------------------------------------------------------------ flags */
+
+static const char TRAIN_USAGE[] =
+    "usage: kanrun train MODEL.kdl --data PATH [flags]\n"
+    "       kanrun train MODEL.kdl --init-from FILE --data PATH [flags]\n"
+    "       kanrun train --resume DIR [--steps N] [flags]\n";
+
+static const char TRAIN_EPILOG[] =
+    "MODEL may also be a cubin from kanc -o. When resuming, the run's saved flags\n"
+    "apply unless given again (e.g. a larger --steps). DIR may also be the run's\n"
+    "model.safetensors. OUT is created with its parents; one kanrun train at a time\n"
+    "writes it (OUT/.lock), and a run already in it is kept: continue it with\n"
+    "--resume, or --force to move it aside.\n"
+    "\n"
+    "--init-from starts a new run (step 0, fresh AdamW moments) from the weights in\n"
+    "FILE: any safetensors file holding MODEL's state_dict by name (a PyTorch\n"
+    "export: safetensors.torch.save_file(model.state_dict(), FILE)), every name and\n"
+    "shape exactly; minGPT's attn.bias masks are ignored, KAN grids are read. The\n"
+    "run records FILE (init_from in its training state).\n"
+    "\n"
+    "Exit status: 0 done, 1 error, 2 bad usage, 3 diverged: stopped on a non-finite\n"
+    "loss, a gradient too large for AdamW's float32 state, or weights no checkpoint\n"
+    "may hold (the last good checkpoint is kept).\n";
+
+/* The numeric training settings: a flag each, saved in the optimizer file's
+   training state under the flag's name with '_' for '-', and checked against
+   the same range when read back. Unset (-1, NAN) until resolve_args. */
+typedef struct {
+    CliOpt opt;
+    double def;
+} TrainSetting;
+
+#define SETTING_INT(name, field, lo, def, arg, help) \
+    {CLI_INT(name, &a->field, lo, CLI_INT_MAX, arg, help), def}
+#define SETTING_REAL(name, field, def, arg, help) \
+    {CLI_REAL(name, &a->field, 0, INFINITY, arg, help), def}
+
+#define N_SETTINGS 11
+
+/* the settings of a, in the order --help lists them */
+static int train_settings(TrainArgs *a, TrainSetting *out)
+{
+    const TrainSetting s[] = {
+        SETTING_INT("steps", steps, 1, 1000, "N", "total optimizer steps (default 1000)"),
+        SETTING_REAL("lr", lr, 3e-4, "LR", "peak learning rate (default 3e-4), AdamW betas 0.9/0.95"),
+        SETTING_INT("warmup", warmup, 0, 100, "N", "linear warmup steps (default 100), then cosine decay"),
+        SETTING_REAL("min-lr", min_lr, 3e-5, "LR", "the cosine's floor (default 3e-5)"),
+        SETTING_REAL("weight-decay", weight_decay, 0.1, "WD",
+                     "on Linear weights and KAN parameters (default 0.1)"),
+        SETTING_REAL("clip", clip, 1.0, "C", "global gradient-norm clip (default 1.0; 0: none)"),
+        SETTING_INT("seed", seed, 0, 1337, "S", "initialisation, batches and dropout (default 1337)"),
+        SETTING_INT("eval-every", eval_every, 0, 250, "N", "validation loss every N steps (default 250; 0: never)"),
+        SETTING_INT("eval-batches", eval_batches, 1, 20, "K",
+                    "fixed validation batches per evaluation (default 20)"),
+        SETTING_INT("save-every", save_every, 0, 500, "N", "checkpoint every N steps (default 500) and at the end"),
+        SETTING_INT("log-every", log_every, 1, 10, "N", "a log line every N steps (default 10)"),
+    };
+    _Static_assert(CLI_COUNT(s) == N_SETTINGS, "N_SETTINGS counts the table");
+    memcpy(out, s, sizeof s);
+    return N_SETTINGS;
+}
+
+void train_args_init(TrainArgs *a)
+{
+    memset(a, 0, sizeof *a);
+    a->batch = a->steps = a->warmup = a->eval_every = a->eval_batches = -1;
+    a->save_every = a->log_every = a->seed = -1;
+    a->lr = a->min_lr = a->weight_decay = a->clip = NAN;
+}
+
+/* "min-lr" -> "min_lr": the key of a setting in the saved training state */
+static void setting_key(const CliOpt *o, char *key, size_t n)
+{
+    snprintf(key, n, "%s", o->name);
+    for (char *p = key; *p; p++)
+        if (*p == '-') *p = '_';
+}
+
+static int setting_is_set(const CliOpt *o)
+{
+    return o->kind == CLI_KIND_INT ? *(int64_t *)o->dst >= 0 : !isnan(*(double *)o->dst);
+}
+
+int train_parse_args(TrainArgs *a, int argc, char **argv)
+{
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    const CliOpt head[] = {
+        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens)"),
+        CLI_STR("val", &a->val, "PATH", "validation text (default: the last 10% of the tokens)"),
+        CLI_STR("tokenizer", &a->tokenizer, "SPEC",
+                "bytes (default) or gpt2:DIR (DIR/encoder.json,\nDIR/vocab.bpe); the model's vocab_size follows it\nunless --set"),
+        CLI_STR("out", &a->out, "DIR", "checkpoints, metrics.jsonl, token cache (default runs/MODEL)"),
+        CLI_INT("batch", &a->batch, 1, INT32_MAX, "B", "sequences per step (the model's `batch`)"),
+    };
+    const CliOpt tail[] = {
+        CLI_CALL("set", config_cli_set, "NAME=VALUE", "override a model hyperparameter (repeatable)"),
+        CLI_CALL("preset", config_cli_preset, "NAME",
+                 "hyperparameters from models/presets/NAME.set (gpt-nano,\ngpt-micro, gpt-mini) or a .set file; a later --set wins"),
+        CLI_INT("threads", &a->threads, 0, 4096, "T", "CPU threads (default: all cores)"),
+        CLI_STR("resume", &a->resume, "DIR", "continue from DIR's checkpoint"),
+        CLI_STR("init-from", &a->init_from, "FILE",
+                "a new run from the weights of a state_dict (a PyTorch\nexport; see below)"),
+        CLI_FLAG("force", &a->force, "start over in an --out that holds a run: move it\naside to OUT.old-<YYYYmmdd-HHMMSS> (never deleted)"),
+        CLI_FLAG("quiet", &a->quiet, "no per-step output"),
+        CLI_STR("device", &a->device, "D",
+                "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
+    };
+    CliOpt opts[CLI_COUNT(head) + N_SETTINGS + CLI_COUNT(tail)];
+    int n = 0;
+    for (int i = 0; i < CLI_COUNT(head); i++) opts[n++] = head[i];
+    for (int i = 0; i < ns; i++) opts[n++] = set[i].opt;
+    for (int i = 0; i < CLI_COUNT(tail); i++) opts[n++] = tail[i];
+    CliSpec spec = {"kanrun train", TRAIN_USAGE, TRAIN_EPILOG, opts, n, 0, 1, &a->sets};
+    char *pos[1];
+    int np;
+    int rc = cli_parse(&spec, argc, argv, pos, &np);
+    if (rc == 0 && np) a->model = pos[0];
+    return rc;
+}
+
+/* Fills unset settings from a resumed run's saved state (checked as the
+   command line is: a bad value is an error naming the file and the key),
+   then from the defaults. */
+static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path, char *err,
+                        size_t errlen)
+{
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    for (int i = 0; i < ns; i++) {
+        const CliOpt *o = &set[i].opt;
+        if (setting_is_set(o)) continue;
+        char key[64], what[1200];
+        setting_key(o, key, sizeof key);
+        const cJSON *v = saved ? cJSON_GetObjectItemCaseSensitive(saved, key) : NULL;
+        if (!v) {
+            if (o->kind == CLI_KIND_INT) *(int64_t *)o->dst = (int64_t)set[i].def;
+            else *(double *)o->dst = set[i].def;
+            continue;
+        }
+        snprintf(what, sizeof what, "%s: %s", saved_path, key);
+        int bad = !cJSON_IsNumber(v);
+        if (bad) set_err(err, errlen, "%s needs a number", what);
+        else if (o->kind == CLI_KIND_INT)
+            bad = cli_check_int(what, v->valuedouble, o->ilo, o->ihi, o->dst, err, errlen);
+        else if (!(bad = cli_check_real(what, v->valuedouble, o->rlo, o->rhi, o->open_lo, err, errlen)))
+            *(double *)o->dst = v->valuedouble;
+        if (bad) return -1;
+    }
+    const char *const paths[] = {"data", "val"};
+    const char **dst[] = {&a->data, &a->val};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *s = saved ? cJSON_GetObjectItemCaseSensitive(saved, paths[i]) : NULL;
+        if (*dst[i] || !s) continue;
+        if (!cJSON_IsString(s) || !*s->valuestring) {
+            set_err(err, errlen, "%s: %s needs a path (a non-empty string)", saved_path, paths[i]);
+            return -1;
+        }
+        *dst[i] = s->valuestring;
+    }
+    const cJSON *init = saved ? cJSON_GetObjectItemCaseSensitive(saved, "init_from") : NULL;
+    if (init) { /* a resumed run keeps the record of where it began */
+        if (!cJSON_IsString(init) || !*init->valuestring) {
+            set_err(err, errlen, "%s: init_from needs a path (a non-empty string)", saved_path);
+            return -1;
+        }
+        a->init_from = init->valuestring;
+    }
+    if (!a->device) a->device = "auto";
+    return 0;
+}
+
+static cJSON *state_json(TrainArgs *a)
+{
+    cJSON *o = cJSON_CreateObject();
+    TrainSetting set[N_SETTINGS];
+    int ns = train_settings(a, set);
+    for (int i = 0; i < ns; i++) {
+        const CliOpt *o_ = &set[i].opt;
+        char key[64];
+        setting_key(o_, key, sizeof key);
+        cJSON_AddNumberToObject(o, key, o_->kind == CLI_KIND_INT ? (double)*(int64_t *)o_->dst
+                                                                 : *(double *)o_->dst);
+    }
+    if (a->data) cJSON_AddStringToObject(o, "data", a->data);
+    if (a->val) cJSON_AddStringToObject(o, "val", a->val);
+    if (a->init_from) cJSON_AddStringToObject(o, "init_from", a->init_from);
+    return o;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* The guard on the step's gradient. AdamW keeps float32 moments per element:
+   v = beta2 v + (1 - beta2) g^2 for the gradient element g it is given (after
+   clipping). Every |g| is at most the global norm, so a norm <= sqrt(FLT_MAX) / 2
+   keeps g^2 <= FLT_MAX / 4, and v, a convex combination of its old value and
+   g^2, finite with room for rounding. Past it, v (and beyond sqrt(FLT_MAX), g^2
+   itself) can overflow to inf and the update turns the weights into NaN or 0:
+   the step is not taken. */
+#define TRAIN_MAX_GRAD_NORM (0.5 * sqrt((double)FLT_MAX))
+
+/* the norm of the gradient AdamW applies: clipped as torch's clip_grad_norm_
+   (ops/optim_cpu.inc, the CUDA adamw kernel) */
+static double applied_grad_norm(double norm, double clip)
+{
+    if (clip > 0) {
+        double c = clip / (norm + 1e-6);
+        if (c < 1) return norm * c;
+    }
+    return norm;
+}
+
+
+/* metrics.jsonl for appending. A resumed run keeps the lines of steps <= resume_step
+   (it rewrites what came after), replaced atomically: a crash keeps the old file. */
+static FILE *open_metrics(const char *out, int64_t resume_step, char *err, size_t errlen)
+{
+    char *path = xasprintf("%s/metrics.jsonl", out);
+    FILE *f = NULL;
+    if (resume_step > 0) {
+        size_t len;
+        errno = 0;
+        char why[256];
+        char *old = read_file_why(path, &len, why, sizeof why);
+        if (!old && errno != ENOENT) {
+            set_err(err, errlen, "%s: cannot read: %s", path, why);
+            goto out;
+        }
+        AtomicFile af;
+        if (atomic_open(&af, path, err, errlen)) {
+            free(old);
+            goto out;
+        }
+        for (char *line = old ? strtok(old, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+            cJSON *j = cJSON_Parse(line);
+            if (j && config_number(j, "step", 1e18) <= (double)resume_step) atomic_printf(&af, "%s\n", line);
+            cJSON_Delete(j);
+        }
+        free(old);
+        if (atomic_commit(&af, err, errlen)) goto out; /* reports the first write error too */
+    }
+    if (!(f = fopen(path, resume_step > 0 ? "a" : "w")))
+        set_err(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+out:
+    free(path);
+    return f;
+}
+
+/* One line of metrics.jsonl, flushed. Returns 0, or -1 with the file and the
+   error in err. */
+static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    errno = 0;
+    int bad = vfprintf(f, fmt, ap) < 0;
+    va_end(ap);
+    bad = bad || fflush(f) != 0;
+    if (bad) set_err(err, errlen, "%s/metrics.jsonl: cannot write: %s", out, strerror(errno ? errno : EIO));
+    return bad ? -1 : 0;
+}
+
+/* "the last good checkpoint is OUT (step N)", or that there is none yet */
+static void kept_text(const TrainArgs *a, int64_t last_saved, char *buf, size_t n)
+{
+    if (last_saved > 0)
+        snprintf(buf, n, "the last good checkpoint is %s (step %lld)", a->out, (long long)last_saved);
+    else
+        snprintf(buf, n, "no checkpoint was written yet");
+}
+
+/* The message of a diverged run (why it stopped, the checkpoint kept); the exit status 3. */
+static int stop_diverged(const TrainArgs *a, const char *why, int64_t last_saved)
+{
+    char kept[512];
+    kept_text(a, last_saved, kept, sizeof kept);
+    fprintf(stderr, "kanrun train: error: %s; stopping: %s. Try a lower --lr%s.\n", why, kept,
+            a->clip > 0 ? "" : " or a --clip");
+    return 3;
+}
+
+/* Creates OUT (with parents) and claims it: the lock first, then a run
+   already there is refused, or with --force moved aside; then the leftovers
+   of killed writers go. Returns the lock's descriptor (held until exit), or
+   -1 with a message. loaded_step: the step a resume loaded. */
+static int claim_out(TrainArgs *a, int64_t loaded_step, char *err, size_t errlen)
+{
+    char e[900];
+    if (make_dirs(a->out, e, sizeof e)) {
+        set_err(err, errlen, "%s: cannot create the output folder: %s", a->out, e);
+        return -1;
+    }
+    int lock = run_lock(a->out, err, errlen);
+    if (lock < 0) return -1;
+    if (a->resume && run_same_path(a->resume, a->out)) {
+        /* a writer that ended while we loaded may have saved a later step */
+        CkptInfo info;
+        if (ckpt_info(a->out, &info, err, errlen)) goto fail;
+        int64_t now = info.step;
+        ckpt_info_free(&info);
+        if (now != loaded_step) {
+            set_err(err, errlen, "%s: its checkpoint went from step %lld to %lld while it was loaded: run again",
+                    a->out, (long long)loaded_step, (long long)now);
+            goto fail;
+        }
+    } else {
+        int64_t step, mstep;
+        if (run_holds_run(a->out, &step, &mstep)) {
+            if (!a->force) {
+                if (step >= 0)
+                    set_err(err, errlen, "%s already holds a run at step %lld: use --resume to continue or "
+                            "--force to start over", a->out, (long long)step);
+                else
+                    set_err(err, errlen, "%s already holds a run with no checkpoint (metrics.jsonl up to step "
+                            "%lld): use --force to start over", a->out, (long long)mstep);
+                goto fail;
+            }
+            char *old = run_move_aside(a->out, err, errlen);
+            if (!old) goto fail;
+            printf("kanrun: %s held a run; moved it aside to %s\n", a->out, old);
+            free(old);
+            int fresh;
+            if (make_dirs(a->out, e, sizeof e)) {
+                set_err(err, errlen, "%s: cannot create the output folder: %s", a->out, e);
+                goto fail;
+            }
+            if ((fresh = run_lock(a->out, err, errlen)) < 0) goto fail;
+            close(lock); /* the moved run's lock */
+            lock = fresh;
+        }
+    }
+    run_remove_stale(a->out);
+    return lock;
+fail:
+    close(lock);
+    return -1;
+}
+
+/* Model, tokenizer and state: from a checkpoint when resuming, else fresh. */
+static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, char *err,
+                       size_t errlen)
+{
+    ConfigSets cs = {0};
+    const char *model_path = a->model, *src = NULL;
+    CkptInfo info = {0};
+    int rc = -1;
+    if (a->resume) {
+        if (ckpt_info(a->resume, &info, err, errlen)) return -1;
+        ckpt_sets(&info, &cs);
+        model_path = info.model_path;
+        src = info.source;
+        if (!a->tokenizer) a->tokenizer = info.tokenizer;
+    }
+    if (!a->resume && !a->tokenizer && a->model && artifact_is_cubin(a->model)) {
+        /* a prebuilt step (kanc -o): the tokenizer it was compiled for */
+        Artifact art;
+        if (artifact_read(&art, a->model, err, errlen)) return -1;
+        const char *t = artifact_str(&art, "tokenizer");
+        int bare = t && strcmp(t, "bytes") && !strchr(t, ':');
+        if (bare) snprintf(err, errlen, "%s expects the %s tokenizer: give --tokenizer %s:DIR", a->model, t, t);
+        else if (t) a->tokenizer = xstrdup(t); /* lives for the run */
+        artifact_free(&art);
+        if (bare) return -1;
+    }
+    if (!a->tokenizer) a->tokenizer = "bytes";
+    if (!(*tok = tok_open(a->tokenizer, err, errlen))) goto out;
+    if (!a->resume) { /* the vocabulary follows the tokenizer unless set */
+        char v[32];
+        snprintf(v, sizeof v, "%d", tok_vocab_size(*tok));
+        config_sets_add(&cs, "vocab_size", v, 1);
+    }
+    for (int i = 0; i < a->sets.n; i++) config_sets_add(&cs, a->sets.sets[i].name, a->sets.sets[i].value, 0);
+    if (a->batch > 0) {
+        char b[32];
+        snprintf(b, sizeof b, "%lld", (long long)a->batch);
+        config_sets_add(&cs, "batch", b, 0);
+    }
+    if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4,
+                      a->device ? a->device : "auto", stderr)) {
+        snprintf(err, errlen, "cannot build the model");
+        goto out;
+    }
+    if (a->init_from && /* every parameter from the file; zero moments, step 0 */
+        (model_init_params(m, 0, err, errlen) || sd_load(m, a->init_from, err, errlen)))
+        goto out;
+    if (a->resume) {
+        int64_t vocab = graph_vocab(&m->g, model_input(m, "idx"));
+        if (ckpt_check_tokenizer(&info, *tok, vocab, "kanrun train", stderr, err, errlen) ||
+            ckpt_load(a->resume, m, saved, err, errlen))
+            goto out;
+    }
+    rc = 0;
+out:
+    config_sets_free(&cs);
+    ckpt_info_free(&info);
+    return rc;
+}
+
+int train_run(TrainArgs *a)
+{
+    char err[16384]; /* a state_dict mismatch lists every name */
+    Model m = {0};
+    Tokenizer *tok = NULL;
+    cJSON *saved = NULL;
+    Corpus corpus = {0};
+    FILE *metrics = NULL;
+    int status = 1;
+    int32_t *x = NULL, *y = NULL;
+    int lock = -1;
+    char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
+    set_threads(a->threads);
+
+    if (!a->model && !a->resume) {
+        fprintf(stderr, "kanrun train: error: give a model (MODEL.kdl) or --resume DIR\n");
+        return 1;
+    }
+    if (a->resume && a->init_from) {
+        snprintf(err, sizeof err, "--init-from starts a new run and --resume continues %s: give one of them",
+                 a->resume);
+        goto fail;
+    }
+    if (a->resume) { /* the run's folder, or its model.safetensors */
+        struct stat st;
+        if (stat(a->resume, &st) != 0) {
+            snprintf(err, sizeof err, "--resume %s: %s", a->resume, strerror(errno));
+            goto fail;
+        }
+        if (!(resume_dir = run_dir_of(a->resume))) {
+            snprintf(err, sizeof err, "--resume %s: not a run folder or a run's model.safetensors", a->resume);
+            goto fail;
+        }
+        a->resume = resume_dir;
+        if (!a->out) a->out = a->resume;
+        if (a->force && run_same_path(a->resume, a->out)) {
+            snprintf(err, sizeof err, "--force starts over and --resume continues %s: give one of them "
+                     "(or another --out)", a->resume);
+            goto fail;
+        }
+    }
+    /* the training state records absolute paths: a resume from elsewhere finds them */
+    if (a->data && (data_abs = realpath(a->data, NULL))) a->data = data_abs;
+    if (a->val && (val_abs = realpath(a->val, NULL))) a->val = val_abs;
+    if (a->init_from && (init_abs = realpath(a->init_from, NULL))) a->init_from = init_abs;
+    if (setup_model(a, &m, &tok, &saved, err, sizeof err)) goto fail;
+    char *state_path = a->resume ? ckpt_optimizer_path(a->resume, m.dev->step) : NULL;
+    int bad_state = resolve_args(a, saved, state_path, err, sizeof err);
+    free(state_path);
+    if (bad_state) goto fail;
+    if (!a->data) {
+        snprintf(err, sizeof err, "no training data: give --data PATH (a text file or a folder)");
+        goto fail;
+    }
+    if (!a->out) {
+        const char *base = strrchr(m.path, '/');
+        base = base ? base + 1 : m.path;
+        char *name = xstrdup(base), *dot = strrchr(name, '.');
+        if (dot) *dot = 0;
+        a->out = xasprintf("runs/%s", name); /* lives for the whole run */
+        free(name);
+    }
+    if ((lock = claim_out(a, m.dev->step, err, sizeof err)) < 0) goto fail;
+    LmIo io;
+    if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
+    if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
+        snprintf(err, sizeof err, "the model's vocabulary (%lld) is smaller than the tokenizer's (%d)",
+                 (long long)io.vocab, tok_vocab_size(tok));
+        goto fail;
+    }
+    char *cache = xasprintf("%s/tokens", a->out);
+    int crc = corpus_prepare(a->data, a->val, tok, cache, &corpus, err, sizeof err);
+    free(cache);
+    if (crc || corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) goto fail;
+
+    if (!a->resume && !a->init_from && model_init_params(&m, (uint64_t)a->seed, err, sizeof err)) goto fail;
+    Device *dev = m.dev;
+    dev->seed = (uint64_t)a->seed;
+    dev->training = 1;
+    dev->opt.lr = a->lr;
+    dev->opt.weight_decay = a->weight_decay;
+    dev->opt.clip = a->clip;
+    int64_t start = dev->step;
+    if (start >= a->steps) {
+        fprintf(stderr, "kanrun train: the run is at step %lld already; --steps %lld adds nothing\n",
+                (long long)start, (long long)a->steps);
+        status = 0;
+        goto done;
+    }
+    if (!(metrics = open_metrics(a->out, start, err, sizeof err))) goto fail;
+    int64_t params = 0;
+    for (int i = 0; i < m.g.n; i++)
+        if (m.g.nodes[i].op == OP_PARAM) params += shape_numel(&m.g.nodes[i].shape);
+    printf("kanrun: %s, %lld parameters, batch %lld x %lld, %s tokens %zu train / %zu val (%s)\n",
+           m.path, (long long)params, (long long)io.batch, (long long)io.block, tok_spec(tok),
+           corpus.n_train, corpus.n_val, corpus.cache_status);
+    printf("kanrun: steps %lld..%lld, lr %.3g (warmup %lld, cosine to %.3g), out %s\n",
+           (long long)start, (long long)a->steps, a->lr, (long long)a->warmup, a->min_lr, a->out);
+    if (a->init_from) printf("kanrun: initialised from %s\n", a->init_from);
+    fflush(stdout);
+
+    size_t ntok = (size_t)(io.batch * io.block);
+    x = xmalloc(ntok * 4);
+    y = xmalloc(ntok * 4);
+    int adam = m.g.n - 1; /* the optimizer's last node */
+    Progress bar;
+    progress_start(&bar, start, a->steps, a->quiet);
+    int64_t last_saved = start;
+    for (int64_t step = start; step < a->steps; step++) {
+        double t0 = now_s();
+        dev->opt.lr = train_lr(step, a->steps, a->warmup, a->lr, a->min_lr);
+        corpus_batch(corpus.train, corpus.n_train, (int)io.block, (int)io.batch, (uint64_t)a->seed,
+                     (uint64_t)step, x, y);
+        if (model_set_tokens(&m, io.idx, x, err, sizeof err) ||
+            model_set_tokens(&m, io.targets, y, err, sizeof err))
+            goto fail;
+        dev->ops->run(dev, 0, adam); /* forward, backward, gradient norm */
+        double loss;
+        model_read_value(&m, m.g.loss, &loss);
+        double applied = applied_grad_norm(dev->grad_norm, a->clip);
+        if (!isfinite(loss) || !isfinite(dev->grad_norm) || applied > TRAIN_MAX_GRAD_NORM) {
+            progress_end(&bar);
+            char why[256];
+            if (isfinite(loss) && isfinite(dev->grad_norm))
+                snprintf(why, sizeof why, "the gradient norm is %.3g at step %lld (loss %g), past %.3g, "
+                         "the most AdamW's float32 moments can take", applied, (long long)step + 1,
+                         loss, TRAIN_MAX_GRAD_NORM);
+            else
+                snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
+                         isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
+                         (long long)step + 1, dev->grad_norm);
+            status = stop_diverged(a, why, last_saved);
+            goto done;
+        }
+        dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
+        double ms = 1e3 * (now_s() - t0);
+        int64_t done_steps = step + 1;
+        if (metrics_line(metrics, a->out, err, sizeof err,
+                         "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
+                         "\"tok_s\":%.1f}\n",
+                         (long long)done_steps, loss, dev->opt.lr, dev->grad_norm, ms,
+                         (double)ntok / (ms / 1e3)))
+            goto metrics_fail;
+        if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
+            progress_log(&bar, "step %6lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
+                         (long long)done_steps, (long long)a->steps, loss, dev->opt.lr,
+                         dev->grad_norm, ms, (double)ntok / (ms / 1e3));
+        progress_update(&bar, done_steps, loss, ms);
+        if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
+            double vl;
+            if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &vl, err, sizeof err))
+                goto fail;
+            progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f",
+                         (long long)done_steps, (long long)a->steps, vl, exp(vl));
+            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,\"val_loss\":%.6f}\n",
+                             (long long)done_steps, vl))
+                goto metrics_fail;
+        }
+        if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
+            cJSON *st = state_json(a);
+            int rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
+            cJSON_Delete(st);
+            if (rc == CKPT_REFUSED) { /* the update made weights no checkpoint may hold */
+                progress_end(&bar);
+                status = stop_diverged(a, err, last_saved);
+                goto done;
+            }
+            if (rc) goto fail;
+            last_saved = done_steps;
+        }
+    }
+    progress_end(&bar);
+    printf("kanrun: done, checkpoint in %s (step %lld)\n", a->out, (long long)last_saved);
+    status = 0;
+    goto done;
+metrics_fail: { /* the run stops: its history would have a hole */
+    progress_end(&bar);
+    char kept[512];
+    kept_text(a, last_saved, kept, sizeof kept);
+    size_t n = strlen(err);
+    snprintf(err + n, sizeof err - n, "; stopping: %s", kept);
+}
+fail:
+    fprintf(stderr, "kanrun train: error: %s\n", err);
+    status = 1;
+done:
+    if (metrics && fclose(metrics) != 0 && status == 0) {
+        fprintf(stderr, "kanrun train: error: %s/metrics.jsonl: cannot write: %s\n", a->out, strerror(errno));
+        status = 1;
+    }
+    if (lock >= 0) close(lock);
+    free(resume_dir);
+    free(data_abs);
+    free(val_abs);
+    free(init_abs);
+    free(x);
+    free(y);
+    corpus_free(&corpus);
+    cJSON_Delete(saved);
+    if (tok) tok_close(tok);
+    model_free(&m);
+    return status;
+}
+
+int train_main(int argc, char **argv)
+{
+    TrainArgs a;
+    train_args_init(&a);
+    int rc = train_parse_args(&a, argc, argv);
+    if (rc == 0) rc = train_run(&a);
+    else rc = rc > 0 ? 0 : 2;
+    config_sets_free(&a.sets);
+    return rc;
+}

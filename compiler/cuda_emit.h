@@ -1,0 +1,147 @@
+/* cuda_emit.h: what the CUDA emitters (cuda_emit_<op> in ops/<family>.c) write with.
+ *
+ * An emitter writes the kernels of one graph node (CudaGen.n) into the
+ * generated source: it opens a kernel (cg_kernel_begin, which records the
+ * launch), declares pointers to the node's tensors at their constant offsets
+ * (cg_in_ptr, cg_out_ptr, cg_ptr), writes the body as a call of a template
+ * of the CUDA library (cuda/) or a grid-stride loop (cg_loop), and closes it;
+ * plain GEMMs go through cg_gemm (a cuBLASLt launch or a generated kernel).
+ * codegen_cuda.c calls the emitters from a table built from ops/ops.def.
+ */
+#ifndef KANC_CUDA_EMIT_H
+#define KANC_CUDA_EMIT_H
+
+#include <stdint.h>
+
+#include "codegen_cuda.h"
+#include "ops.h"
+#include "strbuf.h"
+
+#define CG_BLOCK           256   /* threads of the elementwise, GEMM and KAN kernels */
+#define CG_MAX_BLOCKS      4096  /* grid-stride kernels use at most this many blocks */
+#define CG_WARPS_PER_BLOCK 4     /* attention: one warp per row of P */
+#define CG_SUM_PARTS       256   /* whole-tensor sums: at most this many partial sums */
+#define CG_EMB_THREADS     65536 /* embedding backward: about this many (column, chunk) threads */
+#define CG_SMEM_LIMIT      49152 /* static shared memory per block */
+
+/* a tensor: a byte offset in a storage area of KancArgs */
+typedef struct {
+    int area;    /* KancArea */
+    int64_t off; /* bytes */
+} CgLoc;
+
+/* The generator's state. */
+typedef struct {
+    const Plan *p;
+    const Graph *g;
+    CudaOptions o;
+    StrBuf src;
+    CudaLaunch *launch;
+    int n_launch, cap;
+    int64_t ws_bytes;
+    const GNode *n; /* the node being emitted */
+    char kname[64]; /* the kernel being emitted */
+    int ksync;      /* it uses barriers or warp primitives */
+    char *err;
+    size_t errlen;
+    int failed;
+} CudaGen;
+
+/* An emitter: the kernels of node G->n. */
+typedef void (*CudaEmitter)(CudaGen *G);
+
+/* input j of the node being emitted */
+#define CG_IN(j) (&G->g->nodes[G->n->in[j]])
+
+static inline int64_t cg_cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+static inline int64_t cg_imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static inline int64_t cg_imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* blocks of CG_BLOCK threads for a grid-stride loop over n elements */
+static inline unsigned cg_blocks_for(int64_t n)
+{
+    return (unsigned)cg_imax(1, cg_imin(cg_cdiv(n, CG_BLOCK), CG_MAX_BLOCKS));
+}
+
+static inline int cg_n_id(const CudaGen *G) { return G->n->id; }
+
+/* the node's accumulate flag: parameter gradients always accumulate */
+static inline int cg_node_acc(const GNode *n)
+{
+    return n->a.acc || (op_is_backward(n->op) && n->gparam >= 0);
+}
+
+/* dropout probability and keep scale as the CPU computes them */
+static inline float cg_keep_scale(double p) { return (float)(p < 1 ? 1.0 / (1.0 - p) : 0.0); }
+
+/* partial sums of a whole-tensor sum over n elements */
+static inline int cg_sum_parts(int64_t n)
+{
+    return (int)cg_imax(1, cg_imin(CG_SUM_PARTS, cg_cdiv(n, CG_BLOCK)));
+}
+
+/* threads of a one-block-per-row kernel over rows of C elements */
+static inline unsigned cg_row_threads(int64_t C)
+{
+    return (unsigned)cg_imin(256, cg_imax(32, cg_cdiv(C, 32) * 32));
+}
+
+static inline const char *cg_shp(const GShape *s, char *buf) { return shape_str(s, buf, 96); }
+
+/* Records the first error (codegen_cuda then fails with it). */
+void cg_fail(CudaGen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The kernels need at least this many bytes of workspace (KancArgs.ws). */
+void cg_need_ws(CudaGen *G, int64_t bytes);
+
+/* where node i's value lives (mirrors cpu_exec_value) */
+CgLoc cg_value_loc(CudaGen *G, int i);
+/* the gradient of parameter node i */
+CgLoc cg_grad_loc(CudaGen *G, int i);
+/* the output of node n: its value, or the gradient of the parameter it targets */
+CgLoc cg_out_loc(CudaGen *G, const GNode *n);
+/* node i's aux tensor */
+CgLoc cg_aux_loc(CudaGen *G, int i);
+
+/* exact float and double literals in buf (32 bytes) */
+const char *cg_flit(char *buf, float v);
+const char *cg_dlit(char *buf, double v);
+/* an activation's short name ("silu") and its KANC_ACT_* constant */
+const char *cg_act_short(int act);
+const char *cg_act_name(int act);
+
+/* a line of the kernel body, indented */
+void cg_line(CudaGen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* records a launch in execution order */
+CudaLaunch *cg_add_launch(CudaGen *G, LaunchKind kind, const char *name);
+/* Opens kernel n<id>_<what>, launched on grid (gx, gy) x block threads.
+   sync: the kernel uses __syncthreads or warp primitives (the emulation then
+   runs its threads as fibers). note: one line on what it computes. */
+void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, unsigned block, int sync,
+                     const char *note, ...) __attribute__((format(printf, 7, 8)));
+void cg_kernel_end(CudaGen *G);
+/* a pointer to a tensor: `const float *x = KANC_PTR(...);` with its shape and name as a comment */
+void cg_ptr(CudaGen *G, const char *type, const char *var, CgLoc l, const GShape *s, const char *name);
+/* input j of the current node, as a const pointer */
+void cg_in_ptr(CudaGen *G, const char *var, int j);
+/* the node's output */
+void cg_out_ptr(CudaGen *G, const char *var);
+/* the dropout probability p (0 unless training) and stream of node `node` */
+void cg_dropout_params(CudaGen *G, double p, int node);
+/* for (e over n elements) body; the loop variable is e */
+void cg_loop(CudaGen *G, int64_t n, const char *body);
+
+/* A row-major GEMM on areas of KancArgs (GemmDesc's meaning), with what A, B, C are for comments. */
+typedef struct {
+    int ta, tb;
+    int64_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    CgLoc a, b, c;
+    const char *na, *nb, *nc; /* what A, B and C are, for comments */
+} CgGemm;
+
+/* a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel (CudaOptions.use_cublas) */
+void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note);
+
+#endif

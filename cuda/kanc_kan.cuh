@@ -1,0 +1,192 @@
+/* kanc_kan.cuh: the fused KAN layer: forward, weight gradient and input gradient,
+ * the basis evaluated in shared memory inside the matrix product. */
+#ifndef KANC_KAN_CUH
+#define KANC_KAN_CUH
+
+#include "kanc_core.cuh"
+
+/* ---- the fused KAN layer (DESIGN.md 4), for a basis type B (B::NB functions
+   per input on a grid row of B::NG values; cuda/kanc_basis_*.cuh). S = NB+1
+   columns of A per input: [act(x), f_0(x) .. f_{NB-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]
+   in the same interleaving. A is built tile by tile in shared memory from X
+   and Wf from the parameters; neither ever exists in device memory. ---- */
+
+/* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;
+   the reduction advances TI inputs (TI*S columns of A) per stage. */
+template <class B, int ACT, int SCALER, int TM, int TN, int TI>
+__device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const float *grid,
+                                             const float *base, const float *spline,
+                                             const float *scaler, long long N, int IN, int OUT)
+{
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TKW = TI * S;
+    constexpr int RM = TM / 16, RN = TN / 16;
+    __shared__ float As[TKW][TM + 1]; /* A(X) tile, k-major: As[ii*S + c][row] */
+    __shared__ float Ws[TKW][TN + 1]; /* Wf^T tile: Ws[ii*S + c][out] */
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    long long r0 = (long long)blockIdx.y * TM;
+    int o0 = blockIdx.x * TN;
+    float acc[RM][RN];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
+    for (int i0 = 0; i0 < IN; i0 += TI) {
+        /* prologue fusion: act and bases of TM rows x TI inputs */
+        for (int e = tid; e < TM * TI; e += 256) {
+            int r = e % TM, ii = e / TM, i = i0 + ii;
+            long long n = r0 + r;
+            float a[S];
+            if (n < N && i < IN)
+                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+            else
+                for (int c = 0; c < S; c++) a[c] = 0.0f;
+            for (int c = 0; c < S; c++) As[ii * S + c][r] = a[c];
+        }
+        for (int e = tid; e < TN * TKW; e += 256) {
+            int kk = e % TKW, oo = e / TKW, o = o0 + oo, i = i0 + kk / S;
+            Ws[kk][oo] = (o < OUT && i < IN)
+                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)
+                             : 0.0f;
+        }
+        __syncthreads();
+        for (int kk = 0; kk < TKW; kk++) {
+            float a[RM], b[RN];
+            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];
+            for (int j = 0; j < RN; j++) b[j] = Ws[kk][tx + 16 * j];
+            for (int i = 0; i < RM; i++)
+                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) {
+            long long n = r0 + ty + 16 * i;
+            int o = o0 + tx + 16 * j;
+            if (n < N && o < OUT) y[n * OUT + o] = acc[i][j];
+        }
+}
+
+/* weights: dWf[OUT, IN*S] = dY^T A(X), A rebuilt the same way; the epilogue
+   splits each (o, i) group of S columns into d base, d spline (times the
+   scaler) and d scaler (sum_c dWf_spline * spline), adding into the gradient
+   area. Block: TM outputs x TI inputs (TI*S columns); TR rows per stage. */
+template <class B, int ACT, int SCALER, int TM, int TI, int TR>
+__device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, float *dscaler,
+                                               const float *dy, const float *x, const float *grid,
+                                               const float *spline, const float *scaler,
+                                               long long N, int IN, int OUT)
+{
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
+    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
+    __shared__ float Ds[TR][TM + 1];  /* dY rows x outputs */
+    __shared__ float As[TR][TNW + 1]; /* A(X) rows x columns */
+    __shared__ float Gs[TM][TNW + 1]; /* the finished dWf tile */
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    int o0 = blockIdx.y * TM, i0 = blockIdx.x * TI;
+    float acc[RM][RN];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
+    for (long long n0 = 0; n0 < N; n0 += TR) {
+        for (int e = tid; e < TR * TM; e += 256) {
+            int oo = e % TM, r = e / TM, o = o0 + oo;
+            long long n = n0 + r;
+            Ds[r][oo] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;
+        }
+        for (int e = tid; e < TR * TI; e += 256) {
+            int r = e % TR, ii = e / TR, i = i0 + ii;
+            long long n = n0 + r;
+            float a[S];
+            if (n < N && i < IN)
+                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+            else
+                for (int c = 0; c < S; c++) a[c] = 0.0f;
+            for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];
+        }
+        __syncthreads();
+        for (int r = 0; r < TR; r++) {
+            float a[RM], b[RN];
+            for (int i = 0; i < RM; i++) a[i] = Ds[r][ty + 16 * i];
+            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? As[r][tx + 16 * j] : 0.0f;
+            for (int i = 0; i < RM; i++)
+                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++)
+            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];
+    __syncthreads();
+    for (int e = tid; e < TM * TI; e += 256) {
+        int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;
+        if (o >= OUT || i >= IN) continue;
+        long long oi = (long long)o * IN + i;
+        const float *g = &Gs[oo][ii * S];
+        dbase[oi] += g[0];
+        float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;
+        for (int c = 0; c < NB; c++) {
+            dspline[oi * NB + c] += g[1 + c] * s;
+            ds += g[1 + c] * spline[oi * NB + c];
+        }
+        if (SCALER) dscaler[oi] += ds;
+    }
+}
+
+/* input: Gb = dY Wf (TM rows x TI*S columns per block, the reduction over
+   outputs TO at a time with Wf built on the fly); epilogue fusion:
+   dx[n,i] (+)= act'(x) Gb[n,i,0] + sum_c B'_c(x) Gb[n,i,1+c]. */
+template <class B, int ACT, int SCALER, int ACC, int TM, int TI, int TO>
+__device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const float *x,
+                                               const float *grid, const float *base,
+                                               const float *spline, const float *scaler,
+                                               long long N, int IN, int OUT)
+{
+    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
+    constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
+    __shared__ float Ds[TO][TM + 1];  /* dY^T: outputs x rows */
+    __shared__ float Ws[TO][TNW + 1]; /* Wf: outputs x columns */
+    __shared__ float Gs[TM][TNW + 1]; /* the finished Gb tile */
+    int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+    long long r0 = (long long)blockIdx.y * TM;
+    int i0 = blockIdx.x * TI;
+    float acc[RM][RN];
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] = 0.0f;
+    for (int o0 = 0; o0 < OUT; o0 += TO) {
+        for (int e = tid; e < TO * TM; e += 256) {
+            int oo = e % TO, r = e / TO, o = o0 + oo;
+            long long n = r0 + r;
+            Ds[oo][r] = (n < N && o < OUT) ? dy[n * OUT + o] : 0.0f;
+        }
+        for (int e = tid; e < TO * TNW; e += 256) {
+            int kk = e % TNW, oo = e / TNW, o = o0 + oo, i = i0 + kk / S;
+            Ws[oo][kk] = (o < OUT && i < IN)
+                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)
+                             : 0.0f;
+        }
+        __syncthreads();
+        for (int oo = 0; oo < TO; oo++) {
+            float a[RM], b[RN];
+            for (int i = 0; i < RM; i++) a[i] = Ds[oo][ty + 16 * i];
+            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? Ws[oo][tx + 16 * j] : 0.0f;
+            for (int i = 0; i < RM; i++)
+                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++)
+            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];
+    __syncthreads();
+    for (int e = tid; e < TM * TI; e += 256) {
+        int r = e / TI, ii = e % TI, i = i0 + ii;
+        long long n = r0 + r;
+        if (n >= N || i >= IN) continue;
+        long long q = n * IN + i;
+        float xv = x[q], bs[NB], dbs[NB];
+        B::eval(xv, grid + (long long)i * NK, bs, dbs);
+        const float *g = &Gs[r][ii * S];
+        float s = kanc_act_grad(ACT, xv) * g[0];
+        for (int c = 0; c < NB; c++) s += dbs[c] * g[1 + c];
+        dx[q] = ACC ? dx[q] + s : s;
+    }
+}
+
+#endif

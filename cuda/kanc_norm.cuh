@@ -1,0 +1,68 @@
+/* kanc_norm.cuh: layernorm forward and backward. */
+#ifndef KANC_NORM_CUH
+#define KANC_NORM_CUH
+
+#include "kanc_core.cuh"
+
+/* ---- layernorm: one block per row ---- */
+
+/* y = (x - mean) rstd w + b; stats[r] = (mean, rstd), rstd = 1/sqrt(var + eps) */
+KD void kanc_layernorm_fwd(float *y, float *stats, const float *x, const float *w, const float *b,
+                           int C, double eps)
+{
+    long long r = blockIdx.x;
+    const float *xr = x + r * C;
+    float *yr = y + r * C;
+    double s = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += xr[j];
+    double mean = kanc_block_sum(s) / C;
+    double v = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) v += (xr[j] - mean) * (xr[j] - mean);
+    double rstd = 1.0 / sqrt(kanc_block_sum(v) / C + eps);
+    if (threadIdx.x == 0) {
+        stats[2 * r] = (float)mean;
+        stats[2 * r + 1] = (float)rstd;
+    }
+    float m = (float)mean, rs = (float)rstd;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (xr[j] - m) * rs * w[j] + b[j];
+}
+
+/* dx (+)= rstd (dy w - mean(dy w) - xhat mean(dy w xhat)) */
+template <int ACC>
+__device__ __forceinline__ void kanc_layernorm_bwd_x(float *dx, const float *dy, const float *x,
+                                                     const float *stats, const float *w, int C)
+{
+    long long r = blockIdx.x;
+    const float *xr = x + r * C, *g = dy + r * C;
+    float *d = dx + r * C;
+    double mean = stats[2 * r], rstd = stats[2 * r + 1], s1 = 0.0, s2 = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double gw = (double)g[j] * w[j];
+        s1 += gw;
+        s2 += gw * (xr[j] - mean) * rstd;
+    }
+    s1 = kanc_block_sum(s1) / C;
+    s2 = kanc_block_sum(s2) / C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double v = rstd * ((double)g[j] * w[j] - s1 - (xr[j] - mean) * rstd * s2);
+        d[j] = (float)((ACC ? (double)d[j] : 0.0) + v);
+    }
+}
+
+/* dw[c] += sum_r dy xhat, db[c] += sum_r dy: one thread per column, rows in order */
+KD void kanc_layernorm_bwd_wb(float *dw, float *db, const float *dy, const float *x,
+                              const float *stats, long long N, int C)
+{
+    for (long long c = kanc_gtid(); c < C; c += kanc_gstride()) {
+        double sw = 0.0, sb = 0.0;
+        for (long long r = 0; r < N; r++) {
+            double mean = stats[2 * r], rstd = stats[2 * r + 1], g = dy[r * C + c];
+            sw += g * ((x[r * C + c] - mean) * rstd);
+            sb += g;
+        }
+        dw[c] = (float)(dw[c] + sw);
+        db[c] = (float)(db[c] + sb);
+    }
+}
+
+#endif

@@ -1,0 +1,154 @@
+/* attention.c: causal multi-head self-attention on a fused qkv (minGPT). */
+#include <stdio.h>
+
+#include <math.h>
+
+#include "autodiff.h"
+#include "cuda_emit.h"
+#include "layer.h"
+#include "ops.h"
+
+/* [B, T, C]: two T x T x C products per batch forward, four backward */
+static double attention_flops(const Graph *g, const GNode *n)
+{
+    const GShape *s = &(n->fwd >= 0 ? &g->nodes[n->fwd] : n)->shape;
+    double two = 2 * (double)s->d[0] * (double)s->d[1] * (double)s->d[1] * (double)s->d[2];
+    return n->op == OP_ATTENTION ? 2 * two : 4 * two;
+}
+
+const OpFamily op_family_attention = {.name = "attention", .flops = attention_flops};
+
+/* ---- the language: the builtin layers (compiler/layer.h) ---- */
+
+/* attention(qkv [B, T, 3C], heads): multi-head self-attention. A causal one
+   also makes minGPT's mask buffer `bias` [1, 1, T, T] in the current scope. */
+static Value L_attention(Elab *E, Args *A)
+{
+    int qkv, causal;
+    int64_t H;
+    double p;
+    if (!el_arg_real(E, A, 0, 1, &qkv) || !el_arg_int(E, A, 1, 0, 1, INT64_MAX, &H) ||
+        !el_arg_bool(E, A, 2, 1, &causal) || !el_arg_prob(E, A, 3, &p))
+        return VERR;
+    GShape s = el_tshape(E, qkv);
+    if (s.nd != 3 || s.d[2] % 3)
+        return el_err(E, el_arg_loc(A, 0), "argument 'qkv' of '%s' must have shape [B, T, 3*C], got %s",
+                      A->callee, el_shape_text(E, &s));
+    int64_t B = s.d[0], T = s.d[1], C = s.d[2] / 3;
+    if (C % H)
+        return el_err(E, el_arg_loc(A, 1), "'%s': the width C = %lld is not divisible by heads = %lld",
+                      A->callee, (long long)C, (long long)H);
+    if (causal) {
+        int mask = el_buffer(E, A, "bias", shape_of(4, (int64_t)1, (int64_t)1, T, T), INIT_TRIL);
+        if (mask < 0) return VERR;
+        el_graph(E)->nodes[mask].optional = 1;
+    }
+    GAttr at = {.heads = (int)H, .causal = causal, .p = p};
+    GShape aux = shape_of(4, B, H, T, T);
+    if (!el_shape_ok(E, A->call, &aux)) return VERR;
+    int y = el_emit(E, A->call, A->scope, OP_ATTENTION, &qkv, 1, shape_of(3, B, T, C), &at);
+    if (y >= 0) {
+        el_graph(E)->nodes[y].aux = aux;
+        el_graph(E)->nodes[y].aux_numel = shape_numel(&aux);
+    }
+    return vnode(y);
+}
+
+const Builtin layer_attention = {"attention",
+                                 L_attention,
+                                 2,
+                                 0,
+                                 1,
+                                 "attention(qkv, heads, causal = true, dropout = 0.0)",
+                                 {"qkv", "heads", "causal", "dropout"}};
+
+/* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
+
+void op_vjp_attention(AdCtx *ad, const GNode *n, int dy)
+{
+    GAttr a = n->a;
+    a.acc = 0;
+    if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_ATTENTION_BWD, (int[]){dy, n->in[0]}, 2, a);
+}
+
+/* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+typedef struct {
+    int64_t B, T, C, H;
+    int causal;
+    double p;
+} AttDims;
+
+static AttDims att_dims(const GNode *f)
+{
+    return (AttDims){f->shape.d[0], f->shape.d[1], f->shape.d[2], f->a.heads, f->a.causal, f->a.p};
+}
+
+/* the attention's constant arguments after the shapes: sc and keep */
+static void att_consts(CudaGen *G, const AttDims *a)
+{
+    char b1[32], b2[32];
+    cg_line(G, "const float scale = %s, keep = %s; /* 1/sqrt(D), 1/(1-p) */",
+            cg_flit(b1, (float)(1.0 / sqrt((double)(a->C / a->H)))), cg_flit(b2, cg_keep_scale(a->p)));
+}
+
+void cuda_emit_attention(CudaGen *G)
+{
+    const GNode *n = G->n;
+    AttDims a = att_dims(n);
+    int64_t rows = a.B * a.H * a.T;
+    char s1[96];
+    cg_kernel_begin(G, "attention_fwd", (unsigned)cg_cdiv(rows, CG_WARPS_PER_BLOCK), 1,
+                    32 * CG_WARPS_PER_BLOCK, 1,
+                    "%s attention, %lld heads: y = dropout(softmax(q k^T / sqrt(D))) v, P = softmax;\n"
+                    "   one warp per row of P%s",
+                    a.causal ? "causal" : "bidirectional", (long long)a.H, cg_shp(&n->aux, s1));
+    cg_out_ptr(G, "y");
+    cg_ptr(G, "float", "P", cg_aux_loc(G, n->id), &n->aux, "softmax (before dropout)");
+    cg_in_ptr(G, "qkv", 0);
+    cg_dropout_params(G, a.p, n->id);
+    att_consts(G, &a);
+    cg_line(G, "kanc_attention_fwd<%d>(y, P, qkv, %lld, %lld, %lld, %lld, scale, p, keep, seed, stream);",
+            a.causal, (long long)a.B, (long long)a.T, (long long)a.C, (long long)a.H);
+    cg_kernel_end(G);
+}
+
+/* three kernels: dv from P; dS written over P (dead after this node: no
+   workspace as large as P); dq and dk from dS */
+void cuda_emit_attention_bwd(CudaGen *G)
+{
+    const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
+    AttDims a = att_dims(f);
+    int64_t rows = a.B * a.H * a.T, nv = a.B * a.T * a.C;
+    char dims[96];
+    snprintf(dims, sizeof dims, "%lld, %lld, %lld, %lld", (long long)a.B, (long long)a.T, (long long)a.C,
+             (long long)a.H);
+    cg_kernel_begin(G, "attention_bwd_dv", cg_blocks_for(nv), 1, CG_BLOCK, 0,
+                    "dv_j (+)= sum_i mask P_ij dy_i; one thread per element of dv");
+    cg_out_ptr(G, "dqkv");
+    cg_in_ptr(G, "dy", 0);
+    cg_ptr(G, "const float", "P", cg_aux_loc(G, f->id), &f->aux, "softmax (before dropout)");
+    cg_dropout_params(G, a.p, f->id);
+    att_consts(G, &a);
+    cg_line(G, "(void)scale;");
+    cg_line(G, "kanc_attention_bwd_dv<%d, %d>(dqkv, dy, P, %s, p, keep, seed, stream);", a.causal,
+            cg_node_acc(n), dims);
+    cg_kernel_end(G);
+    cg_kernel_begin(G, "attention_bwd_ds", (unsigned)cg_cdiv(rows, CG_WARPS_PER_BLOCK), 1,
+                    32 * CG_WARPS_PER_BLOCK, 1,
+                    "dS = P (dP - rowsum(P dP)) / sqrt(D), written over P; one warp per row");
+    cg_ptr(G, "float", "PdS", cg_aux_loc(G, f->id), &f->aux, "P in, dS out");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "qkv", 1);
+    cg_dropout_params(G, a.p, f->id);
+    att_consts(G, &a);
+    cg_line(G, "kanc_attention_bwd_ds<%d>(PdS, dy, qkv, %s, scale, p, keep, seed, stream);", a.causal, dims);
+    cg_kernel_end(G);
+    cg_kernel_begin(G, "attention_bwd_dqk", cg_blocks_for(2 * nv), 1, CG_BLOCK, 0,
+                    "dq (+)= dS k, dk (+)= dS^T q; one thread per element of dq and dk");
+    cg_out_ptr(G, "dqkv");
+    cg_ptr(G, "const float", "dS", cg_aux_loc(G, f->id), &f->aux, "dS (over P)");
+    cg_in_ptr(G, "qkv", 1);
+    cg_line(G, "kanc_attention_bwd_dqk<%d, %d>(dqkv, dS, qkv, %s);", a.causal, cg_node_acc(n), dims);
+    cg_kernel_end(G);
+}

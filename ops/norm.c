@@ -1,0 +1,84 @@
+/* norm.c: layernorm over the last dimension (torch.nn.LayerNorm). */
+#include "autodiff.h"
+#include "cuda_emit.h"
+#include "layer.h"
+#include "ops.h"
+
+const OpFamily op_family_norm = {.name = "norm"};
+
+/* ---- the language: the builtin layers (compiler/layer.h) ---- */
+
+static Value L_layernorm(Elab *E, Args *A)
+{
+    int x;
+    double eps;
+    if (!el_arg_real(E, A, 0, 1, &x) || !el_arg_num(E, A, 1, 1e-5, &eps)) return VERR;
+    if (!(eps > 0)) return el_bad_arg(E, A, 1, "must be positive"), VERR;
+    GShape xs = el_tshape(E, x);
+    int64_t C = shape_last(&xs);
+    int w = el_param(E, A, "weight", shape_of(1, C), INIT_ONES, 0, 0);
+    int b = w < 0 ? -1 : el_param(E, A, "bias", shape_of(1, C), INIT_ZEROS, 0, 0);
+    if (b < 0) return VERR;
+    GAttr at = {.eps = eps};
+    int y = el_emit(E, A->call, A->scope, OP_LAYERNORM, (int[]){x, w, b}, 3, xs, &at);
+    if (y >= 0) {
+        el_graph(E)->nodes[y].aux = shape_of(2, shape_rows(&xs), (int64_t)2);
+        el_graph(E)->nodes[y].aux_numel = shape_rows(&xs) * 2;
+    }
+    return vnode(y);
+}
+
+const Builtin layer_layernorm = {"layernorm", L_layernorm, 1, 0, 1, "layernorm(x, eps = 1e-5)", {"x", "eps"}};
+
+/* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
+
+/* one backward node computes dx, dw and db; its value is dx */
+void op_vjp_layernorm(AdCtx *ad, const GNode *n, int dy)
+{
+    const int *in = n->in;
+    ad_contribute(ad, in[0], OP_LAYERNORM_BWD, (int[]){dy, in[0], in[1], in[2]}, 4, (GAttr){.eps = n->a.eps});
+}
+
+/* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+void cuda_emit_layernorm(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&CG_IN(0)->shape), C = shape_last(&CG_IN(0)->shape);
+    char b[32];
+    cg_kernel_begin(G, "layernorm_fwd", (unsigned)N, 1, cg_row_threads(C), 1,
+                    "y = (x - mean) rstd w + b, stats = (mean, rstd); one block per row");
+    cg_out_ptr(G, "y");
+    GShape as = shape_of(2, N, (int64_t)2);
+    cg_ptr(G, "float", "stats", cg_aux_loc(G, n->id), &as, "(mean, rstd)");
+    cg_in_ptr(G, "x", 0);
+    cg_in_ptr(G, "w", 1);
+    cg_in_ptr(G, "b", 2);
+    cg_line(G, "kanc_layernorm_fwd(y, stats, x, w, b, %lld, %s);", (long long)C, cg_dlit(b, n->a.eps));
+    cg_kernel_end(G);
+}
+
+void cuda_emit_layernorm_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_rows(&CG_IN(1)->shape), C = shape_last(&CG_IN(1)->shape);
+    GShape as = shape_of(2, N, (int64_t)2);
+    cg_kernel_begin(G, "layernorm_bwd_x", (unsigned)N, 1, cg_row_threads(C), 1,
+                    "dx (+)= rstd (dy w - mean(dy w) - xhat mean(dy w xhat)); one block per row");
+    cg_out_ptr(G, "dx");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "x", 1);
+    cg_ptr(G, "const float", "stats", cg_aux_loc(G, n->fwd), &as, "(mean, rstd)");
+    cg_in_ptr(G, "w", 2);
+    cg_line(G, "kanc_layernorm_bwd_x<%d>(dx, dy, x, stats, w, %lld);", cg_node_acc(n), (long long)C);
+    cg_kernel_end(G);
+    cg_kernel_begin(G, "layernorm_bwd_wb", cg_blocks_for(C), 1, CG_BLOCK, 0,
+                    "dw += sum_r dy xhat, db += sum_r dy; one thread per column");
+    cg_ptr(G, "float", "dw", cg_grad_loc(G, n->in[2]), &CG_IN(2)->shape, "grad of weight");
+    cg_ptr(G, "float", "db", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of bias");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "x", 1);
+    cg_ptr(G, "const float", "stats", cg_aux_loc(G, n->fwd), &as, "(mean, rstd)");
+    cg_line(G, "kanc_layernorm_bwd_wb(dw, db, dy, x, stats, %lldLL, %lld);", (long long)N, (long long)C);
+    cg_kernel_end(G);
+}

@@ -1,0 +1,30 @@
+/* ops.c: the op table, built from ops/ops.def. */
+#include "ops.h"
+
+#define FAMILY(name) extern const OpFamily op_family_##name;
+#include "ops.def"
+
+static const OpInfo OPS[] = {
+#define OP(kind, ENUM, name, family, flags) [OP_##ENUM] = {#name, OPK_##kind, flags, &op_family_##family},
+#include "ops.def"
+};
+_Static_assert(sizeof OPS / sizeof *OPS == OP__COUNT, "ops.def and GOp disagree");
+
+const OpInfo *op_info(GOp op) { return &OPS[op]; }
+
+int op_writes_param_grads(const GNode *n)
+{
+    return op_is_backward(n->op) && (n->gparam >= 0 || (op_info(n->op)->flags & OPF_WRITES_INPUT_GRADS));
+}
+
+double op_flops(const Graph *g, const GNode *n)
+{
+    const OpFamily *f = op_info(n->op)->family;
+    return f->flops ? f->flops(g, n) : 0;
+}
+
+int64_t op_cpu_workspace(const Graph *g, const GNode *n, size_t real_size)
+{
+    const OpFamily *f = op_info(n->op)->family;
+    return f->cpu_workspace ? f->cpu_workspace(g, n, real_size) : 0;
+}

@@ -1,0 +1,54 @@
+/* ops.h: what the compiler knows about each op, from ops/ops.def.
+ *
+ * One row per op: its kind, family and flags (ops.def), and the family's
+ * functions for FLOPs and CPU workspace. The VJP rules (autodiff.h), CPU
+ * runners (runtime/exec/exec_cpu.c) and CUDA emitters (compiler/codegen_cuda.c)
+ * are tables indexed by the same GOp, built from ops.def with the op's name:
+ * a missing piece does not link, and tests/test_ops.c checks every table.
+ */
+#ifndef KANC_OPS_H
+#define KANC_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "graph.h"
+
+typedef enum { OPK_LEAF, OPK_FWD, OPK_BWD, OPK_OPT } OpKind;
+
+enum {
+    OPF_READS_FWD_AUX = 1 << 0,      /* a backward op reading its forward node's aux tensor */
+    OPF_WRITES_INPUT_GRADS = 1 << 1, /* writes the gradients of parameter inputs (dw, db, ...) */
+};
+
+/* What an op family provides besides its ops' pieces (ops/<family>.c). */
+typedef struct {
+    const char *name;
+    /* multiply-adds times 2 of node n (0 for ops without matrix products); may be NULL */
+    double (*flops)(const Graph *g, const GNode *n);
+    /* CPU workspace elements node n needs, in reals of real_size bytes; may be NULL */
+    int64_t (*cpu_workspace)(const Graph *g, const GNode *n, size_t real_size);
+} OpFamily;
+
+typedef struct {
+    const char *name;
+    OpKind kind;
+    unsigned flags;
+    const OpFamily *family;
+} OpInfo;
+
+/* The row of op (a valid GOp). */
+const OpInfo *op_info(GOp op);
+
+/* Backward and optimizer ops: made by autodiff, never by a model. */
+static inline int op_is_backward(GOp op) { return op_info(op)->kind >= OPK_BWD; }
+
+/* Node n writes into the gradient area: a parameter's gradient (gparam) or
+   its parameter inputs' (OPF_WRITES_INPUT_GRADS). */
+int op_writes_param_grads(const GNode *n);
+
+/* Multiply-adds times 2 of node n; its CPU workspace in reals. */
+double op_flops(const Graph *g, const GNode *n);
+int64_t op_cpu_workspace(const Graph *g, const GNode *n, size_t real_size);
+
+#endif

@@ -1,0 +1,558 @@
+/* cuda_api.c: the driver API and cuBLASLt table, from the real libraries or a mock.
+ *
+ * Real: dlopen("libcuda.so.1") and a cuBLASLt library, dlsym each entry under
+ * the versioned name cuda.h would use. Mock: host memory, synchronous copies,
+ * modules that are emulation builds (shared objects holding each kernel's
+ * `NAME__host` entry), launches that call those entries, and a cuBLASLt
+ * matmul done by OpenBLAS in column-major order, exactly as cuBLASLt reads
+ * its descriptors (so the row-major operand swap in device_cuda.c is tested).
+ */
+#include "cuda_api.h"
+
+#include <cblas.h>
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dynlib.h"
+#include "emu_launch.h"
+#include "util.h"
+
+/* ------------------------------------------------------------------ real */
+
+static CudaApi real_api;
+static int real_state; /* 0 not tried, 1 loaded, -1 failed */
+static char real_err[1024];
+static pthread_mutex_t real_lock = PTHREAD_MUTEX_INITIALIZER;
+
+#define SYM(lib, field, name)                                                                  \
+    do {                                                                                       \
+        *(void **)&api->field = dlsym(lib, name);                                              \
+        if (!api->field) {                                                                     \
+            snprintf(err, errlen, "%s has no symbol %s (driver too old?)", libname, name);     \
+            return -1;                                                                         \
+        }                                                                                      \
+    } while (0)
+
+static int load_driver(CudaApi *api, char *err, size_t errlen)
+{
+    static const char *const names[] = {"libcuda.so.1", "libcuda.so", NULL};
+    api->libcuda = dynlib_open("KANC_LIBCUDA", names, api->libcuda_path, sizeof api->libcuda_path);
+    if (!api->libcuda) {
+        snprintf(err, errlen, "%s", CUDA_NO_DRIVER_MSG);
+        return -1;
+    }
+    void *l = api->libcuda;
+    const char *libname = api->libcuda_path;
+    SYM(l, cuInit, "cuInit");
+    SYM(l, cuDriverGetVersion, "cuDriverGetVersion");
+    SYM(l, cuDeviceGetCount, "cuDeviceGetCount");
+    SYM(l, cuDeviceGet, "cuDeviceGet");
+    SYM(l, cuDeviceGetName, "cuDeviceGetName");
+    SYM(l, cuDeviceGetAttribute, "cuDeviceGetAttribute");
+    SYM(l, cuDeviceTotalMem, "cuDeviceTotalMem_v2");
+    SYM(l, cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+    SYM(l, cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
+    SYM(l, cuCtxSetCurrent, "cuCtxSetCurrent");
+    SYM(l, cuCtxSynchronize, "cuCtxSynchronize");
+    SYM(l, cuMemGetInfo, "cuMemGetInfo_v2");
+    SYM(l, cuStreamCreate, "cuStreamCreate");
+    SYM(l, cuStreamDestroy, "cuStreamDestroy_v2");
+    SYM(l, cuStreamSynchronize, "cuStreamSynchronize");
+    SYM(l, cuEventCreate, "cuEventCreate");
+    SYM(l, cuEventDestroy, "cuEventDestroy_v2");
+    SYM(l, cuEventRecord, "cuEventRecord");
+    SYM(l, cuEventSynchronize, "cuEventSynchronize");
+    SYM(l, cuEventElapsedTime, "cuEventElapsedTime");
+    SYM(l, cuMemAlloc, "cuMemAlloc_v2");
+    SYM(l, cuMemFree, "cuMemFree_v2");
+    SYM(l, cuMemcpyHtoD, "cuMemcpyHtoD_v2");
+    SYM(l, cuMemcpyDtoH, "cuMemcpyDtoH_v2");
+    SYM(l, cuMemcpyHtoDAsync, "cuMemcpyHtoDAsync_v2");
+    SYM(l, cuMemcpyDtoHAsync, "cuMemcpyDtoHAsync_v2");
+    SYM(l, cuMemsetD8Async, "cuMemsetD8Async");
+    SYM(l, cuModuleLoadData, "cuModuleLoadData");
+    SYM(l, cuModuleUnload, "cuModuleUnload");
+    SYM(l, cuModuleGetFunction, "cuModuleGetFunction");
+    SYM(l, cuFuncGetAttribute, "cuFuncGetAttribute");
+    SYM(l, cuFuncSetAttribute, "cuFuncSetAttribute");
+    SYM(l, cuLaunchKernel, "cuLaunchKernel");
+    SYM(l, cuGetErrorString, "cuGetErrorString");
+    SYM(l, cuGetErrorName, "cuGetErrorName");
+    return 0;
+}
+
+static void load_cublaslt(CudaApi *api)
+{
+    static const char *const names[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so",
+                                        "/usr/local/cuda/lib64/libcublasLt.so.13",
+                                        "/usr/local/cuda/lib64/libcublasLt.so.12", NULL};
+    void *l = dynlib_open("KANC_CUBLASLT", names, api->liblt_path, sizeof api->liblt_path);
+    if (!l) return;
+    struct {
+        void **field;
+        const char *name;
+    } syms[] = {
+        {(void **)&api->cublasLtCreate, "cublasLtCreate"},
+        {(void **)&api->cublasLtDestroy, "cublasLtDestroy"},
+        {(void **)&api->cublasLtMatmulDescCreate, "cublasLtMatmulDescCreate"},
+        {(void **)&api->cublasLtMatmulDescDestroy, "cublasLtMatmulDescDestroy"},
+        {(void **)&api->cublasLtMatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute"},
+        {(void **)&api->cublasLtMatrixLayoutCreate, "cublasLtMatrixLayoutCreate"},
+        {(void **)&api->cublasLtMatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy"},
+        {(void **)&api->cublasLtMatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate"},
+        {(void **)&api->cublasLtMatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy"},
+        {(void **)&api->cublasLtMatmulPreferenceSetAttribute,
+         "cublasLtMatmulPreferenceSetAttribute"},
+        {(void **)&api->cublasLtMatmulAlgoGetHeuristic, "cublasLtMatmulAlgoGetHeuristic"},
+        {(void **)&api->cublasLtMatmul, "cublasLtMatmul"},
+        {(void **)&api->cublasLtGetStatusString, "cublasLtGetStatusString"},
+    };
+    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
+        *syms[i].field = dlsym(l, syms[i].name);
+        if (!*syms[i].field && strcmp(syms[i].name, "cublasLtGetStatusString")) {
+            for (size_t j = 0; j < sizeof syms / sizeof *syms; j++) *syms[j].field = NULL;
+            dlclose(l);
+            api->liblt_path[0] = 0;
+            return;
+        }
+    }
+    api->liblt = l;
+}
+
+const CudaApi *cuda_api_real(char *err, size_t errlen)
+{
+    pthread_mutex_lock(&real_lock);
+    if (!real_state) {
+        CudaApi *api = &real_api;
+        memset(api, 0, sizeof *api);
+        api->kind = "cuda";
+        if (load_driver(api, real_err, sizeof real_err)) {
+            if (api->libcuda) dlclose(api->libcuda);
+            real_state = -1;
+        } else {
+            CUresult r = api->cuInit(0);
+            if (r != CUDA_SUCCESS) {
+                const char *s = NULL;
+                if (api->cuGetErrorString(r, &s) != CUDA_SUCCESS || !s) s = cuda_error_string(NULL, r);
+                if (r == CUDA_ERROR_NO_DEVICE)
+                    snprintf(real_err, sizeof real_err,
+                             "the CUDA driver (%s) finds no GPU (cuInit: %s); use --device cpu",
+                             api->libcuda_path, s ? s : "no device");
+                else
+                    snprintf(real_err, sizeof real_err, "cuInit failed: %s (error %d)",
+                             s ? s : "unknown error", r);
+                real_state = -1;
+            } else {
+                load_cublaslt(api);
+                real_state = 1;
+            }
+        }
+    }
+    const CudaApi *res = real_state > 0 ? &real_api : NULL;
+    if (!res) snprintf(err, errlen, "%.*s", (int)(errlen ? errlen - 1 : 0), real_err);
+    pthread_mutex_unlock(&real_lock);
+    return res;
+}
+
+int cuda_available(void)
+{
+    char err[1024];
+    const CudaApi *api = cuda_api_real(err, sizeof err);
+    int n = 0;
+    return api && api->cuDeviceGetCount(&n) == CUDA_SUCCESS && n > 0;
+}
+
+const char *cuda_error_string(const CudaApi *api, CUresult r)
+{
+    if (api && api->cuGetErrorString) {
+        const char *s = NULL;
+        if (api->cuGetErrorString(r, &s) == CUDA_SUCCESS && s) return s;
+    }
+    switch (r) {
+    case CUDA_SUCCESS: return "no error";
+    case CUDA_ERROR_INVALID_VALUE: return "invalid argument";
+    case CUDA_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case CUDA_ERROR_INVALID_IMAGE: return "device kernel image is invalid";
+    case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
+    case 34: return "CUDA_ERROR_STUB_LIBRARY: the CUDA toolkit's stub libcuda.so, not a driver";
+    default: return "unknown error";
+    }
+}
+
+const char *cublas_status_string(const CudaApi *api, cublasStatus_t s)
+{
+    if (api && api->cublasLtGetStatusString) return api->cublasLtGetStatusString(s);
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    default: return "cuBLAS error";
+    }
+}
+
+int cuda_device_info(const CudaApi *api, int ordinal, CudaDeviceInfo *info, char *err,
+                     size_t errlen)
+{
+    memset(info, 0, sizeof *info);
+    CUdevice d;
+    CUresult r;
+    if ((r = api->cuDeviceGet(&d, ordinal)) ||
+        (r = api->cuDeviceGetName(info->name, (int)sizeof info->name, d)) ||
+        (r = api->cuDeviceGetAttribute(&info->cc_major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                       d)) ||
+        (r = api->cuDeviceGetAttribute(&info->cc_minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                                       d)) ||
+        (r = api->cuDeviceGetAttribute(&info->sm_count, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                       d)) ||
+        (r = api->cuDeviceTotalMem(&info->total_mem, d)) ||
+        (r = api->cuDriverGetVersion(&info->driver_version))) {
+        snprintf(err, errlen, "CUDA device %d: %s", ordinal, cuda_error_string(api, r));
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ mock */
+
+/* An emulation module: the generated source built by the emulator
+   (runtime/device/emu), or a shared object given by path (tests). */
+#define MOCK_SRC_MAGIC "KANCEMU:src:"
+#define MOCK_SO_MAGIC "KANCEMU:so:"
+typedef struct {
+    EmuModule *em;
+    void *so;
+} MockModule;
+
+char *cuda_mock_image(const char *source) { return xasprintf("%s%s", MOCK_SRC_MAGIC, source); }
+char *cuda_mock_image_so(const char *so_path) { return xasprintf("%s%s", MOCK_SO_MAGIC, so_path); }
+
+static CUresult m_ok(void) { return CUDA_SUCCESS; }
+static CUresult m_init(unsigned f) { return CUDA_SUCCESS; }
+static CUresult m_driver_version(int *v) { *v = 13000; return CUDA_SUCCESS; }
+static CUresult m_count(int *n) { *n = 1; return CUDA_SUCCESS; }
+static CUresult m_get(CUdevice *d, int i) { *d = i; return i == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE; }
+static CUresult m_name(char *s, int n, CUdevice d)
+{
+    snprintf(s, (size_t)n, "kanc emulated GPU (host CPU)");
+    return CUDA_SUCCESS;
+}
+static CUresult m_attr(int *v, int a, CUdevice d)
+{
+    switch (a) {
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR: *v = 9; break;
+    case CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR: *v = 0; break;
+    case CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT: *v = 1; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK: *v = 48 << 10; break;
+    case CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN: *v = 227 << 10; break;
+    case CU_DEVICE_ATTRIBUTE_CLOCK_RATE: *v = 1000000; break;
+    default: *v = 0;
+    }
+    return CUDA_SUCCESS;
+}
+static CUresult m_total(size_t *b, CUdevice d) { *b = (size_t)16 << 30; return CUDA_SUCCESS; }
+static CUresult m_ctx_retain(CUcontext *c, CUdevice d) { *c = (CUcontext)(uintptr_t)1; return CUDA_SUCCESS; }
+static CUresult m_ctx_release(CUdevice d) { return CUDA_SUCCESS; }
+static CUresult m_ctx_set(CUcontext c) { return CUDA_SUCCESS; }
+static CUresult m_mem_info(size_t *f, size_t *t) { *f = *t = (size_t)16 << 30; return CUDA_SUCCESS; }
+static CUresult m_stream_create(CUstream *s, unsigned f) { *s = (CUstream)(uintptr_t)2; return CUDA_SUCCESS; }
+static CUresult m_stream_destroy(CUstream s) { return CUDA_SUCCESS; }
+static CUresult m_stream_sync(CUstream s) { return CUDA_SUCCESS; }
+
+static double mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+static CUresult m_event_create(CUevent *e, unsigned f)
+{
+    *e = xcalloc(1, sizeof(double));
+    return CUDA_SUCCESS;
+}
+static CUresult m_event_destroy(CUevent e) { free(e); return CUDA_SUCCESS; }
+static CUresult m_event_record(CUevent e, CUstream s) { *(double *)e = mono_ms(); return CUDA_SUCCESS; }
+static CUresult m_event_sync(CUevent e) { return CUDA_SUCCESS; }
+static CUresult m_event_elapsed(float *ms, CUevent a, CUevent b)
+{
+    *ms = (float)(*(double *)b - *(double *)a);
+    return CUDA_SUCCESS;
+}
+
+/* Allocations are host memory, poisoned with 0xff bytes (float NaN) as a
+   reminder that device memory starts with garbage. */
+static CUresult m_alloc(CUdeviceptr *p, size_t n)
+{
+    size_t sz = (n + 255) / 256 * 256;
+    void *q = aligned_alloc(256, sz ? sz : 256);
+    if (!q) return CUDA_ERROR_OUT_OF_MEMORY;
+    memset(q, 0xff, sz ? sz : 256);
+    *p = (CUdeviceptr)(uintptr_t)q;
+    return CUDA_SUCCESS;
+}
+static CUresult m_free(CUdeviceptr p) { free((void *)(uintptr_t)p); return CUDA_SUCCESS; }
+static CUresult m_htod(CUdeviceptr d, const void *s, size_t n)
+{
+    if (!d && n) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memcpy((void *)(uintptr_t)d, s, n);
+    return CUDA_SUCCESS;
+}
+static CUresult m_dtoh(void *d, CUdeviceptr s, size_t n)
+{
+    if (!s && n) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memcpy(d, (const void *)(uintptr_t)s, n);
+    return CUDA_SUCCESS;
+}
+static CUresult m_htod_async(CUdeviceptr d, const void *s, size_t n, CUstream st) { return m_htod(d, s, n); }
+static CUresult m_dtoh_async(void *d, CUdeviceptr s, size_t n, CUstream st) { return m_dtoh(d, s, n); }
+static CUresult m_memset8(CUdeviceptr d, unsigned char v, size_t n, CUstream st)
+{
+    if (!d && n) return CUDA_ERROR_INVALID_VALUE;
+    if (n) memset((void *)(uintptr_t)d, v, n);
+    return CUDA_SUCCESS;
+}
+
+static CUresult m_module_load(CUmodule *mod, const void *image)
+{
+    const char *s = image;
+    MockModule m = {0};
+    if (s && !strncmp(s, MOCK_SRC_MAGIC, strlen(MOCK_SRC_MAGIC))) {
+        char err[512];
+        if (!(m.em = emu_module_build(s + strlen(MOCK_SRC_MAGIC), err, sizeof err))) {
+            fprintf(stderr, "%s\n", err);
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+    } else if (s && !strncmp(s, MOCK_SO_MAGIC, strlen(MOCK_SO_MAGIC))) {
+        if (!(m.so = dlopen(s + strlen(MOCK_SO_MAGIC), RTLD_NOW | RTLD_LOCAL))) {
+            fprintf(stderr, "emu: cannot load %s: %s\n", s + strlen(MOCK_SO_MAGIC), dlerror());
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
+    } else {
+        return CUDA_ERROR_INVALID_IMAGE; /* e.g. a real cubin: the mock cannot run it */
+    }
+    MockModule *p = xmalloc(sizeof *p);
+    *p = m;
+    *mod = (CUmodule)p;
+    return CUDA_SUCCESS;
+}
+static CUresult m_module_unload(CUmodule mod)
+{
+    MockModule *m = (MockModule *)mod;
+    if (!m) return CUDA_ERROR_INVALID_VALUE;
+    if (m->em) emu_module_free(m->em);
+    if (m->so) dlclose(m->so);
+    free(m);
+    return CUDA_SUCCESS;
+}
+static CUresult m_get_function(CUfunction *fn, CUmodule mod, const char *name)
+{
+    MockModule *m = (MockModule *)mod;
+    EmuHostFn f = NULL;
+    if (m && m->em) {
+        f = emu_module_lookup(m->em, name);
+    } else if (m && m->so) {
+        char sym[160];
+        snprintf(sym, sizeof sym, "%s__host", name);
+        void *p = dlsym(m->so, sym);
+        memcpy(&f, &p, sizeof f);
+    }
+    if (!f) return CUDA_ERROR_NOT_FOUND;
+    memcpy(fn, &f, sizeof f);
+    return CUDA_SUCCESS;
+}
+static CUresult m_func_get_attr(int *v, int a, CUfunction f) { *v = 0; return CUDA_SUCCESS; }
+static CUresult m_func_set_attr(CUfunction f, int a, int v) { return CUDA_SUCCESS; }
+static CUresult m_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
+                         unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
+                         void **extra)
+{
+    if (!fn || !params || !params[0] || !gx || !gy || !gz || !bx || !by || !bz ||
+        (uint64_t)bx * by * bz > 1024)
+        return CUDA_ERROR_INVALID_VALUE;
+    EmuHostFn entry;
+    memcpy(&entry, &fn, sizeof entry);
+    /* the one kernel parameter is the device address of KancArgs: here a host pointer */
+    CUdeviceptr args;
+    memcpy(&args, params[0], sizeof args);
+    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, (const KancArgs *)(uintptr_t)args);
+    return CUDA_SUCCESS;
+}
+static CUresult m_error_string(CUresult r, const char **s)
+{
+    *s = cuda_error_string(NULL, r);
+    return CUDA_SUCCESS;
+}
+
+/* cuBLASLt, column-major as the library reads its descriptors */
+struct KancLtDesc {
+    int compute, scale, transa, transb;
+};
+struct KancLtLayout {
+    int type;
+    uint64_t rows, cols;
+    int64_t ld;
+};
+struct KancLtPref {
+    size_t max_ws;
+};
+
+static cublasStatus_t lt_create(cublasLtHandle_t *h) { *h = (cublasLtHandle_t)(uintptr_t)3; return 0; }
+static cublasStatus_t lt_destroy(cublasLtHandle_t h) { return 0; }
+static cublasStatus_t lt_desc_create(cublasLtMatmulDesc_t *d, int compute, int scale)
+{
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32)
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    *d = xcalloc(1, sizeof **d);
+    (*d)->compute = compute;
+    (*d)->scale = scale;
+    return 0;
+}
+static cublasStatus_t lt_desc_destroy(cublasLtMatmulDesc_t d) { free(d); return 0; }
+static cublasStatus_t lt_desc_set(cublasLtMatmulDesc_t d, int attr, const void *buf, size_t size)
+{
+    if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    int32_t v;
+    memcpy(&v, buf, sizeof v);
+    if (v != CUBLAS_OP_N && v != CUBLAS_OP_T) return CUBLAS_STATUS_INVALID_VALUE;
+    if (attr == CUBLASLT_MATMUL_DESC_TRANSA) d->transa = v;
+    else if (attr == CUBLASLT_MATMUL_DESC_TRANSB) d->transb = v;
+    else return CUBLAS_STATUS_INVALID_VALUE;
+    return 0;
+}
+static cublasStatus_t lt_layout_create(cublasLtMatrixLayout_t *l, int type, uint64_t rows,
+                                       uint64_t cols, int64_t ld)
+{
+    if (type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (ld < (int64_t)(rows ? rows : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    *l = xcalloc(1, sizeof **l);
+    **l = (struct KancLtLayout){type, rows, cols, ld};
+    return 0;
+}
+static cublasStatus_t lt_layout_destroy(cublasLtMatrixLayout_t l) { free(l); return 0; }
+static cublasStatus_t lt_pref_create(cublasLtMatmulPreference_t *p) { *p = xcalloc(1, sizeof **p); return 0; }
+static cublasStatus_t lt_pref_destroy(cublasLtMatmulPreference_t p) { free(p); return 0; }
+static cublasStatus_t lt_pref_set(cublasLtMatmulPreference_t p, int attr, const void *buf, size_t size)
+{
+    if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
+        uint32_t a;
+        if (size != sizeof a) return CUBLAS_STATUS_INVALID_VALUE;
+        memcpy(&a, buf, sizeof a);
+        return a && !(a & (a - 1)) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+    }
+    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    uint64_t v;
+    memcpy(&v, buf, sizeof v);
+    p->max_ws = (size_t)v;
+    return 0;
+}
+/* shapes of op(A) (m x k), op(B) (k x n), C (m x n); 0 when consistent */
+static int lt_shapes(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                     cublasLtMatrixLayout_t c, uint64_t *m, uint64_t *n, uint64_t *k)
+{
+    uint64_t am = d->transa ? a->cols : a->rows, ak = d->transa ? a->rows : a->cols;
+    uint64_t bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
+    if (am != c->rows || bn != c->cols || ak != bk) return -1;
+    *m = am, *n = bn, *k = ak;
+    return 0;
+}
+static cublasStatus_t lt_heuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
+                                   cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                                   cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
+                                   cublasLtMatmulPreference_t pref, int requested,
+                                   cublasLtMatmulHeuristicResult_t *res, int *returned)
+{
+    uint64_t m, n, k;
+    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    if (lt_shapes(d, a, b, c, &m, &n, &k)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    memset(res, 0, sizeof *res);
+    res->algo.data[0] = 0x6b616e63; /* "kanc" */
+    *returned = 1;
+    return 0;
+}
+static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha,
+                                const void *A, cublasLtMatrixLayout_t adesc, const void *B,
+                                cublasLtMatrixLayout_t bdesc, const void *beta, const void *C,
+                                cublasLtMatrixLayout_t cdesc, void *D, cublasLtMatrixLayout_t ddesc,
+                                const cublasLtMatmulAlgo_t *algo, void *ws, size_t wsb,
+                                CUstream stream)
+{
+    uint64_t m, n, k;
+    if (lt_shapes(d, adesc, bdesc, cdesc, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ddesc->rows != cdesc->rows || ddesc->cols != cdesc->cols) return CUBLAS_STATUS_INVALID_VALUE;
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    if (C != D) { /* D = C first, then D = alpha op(A) op(B) + beta D */
+        for (uint64_t j = 0; j < n; j++)
+            memmove((float *)D + j * (uint64_t)ddesc->ld, (const float *)C + j * (uint64_t)cdesc->ld,
+                    m * sizeof(float));
+    }
+    if (!m || !n) return 0;
+    if (be == 0) /* C is not read: it may hold garbage (NaN) */
+        for (uint64_t j = 0; j < n; j++) memset((float *)D + j * (uint64_t)ddesc->ld, 0, m * sizeof(float));
+    cblas_sgemm(CblasColMajor, d->transa ? CblasTrans : CblasNoTrans,
+                d->transb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, al, A,
+                (int)adesc->ld, B, (int)bdesc->ld, be, D, (int)ddesc->ld);
+    return 0;
+}
+static const char *lt_status(cublasStatus_t s) { return cublas_status_string(NULL, s); }
+
+static const CudaApi mock_api = {
+    .kind = "emu",
+    .mock = 1,
+    .cuInit = m_init,
+    .cuDriverGetVersion = m_driver_version,
+    .cuDeviceGetCount = m_count,
+    .cuDeviceGet = m_get,
+    .cuDeviceGetName = m_name,
+    .cuDeviceGetAttribute = m_attr,
+    .cuDeviceTotalMem = m_total,
+    .cuDevicePrimaryCtxRetain = m_ctx_retain,
+    .cuDevicePrimaryCtxRelease = m_ctx_release,
+    .cuCtxSetCurrent = m_ctx_set,
+    .cuCtxSynchronize = m_ok,
+    .cuMemGetInfo = m_mem_info,
+    .cuStreamCreate = m_stream_create,
+    .cuStreamDestroy = m_stream_destroy,
+    .cuStreamSynchronize = m_stream_sync,
+    .cuEventCreate = m_event_create,
+    .cuEventDestroy = m_event_destroy,
+    .cuEventRecord = m_event_record,
+    .cuEventSynchronize = m_event_sync,
+    .cuEventElapsedTime = m_event_elapsed,
+    .cuMemAlloc = m_alloc,
+    .cuMemFree = m_free,
+    .cuMemcpyHtoD = m_htod,
+    .cuMemcpyDtoH = m_dtoh,
+    .cuMemcpyHtoDAsync = m_htod_async,
+    .cuMemcpyDtoHAsync = m_dtoh_async,
+    .cuMemsetD8Async = m_memset8,
+    .cuModuleLoadData = m_module_load,
+    .cuModuleUnload = m_module_unload,
+    .cuModuleGetFunction = m_get_function,
+    .cuFuncGetAttribute = m_func_get_attr,
+    .cuFuncSetAttribute = m_func_set_attr,
+    .cuLaunchKernel = m_launch,
+    .cuGetErrorString = m_error_string,
+    .cuGetErrorName = m_error_string,
+    .cublasLtCreate = lt_create,
+    .cublasLtDestroy = lt_destroy,
+    .cublasLtMatmulDescCreate = lt_desc_create,
+    .cublasLtMatmulDescDestroy = lt_desc_destroy,
+    .cublasLtMatmulDescSetAttribute = lt_desc_set,
+    .cublasLtMatrixLayoutCreate = lt_layout_create,
+    .cublasLtMatrixLayoutDestroy = lt_layout_destroy,
+    .cublasLtMatmulPreferenceCreate = lt_pref_create,
+    .cublasLtMatmulPreferenceDestroy = lt_pref_destroy,
+    .cublasLtMatmulPreferenceSetAttribute = lt_pref_set,
+    .cublasLtMatmulAlgoGetHeuristic = lt_heuristic,
+    .cublasLtMatmul = lt_matmul,
+    .cublasLtGetStatusString = lt_status,
+    .libcuda_path = "(mock)",
+    .liblt_path = "(mock: OpenBLAS)",
+};
+
+const CudaApi *cuda_api_mock(void) { return &mock_api; }

@@ -1,0 +1,651 @@
+/* device_cuda.c: the Device interface on a CUDA GPU (or on the mock driver: --device emu).
+ *
+ * One stream. Device allocations for the arena, the four parameter-sized
+ * areas (params, grads, AdamW m and v), the buffers, the kernels' workspace,
+ * the KancArgs block and the KancScalars block. A run of nodes [from, to):
+ *
+ *   zero the gradient area when the range starts the backward (from <=
+ *     n_forward < to: exec_cpu.c's rule, so run(adam, adam + 1) keeps them);
+ *   write the scalars (lr, betas, eps, decay, clip, seed, step, training);
+ *   launch every launch of nodes [from, to) in order: kernels with their one
+ *     argument (the device address of KancArgs), LAUNCH_GEMM through
+ *     cuBLASLt (32 MiB workspace; row-major by swapping the operands);
+ *   read back grad_norm and clip_scale (the only host synchronisation inside
+ *     a step) when the range holds OP_GRAD_NORM or OP_ADAMW, and count the
+ *     optimizer step after OP_ADAMW (the CPU device's semantics).
+ *
+ * Values, gradients and areas move with synchronous copies on the stream.
+ * Every driver and cuBLASLt call is checked; a failure names the call, the
+ * file and line and the CUDA error string. Errors while opening the device
+ * are returned; a failure inside a step is fatal (the Device interface has no
+ * error path there, and a failed launch leaves the context unusable anyway).
+ *
+ * mode "emu" runs exactly this code over the mock table of cuda_api.c: the
+ * program is built by the emulator (runtime/device/emu) instead of NVRTC.
+ */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codegen_cuda.h"
+#include "cuda_api.h"
+#include "emu_launch.h"
+#include "nvrtc.h"
+#include "util.h"
+
+#define LT_WORKSPACE ((size_t)32 << 20)
+
+
+typedef struct {
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, lc; /* cuBLASLt's A (our B), B (our A), C */
+    cublasLtMatmulAlgo_t algo;
+} GemmPlan;
+
+typedef struct {
+    Device dev;
+    const CudaApi *api;
+    CUdevice cudev;
+    CUcontext ctx;
+    int have_ctx;
+    CUstream stream;
+    CUmodule mod;
+    CUdeviceptr area[KANC_N_AREAS];
+    size_t area_bytes[KANC_N_AREAS];
+    CUdeviceptr d_args, d_scalars, lt_ws;
+    CudaProgram prog;
+    int *owner;        /* per launch: the graph node it belongs to */
+    CUfunction *fn;    /* per launch (kernels) */
+    GemmPlan *gemm;    /* per launch (GEMMs) */
+    cublasLtHandle_t lt;
+    int have_lt;
+    KancScalars scal;  /* host copy */
+    int64_t bytes;
+    int sm;
+    int sync_each;     /* $KANC_CUDA_SYNC=1: synchronise after every launch (debugging) */
+} CudaDevice;
+
+static CudaDevice *cd_of(Device *d) { return (CudaDevice *)d; }
+
+/* inside a step: fatal, naming the call */
+#define CU_CHECK(c, call)                                                                      \
+    do {                                                                                       \
+        CUresult r_ = (c)->api->call;                                                          \
+        if (r_ != CUDA_SUCCESS)                                                                \
+            die("%s:%d: %s failed: %s (CUDA error %d)", __FILE__, __LINE__, #call,             \
+                cuda_error_string((c)->api, r_), r_);                                          \
+    } while (0)
+#define LT_CHECK(c, call)                                                                      \
+    do {                                                                                       \
+        cublasStatus_t s_ = (c)->api->call;                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS)                                                       \
+            die("%s:%d: %s failed: %s", __FILE__, __LINE__, #call,                              \
+                cublas_status_string((c)->api, s_));                                           \
+    } while (0)
+/* while opening: an error message and `goto fail` */
+#define CU_TRY(c, call)                                                                        \
+    do {                                                                                       \
+        CUresult r_ = (c)->api->call;                                                          \
+        if (r_ != CUDA_SUCCESS) {                                                              \
+            snprintf(err, errlen, "%s:%d: %s failed: %s (CUDA error %d)", __FILE__, __LINE__,   \
+                     #call, cuda_error_string((c)->api, r_), r_);                              \
+            goto fail;                                                                         \
+        }                                                                                      \
+    } while (0)
+#define LT_TRY(c, call)                                                                        \
+    do {                                                                                       \
+        cublasStatus_t s_ = (c)->api->call;                                                    \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                     \
+            snprintf(err, errlen, "%s:%d: %s failed: %s", __FILE__, __LINE__, #call,           \
+                     cublas_status_string((c)->api, s_));                                      \
+            goto fail;                                                                         \
+        }                                                                                      \
+    } while (0)
+
+/* ------------------------------------------------------------ storage */
+
+static CUdeviceptr value_ptr(CudaDevice *c, int node)
+{
+    const Plan *p = c->dev.plan;
+    const GNode *n = &p->g->nodes[node];
+    if (n->op == OP_PARAM) return c->area[AREA_PARAMS] + (CUdeviceptr)p->pos[node] * 4;
+    if (n->op == OP_BUFFER) return c->area[AREA_BUFFERS] + (CUdeviceptr)p->pos[node] * 4;
+    if (p->off[node] < 0) die("cuda: node %d (%s) has no storage", node, op_name(n->op));
+    return c->area[AREA_ARENA] + (CUdeviceptr)p->off[node];
+}
+
+static size_t value_bytes(CudaDevice *c, int node)
+{
+    const GNode *n = &c->dev.plan->g->nodes[node];
+    return (size_t)shape_numel(&n->shape) * 4; /* float or int32 */
+}
+
+static void copy_in(CudaDevice *c, CUdeviceptr dst, const void *src, size_t n)
+{
+    if (!n) return;
+    CU_CHECK(c, cuMemcpyHtoDAsync(dst, src, n, c->stream));
+    CU_CHECK(c, cuStreamSynchronize(c->stream));
+}
+
+static void copy_out(CudaDevice *c, void *dst, CUdeviceptr src, size_t n)
+{
+    if (!n) return;
+    CU_CHECK(c, cuMemcpyDtoHAsync(dst, src, n, c->stream));
+    CU_CHECK(c, cuStreamSynchronize(c->stream));
+}
+
+static void cuda_write_value(Device *d, int node, const void *host)
+{
+    CudaDevice *c = cd_of(d);
+    copy_in(c, value_ptr(c, node), host, value_bytes(c, node));
+}
+
+static void cuda_read_value(Device *d, int node, void *host)
+{
+    CudaDevice *c = cd_of(d);
+    copy_out(c, host, value_ptr(c, node), value_bytes(c, node));
+}
+
+static void cuda_read_grad(Device *d, int node, void *host)
+{
+    CudaDevice *c = cd_of(d);
+    const Plan *p = d->plan;
+    if (p->g->nodes[node].op != OP_PARAM) die("cuda: node %d is not a parameter", node);
+    copy_out(c, host, c->area[AREA_GRADS] + (CUdeviceptr)p->pos[node] * 4, value_bytes(c, node));
+}
+
+static void cuda_read_area(Device *d, KancArea a, void *host)
+{
+    CudaDevice *c = cd_of(d);
+    copy_out(c, host, c->area[a], (size_t)device_area_elems(d, a) * 4);
+}
+
+static void cuda_write_area(Device *d, KancArea a, const void *host)
+{
+    CudaDevice *c = cd_of(d);
+    copy_in(c, c->area[a], host, (size_t)device_area_elems(d, a) * 4);
+}
+
+/* ------------------------------------------------------------ the step */
+
+static void launch_gemm(CudaDevice *c, const CudaLaunch *l, const GemmPlan *gp)
+{
+    const GemmDesc *m = &l->gemm;
+    if (!m->m || !m->n) return;
+    CUdeviceptr A = c->area[m->area_a] + (CUdeviceptr)m->off_a,
+                B = c->area[m->area_b] + (CUdeviceptr)m->off_b,
+                C = c->area[m->area_c] + (CUdeviceptr)m->off_c;
+    float alpha = m->alpha, beta = m->beta;
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B goes first */
+    LT_CHECK(c, cublasLtMatmul(c->lt, gp->desc, &alpha, (const void *)(uintptr_t)B, gp->la,
+                               (const void *)(uintptr_t)A, gp->lb, &beta, (const void *)(uintptr_t)C,
+                               gp->lc, (void *)(uintptr_t)C, gp->lc, &gp->algo,
+                               (void *)(uintptr_t)c->lt_ws, LT_WORKSPACE, c->stream));
+}
+
+static void cuda_run(Device *d, int from, int to)
+{
+    CudaDevice *c = cd_of(d);
+    const Graph *g = d->plan->g;
+    if (from < 0) from = 0;
+    if (to > g->n) to = g->n;
+    if (from >= to) return;
+    if (from <= g->n_forward && to > g->n_forward) /* the range starts the backward (as the CPU) */
+        CU_CHECK(c, cuMemsetD8Async(c->area[AREA_GRADS], 0, c->area_bytes[AREA_GRADS], c->stream));
+    KancScalars *s = &c->scal;
+    s->lr = (float)d->opt.lr;
+    s->beta1 = (float)d->opt.beta1;
+    s->beta2 = (float)d->opt.beta2;
+    s->eps = (float)d->opt.eps;
+    s->weight_decay = (float)d->opt.weight_decay;
+    s->clip = (float)d->opt.clip;
+    s->seed = d->seed;
+    s->step = (uint64_t)d->step;
+    s->training = d->training;
+    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars, s, sizeof *s, c->stream));
+    int logged = 0, adamw = 0;
+    for (int i = from; i < to; i++) {
+        GOp op = g->nodes[i].op;
+        logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
+        adamw += op == OP_ADAMW;
+    }
+    void *params[1] = {&c->d_args};
+    for (int i = 0; i < c->prog.n_launch; i++) {
+        if (c->owner[i] < from || c->owner[i] >= to) continue;
+        const CudaLaunch *l = &c->prog.launch[i];
+        if (l->kind == LAUNCH_GEMM) {
+            launch_gemm(c, l, &c->gemm[i]);
+        } else {
+            CUresult r = c->api->cuLaunchKernel(c->fn[i], l->grid[0], l->grid[1], l->grid[2], l->block[0],
+                                                l->block[1], l->block[2], l->smem, c->stream, params, NULL);
+            if (r != CUDA_SUCCESS)
+                die("%s:%d: cuLaunchKernel(%s, grid %u,%u,%u, block %u,%u,%u, smem %u) for node %d (%s) "
+                    "failed: %s (CUDA error %d)", __FILE__, __LINE__, l->name, l->grid[0], l->grid[1],
+                    l->grid[2], l->block[0], l->block[1], l->block[2], l->smem, l->node,
+                    l->node >= 0 ? op_name(g->nodes[l->node].op) : "-", cuda_error_string(c->api, r), r);
+        }
+        if (c->sync_each) { /* KANC_CUDA_SYNC=1: a fault is reported at the launch that made it */
+            CUresult r = c->api->cuStreamSynchronize(c->stream);
+            if (r != CUDA_SUCCESS)
+                die("%s:%d: launch %d (%s, node %d %s) failed: %s (CUDA error %d)", __FILE__, __LINE__, i,
+                    l->kind == LAUNCH_GEMM ? "cuBLASLt GEMM" : l->name, l->node,
+                    l->node >= 0 ? op_name(g->nodes[l->node].op) : "-", cuda_error_string(c->api, r), r);
+        }
+    }
+    if (logged) {
+        /* grad_norm and clip_scale: the two floats after the six settings */
+        CU_CHECK(c, cuMemcpyDtoHAsync(&s->grad_norm, c->d_scalars + offsetof(KancScalars, grad_norm),
+                                      2 * sizeof(float), c->stream));
+        CU_CHECK(c, cuStreamSynchronize(c->stream));
+        d->grad_norm = s->grad_norm;
+        d->clip_scale = s->clip_scale;
+    }
+    d->step += adamw;
+}
+
+/* ------------------------------------------------------------ open and close */
+
+static void cuda_destroy(Device *d)
+{
+    CudaDevice *c = cd_of(d);
+    const CudaApi *api = c->api;
+    if (api) {
+        if (c->stream) api->cuStreamSynchronize(c->stream);
+        for (int i = 0; c->gemm && i < c->prog.n_launch; i++) {
+            GemmPlan *gp = &c->gemm[i];
+            if (gp->desc) api->cublasLtMatmulDescDestroy(gp->desc);
+            if (gp->la) api->cublasLtMatrixLayoutDestroy(gp->la);
+            if (gp->lb) api->cublasLtMatrixLayoutDestroy(gp->lb);
+            if (gp->lc) api->cublasLtMatrixLayoutDestroy(gp->lc);
+        }
+        if (c->have_lt) api->cublasLtDestroy(c->lt);
+        for (int i = 0; i < KANC_N_AREAS; i++)
+            if (c->area[i]) api->cuMemFree(c->area[i]);
+        if (c->d_args) api->cuMemFree(c->d_args);
+        if (c->d_scalars) api->cuMemFree(c->d_scalars);
+        if (c->lt_ws) api->cuMemFree(c->lt_ws);
+        if (c->mod) api->cuModuleUnload(c->mod);
+        if (c->stream) api->cuStreamDestroy(c->stream);
+        if (c->have_ctx) api->cuDevicePrimaryCtxRelease(c->cudev);
+    }
+    free(c->owner);
+    free(c->fn);
+    free(c->gemm);
+    cuda_program_free(&c->prog);
+    free(c);
+}
+
+static const DeviceOps CUDA_OPS = {
+    .run = cuda_run,
+    .write_value = cuda_write_value,
+    .read_value = cuda_read_value,
+    .read_grad = cuda_read_grad,
+    .read_area = cuda_read_area,
+    .write_area = cuda_write_area,
+    .destroy = cuda_destroy,
+};
+
+int64_t device_cuda_bytes(const Device *d)
+{
+    if (!d || !d->name || (strcmp(d->name, "cuda") && strcmp(d->name, "emu"))) return 0;
+    return ((const CudaDevice *)d)->bytes;
+}
+
+static int alloc(CudaDevice *c, CUdeviceptr *p, size_t n, char *err, size_t errlen)
+{
+    size_t sz = n ? (n + 255) / 256 * 256 : 256;
+    CUresult r = c->api->cuMemAlloc(p, sz);
+    if (r != CUDA_SUCCESS) {
+        snprintf(err, errlen, "cuMemAlloc(%zu bytes) failed: %s (device memory used so far: %.1f MiB)", sz,
+                 cuda_error_string(c->api, r), (double)c->bytes / (1 << 20));
+        *p = 0;
+        return -1;
+    }
+    c->bytes += (int64_t)sz;
+    return 0;
+}
+
+/* the largest power of two (<= 256) dividing a byte offset and a row stride of floats */
+static uint32_t align_of(int64_t off, int64_t ld)
+{
+    uint64_t x = (uint64_t)off | (uint64_t)ld * 4 | 256;
+    return (uint32_t)(x & -x);
+}
+
+/* the device, context and stream */
+static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode, char *err, size_t errlen)
+{
+    CudaDevice *c = xcalloc(1, sizeof *c);
+    c->api = api;
+    c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1};
+    c->dev.opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
+                               .weight_decay = 0.1, .clip = 1.0};
+    const char *sync = getenv("KANC_CUDA_SYNC");
+    c->sync_each = sync && *sync == '1';
+    const char *ord = getenv("KANC_CUDA_DEVICE");
+    int ordinal = ord ? atoi(ord) : 0, count = 0;
+    CU_TRY(c, cuDeviceGetCount(&count));
+    if (count < 1 || ordinal < 0 || ordinal >= count) {
+        snprintf(err, errlen, "no CUDA device %d (the driver sees %d)", ordinal, count);
+        goto fail;
+    }
+    CU_TRY(c, cuDeviceGet(&c->cudev, ordinal));
+    int major = 0, minor = 0;
+    CU_TRY(c, cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->cudev));
+    CU_TRY(c, cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->cudev));
+    c->sm = major * 10 + minor;
+    CU_TRY(c, cuDevicePrimaryCtxRetain(&c->ctx, c->cudev));
+    c->have_ctx = 1;
+    CU_TRY(c, cuCtxSetCurrent(c->ctx));
+    CU_TRY(c, cuStreamCreate(&c->stream, 0));
+    return c;
+fail:
+    cuda_destroy(&c->dev);
+    return NULL;
+}
+
+/* module, functions, GEMM plans, storage; takes prog */
+static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char *err, size_t errlen)
+{
+    const CudaApi *api = c->api;
+    const Plan *p = c->dev.plan;
+    const Graph *g = p->g;
+    c->prog = *prog;
+    memset(prog, 0, sizeof *prog);
+    int n = c->prog.n_launch, ngemm = 0;
+    c->owner = xmalloc(sizeof(int) * (size_t)(n + 1));
+    c->fn = xcalloc((size_t)n + 1, sizeof *c->fn);
+    c->gemm = xcalloc((size_t)n + 1, sizeof *c->gemm);
+    for (int i = 0; i < n; i++) c->owner[i] = -1;
+    for (int i = 0; c->prog.node_first && i < g->n; i++)
+        for (int j = 0; j < c->prog.node_count[i]; j++) {
+            int l = c->prog.node_first[i] + j;
+            if (l < 0 || l >= n) {
+                snprintf(err, errlen, "cuda: node %d's launches are outside the launch list", i);
+                return -1;
+            }
+            c->owner[l] = i;
+        }
+    for (int i = 0; i < n; i++) {
+        if (c->owner[i] < 0) c->owner[i] = c->prog.launch[i].node; /* not in the node table */
+        ngemm += c->prog.launch[i].kind == LAUNCH_GEMM;
+    }
+
+    int64_t pb = p->n_param_elems * 4;
+    int64_t ws = p->ws_elems * 4 > c->prog.ws_bytes ? p->ws_elems * 4 : c->prog.ws_bytes;
+    c->area_bytes[AREA_ARENA] = (size_t)p->arena_bytes;
+    c->area_bytes[AREA_PARAMS] = c->area_bytes[AREA_GRADS] = c->area_bytes[AREA_M] = c->area_bytes[AREA_V] = (size_t)pb;
+    c->area_bytes[AREA_BUFFERS] = (size_t)(p->n_buffer_elems * 4);
+    c->area_bytes[AREA_WS] = (size_t)ws;
+    CU_TRY(c, cuModuleLoadData(&c->mod, image));
+    int smem_optin = 0;
+    CU_TRY(c, cuDeviceGetAttribute(&smem_optin, CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                                   c->cudev));
+    for (int i = 0; i < n; i++) {
+        const CudaLaunch *l = &c->prog.launch[i];
+        if (l->kind != LAUNCH_KERNEL) continue;
+        CUresult r = api->cuModuleGetFunction(&c->fn[i], c->mod, l->name);
+        if (r != CUDA_SUCCESS) {
+            snprintf(err, errlen, "cuModuleGetFunction(%s) failed: %s (the module and the launch list "
+                     "disagree)", l->name, cuda_error_string(api, r));
+            return -1;
+        }
+        if (l->smem > 48 * 1024) {
+            if ((int)l->smem > smem_optin) {
+                snprintf(err, errlen, "kernel %s needs %u bytes of shared memory; this GPU allows %d",
+                         l->name, l->smem, smem_optin);
+                return -1;
+            }
+            CU_TRY(c, cuFuncSetAttribute(c->fn[i], CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                                         (int)l->smem));
+        }
+    }
+
+    if (ngemm) {
+        if (!api->cublasLtCreate) {
+            snprintf(err, errlen, "cuBLASLt not found (libcublasLt.so.13 or .12; set KANC_CUBLASLT to "
+                     "its path): the step has %d GEMMs for it", ngemm);
+            return -1;
+        }
+        LT_TRY(c, cublasLtCreate(&c->lt));
+        c->have_lt = 1;
+        if (alloc(c, &c->lt_ws, LT_WORKSPACE, err, errlen)) return -1;
+        cublasLtMatmulPreference_t pref = NULL;
+        LT_TRY(c, cublasLtMatmulPreferenceCreate(&pref));
+        uint64_t wsb = LT_WORKSPACE;
+        cublasStatus_t ps = api->cublasLtMatmulPreferenceSetAttribute(
+            pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb, sizeof wsb);
+        for (int i = 0; i < n && ps == CUBLAS_STATUS_SUCCESS; i++) {
+            const CudaLaunch *l = &c->prog.launch[i];
+            if (l->kind != LAUNCH_GEMM) continue;
+            const GemmDesc *m = &l->gemm;
+            GemmPlan *gp = &c->gemm[i];
+            if (m->area_a < 0 || m->area_a >= KANC_N_AREAS || m->area_b < 0 || m->area_b >= KANC_N_AREAS ||
+                m->area_c < 0 || m->area_c >= KANC_N_AREAS) {
+                snprintf(err, errlen, "GEMM %s: bad storage area", l->name);
+                api->cublasLtMatmulPreferenceDestroy(pref);
+                return -1;
+            }
+            if (!m->m || !m->n) continue;
+            /* every operand inside its area (a damaged plan must not make the GPU stray) */
+            int64_t ra = m->trans_a ? m->k : m->m, ca = m->trans_a ? m->m : m->k;
+            int64_t rb = m->trans_b ? m->n : m->k, cb = m->trans_b ? m->k : m->n;
+            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca) * 4, m->off_b + ((rb - 1) * m->ldb + cb) * 4,
+                               m->off_c + ((m->m - 1) * m->ldc + m->n) * 4};
+            int areas[3] = {m->area_a, m->area_b, m->area_c};
+            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n;
+            for (int q = 0; q < 3 && !bad; q++) bad = ends[q] > (int64_t)c->area_bytes[areas[q]];
+            if (bad) {
+                snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld) does not fit its "
+                         "storage areas", l->name, (long long)m->m, (long long)m->n, (long long)m->k,
+                         (long long)m->lda, (long long)m->ldb, (long long)m->ldc);
+                api->cublasLtMatmulPreferenceDestroy(pref);
+                return -1;
+            }
+            int32_t ta = m->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, tb = m->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+            const char *tf32 = getenv("KANC_TF32");
+            int compute = tf32 && *tf32 == '1' ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+            int nres = 0;
+            cublasLtMatmulHeuristicResult_t res;
+            /* the real alignment of each operand (cuBLASLt assumes 256 bytes unless told):
+               its byte offset in a 256-byte aligned area, and its row stride */
+            uint32_t al[4] = {align_of(m->off_b, m->ldb), align_of(m->off_a, m->lda),
+                              align_of(m->off_c, m->ldc), align_of(m->off_c, m->ldc)};
+            for (int q = 0; q < 4 && ps == CUBLAS_STATUS_SUCCESS; q++)
+                ps = api->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + q,
+                                                               &al[q], sizeof al[q]);
+            if (ps ||
+                (ps = api->cublasLtMatmulDescCreate(&gp->desc, compute, CUDA_R_32F)) ||
+                (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
+                (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)) ||
+                /* ours B: op(B)^T is n x k */
+                (ps = api->cublasLtMatrixLayoutCreate(&gp->la, CUDA_R_32F, m->trans_b ? m->k : m->n,
+                                                      m->trans_b ? m->n : m->k, m->ldb)) ||
+                /* ours A: op(A)^T is k x m */
+                (ps = api->cublasLtMatrixLayoutCreate(&gp->lb, CUDA_R_32F, m->trans_a ? m->m : m->k,
+                                                      m->trans_a ? m->k : m->m, m->lda)) ||
+                (ps = api->cublasLtMatrixLayoutCreate(&gp->lc, CUDA_R_32F, m->n, m->m, m->ldc)) ||
+                (ps = api->cublasLtMatmulAlgoGetHeuristic(c->lt, gp->desc, gp->la, gp->lb, gp->lc, gp->lc,
+                                                          pref, 1, &res, &nres))) {
+                snprintf(err, errlen, "cuBLASLt setup of GEMM %s (m %lld n %lld k %lld, trans %d %d, "
+                         "ld %lld %lld %lld) failed: %s", l->name, (long long)m->m, (long long)m->n,
+                         (long long)m->k, m->trans_a, m->trans_b, (long long)m->lda, (long long)m->ldb,
+                         (long long)m->ldc, cublas_status_string(api, ps));
+                api->cublasLtMatmulPreferenceDestroy(pref);
+                return -1;
+            }
+            if (nres < 1) {
+                snprintf(err, errlen, "cuBLASLt has no algorithm for GEMM %s (m %lld n %lld k %lld)",
+                         l->name, (long long)m->m, (long long)m->n, (long long)m->k);
+                api->cublasLtMatmulPreferenceDestroy(pref);
+                return -1;
+            }
+            gp->algo = res.algo;
+        }
+        api->cublasLtMatmulPreferenceDestroy(pref);
+        if (ps != CUBLAS_STATUS_SUCCESS) {
+            snprintf(err, errlen, "cuBLASLt preference: %s", cublas_status_string(api, ps));
+            return -1;
+        }
+    }
+
+    for (int i = 0; i < KANC_N_AREAS; i++) {
+        if (alloc(c, &c->area[i], c->area_bytes[i], err, errlen)) return -1;
+        CU_TRY(c, cuMemsetD8Async(c->area[i], 0, c->area_bytes[i], c->stream));
+    }
+    if (alloc(c, &c->d_args, sizeof(KancArgs), err, errlen) ||
+        alloc(c, &c->d_scalars, sizeof(KancScalars), err, errlen))
+        return -1;
+    KancArgs args = {.arena = c->area[AREA_ARENA], .params = c->area[AREA_PARAMS], .grads = c->area[AREA_GRADS],
+                         .m = c->area[AREA_M], .v = c->area[AREA_V], .buffers = c->area[AREA_BUFFERS],
+                         .ws = c->area[AREA_WS], .scalars = c->d_scalars};
+    CU_TRY(c, cuMemcpyHtoDAsync(c->d_args, &args, sizeof args, c->stream));
+    c->scal = (KancScalars){.clip_scale = 1};
+    CU_TRY(c, cuMemcpyHtoDAsync(c->d_scalars, &c->scal, sizeof c->scal, c->stream));
+    CU_TRY(c, cuStreamSynchronize(c->stream));
+    return 0;
+fail:
+    return -1;
+}
+
+Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
+{
+    int emu = !strcmp(mode, "emu");
+    if (!emu && strcmp(mode, "cuda")) {
+        snprintf(err, errlen, "unknown CUDA device mode '%s' (cuda or emu)", mode);
+        return NULL;
+    }
+    if (plan->real_size != 4) {
+        snprintf(err, errlen, "the CUDA device computes in float (the plan is in double)");
+        return NULL;
+    }
+    const CudaApi *api = emu ? cuda_api_mock() : cuda_api_real(err, errlen);
+    if (!api) return NULL;
+    CudaProgram prog;
+    CudaOptions co;
+    cuda_options_default(&co);
+    if (codegen_cuda(plan, &co, &prog, err, errlen)) return NULL;
+    CudaDevice *c = open_context(api, plan, emu ? "emu" : "cuda", err, errlen);
+    if (!c) {
+        cuda_program_free(&prog);
+        return NULL;
+    }
+    void *image = NULL;
+    if (emu) {
+        image = cuda_mock_image(prog.source); /* built by the mock's cuModuleLoadData */
+    } else {
+        NvrtcOutput nv;
+        if (!nvrtc_compile(prog.source, "step.cu", c->sm, &nv, stderr, err, errlen)) {
+            image = nv.cubin;
+            nv.cubin = NULL;
+            nvrtc_output_free(&nv);
+        }
+    }
+    if (!image || finish_open(c, &prog, image, err, errlen)) {
+        free(image);
+        cuda_program_free(&prog);
+        cuda_destroy(&c->dev);
+        return NULL;
+    }
+    free(image);
+    return &c->dev;
+}
+
+Device *device_cuda_new_prebuilt(Plan *plan, CudaProgram *prog, const void *image, int sm, const char *label,
+                                 char *err, size_t errlen)
+{
+    const CudaApi *api = cuda_api_real(err, errlen);
+    CudaDevice *c = api ? open_context(api, plan, "cuda", err, errlen) : NULL;
+    if (!c) {
+        cuda_program_free(prog);
+        return NULL;
+    }
+    /* SASS runs on the same major version with an equal or newer minor */
+    if (sm / 10 != c->sm / 10 || sm % 10 > c->sm % 10) {
+        snprintf(err, errlen, "%s was compiled for sm_%d; this GPU is sm_%d: recompile it with "
+                 "kanc --arch sm_%d (or run the .kdl, which compiles for the GPU it finds)",
+                 label, sm, c->sm, c->sm);
+        cuda_program_free(prog);
+        cuda_destroy(&c->dev);
+        return NULL;
+    }
+    if (finish_open(c, prog, image, err, errlen)) {
+        cuda_program_free(prog);
+        cuda_destroy(&c->dev);
+        return NULL;
+    }
+    return &c->dev;
+}
+
+Device *device_cuda_open_image(Plan *plan, const char *mode, CudaProgram *prog, const void *image,
+                               char *err, size_t errlen)
+{
+    int emu = !strcmp(mode, "emu");
+    const CudaApi *api = emu ? cuda_api_mock() : cuda_api_real(err, errlen);
+    if (!api) {
+        cuda_program_free(prog);
+        return NULL;
+    }
+    CudaDevice *c = open_context(api, plan, emu ? "emu" : "cuda", err, errlen);
+    if (!c) {
+        cuda_program_free(prog);
+        return NULL;
+    }
+    if (finish_open(c, prog, image, err, errlen)) {
+        cuda_program_free(prog);
+        cuda_destroy(&c->dev);
+        return NULL;
+    }
+    return &c->dev;
+}
+
+/* ------------------------------------------------------------ choosing a device */
+
+const char *device_resolve(const char *name, size_t real_size)
+{
+    if (!name || !strcmp(name, "auto")) return real_size == 4 && cuda_available() ? "cuda" : "cpu";
+    return name;
+}
+
+Device *device_open(Plan *plan, const char *name, char *err, size_t errlen)
+{
+    name = device_resolve(name, plan->real_size);
+    if (!strcmp(name, "cpu")) return device_cpu_new(plan);
+    if (!strcmp(name, "cuda") || !strcmp(name, "emu")) return device_cuda_new(plan, name, err, errlen);
+    snprintf(err, errlen, "unknown device '%s' (cpu, cuda, emu or auto)", name);
+    return NULL;
+}
+
+int cuda_print_status(FILE *f)
+{
+    char err[1024];
+    int ma = 0, mi = 0;
+    if (nvrtc_version(&ma, &mi, err, sizeof err))
+        fprintf(f, "nvrtc:     %s\n", err);
+    else
+        fprintf(f, "nvrtc:     %d.%d (kanc -o targets %s)\n", ma, mi, NVRTC_ARCHS);
+    const CudaApi *api = cuda_api_real(err, sizeof err);
+    int n = 0;
+    if (!api) {
+        fprintf(f, "cuda:      %s\n", err);
+    } else {
+        api->cuDeviceGetCount(&n);
+        fprintf(f, "cuda:      %s, %d device%s\n", api->libcuda_path, n, n == 1 ? "" : "s");
+        for (int i = 0; i < n; i++) {
+            CudaDeviceInfo di;
+            if (cuda_device_info(api, i, &di, err, sizeof err))
+                fprintf(f, "  device %d: %s\n", i, err);
+            else
+                fprintf(f, "  device %d: %s, sm_%d%d, %d multiprocessors, %.1f GiB, driver %d.%d\n", i,
+                        di.name, di.cc_major, di.cc_minor, di.sm_count, (double)di.total_mem / (1 << 30),
+                        di.driver_version / 1000, di.driver_version % 1000 / 10);
+        }
+        fprintf(f, "cublasLt:  %s\n", api->liblt ? api->liblt_path : "not found (set KANC_CUBLASLT)");
+    }
+    const char *prelude = emu_prelude_path();
+    fprintf(f, "emu:       %s\n", prelude ? prelude : "prelude runtime/device/emu/cuda_emu.h not found (set KANC_ROOT)");
+    fprintf(f, "--device auto means: %s\n", api && n > 0 ? "cuda" : "cpu");
+    return 0;
+}

@@ -1,0 +1,17 @@
+/* The CPU kernels and runners in single precision (the training path). */
+#define REAL float
+#define REAL_IS_DOUBLE 0
+#define K(name) name##_f32
+#include "cpu_common.inc"
+#include "cpu_node.h"
+
+#include "attention_cpu.inc"
+#include "elementwise_cpu.inc"
+#include "embedding_cpu.inc"
+#include "kan_cpu.inc"
+#include "leaf_cpu.inc"
+#include "linear_cpu.inc"
+#include "loss_cpu.inc"
+#include "norm_cpu.inc"
+#include "optim_cpu.inc"
+#include "shape_cpu.inc"
