@@ -61,11 +61,7 @@ int bench_main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     const char *path = pos[0];
-    if (batch > 0) {
-        char b[32];
-        snprintf(b, sizeof b, "%lld", (long long)batch);
-        config_sets_add(&cs, "batch", b, 0);
-    }
+    if (batch > 0) config_sets_add_int(&cs, "batch", batch, 0);
     set_threads((int)threads);
     Model m;
     char err[512];

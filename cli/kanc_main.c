@@ -47,11 +47,7 @@ int main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     const char *path = pos[0];
-    if (batch > 0) {
-        char b[32];
-        snprintf(b, sizeof b, "%lld", (long long)batch);
-        config_sets_add(&cs, "batch", b, 0);
-    }
+    if (batch > 0) config_sets_add_int(&cs, "batch", batch, 0);
     if (out_path || emit_source) { /* the CUDA artifact (runtime/io/artifact.h) */
         ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,
                               .tokenizer = tokenizer, .out_path = out_path,

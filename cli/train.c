@@ -417,16 +417,10 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
     if (!a->tokenizer) a->tokenizer = "bytes";
     if (!(*tok = tok_open(a->tokenizer, err, errlen))) goto out;
     if (!a->resume) { /* the vocabulary follows the tokenizer unless set */
-        char v[32];
-        snprintf(v, sizeof v, "%d", tok_vocab_size(*tok));
-        config_sets_add(&cs, "vocab_size", v, 1);
+        config_sets_add_int(&cs, "vocab_size", tok_vocab_size(*tok), 1);
     }
     for (int i = 0; i < a->sets.n; i++) config_sets_add(&cs, a->sets.sets[i].name, a->sets.sets[i].value, 0);
-    if (a->batch > 0) {
-        char b[32];
-        snprintf(b, sizeof b, "%lld", (long long)a->batch);
-        config_sets_add(&cs, "batch", b, 0);
-    }
+    if (a->batch > 0) config_sets_add_int(&cs, "batch", a->batch, 0);
     if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4,
                       a->device ? a->device : "auto", stderr)) {
         snprintf(err, errlen, "cannot build the model");

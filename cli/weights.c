@@ -63,9 +63,8 @@ static int open_state_dict(const WeightsArgs *w, const char *batch, const char *
     ConfigSets cs = {0};
     if (tok) {
         if (!(*tok = tok_open(info->tokenizer, err, errlen))) return -1;
-        char v[32]; /* as kanrun train: the vocabulary follows the tokenizer unless --set */
-        snprintf(v, sizeof v, "%d", tok_vocab_size(*tok));
-        config_sets_add(&cs, "vocab_size", v, 1);
+        /* as kanrun train: the vocabulary follows the tokenizer unless --set */
+        config_sets_add_int(&cs, "vocab_size", tok_vocab_size(*tok), 1);
     }
     for (int i = 0; i < w->sets.n; i++) config_sets_add(&cs, w->sets.sets[i].name, w->sets.sets[i].value, 0);
     if (batch) config_sets_add(&cs, "batch", batch, 0);

@@ -97,6 +97,13 @@ void config_to_sets(const cJSON *obj, ConfigSets *cs)
     }
 }
 
+void config_sets_add_int(ConfigSets *cs, const char *name, long long value, int soft)
+{
+    char v[32];
+    snprintf(v, sizeof v, "%lld", value);
+    config_sets_add(cs, name, v, soft);
+}
+
 void config_sets_free(ConfigSets *cs)
 {
     for (int i = 0; i < cs->n; i++) {

@@ -21,6 +21,8 @@ void config_to_sets(const cJSON *obj, ConfigSets *cs);
 int config_check(const cJSON *obj, char *err, size_t errlen);
 /* Appends name=value (copied); soft as in KdlSet. A later entry wins. */
 void config_sets_add(ConfigSets *cs, const char *name, const char *value, int soft);
+/* The same for an integer value (--batch B is --set batch=B). */
+void config_sets_add_int(ConfigSets *cs, const char *name, long long value, int soft);
 void config_sets_free(ConfigSets *cs);
 /* Parses "name=value" into an override; -1 if there is no '='. */
 int config_parse_set(const char *arg, ConfigSets *cs);

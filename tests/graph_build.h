@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autodiff.h"
+#include "exec_cpu.h"
 #include "graph.h"
 
 typedef struct {
@@ -70,6 +71,26 @@ static inline double test_knot(int64_t r, int j, int G, int k)
 {
     int nk = G + 2 * k + 1;
     return -1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G;
+}
+
+/* Fills every KAN grid of g in e's storage (float or double) with test_knot. */
+static inline void test_fill_kan_grids(const Graph *g, CpuExec *e)
+{
+    for (int i = 0; i < g->n; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_KAN) continue;
+        const GNode *grid = &g->nodes[n->in[1]];
+        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
+        void *t = cpu_exec_value(e, grid->id);
+        for (int64_t r = 0; r < grid->shape.d[0]; r++)
+            for (int j = 0; j < nk; j++) {
+                double v = test_knot(r, j, G, k);
+                if (e->rs == 8)
+                    ((double *)t)[r * nk + j] = v;
+                else
+                    ((float *)t)[r * nk + j] = (float)v;
+            }
+    }
 }
 
 /* loss = sum(out * R), R a fixed random buffer the test fills; then autodiff */

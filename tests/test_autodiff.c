@@ -132,20 +132,7 @@ Test(autodiff, linear_with_and_without_bias)
     }
 }
 
-static void fill_kan_grid(Case *c, CpuExec *e)
-{
-    /* knots: uniform on [-1, 1] (G, k from the kan node), then warped per input */
-    for (int i = 0; i < c->g.n; i++) {
-        GNode *n = &c->g.nodes[i];
-        if (n->op != OP_KAN) continue;
-        GNode *grid = &c->g.nodes[n->in[1]];
-        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
-        double *t = cpu_exec_value(e, grid->id);
-        for (int64_t r = 0; r < grid->shape.d[0]; r++)
-            for (int j = 0; j < nk; j++)
-                t[r * nk + j] = test_knot(r, j, G, k);
-    }
-}
+static void fill_kan_grids(Case *c, CpuExec *e) { test_fill_kan_grids(&c->g, e); }
 
 static void kan_case(uint64_t seed, int G, int k, int act, int scaler, int through_value)
 {
@@ -164,7 +151,7 @@ static void kan_case(uint64_t seed, int G, int k, int act, int scaler, int throu
     int y2 = op(&c, OP_KAN, (int[]){x, grid, base, spline, sc}, scaler ? 5 : 4, shape_of(2, N, out), a);
     int s = op(&c, OP_MUL, (int[]){y, y2}, 2, shape_of(2, N, out), (GAttr){0});
     finish(&c, s);
-    check(&c, fill_kan_grid, TOL);
+    check(&c, fill_kan_grids, TOL);
 }
 
 Test(autodiff, kan_orders_and_options)

@@ -300,21 +300,6 @@ static void fill_default(Case *c, CpuExec *e)
     }
 }
 
-/* knots: uniform on [-1, 1], then warped per input (non-uniform grids) */
-static void fill_kan_grids(Case *c, CpuExec *e)
-{
-    for (int i = 0; i < c->g.n; i++) {
-        GNode *n = &c->g.nodes[i];
-        if (n->op != OP_KAN) continue;
-        GNode *grid = &c->g.nodes[n->in[1]];
-        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
-        float *t = cpu_exec_value(e, grid->id);
-        for (int64_t r = 0; r < grid->shape.d[0]; r++)
-            for (int j = 0; j < nk; j++)
-                t[r * nk + j] = (float)test_knot(r, j, G, k);
-    }
-}
-
 /* Runs case c on the CPU and emulated; returns the number of failed comparisons. */
 static int run_case(Case *c, const char *what, const RunOpts *ro)
 {
@@ -346,7 +331,7 @@ static int run_case(Case *c, const char *what, const RunOpts *ro)
     e.opt = (AdamWConfig){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = 0.1,
                           .clip = 1.0};
     fill_default(c, &e);
-    fill_kan_grids(c, &e);
+    test_fill_kan_grids(&c->g, &e);
     if (ro->fill) ro->fill(c, &e);
 
     Emu u = {.p = &p, .e = &e, .what = what, .resync = !ro->independent};

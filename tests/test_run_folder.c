@@ -157,34 +157,6 @@ Test(run_folder, force_moves_the_old_run_aside, .timeout = 200)
     ckpt_info_free(&info);
 }
 
-/* Starts cmd in the background; returns its pid once a line of its output holds marker. */
-static pid_t start_until(const char *cmd, const char *marker, FILE **outp)
-{
-    int fd[2];
-    cr_assert_eq(pipe(fd), 0);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        dup2(fd[1], 2);
-        close(fd[0]);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    close(fd[1]);
-    FILE *f = fdopen(fd[0], "r");
-    char line[1024];
-    int seen = 0;
-    while (!seen && fgets(line, sizeof line, f)) seen = strstr(line, marker) != NULL;
-    if (!seen) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        cr_assert_fail("'%s' never printed '%s'", cmd, marker);
-    }
-    *outp = f;
-    return pid;
-}
-
 Test(run_folder, a_second_writer_is_refused_naming_the_pid, .timeout = 200)
 {
     char *dir = test_tmpdir(), *data = small_text(dir), *run = xasprintf("%s/run", dir), *out = NULL;
@@ -194,7 +166,7 @@ Test(run_folder, a_second_writer_is_refused_naming_the_pid, .timeout = 200)
                           "--threads 1",
                           test_root(), data, run);
     FILE *f;
-    pid_t pid = start_until(cmd, "step      2/", &f);
+    pid_t pid = test_start_until(cmd, "step      2/", &f);
     char pidtext[32];
     snprintf(pidtext, sizeof pidtext, "PID %d", (int)pid);
     char *second[] = {

@@ -59,7 +59,7 @@ int test_run(char **out, const char *fmt, ...)
     return WEXITSTATUS(st);
 }
 
-void test_kill_at(const char *cmd, const char *marker)
+pid_t test_start_until(const char *cmd, const char *marker, FILE **outp)
 {
     int fd[2];
     cr_assert_eq(pipe(fd), 0);
@@ -77,10 +77,23 @@ void test_kill_at(const char *cmd, const char *marker)
     char line[1024];
     int seen = 0;
     while (!seen && fgets(line, sizeof line, f)) seen = strstr(line, marker) != NULL;
+    if (!seen) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        fclose(f);
+        cr_assert_fail("'%s' never printed '%s'", cmd, marker);
+    }
+    *outp = f;
+    return pid;
+}
+
+void test_kill_at(const char *cmd, const char *marker)
+{
+    FILE *f;
+    pid_t pid = test_start_until(cmd, marker, &f);
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     fclose(f);
-    cr_assert(seen, "'%s' never printed '%s'", cmd, marker);
 }
 
 const char *test_corpus(void)

@@ -8,6 +8,8 @@
 #define KANC_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <sys/types.h>
 
 const char *test_root(void);   /* $KANC_ROOT, or "." */
 const char *test_shared(void); /* $SHARED, or "../shared" */
@@ -23,8 +25,11 @@ char *test_tmpdir(void);
    them). Returns the exit status, or 128+signal. */
 int test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Runs a shell command line and SIGKILLs it as soon as a line of its output
-   contains marker; fails the test if it ends before that. */
+/* Starts a shell command line in the background and returns its pid once a
+   line of its output (stdout+stderr, the rest readable from *outp) contains
+   marker; fails the test if it ends before that. */
+pid_t test_start_until(const char *cmd, const char *marker, FILE **outp);
+/* The same, then SIGKILLs it at once. */
 void test_kill_at(const char *cmd, const char *marker);
 
 /* data/kjv.txt (scripts/prepare_corpus.sh, which make test runs first). When it

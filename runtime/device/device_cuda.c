@@ -553,52 +553,41 @@ Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
     return &c->dev;
 }
 
-Device *device_cuda_new_prebuilt(Plan *plan, CudaProgram *prog, const void *image, int sm, const char *label,
-                                 char *err, size_t errlen)
+/* A context on mode's table ("emu": the mock, else the driver) running image
+   with prog's launches (takes prog). sm >= 0: the image's architecture, refused
+   when this GPU cannot run it (label names the image). */
+static Device *open_program(Plan *plan, const char *mode, CudaProgram *prog, const void *image, int sm,
+                            const char *label, char *err, size_t errlen)
 {
-    const CudaApi *api = cuda_api_real(err, errlen);
-    CudaDevice *c = api ? open_context(api, plan, "cuda", err, errlen) : NULL;
+    int emu = !strcmp(mode, "emu");
+    const CudaApi *api = emu ? cuda_api_mock() : cuda_api_real(err, errlen);
+    CudaDevice *c = api ? open_context(api, plan, emu ? "emu" : "cuda", err, errlen) : NULL;
     if (!c) {
         cuda_program_free(prog);
         return NULL;
     }
     /* SASS runs on the same major version with an equal or newer minor */
-    if (sm / 10 != c->sm / 10 || sm % 10 > c->sm % 10) {
+    if (sm >= 0 && (sm / 10 != c->sm / 10 || sm % 10 > c->sm % 10))
         snprintf(err, errlen, "%s was compiled for sm_%d; this GPU is sm_%d: recompile it with "
                  "kanc --arch sm_%d (or run the .kdl, which compiles for the GPU it finds)",
                  label, sm, c->sm, c->sm);
-        cuda_program_free(prog);
-        cuda_destroy(&c->dev);
-        return NULL;
-    }
-    if (finish_open(c, prog, image, err, errlen)) {
-        cuda_program_free(prog);
-        cuda_destroy(&c->dev);
-        return NULL;
-    }
-    return &c->dev;
+    else if (!finish_open(c, prog, image, err, errlen))
+        return &c->dev;
+    cuda_program_free(prog);
+    cuda_destroy(&c->dev);
+    return NULL;
+}
+
+Device *device_cuda_new_prebuilt(Plan *plan, CudaProgram *prog, const void *image, int sm, const char *label,
+                                 char *err, size_t errlen)
+{
+    return open_program(plan, "cuda", prog, image, sm, label, err, errlen);
 }
 
 Device *device_cuda_open_image(Plan *plan, const char *mode, CudaProgram *prog, const void *image,
                                char *err, size_t errlen)
 {
-    int emu = !strcmp(mode, "emu");
-    const CudaApi *api = emu ? cuda_api_mock() : cuda_api_real(err, errlen);
-    if (!api) {
-        cuda_program_free(prog);
-        return NULL;
-    }
-    CudaDevice *c = open_context(api, plan, emu ? "emu" : "cuda", err, errlen);
-    if (!c) {
-        cuda_program_free(prog);
-        return NULL;
-    }
-    if (finish_open(c, prog, image, err, errlen)) {
-        cuda_program_free(prog);
-        cuda_destroy(&c->dev);
-        return NULL;
-    }
-    return &c->dev;
+    return open_program(plan, mode, prog, image, -1, "", err, errlen);
 }
 
 /* ------------------------------------------------------------ choosing a device */
