@@ -454,6 +454,7 @@ int train_run(TrainArgs *a)
     int32_t *x = NULL, *y = NULL;
     int lock = -1;
     char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
+    char *default_out = NULL; /* runs/MODEL when --out is not given */
     set_threads(a->threads);
 
     if (!a->model && !a->resume) {
@@ -501,7 +502,7 @@ int train_run(TrainArgs *a)
         base = base ? base + 1 : m.path;
         char *name = xstrdup(base), *dot = strrchr(name, '.');
         if (dot) *dot = 0;
-        a->out = xasprintf("runs/%s", name); /* lives for the whole run */
+        a->out = default_out = xasprintf("runs/%s", name); /* lives for the whole run */
         free(name);
     }
     if ((lock = claim_out(a, m.dev->step, err, sizeof err)) < 0) goto fail;
@@ -643,6 +644,8 @@ done:
     cJSON_Delete(saved);
     if (tok) tok_close(tok);
     model_free(&m);
+    if (default_out) a->out = NULL;
+    free(default_out);
     return status;
 }
 

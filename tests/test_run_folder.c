@@ -161,10 +161,10 @@ Test(run_folder, a_second_writer_is_refused_naming_the_pid, .timeout = 200)
 {
     char *dir = test_tmpdir(), *data = small_text(dir), *run = xasprintf("%s/run", dir), *out = NULL;
     /* exec: the shell's pid is kanrun's */
-    char *cmd = xasprintf("cd '%s' && exec build/kanrun train models/kansformers.kdl --data %s --out %s "
+    char *cmd = xasprintf("cd '%s' && exec %s train models/kansformers.kdl --data %s --out %s "
                           "--steps 1000000 --save-every 1 --log-every 1 " TINY " --warmup 1 --eval-every 0 "
                           "--threads 1",
-                          test_root(), data, run);
+                          test_root(), test_bin("kanrun"), data, run);
     FILE *f;
     pid_t pid = test_start_until(cmd, "step      2/", &f);
     char pidtext[32];
@@ -319,15 +319,15 @@ Test(run_folder, a_run_with_relative_data_resumes_from_another_folder, .timeout 
     (void)data;
     char root[PATH_MAX];
     cr_assert(realpath(test_root(), root), "realpath %s", test_root());
-    cr_assert_eq(test_run(&out, "cd %s && %s/build/kanrun train %s/models/kansformers.kdl --data text.txt "
+    cr_assert_eq(test_run(&out, "cd %s && $KANRUN train %s/models/kansformers.kdl --data text.txt "
                                 "--val ./text.txt --out run --steps 1 " QUICK,
-                          dir, root, root),
+                          dir, root),
                  0, "%s", out);
     free(out);
-    cr_assert_eq(test_run(&out, "cd / && %s/build/kanrun train --resume %s/run --steps 2 --quiet", root, dir), 0,
+    cr_assert_eq(test_run(&out, "cd / && $KANRUN train --resume %s/run --steps 2 --quiet", dir), 0,
                  "%s", out);
     free(out);
-    cr_assert_eq(test_run(&out, "cd / && %s/build/kanrun eval %s/run --batches 2", root, dir), 0, "%s", out);
+    cr_assert_eq(test_run(&out, "cd / && $KANRUN eval %s/run --batches 2", dir), 0, "%s", out);
     cr_expect(strstr(out, "perplexity") != NULL, "%s", out);
     free(out);
 }

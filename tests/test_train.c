@@ -1,6 +1,6 @@
 /* test_train.c: kanrun end to end: training, checkpoints, resume, eval, sample, bad input.
  *
- * Runs the built binary (KANC_ROOT/build/kanrun) the way a user does, on a
+ * Runs the built binary (test_bin("kanrun")) the way a user does, on a
  * small kansformers model and the King James Bible corpus (data/kjv.txt,
  * written by scripts/prepare_corpus.sh, which make test runs first).
  */
@@ -82,8 +82,8 @@ Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 30
     free(out);
     /* the same run again, killed (SIGKILL) during step 5, after the
        checkpoint of step 4; then resumed */
-    char *cmd = xasprintf("cd '%s' && exec build/kanrun train models/kansformers.kdl --data %s --out %s %s "
-                          "--save-every 4", test_root(), data, b, flags);
+    char *cmd = xasprintf("cd '%s' && exec %s train models/kansformers.kdl --data %s --out %s %s "
+                          "--save-every 4", test_root(), test_bin("kanrun"), data, b, flags);
     test_kill_at(cmd, "step      5/8");
     free(cmd);
     cr_assert_eq(test_run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);

@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,20 @@ char *test_tmpdir(void)
     return xstrdup(d);
 }
 
+const char *test_bin(const char *name)
+{
+    static char paths[4][PATH_MAX + 64];
+    static int next;
+    char *p = paths[next++ % 4];
+    char root[PATH_MAX];
+    const char *bin = env_or("KANC_BIN", NULL);
+    if (bin)
+        snprintf(p, sizeof paths[0], "%s/%s", bin, name);
+    else
+        snprintf(p, sizeof paths[0], "%s/build/%s", realpath(test_root(), root) ? root : test_root(), name);
+    return p;
+}
+
 int test_run(char **out, const char *fmt, ...)
 {
     va_list ap;
@@ -41,7 +56,8 @@ int test_run(char **out, const char *fmt, ...)
     int len = vsnprintf(cmd, sizeof cmd, fmt, ap);
     va_end(ap);
     cr_assert(len < (int)sizeof cmd, "command line too long");
-    char *full = xasprintf("cd '%s' && KANRUN=build/kanrun; KANC=build/kanc; %s 2>&1", test_root(), cmd);
+    char *full = xasprintf("cd '%s' && KANRUN='%s'; KANC='%s'; %s 2>&1", test_root(), test_bin("kanrun"),
+                           test_bin("kanc"), cmd);
     FILE *p = popen(full, "r");
     cr_assert(p, "popen %s", full);
     size_t cap = 1 << 16, n = 0, got;

@@ -17,11 +17,15 @@ char *test_repo_path(const char *rel);    /* test_root()/rel; caller frees */
 char *test_shared_path(const char *rel);  /* test_shared()/rel; caller frees */
 char *test_fixture_path(const char *name); /* test_shared()/fixtures/name; caller frees */
 
+/* The built binary `name` (kanc, kanrun): $KANC_BIN/name (make test sets it:
+   build/ or, for make sanitize, build-san/), else test_root()/build/name. */
+const char *test_bin(const char *name);
+
 /* A fresh folder /tmp/kanc-test-XXXXXX (caller frees the name). */
 char *test_tmpdir(void);
 
 /* Runs a shell command line in the repository root, with $KANRUN and $KANC
-   naming the built binaries, capturing stdout+stderr into *out (NULL: drop
+   naming the built binaries (test_bin), capturing stdout+stderr into *out (NULL: drop
    them). Returns the exit status, or 128+signal. */
 int test_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

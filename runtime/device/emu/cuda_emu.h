@@ -339,6 +339,19 @@ static void kanc_emu_alloc(void)
     for (int t = 0; t < KANC_EMU_MAX_THREADS; t++) getcontext(&kanc_emu.f[t].ctx);
 }
 
+/* The fiber stacks and shared memory go when the module is unloaded (dlclose):
+   a process that builds many modules must not keep them all. */
+__attribute__((destructor)) static void kanc_emu_release(void)
+{
+    free(kanc_emu.f);
+    free(kanc_emu.stacks);
+    free(kanc_emu.dyn);
+    kanc_emu.f = NULL;
+    kanc_emu.stacks = NULL;
+    kanc_emu.dyn = NULL;
+    kanc_emu.dyn_cap = 0;
+}
+
 static void kanc_emu_block(void)
 {
     struct KancEmuFiber *f = kanc_emu.f;
