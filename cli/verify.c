@@ -194,9 +194,17 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     }
     const char *kind = st_meta(&f, "kind"), *cfg_text = st_meta(&f, "config");
     cJSON *cfg = cfg_text ? cJSON_Parse(cfg_text) : NULL;
+    char *found = NULL;
+    if (!model_path && !(model_path = found = verify_model_for(&f, kind, cfg, err, sizeof err))) {
+        fprintf(stderr, "error: %s\n", err);
+        cJSON_Delete(cfg);
+        st_close(&f);
+        return 2;
+    }
     if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear"))) {
         fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt or "
                         "kan_linear and a JSON config)\n", ref_path);
+        free(found);
         cJSON_Delete(cfg);
         st_close(&f);
         return 2;
@@ -229,12 +237,13 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
 done:
     model_free(&m);
     config_sets_free(&cs);
+    free(found);
     cJSON_Delete(cfg);
     st_close(&f);
     return rc;
 }
 
-static const char VERIFY_USAGE[] = "usage: kanrun verify MODEL.kdl REFERENCE.safetensors [flags]\n";
+static const char VERIFY_USAGE[] = "usage: kanrun verify [MODEL.kdl] REFERENCE.safetensors [flags]\n";
 
 static const char VERIFY_EPILOG[] =
     "Loads every parameter and buffer from the reference file by name, takes the\n"
@@ -243,6 +252,10 @@ static const char VERIFY_EPILOG[] =
     "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
     "steps. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
     "for every tensor (float32 computation against a float64 reference).\n"
+    "Without MODEL.kdl the file's metadata names it, from the repository's models/\n"
+    "($KANC_ROOT/models, else ../models next to kanrun): kan_linear: kan-linear.kdl;\n"
+    "gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by its config's layout. Other\n"
+    "kinds, and GPTs with basis rbf or chebyshev, are not supported yet (an error).\n"
     "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";
 
 int verify_main(int argc, char **argv)
@@ -255,10 +268,11 @@ int verify_main(int argc, char **argv)
         CLI_REAL_POS("tolerance", &tol, INFINITY, "T", "the largest relative error accepted (default 1e-4)"),
         CLI_STR("device", &device, "D", "auto (default), cpu, cuda or emu"),
     };
-    CliSpec spec = {"kanrun verify", VERIFY_USAGE, VERIFY_EPILOG, opts, CLI_COUNT(opts), 2, 2, &cs};
+    CliSpec spec = {"kanrun verify", VERIFY_USAGE, VERIFY_EPILOG, opts, CLI_COUNT(opts), 1, 2, &cs};
     char *pos[2];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
-    int rc = r ? (r > 0 ? 0 : 2) : verify_run(pos[0], pos[1], cs.sets, cs.n, tol, device, stdout);
+    int rc = r ? (r > 0 ? 0 : 2)
+               : verify_run(np == 2 ? pos[0] : NULL, pos[np - 1], cs.sets, cs.n, tol, device, stdout);
     config_sets_free(&cs);
     return rc;
 }

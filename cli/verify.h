@@ -2,16 +2,27 @@
 #ifndef KANC_VERIFY_H
 #define KANC_VERIFY_H
 
+#include <cjson/cJSON.h>
 #include <stdio.h>
 
 #include "model.h"
+#include "safetensors.h"
 
 #define VERIFY_TOLERANCE 1e-4 /* relative error ||ours - ref|| / ||ref|| per tensor */
 
 /* Prints one line per compared tensor and a verdict to out. Returns 0 when
    every tensor is within tol, 1 when one is not, 2 on an error (message on
-   stderr: unreadable file, missing tensor, shape mismatch, bad model). */
+   stderr: unreadable file, missing tensor, shape mismatch, bad model).
+   model_path NULL: the model the file's metadata names (verify_model_for). */
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
                double tol, const char *device, FILE *out);
+
+/* The model file (a malloc'd path) for a reference file's kind and config:
+   kan_linear: models/kan-linear.kdl; gpt: kansformers.kdl, hybrid.kdl or
+   mingpt.kdl by config.layout (or the parameter names), B-splines only; from
+   $KANC_ROOT/models or models/ next to the executable. NULL with "path: ..." in
+   err for no metadata, a kind or basis kanc does not support, no models/. */
+char *verify_model_for(const StFile *f, const char *kind, const cJSON *cfg, char *err,
+                       size_t errlen);
 
 #endif

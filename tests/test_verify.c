@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "safetensors.h"
 #include "util.h"
 #include "verify.h"
 #include "test_util.h"
@@ -19,16 +20,37 @@ static const char *model_for(const char *fixture)
     return NULL;
 }
 
-static int verify(const char *model, const char *fixture, const KdlSet *sets, int n, double tol)
+/* model NULL: the model the fixture's metadata names; *report (when given)
+   gets what verify printed */
+static int verify_report(const char *model, const char *fixture, const KdlSet *sets, int n,
+                         double tol, char **report)
 {
-    char *m = xasprintf("%s/models/%s", test_root(), model);
+    char *m = model ? xasprintf("%s/models/%s", test_root(), model) : NULL;
     char *f = xasprintf("%s/fixtures/%s", test_shared(), fixture);
-    FILE *out = fopen("/dev/null", "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
     int rc = verify_run(m, f, sets, n, tol, "cpu", out);
     fclose(out);
+    if (report)
+        *report = text;
+    else
+        free(text);
     free(m);
     free(f);
     return rc;
+}
+
+static int verify(const char *model, const char *fixture, const KdlSet *sets, int n, double tol)
+{
+    return verify_report(model, fixture, sets, n, tol, NULL);
+}
+
+/* the report without its first line (which names the model file) */
+static const char *after_header(const char *report)
+{
+    size_t n = strcspn(report, "\n");
+    return report + n + (report[n] != 0);
 }
 
 Test(verify, every_shared_fixture_passes)
@@ -61,4 +83,94 @@ Test(verify, a_wrong_model_or_a_tiny_tolerance_fails)
     /* another head count computes another function with the same parameters: it must not pass */
     KdlSet act = {"n_head", "1", 0};
     cr_expect_eq(verify("mingpt.kdl", "gpt_mlp.safetensors", &act, 1, VERIFY_TOLERANCE), 1);
+}
+
+Test(verify, every_shared_fixture_passes_with_the_model_from_its_metadata)
+{
+    char *dir = xasprintf("%s/fixtures", test_shared());
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        const char *model = model_for(e->d_name);
+        if (!strstr(e->d_name, ".safetensors") || !model) continue;
+        char *one = NULL, *two = NULL;
+        int rc1 = verify_report(NULL, e->d_name, NULL, 0, VERIFY_TOLERANCE, &one);
+        int rc2 = verify_report(model, e->d_name, NULL, 0, VERIFY_TOLERANCE, &two);
+        cr_expect_eq(rc1, 0, "%s without a model: %d\n%s", e->d_name, rc1, one);
+        cr_expect_eq(rc1, rc2, "%s: %d with no model, %d with %s", e->d_name, rc1, rc2, model);
+        cr_expect_str_eq(after_header(one), after_header(two), "%s: the reports differ", e->d_name);
+        cr_expect(strstr(one, model) != NULL, "%s: the report does not name %s:\n%s", e->d_name,
+                  model, one);
+        free(one);
+        free(two);
+        n++;
+    }
+    closedir(d);
+    free(dir);
+    cr_expect_geq(n, 7, "only %d fixtures found", n);
+}
+
+Test(verify, one_argument_from_another_folder_finds_the_models_by_the_executable)
+{
+    char *fix = test_fixture_path("gpt_hybrid.safetensors");
+    char *out = NULL;
+    int rc = test_run(&out, "cd / && env -u KANC_ROOT $KANRUN verify '%s'", fix);
+    cr_expect_eq(rc, 0, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "models/hybrid.kdl") && strstr(out, ": ok"), "%s", out);
+    free(out);
+    /* a copy of kanrun with no models/ near it, and no KANC_ROOT: a clear error */
+    char *tmp = test_tmpdir();
+    rc = test_run(&out, "mkdir -p %s/bin && cp $KANRUN %s/bin/ && cd / && env -u KANC_ROOT %s/bin/kanrun verify '%s'",
+                  tmp, tmp, tmp, fix);
+    cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "cannot find the models folder") && strstr(out, "KANC_ROOT"), "%s", out);
+    free(out);
+    test_run(NULL, "rm -rf %s", tmp);
+    free(tmp);
+    free(fix);
+}
+
+Test(verify, the_kan_workflow_fixtures_are_not_supported_yet)
+{
+    char *dir = xasprintf("%s/fixtures/kan-workflow", test_shared());
+    DIR *d = opendir(dir);
+    cr_assert(d, "cannot open %s", dir);
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (!strstr(e->d_name, ".safetensors")) continue;
+        char *out = NULL;
+        int rc = test_run(&out, "$KANRUN verify '%s/%s'", dir, e->d_name);
+        cr_expect(rc == 1 || rc == 2, "%s: exit %d:\n%s", e->d_name, rc, out);
+        cr_expect(strstr(out, e->d_name) && strstr(out, "is not supported by kanc yet"),
+                  "%s:\n%s", e->d_name, out);
+        /* the GPTs name their basis, the layers their kind */
+        const char *what = strstr(e->d_name, "rbf") ? "rbf" : strstr(e->d_name, "chebyshev") ? "chebyshev"
+                           : strstr(e->d_name, "update_grid") ? "kan_update_grid" : "kan_reg_loss";
+        cr_expect(strstr(out, what), "%s does not name '%s':\n%s", e->d_name, what, out);
+        free(out);
+        n++;
+    }
+    closedir(d);
+    free(dir);
+    cr_expect_geq(n, 6, "only %d kan-workflow fixtures found", n);
+}
+
+Test(verify, a_file_without_metadata_gives_a_clear_error)
+{
+    char *tmp = test_tmpdir();
+    char *path = xasprintf("%s/plain.safetensors", tmp), err[512];
+    float x[3] = {1, 2, 3};
+    StEntry t = {"x", ST_F32, 1, {3}, x};
+    cr_assert_eq(st_write(path, &t, 1, NULL, 0, err, sizeof err), 0, "%s", err);
+    char *out = NULL;
+    int rc = test_run(&out, "$KANRUN verify '%s'", path);
+    cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, path) && strstr(out, "__metadata__") && strstr(out, "MODEL.kdl"), "%s", out);
+    free(out);
+    test_run(NULL, "rm -rf %s", tmp);
+    free(path);
+    free(tmp);
 }
