@@ -174,3 +174,39 @@ Test(verify, a_file_without_metadata_gives_a_clear_error)
     free(path);
     free(tmp);
 }
+
+/* a GPT fixture whose config has no layout: the parameter names choose the model */
+Test(verify, a_gpt_without_a_layout_is_known_by_its_parameter_names)
+{
+    const char *names[] = {"gpt_kansformers.safetensors", "gpt_hybrid.safetensors", "gpt_mlp.safetensors"};
+    char *tmp = test_tmpdir(), err[512];
+    for (int i = 0; i < 3; i++) {
+        char *src = test_fixture_path(names[i]);
+        StFile f;
+        cr_assert_eq(st_open(&f, src, err, sizeof err), 0, "%s", err);
+        cJSON *cfg = cJSON_Parse(st_meta(&f, "config"));
+        cr_assert(cfg && cJSON_GetObjectItem(cfg, "layout"), "%s: no layout in its config", src);
+        cJSON_DeleteItemFromObject(cfg, "layout");
+        char *text = cJSON_PrintUnformatted(cfg);
+        StMeta meta[2] = {{"kind", "gpt"}, {"config", text}};
+        StEntry *e = xmalloc(sizeof(StEntry) * (size_t)st_num_tensors(&f));
+        for (int j = 0; j < st_num_tensors(&f); j++) {
+            const StTensor *t = st_tensor_at(&f, j);
+            e[j] = (StEntry){t->name, t->dtype, t->rank, {0}, t->data};
+            memcpy(e[j].shape, t->shape, sizeof t->shape);
+        }
+        char *dst = xasprintf("%s/%s", tmp, names[i]);
+        cr_assert_eq(st_write(dst, e, st_num_tensors(&f), meta, 2, err, sizeof err), 0, "%s", err);
+        FILE *out = fopen("/dev/null", "w");
+        cr_expect_eq(verify_run(NULL, dst, NULL, 0, VERIFY_TOLERANCE, "cpu", out), 0, "%s", dst);
+        fclose(out);
+        free(dst);
+        free(e);
+        free(text);
+        cJSON_Delete(cfg);
+        st_close(&f);
+        free(src);
+    }
+    test_run(NULL, "rm -rf %s", tmp);
+    free(tmp);
+}
