@@ -176,3 +176,46 @@ Test(kan_reg, needs_a_kan_layer_before_it)
     cr_expect(strstr(buf, "there is no KAN layer before this call"), "%s", buf);
     free(buf);
 }
+
+/* a composite loss: each extra scalar output is logged beside the loss */
+Test(kan_reg, training_logs_each_term_of_the_loss, .timeout = 300)
+{
+    const char *corpus = test_corpus();
+    char *dir = test_tmpdir(), *model = xasprintf("%s/reg.kdl", dir), *text = xasprintf("%s/text.txt", dir);
+    FILE *f = fopen(model, "w");
+    cr_assert(f);
+    fputs("param vocab_size = 256\n"
+          "model m(idx: tokens[4, 16], targets: tokens[4, 16]) {\n"
+          "  x = wte: embedding(idx, vocab_size, 16)\n"
+          "  logits = head: kan(ln: layernorm(x), [24, vocab_size], grid_size = 3)\n"
+          "  reg = kan_regularization()\n"
+          "  ce = cross_entropy(logits, targets)\n"
+          "  loss = ce + 0.01 * reg\n"
+          "  return logits, loss, reg, ce\n"
+          "}\n",
+          f);
+    fclose(f);
+    char *cmd = xasprintf("head -c 100000 '%s' > '%s'", corpus, text);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    free(cmd);
+    char *out = NULL;
+    int rc = test_run(&out, "$KANRUN train '%s' --data '%s' --out '%s/run' --steps 3 --log-every 1 --warmup 1 "
+                            "--eval-every 0 --threads 1",
+                      model, text, dir);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "| loss ") && strstr(out, " (reg ") && strstr(out, ", ce "), "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "cat '%s/run/metrics.jsonl'", dir), 0);
+    cr_expect(strstr(out, "\"reg\":") && strstr(out, "\"ce\":"), "%s", out);
+    /* the loss is the sum of its terms as logged */
+    double loss, reg, ce;
+    const char *l = strstr(out, "{\"step\":3,");
+    cr_assert(l, "%s", out);
+    cr_assert_eq(sscanf(l, "{\"step\":3,\"loss\":%lf,\"reg\":%lf,\"ce\":%lf", &loss, &reg, &ce), 3, "%s", l);
+    cr_expect(fabs(loss - (ce + 0.01 * reg)) < 1e-5, "loss %g, ce %g, reg %g", loss, ce, reg);
+    free(out);
+    test_run(NULL, "rm -rf '%s'", dir);
+    free(model);
+    free(text);
+    free(dir);
+}
