@@ -442,6 +442,27 @@ out:
     return rc;
 }
 
+/* The terms of a composite loss: every scalar output of the model besides the
+   loss and the main output (`return logits, loss, reg` logs reg), as
+   `"reg":0.012345,` for metrics.jsonl and ` (reg 0.0123)` for the step line;
+   both empty when there are none. */
+static void loss_terms(Model *m, char *json, char *log, size_t n)
+{
+    json[0] = log[0] = 0;
+    size_t nj = 0, nl = 0;
+    for (int i = 0; i < m->g.n_outputs; i++) {
+        int node = m->g.outputs[i];
+        if (node == m->g.loss || node == m->g.output || m->g.nodes[node].shape.nd != 0) continue;
+        double v;
+        model_read_value(m, node, &v);
+        const char *name = m->g.output_names[i];
+        nj += (size_t)snprintf(json + nj, nj < n ? n - nj : 0, "\"%s\":%.6f,", name, v);
+        nl += (size_t)snprintf(log + nl, nl < n ? n - nl : 0, "%s%s %.4f", nl ? ", " : " (", name, v);
+        if (nj >= n || nl + 2 >= n) break;
+    }
+    if (nl && nl + 2 < n) strcat(log, ")");
+}
+
 int train_run(TrainArgs *a)
 {
     char err[16384]; /* a state_dict mismatch lists every name */
@@ -580,15 +601,17 @@ int train_run(TrainArgs *a)
         dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
         double ms = 1e3 * (now_s() - t0);
         int64_t done_steps = step + 1;
+        char json_terms[512], log_terms[512];
+        loss_terms(&m, json_terms, log_terms, sizeof json_terms);
         if (metrics_line(metrics, a->out, err, sizeof err,
-                         "{\"step\":%lld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
+                         "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
                          "\"tok_s\":%.1f}\n",
-                         (long long)done_steps, loss, dev->opt.lr, dev->grad_norm, ms,
+                         (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms,
                          (double)ntok / (ms / 1e3)))
             goto metrics_fail;
         if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
-            progress_log(&bar, "step %6lld/%lld | loss %.4f | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
-                         (long long)done_steps, (long long)a->steps, loss, dev->opt.lr,
+            progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
+                         (long long)done_steps, (long long)a->steps, loss, log_terms, dev->opt.lr,
                          dev->grad_norm, ms, (double)ntok / (ms / 1e3));
         progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {

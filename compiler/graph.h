@@ -63,7 +63,8 @@ typedef enum {
     I(int, basis)                            /* kan: KanBasisId (ops/kan_basis.h) */ \
     R(double, p)                             /* dropout probability (also attention's) */ \
     R(double, eps)                           /* layernorm */                     \
-    R(double, scale)                         /* scale, acc */
+    R(double, scale)                         /* scale, acc */                    \
+    R(double, reg_activation) R(double, reg_entropy) /* kan_reg: the terms' weights */
 
 typedef struct {
 #define GATTR_FIELD(type, name) type name;

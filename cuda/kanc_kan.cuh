@@ -189,4 +189,46 @@ __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const
     }
 }
 
+/* ---- efficient-kan's regularization loss of one layer, W [M, NF] its spline weights:
+   l[m] = mean_c |W[m, c]|, S = sum l, H = sum p log p (p = l / S); as ops/kan_cpu.inc ---- */
+
+/* y = a S - e H, stats = (S, H); one block, fixed-order sums in double */
+KD void kanc_kan_reg_fwd(float *y, float *stats, const float *w, long long M, int nf, float a, float e)
+{
+    double S = 0, H = 0;
+    for (long long m = threadIdx.x; m < M; m += blockDim.x) {
+        double l = 0;
+        for (int c = 0; c < nf; c++) l += fabs((double)w[m * nf + c]);
+        S += l / nf;
+    }
+    S = kanc_block_sum(S);
+    for (long long m = threadIdx.x; m < M; m += blockDim.x) {
+        double l = 0;
+        for (int c = 0; c < nf; c++) l += fabs((double)w[m * nf + c]);
+        double p = l / nf / S;
+        if (p > 0) H += p * log(p);
+    }
+    H = kanc_block_sum(H);
+    if (threadIdx.x == 0) {
+        stats[0] = (float)S;
+        stats[1] = (float)H;
+        y[0] = (float)(a * S - e * H);
+    }
+}
+
+/* dW[m, c] += dy (a - e (log p_m - H) / S) sign(W[m, c]) / nf */
+KD void kanc_kan_reg_bwd(float *dw, const float *dy, const float *w, const float *stats, long long M, int nf,
+                         float a, float e)
+{
+    double S = stats[0], H = stats[1], g = dy[0];
+    for (long long i = kanc_gtid(); i < M * nf; i += kanc_gstride()) {
+        long long m = i / nf;
+        double l = 0;
+        for (int c = 0; c < nf; c++) l += fabs((double)w[m * nf + c]);
+        double p = l / nf / S, dl = a - (p > 0 ? e * (log(p) - H) / S : 0.0);
+        double sgn = w[i] > 0 ? 1.0 : w[i] < 0 ? -1.0 : 0.0;
+        dw[i] = (float)(dw[i] + g * dl * sgn / nf);
+    }
+}
+
 #endif

@@ -16,8 +16,12 @@ static const GNode *kan_forward(const Graph *g, const GNode *n)
 }
 
 /* one product of K = in * (G+k+1) columns, forward and for each backward product */
+/* the regularization loss reads only the spline weights: no matrix product, no workspace */
+static int is_kan_reg(const GNode *n) { return n->op == OP_KAN_REG || n->op == OP_KAN_REG_BWD; }
+
 static double kan_flops(const Graph *g, const GNode *n)
 {
+    if (is_kan_reg(n)) return 0;
     const GNode *f = kan_forward(g, n);
     int S = kan_basis(f->a.basis)->nf(f->a.grid_size, f->a.spline_order) + 1;
     return 2 * (double)shape_rows(&f->shape) * (double)shape_last(&g->nodes[f->in[0]].shape) * S *
@@ -26,6 +30,7 @@ static double kan_flops(const Graph *g, const GNode *n)
 
 static int64_t kan_cpu_workspace(const Graph *g, const GNode *n, size_t real_size)
 {
+    if (is_kan_reg(n)) return 0;
     const GNode *k = kan_forward(g, n);
     const GShape *xs = &g->nodes[k->in[0]].shape;
     int64_t N = shape_rows(xs), in = shape_last(xs), out = shape_last(&k->shape);
@@ -160,6 +165,39 @@ const Builtin layer_kan = {"kan", L_kan, 2, 0, 1, "kan(x, widths, " KAN_USAGE, {
 const Builtin layer_kan_linear = {
     "kan_linear", L_kan_linear, 2, 0, 1, "kan_linear(x, out, " KAN_USAGE, {"x", "out", KAN_SLOTS}};
 
+/* kan_regularization(activation = 1.0, entropy = 1.0): efficient-kan's
+   KAN.regularization_loss, summed over every KAN layer made before the call:
+   per layer a * sum(l) + e * (-sum(p log p)), l = mean |spline_weight| over
+   its last axis, p = l / sum(l). A scalar, to add to a loss. */
+static Value L_kan_regularization(Elab *E, Args *A)
+{
+    double act, ent;
+    if (!el_arg_num(E, A, 0, 1.0, &act) || !el_arg_num(E, A, 1, 1.0, &ent)) return VERR;
+    int total = -1, n = el_graph(E)->n;
+    for (int i = 0; i < n; i++) {
+        if (el_graph(E)->nodes[i].op != OP_KAN) continue;
+        int w = el_graph(E)->nodes[i].in[3]; /* spline_weight */
+        GAttr at = {.reg_activation = act, .reg_entropy = ent};
+        int r = el_emit(E, A->call, A->scope, OP_KAN_REG, &w, 1, (GShape){0}, &at);
+        if (r < 0) return VERR;
+        el_graph(E)->nodes[r].aux = shape_of(1, (int64_t)2);
+        el_graph(E)->nodes[r].aux_numel = 2;
+        total = total < 0 ? r : el_emit(E, A->call, A->scope, OP_ADD, (int[]){total, r}, 2, (GShape){0}, NULL);
+        if (total < 0) return VERR;
+    }
+    if (total < 0)
+        return el_err(E, A->call, "'%s': there is no KAN layer before this call to regularize", A->callee);
+    return vnode(total);
+}
+
+const Builtin layer_kan_regularization = {"kan_regularization",
+                                          L_kan_regularization,
+                                          0,
+                                          0,
+                                          1,
+                                          "kan_regularization(activation = 1.0, entropy = 1.0)",
+                                          {"activation", "entropy"}};
+
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
 /* both backward nodes take (dy, x, grid, base, spline, scaler?) */
@@ -172,6 +210,14 @@ void op_vjp_kan(AdCtx *ad, const GNode *n, int dy)
     int nk = n->a.has_scaler ? 6 : 5;
     if (ad_wants(ad, in[2])) ad_contribute(ad, in[2], OP_KAN_BWD_W, kin, nk, a);
     if (ad_wants(ad, in[0])) ad_contribute(ad, in[0], OP_KAN_BWD_X, kin, nk, a);
+}
+
+/* the spline weights' gradient of the regularization loss */
+void op_vjp_kan_reg(AdCtx *ad, const GNode *n, int dy)
+{
+    GAttr a = n->a;
+    a.acc = 0;
+    if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_KAN_REG_BWD, (int[]){dy, n->in[0]}, 2, a);
 }
 
 /* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
@@ -294,5 +340,40 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
             "%lldLL, %lld, %lld);",
             d.basis, cg_act_name(d.act), d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
             (long long)d.in, (long long)d.out);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_kan_reg(CudaGen *G)
+{
+    const GNode *n = G->n;
+    const GShape *ws = &CG_IN(0)->shape;
+    char a[32], e[32], s1[96];
+    cg_kernel_begin(G, "kan_reg", 1, 1, CG_BLOCK, 1,
+                    "y = a sum(l) - e sum(p log p), l = mean |W%s| over its last axis; one block",
+                    cg_shp(ws, s1));
+    cg_out_ptr(G, "y");
+    GShape as = shape_of(1, (int64_t)2);
+    cg_ptr(G, "float", "stats", cg_aux_loc(G, n->id), &as, "(sum l, sum p log p)");
+    cg_in_ptr(G, "w", 0);
+    cg_line(G, "kanc_kan_reg_fwd(y, stats, w, %lldLL, %d, %s, %s);", (long long)shape_rows(ws),
+            (int)shape_last(ws), cg_flit(a, (float)n->a.reg_activation), cg_flit(e, (float)n->a.reg_entropy));
+    cg_kernel_end(G);
+}
+
+void cuda_emit_kan_reg_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    const GShape *ws = &CG_IN(1)->shape;
+    int64_t numel = shape_numel(ws);
+    char a[32], e[32];
+    cg_kernel_begin(G, "kan_reg_bwd", cg_blocks_for(numel), 1, CG_BLOCK, 0,
+                    "dW += dy (a - e (log p - H) / S) sign(W) / nf (the forward's S, H)");
+    cg_out_ptr(G, "dw");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "w", 1);
+    GShape as = shape_of(1, (int64_t)2);
+    cg_ptr(G, "const float", "stats", cg_aux_loc(G, n->fwd), &as, "the forward's (sum l, sum p log p)");
+    cg_line(G, "kanc_kan_reg_bwd(dw, dy, w, stats, %lldLL, %d, %s, %s);", (long long)shape_rows(ws),
+            (int)shape_last(ws), cg_flit(a, (float)n->a.reg_activation), cg_flit(e, (float)n->a.reg_entropy));
     cg_kernel_end(G);
 }

@@ -163,6 +163,18 @@ Test(autodiff, kan_orders_and_options)
     kan_case(14, 6, 0, ACT_NONE, 1, 1);
 }
 
+/* efficient-kan's regularization loss of one layer's spline weights */
+Test(autodiff, kan_regularization)
+{
+    Case c = {.seed = 24};
+    graph_init(&c.g);
+    int w = param(&c, "spline_weight", shape_of(3, (int64_t)4, (int64_t)3, (int64_t)6));
+    int y = with_aux(&c, OP_KAN_REG, &w, 1, shape_of(0), (GAttr){.reg_activation = 0.7, .reg_entropy = 1.3},
+                     shape_of(1, (int64_t)2));
+    finish(&c, y);
+    check(&c, NULL, TOL);
+}
+
 Test(autodiff, layernorm)
 {
     Case c = {.seed = 20};

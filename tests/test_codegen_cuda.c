@@ -520,6 +520,24 @@ Test(cuda_codegen, kan_multi_tile)
     kan_case(18, 130, 6, 70, 5, 3, ACT_SILU, 1, 1, 0);
 }
 
+/* the regularization loss of two layers' spline weights, summed (one of them fans out) */
+Test(cuda_codegen, kan_regularization)
+{
+    Case c = {.seed = 25};
+    graph_init(&c.g);
+    int w1 = param(&c, "a.spline_weight", s3(9, 7, 8)), w2 = param(&c, "b.spline_weight", s3(300, 5, 6));
+    GAttr at = {.reg_activation = 0.7, .reg_entropy = 1.3};
+    int r1 = with_aux(&c, OP_KAN_REG, &w1, 1, shape_of(0), at, shape_of(1, (int64_t)2));
+    int r2 = with_aux(&c, OP_KAN_REG, &w2, 1, shape_of(0), at, shape_of(1, (int64_t)2));
+    int r3 = with_aux(&c, OP_KAN_REG, &w2, 1, shape_of(0), (GAttr){.reg_activation = 2, .reg_entropy = 0.5},
+                      shape_of(1, (int64_t)2));
+    int s12 = op(&c, OP_ADD, (int[]){r1, r2}, 2, shape_of(0), (GAttr){0});
+    int sum = op(&c, OP_ADD, (int[]){s12, r3}, 2, shape_of(0), (GAttr){0});
+    finish(&c, sum);
+    cr_expect_eq(run_case(&c, "kan_regularization", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
 static void layernorm_case(uint64_t seed, GShape s)
 {
     Case c = {.seed = seed};

@@ -172,7 +172,8 @@ Test(run_folder, a_second_writer_is_refused_naming_the_pid, .timeout = 200)
     char *second[] = {
         xasprintf("$KANRUN train models/kansformers.kdl --data %s --out %s --steps 3 " QUICK, data, run),
         xasprintf("$KANRUN train models/kansformers.kdl --data %s --out %s --steps 3 --force " QUICK, data, run),
-        xasprintf("$KANRUN train --resume %s --steps 3 --quiet", run),
+        /* more steps than the running one has: only the lock can refuse it */
+        xasprintf("$KANRUN train --resume %s --steps 2000000 --quiet", run),
     };
     for (int i = 0; i < 3; i++) {
         char *c = second[i];

@@ -64,6 +64,12 @@ KERNEL reductions(double *part, const float *x, float *out, const float *dy, con
     kanc_col_reduce<1, 1>(out, dy, o, 16, 8, 8, 0.5);
 }
 
+KERNEL kan_reg(float *y, float *st, const float *w, float *dw)
+{
+    kanc_kan_reg_fwd(y, st, w, 35, 8, 1.f, 1.f);
+    kanc_kan_reg_bwd(dw, y, w, st, 35, 8, 1.f, 1.f);
+}
+
 KERNEL adamw(float *p, const float *g, float *m, float *v)
 {
     kanc_adamw(p, g, m, v, 100, 1.f, 0.99997f, 3e-4f, 0.05f, 0.9f, 0.95f, 1e-8f);
