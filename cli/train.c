@@ -334,15 +334,20 @@ static int stop_diverged(const TrainArgs *a, const char *why, int64_t last_saved
 /* Creates OUT (with parents) and claims it: the lock first, then a run
    already there is refused, or with --force moved aside; then the leftovers
    of killed writers go. Returns the lock's descriptor (held until exit), or
-   -1 with a message. loaded_step: the step a resume loaded. */
-static int claim_out(TrainArgs *a, int64_t loaded_step, char *err, size_t errlen)
+   -1 with a message. loaded_step: the step a resume loaded; resume_lock: the
+   resumed run's lock, taken before it was read (kept when OUT is that run,
+   else released), or -1. */
+static int claim_out(TrainArgs *a, int64_t loaded_step, int resume_lock, char *err, size_t errlen)
 {
     char e[900];
     if (make_dirs(a->out, e, sizeof e)) {
         set_err(err, errlen, "%s: cannot create the output folder: %s", a->out, e);
+        if (resume_lock >= 0) close(resume_lock);
         return -1;
     }
-    int lock = run_lock(a->out, err, errlen);
+    int same = a->resume && run_same_path(a->resume, a->out);
+    if (resume_lock >= 0 && !same) close(resume_lock); /* the resumed run is read: released */
+    int lock = same && resume_lock >= 0 ? resume_lock : run_lock(a->out, err, errlen);
     if (lock < 0) return -1;
     if (a->resume && run_same_path(a->resume, a->out)) {
         /* a writer that ended while we loaded may have saved a later step */
@@ -504,6 +509,8 @@ int train_run(TrainArgs *a)
                      "(or another --out)", a->resume);
             goto fail;
         }
+        /* claimed before it is read: its writer replaces and deletes checkpoints as it saves */
+        if ((lock = run_lock(a->resume, err, sizeof err)) < 0) goto fail;
     }
     /* the training state records absolute paths: a resume from elsewhere finds them */
     if (a->data && (data_abs = realpath(a->data, NULL))) a->data = data_abs;
@@ -526,7 +533,7 @@ int train_run(TrainArgs *a)
         a->out = default_out = xasprintf("runs/%s", name); /* lives for the whole run */
         free(name);
     }
-    if ((lock = claim_out(a, m.dev->step, err, sizeof err)) < 0) goto fail;
+    if ((lock = claim_out(a, m.dev->step, lock, err, sizeof err)) < 0) goto fail;
     LmIo io;
     if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
     if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
