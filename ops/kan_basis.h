@@ -12,6 +12,7 @@
  *   CPU kernels           the values (and derivatives) at x, f32 and f64
  *   CUDA kernels          the basis type of the fused templates
  *   FLOPs                 nf columns per input
+ *   the probe (runtime)   the grid range, for the out-of-grid fraction
  *
  * Adding a basis family NAME (e.g. rbf, chebyshev):
  *   1. ops/kan_bases.def: a line BASIS(NAME_UPPER, name) (its GAttr.basis id);
@@ -82,6 +83,10 @@ typedef struct {
     /* all nf values at x in double, exactly as the PyTorch reference computes
        them (the spline-weight init fits with these); scratch: grid_len values */
     void (*reference)(const double *row, double x, int G, int k, double *v, double *scratch);
+    /* The range of one input's grid row inside which the basis resolves x (the
+       train log's out-of-grid fraction counts the samples outside it); a
+       basis that maps every x inside (e.g. through tanh) gives -inf, +inf. */
+    void (*grid_range)(const double *row, int G, int k, double *lo, double *hi);
     const KanBasisCpu_f32 *cpu_f32;
     const KanBasisCpu_f64 *cpu_f64;
     /* the CUDA basis type of the fused templates, printf'd with G and k */

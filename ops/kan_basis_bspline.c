@@ -81,6 +81,14 @@ static void bspline_reference(const double *row, double x, int G, int k, double 
     bspline_bases_f64(x, row, G, k, v, NULL, scratch);
 }
 
+/* [grid[k], grid[k + G]]: the interval the grid was made over ([lo, hi] at
+   init); past it only the outermost k splines still reach, fading to zero */
+static void bspline_grid_range(const double *row, int G, int k, double *lo, double *hi)
+{
+    *lo = row[k];
+    *hi = row[k + G];
+}
+
 const KanBasis kan_basis_bspline = {
     .name = "bspline",
     .nf = bspline_nf,
@@ -90,6 +98,7 @@ const KanBasis kan_basis_bspline = {
     .check_grid = bspline_check_grid,
     .fit_points = bspline_fit_points,
     .reference = bspline_reference,
+    .grid_range = bspline_grid_range,
     .cpu_f32 = &bspline_cpu_f32,
     .cpu_f64 = &bspline_cpu_f64,
     .cuda_type = "KancBSpline<%d, %d>",
