@@ -73,6 +73,8 @@ int eval_main(int argc, char **argv)
     const char *ckpt = w.weights = pos[0];
     set_threads((int)threads);
     char err[16384];
+    KanProbe probe = {0};
+    double *out_of_grid = NULL;
     CkptInfo info = {0};
     Model m = {0};
     Tokenizer *tok = NULL;
@@ -103,11 +105,13 @@ int eval_main(int argc, char **argv)
     /* the run's own cache is the trainer's: read it, never write it */
     int own = recorded && same_source(data, run_data) && same_source(val, run_val);
     if (run) cache = own ? xasprintf("%s/tokens", run) : eval_cache(run, data, val);
+    kan_probe_init(&probe, &m); /* the out-of-grid fraction of each KAN layer */
+    out_of_grid = xcalloc((size_t)probe.n + 1, sizeof *out_of_grid);
     if (lm_find_io(&m, &io, err, sizeof err) ||
         (own ? corpus_prepare_readonly(data, val, tok, cache, &corpus, err, sizeof err)
              : corpus_prepare(data, val, tok, cache, &corpus, err, sizeof err)) ||
         corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err) ||
-        lm_evaluate(&m, &io, &corpus, (uint64_t)seed, batches, &vl, err, sizeof err)) {
+        lm_evaluate(&m, &io, &corpus, (uint64_t)seed, batches, &probe, out_of_grid, &vl, err, sizeof err)) {
         fprintf(stderr, "kanrun eval: error: %s\n", err);
         goto out;
     }
@@ -115,8 +119,13 @@ int eval_main(int argc, char **argv)
     if (!w.model) snprintf(step, sizeof step, " | step %lld", (long long)info.step);
     printf("val loss %.4f | perplexity %.2f | %lld batches of %lld x %lld tokens%s\n", vl, exp(vl),
            (long long)batches, (long long)io.batch, (long long)io.block, step);
+    char grid_line[256], grid_json[8192];
+    kan_probe_report(&probe, out_of_grid, grid_line, grid_json, sizeof grid_line);
+    if (*grid_line) printf("%s\n", grid_line);
     rc = 0;
 out:
+    kan_probe_free(&probe);
+    free(out_of_grid);
     free(cache);
     free(run);
     free(run_data);

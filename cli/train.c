@@ -19,6 +19,7 @@
 #include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
+#include "kan_probe.h"
 #include "lm.h"
 #include "model.h"
 #include "progress.h"
@@ -476,6 +477,8 @@ int train_run(TrainArgs *a)
     cJSON *saved = NULL;
     Corpus corpus = {0};
     FILE *metrics = NULL;
+    KanProbe probe = {0};
+    double *out_of_grid = NULL;
     int status = 1;
     int32_t *x = NULL, *y = NULL;
     int lock = -1;
@@ -576,6 +579,8 @@ int train_run(TrainArgs *a)
     x = xmalloc(ntok * 4);
     y = xmalloc(ntok * 4);
     int adam = m.g.n - 1; /* the optimizer's last node */
+    kan_probe_init(&probe, &m); /* the out-of-grid fraction at each evaluation */
+    out_of_grid = xcalloc((size_t)probe.n + 1, sizeof *out_of_grid);
     Progress bar;
     progress_start(&bar, start, a->steps, a->quiet);
     int64_t last_saved = start;
@@ -623,12 +628,16 @@ int train_run(TrainArgs *a)
         progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
             double vl;
-            if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &vl, err, sizeof err))
+            if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &probe, out_of_grid, &vl,
+                            err, sizeof err))
                 goto fail;
-            progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f",
-                         (long long)done_steps, (long long)a->steps, vl, exp(vl));
-            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,\"val_loss\":%.6f}\n",
-                             (long long)done_steps, vl))
+            char grid_line[256], grid_json[8192];
+            kan_probe_report(&probe, out_of_grid, grid_line, grid_json, sizeof grid_json);
+            progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f%s%s",
+                         (long long)done_steps, (long long)a->steps, vl, exp(vl), *grid_line ? " | " : "",
+                         grid_line);
+            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,%s\"val_loss\":%.6f}\n",
+                             (long long)done_steps, grid_json, vl))
                 goto metrics_fail;
         }
         if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
@@ -668,6 +677,8 @@ done:
     free(data_abs);
     free(val_abs);
     free(init_abs);
+    kan_probe_free(&probe);
+    free(out_of_grid);
     free(x);
     free(y);
     corpus_free(&corpus);

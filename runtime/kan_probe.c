@@ -2,6 +2,7 @@
 #include "kan_probe.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,7 +41,7 @@ int kan_probe_init(KanProbe *p, const Model *m)
     return p->n;
 }
 
-void kan_probe_collect(KanProbe *p, Model *m)
+int kan_probe_collect(KanProbe *p, Model *m)
 {
     Device *dev = m->dev;
     int training = dev->training;
@@ -54,6 +55,7 @@ void kan_probe_collect(KanProbe *p, Model *m)
         model_read_value(m, m->g.nodes[L->node].in[0], L->x);
     }
     dev->training = training;
+    return from;
 }
 
 double kan_probe_out_of_grid(const KanProbe *p, const Model *m, int i, const double *grid)
@@ -84,6 +86,27 @@ void kan_probe_out_of_grid_all(const KanProbe *p, Model *m, double *frac)
         frac[i] = kan_probe_out_of_grid(p, m, i, grid);
         free(grid);
     }
+}
+
+void kan_probe_report(const KanProbe *p, const double *frac, char *line, char *json, size_t n)
+{
+    line[0] = json[0] = 0;
+    if (!p->n || n < 2) return;
+    int worst = 0;
+    double mean = 0;
+    for (int i = 0; i < p->n; i++) {
+        mean += frac[i] / p->n;
+        if (frac[i] > frac[worst]) worst = i;
+    }
+    snprintf(line, n, "out of grid %.1f%% mean, %.1f%% max (%s)", 100 * mean, 100 * frac[worst],
+             p->layers[worst].name);
+    size_t at = (size_t)snprintf(json, n, "\"out_of_grid\":{");
+    for (int i = 0; i < p->n && at < n; i++)
+        at += (size_t)snprintf(json + at, n - at, "%s\"%s\":%.6f", i ? "," : "", p->layers[i].name, frac[i]);
+    if (at + 3 < n)
+        strcat(json, "},");
+    else
+        json[0] = 0; /* a cut member would break the line's JSON */
 }
 
 void kan_probe_free(KanProbe *p)

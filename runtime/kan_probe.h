@@ -32,14 +32,20 @@ typedef struct {
 /* The model's KAN layers (no values yet). Returns n (0: none). */
 int kan_probe_init(KanProbe *p, const Model *m);
 /* Runs the forward graph on the inputs already set (training = 0: no dropout)
-   and stores every layer's input batch in layers[i].x. */
-void kan_probe_collect(KanProbe *p, Model *m);
+   up to the last KAN layer, storing every layer's input batch in layers[i].x.
+   Returns the node where it stopped: running [that, n_forward) completes the
+   forward pass (0 when there are no KAN layers). */
+int kan_probe_collect(KanProbe *p, Model *m);
 /* Fraction of layer i's collected samples outside their input's grid range
    (KanBasis.grid_range: for B-splines [grid[k], grid[k + G]]); `grid` is the
    layer's grid buffer as model_read_value gives it. */
 double kan_probe_out_of_grid(const KanProbe *p, const Model *m, int i, const double *grid);
 /* The same for every layer, reading each grid from the device: into frac[n]. */
 void kan_probe_out_of_grid_all(const KanProbe *p, Model *m, double *frac);
+/* For logs: "out of grid 25.3% mean, 32.0% max (NAME)" into line, and
+   `"out_of_grid":{"NAME":0.253100,...},` (a metrics.jsonl member with its
+   trailing comma) into json; both empty without layers. Truncated to n. */
+void kan_probe_report(const KanProbe *p, const double *frac, char *line, char *json, size_t n);
 void kan_probe_free(KanProbe *p);
 
 #endif

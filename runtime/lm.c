@@ -28,8 +28,11 @@ int lm_find_io(Model *m, LmIo *io, char *err, size_t errlen)
 }
 
 int lm_evaluate(Model *m, const LmIo *io, const Corpus *c, uint64_t seed, int64_t batches,
-                double *loss, char *err, size_t errlen)
+                KanProbe *probe, double *out_of_grid, double *loss, char *err, size_t errlen)
 {
+    double *frac = probe ? xcalloc((size_t)probe->n + 1, sizeof *frac) : NULL;
+    if (probe)
+        for (int i = 0; i < probe->n; i++) out_of_grid[i] = 0;
     size_t n = (size_t)(io->batch * io->block);
     int32_t *x = xmalloc(n * 4), *y = xmalloc(n * 4);
     double sum = 0;
@@ -41,7 +44,13 @@ int lm_evaluate(Model *m, const LmIo *io, const Corpus *c, uint64_t seed, int64_
             rc = -1;
             break;
         }
-        m->dev->ops->run(m->dev, 0, m->g.n_forward);
+        int from = 0;
+        if (probe) { /* the forward pass in pieces, reading each KAN layer's input */
+            from = kan_probe_collect(probe, m);
+            kan_probe_out_of_grid_all(probe, m, frac);
+            for (int i = 0; i < probe->n; i++) out_of_grid[i] += frac[i] / (double)batches;
+        }
+        m->dev->ops->run(m->dev, from, m->g.n_forward);
         double l;
         model_read_value(m, m->g.loss, &l);
         if (!isfinite(l)) {
@@ -52,6 +61,7 @@ int lm_evaluate(Model *m, const LmIo *io, const Corpus *c, uint64_t seed, int64_
         sum += l;
     }
     m->dev->training = training;
+    free(frac);
     free(x);
     free(y);
     *loss = sum / (double)(batches > 0 ? batches : 1);

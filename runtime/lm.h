@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "corpus.h"
+#include "kan_probe.h"
 #include "model.h"
 
 typedef struct {
@@ -22,9 +23,11 @@ typedef struct {
 int lm_find_io(Model *m, LmIo *io, char *err, size_t errlen);
 
 /* The mean loss over validation batches 0..batches-1 (corpus_eval_batch with
-   seed), without dropout. Returns 0, or -1 with a message (a token outside the
+   seed), without dropout. With `probe` (kan_probe_init'ed for m) non-NULL, also
+   each KAN layer's fraction of inputs outside its grid over those batches, into
+   out_of_grid[probe->n]. Returns 0, or -1 with a message (a token outside the
    vocabulary, a non-finite loss). */
 int lm_evaluate(Model *m, const LmIo *io, const Corpus *c, uint64_t seed, int64_t batches,
-                double *loss, char *err, size_t errlen);
+                KanProbe *probe, double *out_of_grid, double *loss, char *err, size_t errlen);
 
 #endif

@@ -479,7 +479,7 @@ Test(interop, forward_loss_equals_eval_and_the_logits_cross_entropy, .timeout = 
     LmIo io;
     cr_assert_eq(lm_find_io(&m, &io, err, sizeof err), 0, "%s", err);
     double eval_loss;
-    cr_assert_eq(lm_evaluate(&m, &io, &corpus, 1337, 1, &eval_loss, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(lm_evaluate(&m, &io, &corpus, 1337, 1, NULL, NULL, &eval_loss, err, sizeof err), 0, "%s", err);
     int64_t B = io.batch, T = io.block, V = io.vocab;
     int32_t *x = xmalloc((size_t)(B * T) * 4), *y = xmalloc((size_t)(B * T) * 4);
     corpus_eval_batch(corpus.val, corpus.n_val, (int)T, (int)B, 1337, 0, x, y);
