@@ -5,7 +5,11 @@
  * hyperparameters in its __metadata__ "config". Kinds:
  *   kan_linear: y and grad.* for the upstream gradient dy;
  *   gpt:        logits, loss, grad.<param>, step1.<param> after one clipped
- *               AdamW step, and `losses` over `steps` steps on the same batch.
+ *               AdamW step, and `losses` over `steps` steps on the same batch;
+ *   kan_update_grid: efficient-kan's update_grid on the batch x (kanc's grid
+ *               update in mode efficient-kan): sample_index, after.grid,
+ *               after.spline_weight, then y and grad.* of the updated layer on
+ *               a second batch x2.
  */
 #include "verify.h"
 
@@ -17,6 +21,8 @@
 #include "cli_opts.h"
 #include "commands.h"
 #include "config.h"
+#include "kan_grid.h"
+#include "kan_probe.h"
 #include "util.h"
 
 typedef struct {
@@ -183,6 +189,65 @@ fail:
     return -1;
 }
 
+/* A vector against a fixture tensor, under the name it has there */
+static int compare_doubles(Tally *t, const StFile *f, const char *name, const double *got, int64_t n,
+                           char *err, size_t errlen)
+{
+    const StTensor *want = need(f, name, n, err, errlen);
+    if (!want) return -1;
+    compare(t, name, got, want);
+    return 0;
+}
+
+/* the node of the kan op's input `slot` (1 grid, 3 spline_weight) in a one-layer model */
+static int kan_input(const Model *m, int slot)
+{
+    for (int i = 0; i < m->g.n_forward; i++)
+        if (m->g.nodes[i].op == OP_KAN) return m->g.nodes[i].in[slot];
+    return -1;
+}
+
+/* m (lead shape [batch]) updates its grid on x; after (lead shape lead_shape2,
+   the file's state loaded) takes the new grid and spline weights and runs x2 */
+static int verify_kan_update_grid(Tally *t, Model *m, Model *after, const StFile *f, const cJSON *cfg,
+                                  char *err, size_t errlen)
+{
+    int grid = kan_input(m, 1), spline = kan_input(m, 3);
+    if (grid < 0) return set_err(err, errlen, "the model has no KAN layer"), -1;
+    int G = m->g.nodes[grid].a.grid_size;
+    int64_t N = shape_rows(&m->g.nodes[model_input(m, "x")].shape);
+    int64_t idx[G + 1];
+    double didx[G + 1];
+    kan_grid_sample_index(N, G, idx);
+    for (int j = 0; j <= G; j++) didx[j] = (double)idx[j];
+    if (compare_doubles(t, f, "sample_index", didx, G + 1, err, errlen)) return -1;
+    KanGridOpts o = {.margin = config_number(cfg, "margin", 0.01),
+                     .eps = config_number(cfg, "grid_eps", 0.02),
+                     .mode = KAN_GRID_EFFICIENT_KAN};
+    KanProbe p;
+    kan_probe_init(&p, m);
+    KanGridReport r;
+    int rc = kan_grid_update_model(m, &p, &o, 1, NULL, NULL, &r, err, errlen);
+    kan_probe_free(&p);
+    if (rc) return -1;
+    int64_t ng = shape_numel(&m->g.nodes[grid].shape), ns = shape_numel(&m->g.nodes[spline].shape);
+    double *v = xmalloc(sizeof(double) * (size_t)(ng + ns));
+    model_read_value(m, grid, v);
+    model_read_value(m, spline, v + ng);
+    rc = compare_doubles(t, f, "after.grid", v, ng, err, errlen) ||
+         compare_doubles(t, f, "after.spline_weight", v + ng, ns, err, errlen);
+    model_write_value(after, kan_input(after, 1), v);
+    model_write_value(after, kan_input(after, 3), v + ng);
+    free(v);
+    if (rc) return -1;
+    Graph *g = &after->g;
+    after->dev->ops->run(after->dev, 0, g->n);
+    if (compare_value(t, after, f, "y", g->output, 0, err, errlen) ||
+        compare_value(t, after, f, "grad.x2", g->grad_of[model_input(after, "x")], 0, err, errlen))
+        return -1;
+    return compare_param_grads(t, after, f, "grad", 1, err, errlen);
+}
+
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
                double tol, const char *device, FILE *out)
 {
@@ -201,9 +266,9 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
         st_close(&f);
         return 2;
     }
-    if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear"))) {
-        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt or "
-                        "kan_linear and a JSON config)\n", ref_path);
+    if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear") && strcmp(kind, "kan_update_grid"))) {
+        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt, kan_linear or "
+                        "kan_update_grid and a JSON config)\n", ref_path);
         free(found);
         cJSON_Delete(cfg);
         st_close(&f);
@@ -214,11 +279,33 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     ConfigSets cs;
     config_to_sets(cfg, &cs);
     for (int i = 0; i < nsets; i++) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
-    int is_gpt = !strcmp(kind, "gpt");
-    Model m;
-    int rc = 2;
-    if (model_compile(&m, model_path, NULL, cs.sets, cs.n, is_gpt ? MODEL_TRAIN : MODEL_GRAD_OUTPUT,
-                      4, device, stderr))
+    int is_gpt = !strcmp(kind, "gpt"), is_grid = !strcmp(kind, "kan_update_grid");
+    Model m = {0}, after = {0};
+    int rc = 2, have_after = 0;
+    if (is_grid) { /* the update on x [batch, in]; the updated layer on x2 */
+        char lead[32];
+        snprintf(lead, sizeof lead, "[%lld]", (long long)config_number(cfg, "batch", 1));
+        config_sets_add(&cs, "lead_shape", lead, 0);
+        if (model_compile(&m, model_path, NULL, cs.sets, cs.n, MODEL_FORWARD, 4, device, stderr)) goto done;
+        char *lead2 = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(cfg, "lead_shape2"));
+        config_sets_add(&cs, "lead_shape", lead2 ? lead2 : "[1]", 0);
+        free(lead2);
+        if (model_compile(&after, model_path, NULL, cs.sets, cs.n, MODEL_GRAD_OUTPUT, 4, device, stderr))
+            goto done;
+        have_after = 1;
+        const StTensor *x2 = st_find(&f, "x2"), *dy = st_find(&f, "dy");
+        if (!x2 || !dy) {
+            fprintf(stderr, "error: %s: a kan_update_grid file needs x2 and dy\n", ref_path);
+            goto done;
+        }
+        if (model_load_state(&after, &f, out, err, sizeof err) ||
+            model_set_input(&after, model_input(&after, "x"), x2, err, sizeof err) ||
+            model_set_input(&after, after.seed_input, dy, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            goto done;
+        }
+    } else if (model_compile(&m, model_path, NULL, cs.sets, cs.n, is_gpt ? MODEL_TRAIN : MODEL_GRAD_OUTPUT,
+                             4, device, stderr))
         goto done;
     if (model_load_state(&m, &f, out, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err)) {
         fprintf(stderr, "error: %s\n", err);
@@ -226,8 +313,9 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     }
     Tally t = {.out = out, .tol = tol};
     fprintf(out, "verify %s against %s (%s)\n", model_path, ref_path, kind);
-    if ((is_gpt ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
-                : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
+    if ((is_gpt    ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
+         : is_grid ? verify_kan_update_grid(&t, &m, &after, &f, cfg, err, sizeof err)
+                   : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
     }
@@ -236,6 +324,7 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     rc = t.failed ? 1 : 0;
 done:
     model_free(&m);
+    if (have_after) model_free(&after);
     config_sets_free(&cs);
     free(found);
     cJSON_Delete(cfg);
@@ -250,10 +339,12 @@ static const char VERIFY_EPILOG[] =
     "hyperparameters from its config (a --set wins), runs the model and compares\n"
     "every expected tensor: for kind kan_linear y and grad.*; for kind gpt logits,\n"
     "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
-    "steps. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
+    "steps; for kind kan_update_grid the grid update (mode efficient-kan) on x,\n"
+    "then y and grad.* of the updated layer on x2. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
     "for every tensor (float32 computation against a float64 reference).\n"
     "Without MODEL.kdl the file's metadata names it, from the repository's models/\n"
-    "($KANC_ROOT/models, else ../models next to kanrun): kan_linear: kan-linear.kdl;\n"
+    "($KANC_ROOT/models, else ../models next to kanrun): kan_linear and\n"
+    "kan_update_grid: kan-linear.kdl;\n"
     "gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by its config's layout. Other\n"
     "kinds, and GPTs with basis rbf or chebyshev, are not supported yet (an error).\n"
     "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";

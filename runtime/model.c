@@ -410,3 +410,15 @@ int64_t model_read_grad(Model *m, int i, double *dst)
 {
     return read_as_double(m, i, dst, m->dev->ops->read_grad);
 }
+
+void model_write_value(Model *m, int i, const double *src)
+{
+    int64_t numel = shape_numel(&m->g.nodes[i].shape);
+    size_t rs = m->plan.real_size;
+    void *host = xmalloc((size_t)(numel + 1) * rs);
+    for (int64_t j = 0; j < numel; j++)
+        if (rs == 8) ((double *)host)[j] = src[j];
+        else ((float *)host)[j] = (float)src[j];
+    m->dev->ops->write_value(m->dev, i, host);
+    free(host);
+}

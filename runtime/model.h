@@ -86,5 +86,8 @@ int model_input(const Model *m, const char *name);
 int64_t model_read_value(Model *m, int i, double *dst);
 /* Reads the gradient of parameter i as doubles. */
 int64_t model_read_grad(Model *m, int i, double *dst);
+/* Writes node i's value (a parameter or buffer) from doubles, rounded to the
+   model's real type; unchecked (the caller checks what it computed). */
+void model_write_value(Model *m, int i, const double *src);
 
 #endif
