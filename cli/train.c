@@ -19,6 +19,8 @@
 #include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
+#include "kan_basis.h"
+#include "kan_grid.h"
 #include "kan_probe.h"
 #include "lm.h"
 #include "model.h"
@@ -80,8 +82,10 @@ typedef struct {
     {CLI_INT(name, &a->field, lo, CLI_INT_MAX, arg, help), def}
 #define SETTING_REAL(name, field, def, arg, help) \
     {CLI_REAL(name, &a->field, 0, INFINITY, arg, help), def}
+#define SETTING_SHARE(name, field, def, arg, help) \
+    {CLI_REAL(name, &a->field, 0, 1, arg, help), def}
 
-#define N_SETTINGS 11
+#define N_SETTINGS 15
 
 /* the settings of a, in the order --help lists them */
 static int train_settings(TrainArgs *a, TrainSetting *out)
@@ -100,6 +104,13 @@ static int train_settings(TrainArgs *a, TrainSetting *out)
                     "fixed validation batches per evaluation (default 20)"),
         SETTING_INT("save-every", save_every, 0, 500, "N", "checkpoint every N steps (default 500) and at the end"),
         SETTING_INT("log-every", log_every, 1, 10, "N", "a log line every N steps (default 10)"),
+        SETTING_INT("grid-update-every", grid_update_every, 0, 0, "N",
+                    "refit every B-spline KAN layer's grid to its inputs\non the batch every N steps, from step 0 (default 0:\nnever; see below)"),
+        SETTING_INT("grid-update-until", grid_update_until, 0, 0, "STEP",
+                    "no grid update from STEP on (default 0: the whole run)"),
+        SETTING_REAL("grid-margin", grid_margin, 0.01, "M", "the grid's margin past the batch's range (default 0.01)"),
+        SETTING_SHARE("grid-eps", grid_eps, 0.02, "E",
+                      "the uniform grid's share in the new knots, in [0, 1]\n(default 0.02; 1: uniform, 0: the samples' quantiles)"),
     };
     _Static_assert(CLI_COUNT(s) == N_SETTINGS, "N_SETTINGS counts the table");
     memcpy(out, s, sizeof s);
@@ -110,8 +121,8 @@ void train_args_init(TrainArgs *a)
 {
     memset(a, 0, sizeof *a);
     a->batch = a->steps = a->warmup = a->eval_every = a->eval_batches = -1;
-    a->save_every = a->log_every = a->seed = -1;
-    a->lr = a->min_lr = a->weight_decay = a->clip = NAN;
+    a->save_every = a->log_every = a->seed = a->grid_update_every = a->grid_update_until = -1;
+    a->lr = a->min_lr = a->weight_decay = a->clip = a->grid_margin = a->grid_eps = NAN;
 }
 
 /* "min-lr" -> "min_lr": the key of a setting in the saved training state */
@@ -149,6 +160,8 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                 "a new run from the weights of a state_dict (a PyTorch\nexport; see below)"),
         CLI_FLAG("force", &a->force, "start over in an --out that holds a run: move it\naside to OUT.old-<YYYYmmdd-HHMMSS> (never deleted)"),
         CLI_FLAG("quiet", &a->quiet, "no per-step output"),
+        CLI_STR("grid-mode", &a->grid_mode, "MODE",
+                "keep (default): the refit keeps each layer's output on\nthe batch; efficient-kan: upstream's update_grid\n(scales the splines by spline_scaler once more)"),
         CLI_STR("device", &a->device, "D",
                 "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
     };
@@ -193,16 +206,23 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
             *(double *)o->dst = v->valuedouble;
         if (bad) return -1;
     }
-    const char *const paths[] = {"data", "val"};
-    const char **dst[] = {&a->data, &a->val};
-    for (int i = 0; i < 2; i++) {
+    const char *const paths[] = {"data", "val", "grid_mode"};
+    const char **dst[] = {&a->data, &a->val, &a->grid_mode};
+    for (int i = 0; i < 3; i++) {
         const cJSON *s = saved ? cJSON_GetObjectItemCaseSensitive(saved, paths[i]) : NULL;
         if (*dst[i] || !s) continue;
         if (!cJSON_IsString(s) || !*s->valuestring) {
-            set_err(err, errlen, "%s: %s needs a path (a non-empty string)", saved_path, paths[i]);
+            set_err(err, errlen, "%s: %s needs %s (a non-empty string)", saved_path, paths[i],
+                    i < 2 ? "a path" : "a mode");
             return -1;
         }
         *dst[i] = s->valuestring;
+    }
+    KanGridMode mode;
+    if (!a->grid_mode) a->grid_mode = "keep";
+    if (kan_grid_mode_parse(a->grid_mode, &mode)) {
+        set_err(err, errlen, "--grid-mode %s: must be keep or efficient-kan", a->grid_mode);
+        return -1;
     }
     const cJSON *init = saved ? cJSON_GetObjectItemCaseSensitive(saved, "init_from") : NULL;
     if (init) { /* a resumed run keeps the record of where it began */
@@ -230,6 +250,7 @@ static cJSON *state_json(TrainArgs *a)
     }
     if (a->data) cJSON_AddStringToObject(o, "data", a->data);
     if (a->val) cJSON_AddStringToObject(o, "val", a->val);
+    cJSON_AddStringToObject(o, "grid_mode", a->grid_mode);
     if (a->init_from) cJSON_AddStringToObject(o, "init_from", a->init_from);
     return o;
 }
@@ -469,6 +490,38 @@ static void loss_terms(Model *m, char *json, char *log, size_t n)
     if (nl && nl + 2 < n) strcat(log, ")");
 }
 
+/* A grid update is due after `done` steps (0: before the first), from step 0
+   on every --grid-update-every steps, before --grid-update-until and the end. */
+static int grid_update_due(const TrainArgs *a, int64_t done)
+{
+    return a->grid_update_every > 0 && done % a->grid_update_every == 0 && done < a->steps &&
+           (a->grid_update_until == 0 || done < a->grid_update_until);
+}
+
+/* The grid update after `done` steps, on the batch of the step that follows
+   (the same batch on a resume: the run stays exact), logged. */
+static int grid_update(const TrainArgs *a, Model *m, KanProbe *probe, const LmIo *io, const Corpus *c,
+                       int64_t done, int32_t *x, int32_t *y, FILE *metrics, Progress *bar, char *err,
+                       size_t errlen)
+{
+    corpus_batch(c->train, c->n_train, (int)io->block, (int)io->batch, (uint64_t)a->seed, (uint64_t)done, x, y);
+    if (model_set_tokens(m, io->idx, x, err, errlen) || model_set_tokens(m, io->targets, y, err, errlen))
+        return -1;
+    KanGridOpts o = {.margin = a->grid_margin, .eps = a->grid_eps};
+    kan_grid_mode_parse(a->grid_mode, &o.mode);
+    KanGridReport r;
+    double t0 = now_s();
+    if (kan_grid_update_model(m, probe, &o, 1, NULL, NULL, &r, err, errlen)) return -1;
+    double ms = 1e3 * (now_s() - t0);
+    progress_log(bar, "step %6lld/%lld | grid update of %d layers (%s) | out of grid %.1f%% -> %.1f%% | "
+                 "spline change %.2e (%s) | %.0f ms", (long long)done, (long long)a->steps, r.layers, a->grid_mode,
+                 100 * r.oog_before, 100 * r.oog_after, r.change, r.worst ? r.worst : "-", ms);
+    return metrics_line(metrics, a->out, err, errlen,
+                        "{\"step\":%lld,\"grid_update\":{\"layers\":%d,\"mode\":\"%s\",\"out_of_grid_before\":%.6f,"
+                        "\"out_of_grid_after\":%.6f,\"spline_change\":%.6e,\"ms\":%.1f}}\n",
+                        (long long)done, r.layers, a->grid_mode, r.oog_before, r.oog_after, r.change, ms);
+}
+
 int train_run(TrainArgs *a)
 {
     char err[16384]; /* a state_dict mismatch lists every name */
@@ -579,11 +632,23 @@ int train_run(TrainArgs *a)
     x = xmalloc(ntok * 4);
     y = xmalloc(ntok * 4);
     int adam = m.g.n - 1; /* the optimizer's last node */
-    kan_probe_init(&probe, &m); /* the out-of-grid fraction at each evaluation */
+    kan_probe_init(&probe, &m); /* the out-of-grid fraction at each evaluation, the grid update */
     out_of_grid = xcalloc((size_t)probe.n + 1, sizeof *out_of_grid);
+    if (a->grid_update_every > 0) {
+        int splines = 0;
+        for (int i = 0; i < probe.n; i++) splines += m.g.nodes[probe.layers[i].node].a.basis == KAN_BASIS_BSPLINE;
+        if (!splines) {
+            snprintf(err, sizeof err, "--grid-update-every %lld: %s has no B-spline KAN layer to update",
+                     (long long)a->grid_update_every, m.path);
+            goto fail;
+        }
+    }
     Progress bar;
     progress_start(&bar, start, a->steps, a->quiet);
     int64_t last_saved = start;
+    if (start == 0 && grid_update_due(a, 0) &&
+        grid_update(a, &m, &probe, &io, &corpus, 0, x, y, metrics, &bar, err, sizeof err))
+        goto stop_kept;
     for (int64_t step = start; step < a->steps; step++) {
         double t0 = now_s();
         dev->opt.lr = train_lr(step, a->steps, a->warmup, a->lr, a->min_lr);
@@ -620,7 +685,7 @@ int train_run(TrainArgs *a)
                          "\"tok_s\":%.1f}\n",
                          (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms,
                          (double)ntok / (ms / 1e3)))
-            goto metrics_fail;
+            goto stop_kept;
         if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
             progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
                          (long long)done_steps, (long long)a->steps, loss, log_terms, dev->opt.lr,
@@ -638,8 +703,12 @@ int train_run(TrainArgs *a)
                          grid_line);
             if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,%s\"val_loss\":%.6f}\n",
                              (long long)done_steps, grid_json, vl))
-                goto metrics_fail;
+                goto stop_kept;
         }
+        /* before the checkpoint, which then holds the new grids */
+        if (grid_update_due(a, done_steps) &&
+            grid_update(a, &m, &probe, &io, &corpus, done_steps, x, y, metrics, &bar, err, sizeof err))
+            goto stop_kept;
         if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
             cJSON *st = state_json(a);
             int rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
@@ -657,7 +726,7 @@ int train_run(TrainArgs *a)
     printf("kanrun: done, checkpoint in %s (step %lld)\n", a->out, (long long)last_saved);
     status = 0;
     goto done;
-metrics_fail: { /* the run stops: its history would have a hole */
+stop_kept: { /* the run stops (a metrics line or a grid update failed); its checkpoint stays */
     progress_end(&bar);
     char kept[512];
     kept_text(a, last_saved, kept, sizeof kept);

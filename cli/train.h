@@ -13,6 +13,10 @@ typedef struct {
     const char *init_from; /* --init-from: a state_dict file (state_dict.h) for a new run */
     int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, clip;
+    /* grid update (kan_grid.h) every N steps before step `until` (0: the whole run) */
+    int64_t grid_update_every, grid_update_until;
+    double grid_margin, grid_eps;
+    const char *grid_mode;
     int64_t seed;
     int64_t threads;
     int quiet;         /* no per-step lines (tests) */

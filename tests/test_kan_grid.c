@@ -308,3 +308,73 @@ Test(kan_grid, extension_onto_a_finer_grid_keeps_the_function)
     }
     layer_free(&L);
 }
+
+/* ---- during training ---- */
+
+#define TINY "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 4"
+
+static int count_lines(const char *path, const char *what)
+{
+    char *text = read_file(path, NULL);
+    cr_assert(text, "cannot read %s", path);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, what)); p++) n++;
+    free(text);
+    return n;
+}
+
+Test(kan_grid, training_with_grid_updates_resumes_bit_exactly, .timeout = 300)
+{
+    char *a = test_tmpdir(), *b = test_tmpdir(), *out = NULL;
+    const char *data = test_corpus();
+    /* updates after steps 0, 2, .., 10; checkpoints at 4 and 8 hold an update each */
+    const char *flags = TINY " --steps 12 --warmup 2 --eval-every 6 --eval-batches 2 --log-every 1 --threads 2 "
+                             "--save-every 4 --grid-update-every 2 --grid-margin 0.05";
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s %s", data, a, flags), 0,
+                 "%s", out);
+    cr_expect(strstr(out, "step      0/12 | grid update of 9 layers (keep) | out of grid"), "%s", out);
+    free(out);
+    /* killed after step 7 (the checkpoint of step 4 is the last), resumed */
+    char *cmd = xasprintf("cd '%s' && exec %s train models/kansformers.kdl --data %s --out %s %s", test_root(),
+                          test_bin("kanrun"), data, b, flags);
+    test_kill_at(cmd, "step      7/12 | loss");
+    free(cmd);
+    cr_assert_eq(test_run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);
+    cr_expect(strstr(out, "step      6/12 | grid update") && !strstr(out, "step      4/12 | grid update"),
+              "the resume redoes the update of step 6, not that of step 4 (in its checkpoint):\n%s", out);
+    free(out);
+    const char *files[] = {"model.safetensors", "optimizer-12.safetensors"};
+    for (int i = 0; i < 2; i++)
+        cr_expect_eq(test_run(NULL, "cmp %s/%s %s/%s", a, files[i], b, files[i]), 0,
+                     "%s differs between the run and its resumed copy", files[i]);
+    for (int i = 0; i < 2; i++) {
+        char *m = xasprintf("%s/metrics.jsonl", i ? b : a);
+        cr_expect_eq(count_lines(m, "\"grid_update\""), 6, "%s: one line per update", m);
+        cr_expect_eq(count_lines(m, "\"out_of_grid\""), 2, "%s: the out-of-grid fraction at each evaluation", m);
+        free(m);
+    }
+    /* the same history, timings aside */
+    const char *untimed = "sed -E 's/\"(ms|tok_s)\":[0-9.e+-]+//g'";
+    cr_expect_eq(test_run(&out, "%s %s/metrics.jsonl > %s/a.txt && %s %s/metrics.jsonl > %s/b.txt && diff %s/a.txt %s/b.txt",
+                          untimed, a, a, untimed, b, a, a, a), 0, "the metrics differ beyond timings:\n%s", out);
+    free(out);
+}
+
+Test(kan_grid, bad_grid_flags_are_errors)
+{
+    char *dir = test_tmpdir(), *out = NULL;
+    const char *data = test_corpus();
+    int rc = test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/a " TINY " --grid-eps 1.5", data, dir);
+    cr_expect_eq(rc, 2, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "--grid-eps"), "%s", out);
+    free(out);
+    rc = test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/b " TINY " --grid-update-every 2 "
+                        "--grid-mode sideways", data, dir);
+    cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "--grid-mode sideways: must be keep or efficient-kan"), "%s", out);
+    free(out);
+    rc = test_run(&out, "$KANRUN train models/mingpt.kdl --data %s --out %s/c " TINY " --grid-update-every 2", data, dir);
+    cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "has no B-spline KAN layer to update"), "%s", out);
+    free(out);
+}
