@@ -19,6 +19,8 @@ static const char USAGE[] =
     "  train MODEL.kdl --init-from FILE ...  a new run from a (PyTorch) state_dict\n"
     "  eval DIR --data PATH                  validation loss and perplexity of a checkpoint\n"
     "  sample DIR --prompt TEXT [flags]      generate text from a checkpoint\n"
+    "  regrid DIR [--data PATH] [flags]      refit the KAN grids of a checkpoint to its\n"
+    "                                        layers' inputs (grid update, once)\n"
     "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"
     "                                        safetensors (compare with PyTorch)\n"
     "  verify [MODEL.kdl] REFERENCE.safetensors   compare with the PyTorch reference\n"
@@ -151,6 +153,7 @@ static const struct {
     {"train", train_main},   {"eval", eval_main},     {"sample", sample_main},
     {"verify", verify_main}, {"bench", bench_main},   {"info", cmd_info},
     {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
+    {"regrid", regrid_main},
 };
 
 int main(int argc, char **argv)

@@ -378,3 +378,49 @@ Test(kan_grid, bad_grid_flags_are_errors)
     cr_expect(strstr(out, "has no B-spline KAN layer to update"), "%s", out);
     free(out);
 }
+
+/* "val loss 5.3183 |" of kanrun eval's output */
+static double val_loss(const char *out)
+{
+    const char *p = strstr(out, "val loss ");
+    cr_assert(p, "no val loss in:\n%s", out);
+    return atof(p + 9);
+}
+
+Test(kan_grid, regrid_writes_a_checkpoint_that_keeps_the_loss_and_resumes, .timeout = 300)
+{
+    char *run = test_tmpdir(), *copy = test_tmpdir(), *out = NULL;
+    const char *data = test_corpus();
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                                " --steps 6 --eval-every 0 --threads 2 --quiet", data, run), 0, "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s --batches 4", run), 0, "%s", out);
+    double before = val_loss(out);
+    free(out);
+    /* into another folder: the run is only read */
+    cr_assert_eq(test_run(&out, "cp %s/model.safetensors %s/orig.safetensors && $KANRUN regrid %s --batches 2 --out %s/new",
+                          run, copy, run, copy), 0, "%s", out);
+    free(out);
+    cr_expect_eq(test_run(NULL, "cmp %s/model.safetensors %s/orig.safetensors", run, copy), 0, "--out changed the run");
+    /* in place: the previous weights kept, the loss kept (keep mode), the history told */
+    cr_assert_eq(test_run(&out, "$KANRUN regrid %s --batches 2", run), 0, "%s", out);
+    cr_expect(strstr(out, "9 layers (keep) on 2 batches: out of grid") && strstr(out, "before-regrid"), "%s", out);
+    free(out);
+    cr_expect_eq(test_run(NULL, "cmp %s/model-step6-before-regrid.safetensors %s/orig.safetensors", run, copy), 0);
+    cr_expect_eq(test_run(NULL, "cmp %s/model.safetensors %s/new/model.safetensors", run, copy), 0,
+                 "the same update in place and into --out");
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s --batches 4", run), 0, "%s", out);
+    double after = val_loss(out);
+    free(out);
+    cr_expect(fabs(after - before) < 0.01 * before, "val loss %.4f before, %.4f after the regrid", before, after);
+    char *m = xasprintf("%s/metrics.jsonl", run);
+    cr_expect_eq(count_lines(m, "\"regrid\":true"), 1);
+    free(m);
+    cr_expect_eq(test_run(&out, "$KANRUN train --resume %s --steps 8 --quiet", run), 0, "%s", out);
+    free(out);
+    /* not a run */
+    int rc = test_run(&out, "$KANRUN regrid %s/orig.safetensors", copy);
+    cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "not a run folder"), "%s", out);
+    free(out);
+}
