@@ -321,3 +321,117 @@ double kan_grid_extend(const double *old_grid, const double *old_spline, int64_t
     free(xs), free(Bold), free(Bnew), free(W), free(T), free(Y), free(v);
     return worst;
 }
+
+/* ---- grid extension on load ---- */
+
+static void *held(KanGridHold *h, size_t bytes)
+{
+    h->bufs = xrealloc(h->bufs, (size_t)(h->n + 1) * sizeof *h->bufs);
+    return h->bufs[h->n++] = xmalloc(bytes ? bytes : 1);
+}
+
+void kan_grid_hold_free(KanGridHold *hold)
+{
+    for (int i = 0; i < hold->n; i++) free(hold->bufs[i]);
+    free(hold->bufs);
+    memset(hold, 0, sizeof *hold);
+}
+
+/* f's tensor `name`, writable (st_find's entries are the file's own array) */
+static StTensor *file_tensor(StFile *f, const char *name) { return (StTensor *)st_find(f, name); }
+
+static void replace(StTensor *t, StDtype dtype, int rank, const int64_t *shape, const void *data)
+{
+    t->dtype = dtype;
+    t->rank = rank;
+    t->numel = 1;
+    for (int d = 0; d < ST_MAX_RANK; d++) {
+        t->shape[d] = d < rank ? shape[d] : 0;
+        if (d < rank) t->numel *= shape[d];
+    }
+    t->nbytes = (size_t)t->numel * st_dtype_size(dtype);
+    t->data = data;
+}
+
+int kan_grid_extend_weights(const Model *m, StFile *f, KanGridHold *hold, FILE *notes, char *err, size_t errlen)
+{
+    const Graph *g = &m->g;
+    const KanBasis *b = kan_basis(KAN_BASIS_BSPLINE);
+    int extended = 0;
+    for (int i = 0; i < g->n_forward; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE) continue;
+        const GNode *gn = &g->nodes[n->in[1]], *sn = &g->nodes[n->in[3]];
+        int G = n->a.grid_size, k = n->a.spline_order;
+        int64_t in = sn->shape.d[1], out = sn->shape.d[0];
+        StTensor *tg = file_tensor(f, gn->name), *ts = file_tensor(f, sn->name);
+        /* anything but another grid size on the same layer: model_load_state's shape error */
+        if (!tg || !ts || tg->rank != 2 || ts->rank != 3 || tg->shape[0] != in || ts->shape[0] != out ||
+            ts->shape[1] != in)
+            continue;
+        int64_t G_old = tg->shape[1] - 2 * k - 1;
+        if (G_old == G || G_old < 1 || ts->shape[2] != G_old + k) continue;
+        if (G_old > G) {
+            set_err(err, errlen, "%s: '%s' has %lld grid intervals, the model %d: a grid can be made finer "
+                    "(grid extension), not coarser", f->path, gn->name, (long long)G_old, G);
+            return -1;
+        }
+        double *og = xmalloc((size_t)tg->numel * sizeof *og), *os = xmalloc((size_t)ts->numel * sizeof *os);
+        st_read_f64(tg, og);
+        st_read_f64(ts, os);
+        char why[256];
+        for (int64_t r = 0; r < in; r++) {
+            int64_t bad = b->check_grid(og + r * tg->shape[1], (int)G_old, k, why, sizeof why);
+            if (bad >= 0) {
+                set_err(err, errlen, "%s: '%s' row %lld, value %lld: %s", f->path, gn->name, (long long)r,
+                        (long long)bad, why);
+                free(og), free(os);
+                return -1;
+            }
+        }
+        double *ng = held(hold, sizeof(double) * (size_t)(in * b->grid_len(G, k)));
+        double *ns = held(hold, sizeof(double) * (size_t)(out * in * b->nf(G, k)));
+        double worst = kan_grid_extend(og, os, in, out, k, (int)G_old, G, ng, ns);
+        free(og), free(os);
+        replace(tg, ST_F64, 2, (int64_t[]){in, b->grid_len(G, k)}, ng);
+        replace(ts, ST_F64, 3, (int64_t[]){out, in, b->nf(G, k)}, ns);
+        if (notes)
+            fprintf(notes, "note: %s: %s: grid extended from %lld to %d intervals, splines refitted (largest "
+                    "change %.1e on the grid range)\n", f->path, sn->name, (long long)G_old, G, worst);
+        extended++;
+    }
+    return extended;
+}
+
+int kan_grid_extend_moments(const Model *m, StFile *f, KanGridHold *hold)
+{
+    const Graph *g = &m->g;
+    int replaced = 0;
+    for (int i = 0; i < g->n_forward; i++) {
+        const GNode *n = &g->nodes[i];
+        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE) continue;
+        const GNode *sn = &g->nodes[n->in[3]];
+        int64_t out = sn->shape.d[0], in = sn->shape.d[1], nf = sn->shape.d[2];
+        for (int which = 0; which < 2; which++) {
+            char name[512];
+            snprintf(name, sizeof name, "%s%s", which ? "v." : "m.", sn->name);
+            StTensor *t = file_tensor(f, name);
+            if (!t || t->rank != 3 || t->dtype != ST_F32 || t->shape[0] != out || t->shape[1] != in ||
+                t->shape[2] >= nf || t->shape[2] < 1)
+                continue;
+            int64_t nf_old = t->shape[2];
+            float *old = xmalloc((size_t)t->numel * sizeof *old);
+            st_read_f32(t, old);
+            float *nw = held(hold, sizeof(float) * (size_t)(out * in * nf));
+            for (int64_t e = 0; e < out * in; e++) {
+                double mean = 0;
+                for (int64_t c = 0; c < nf_old; c++) mean += old[e * nf_old + c] / (double)nf_old;
+                for (int64_t c = 0; c < nf; c++) nw[e * nf + c] = which ? (float)mean : 0.0f;
+            }
+            free(old);
+            replace(t, ST_F32, 3, (int64_t[]){out, in, nf}, nw);
+            replaced++;
+        }
+    }
+    return replaced;
+}

@@ -24,9 +24,11 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kan_probe.h"
 #include "model.h"
+#include "safetensors.h"
 
 typedef enum { KAN_GRID_KEEP, KAN_GRID_EFFICIENT_KAN } KanGridMode;
 
@@ -87,5 +89,30 @@ int kan_grid_update_model(Model *m, KanProbe *p, const KanGridOpts *o, int nbatc
    difference between old and new splines on the samples. */
 double kan_grid_extend(const double *old_grid, const double *old_spline, int64_t in, int64_t out, int k,
                        int G_old, int G_new, double *new_grid, double *new_spline);
+
+/* ---- grid extension on load ----
+   A state file (a checkpoint, a state_dict) whose B-spline KAN layers have
+   fewer grid intervals than the model's (the same k and widths: kanrun train
+   --resume RUN --set grid_size=10, or --init-from) is made the model's in
+   memory before it is loaded: each such layer's grid and spline_weight
+   tensors in f are replaced by kan_grid_extend's. Coarser than the file is an
+   error (a spline cannot be kept on fewer knots). The replacements live in
+   *hold until kan_grid_hold_free, after the load. */
+typedef struct {
+    int n;
+    void **bufs;
+} KanGridHold;
+
+/* The weights file. Returns the number of layers extended (a line each on
+   notes when non-NULL), or -1 with the tensor named in err. */
+int kan_grid_extend_weights(const Model *m, StFile *f, KanGridHold *hold, FILE *notes, char *err, size_t errlen);
+/* Its optimizer file: AdamW's moments of each extended spline_weight
+   ("m.<name>", "v.<name>"), which no refit can carry over: m zeros (the next
+   updates start from the gradient), v each edge's mean over its old
+   coefficients (the updates keep their scale, where zeros would make the
+   first ones up to ~6x larger at a late step, through the bias correction).
+   Returns the number of tensors replaced. */
+int kan_grid_extend_moments(const Model *m, StFile *f, KanGridHold *hold);
+void kan_grid_hold_free(KanGridHold *hold);
 
 #endif

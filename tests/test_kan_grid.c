@@ -424,3 +424,43 @@ Test(kan_grid, regrid_writes_a_checkpoint_that_keeps_the_loss_and_resumes, .time
     cr_expect(strstr(out, "not a run folder"), "%s", out);
     free(out);
 }
+
+Test(kan_grid, a_finer_grid_on_resume_or_load_refits_the_splines, .timeout = 300)
+{
+    char *run = test_tmpdir(), *out = NULL;
+    const char *data = test_corpus();
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                                " --steps 6 --eval-every 0 --threads 2 --quiet --grid-update-every 3", data, run), 0,
+                 "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s --batches 4", run), 0, "%s", out);
+    double before = val_loss(out);
+    free(out);
+    /* the checkpoint loaded as a state_dict into the model with grid_size 10
+       (the grids adapted, so non-uniform: midpoint refinement keeps the splines exactly) */
+    const char *sets = "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --set batch=4";
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s/model.safetensors --model models/kansformers.kdl %s --set grid_size=10 "
+                                "--data %s --batches 4", run, sets, data), 0, "%s", out);
+    cr_expect(strstr(out, "grid extended from 5 to 10 intervals"), "%s", out);
+    double extended = val_loss(out);
+    free(out);
+    cr_expect(fabs(extended - before) < 1e-3, "val loss %.4f on grid 5, %.4f on grid 10", before, extended);
+    /* 5 -> 7 is not nested: close, not exact */
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s/model.safetensors --model models/kansformers.kdl %s --set grid_size=7 "
+                                "--data %s --batches 4", run, sets, data), 0, "%s", out);
+    double seven = val_loss(out);
+    free(out);
+    cr_expect(fabs(seven - before) < 0.02 * before, "val loss %.4f on grid 5, %.4f on grid 7", before, seven);
+    printf("grid extension of a trained run: val loss %.4f (G 5), %.4f (G 10), %.4f (G 7)\n", before, extended, seven);
+    /* a resumed run continues on the finer grid; a coarser one is refused */
+    int rc = test_run(&out, "$KANRUN train --resume %s --set grid_size=3 --steps 8 --quiet", run);
+    cr_expect_eq(rc, 1, "exit %d:\n%s", rc, out);
+    cr_expect(strstr(out, "made finer (grid extension), not coarser"), "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "$KANRUN train --resume %s --set grid_size=10 --steps 8 --quiet", run), 0, "%s", out);
+    cr_expect(strstr(out, "grid extended from 5 to 10 intervals"), "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "$KANRUN eval %s --batches 4", run), 0, "%s", out);
+    cr_expect(strstr(out, "step 8"), "%s", out);
+    free(out);
+}

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kan_grid.h"
 #include "util.h"
 
 static char *model_file(const char *dir)
@@ -305,9 +306,13 @@ int ckpt_load(const char *dir, Model *m, cJSON **train_state, char *err, size_t 
     free(path);
     if (rc) return -1;
     int64_t step = 0;
+    KanGridHold hold = {0}; /* a finer grid than the checkpoint's: the splines refitted onto it */
     rc = read_step(&f, &step, err, errlen);
+    int extended = rc ? 0 : kan_grid_extend_weights(m, &f, &hold, stderr, err, errlen);
+    if (extended < 0) rc = -1;
     if (!rc) rc = model_load_state(m, &f, NULL, err, errlen);
     st_close(&f);
+    kan_grid_hold_free(&hold);
     if (rc || !train_state) return rc;
 
     path = ckpt_optimizer_path(dir, step);
@@ -331,6 +336,7 @@ int ckpt_load(const char *dir, Model *m, cJSON **train_state, char *err, size_t 
         set_err(err, errlen, "%s: kanc_train is not a JSON object (the training state)", path);
         rc = -1;
     }
+    if (!rc && extended) kan_grid_extend_moments(m, &f, &hold);
     if (!rc) rc = load_area(m, &f, "m.", AREA_M, MODEL_VALUES_M, err, errlen);
     if (!rc) rc = load_area(m, &f, "v.", AREA_V, MODEL_VALUES_V, err, errlen);
     if (!rc) m->dev->step = step;
@@ -339,6 +345,7 @@ int ckpt_load(const char *dir, Model *m, cJSON **train_state, char *err, size_t 
         *train_state = NULL;
     }
     st_close(&f);
+    kan_grid_hold_free(&hold);
     free(path);
     return rc;
 }

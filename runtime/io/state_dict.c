@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kan_grid.h"
 #include "util.h"
 
 int sd_is_mask_name(const char *name)
@@ -63,6 +64,11 @@ int sd_load(Model *m, const char *path, char *err, size_t errlen)
 {
     StFile f;
     if (st_open(&f, path, err, errlen)) return -1;
+    KanGridHold hold = {0}; /* a finer grid than the file's: the splines refitted onto it */
+    if (kan_grid_extend_weights(m, &f, &hold, stderr, err, errlen) < 0) {
+        st_close(&f);
+        return -1;
+    }
     const Graph *g = &m->g;
     Device *d = m->dev;
     size_t rs = m->plan.real_size;
@@ -134,5 +140,6 @@ int sd_load(Model *m, const char *path, char *err, size_t errlen)
     free(params);
     free(buffers);
     st_close(&f);
+    kan_grid_hold_free(&hold);
     return rc;
 }
