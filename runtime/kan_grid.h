@@ -110,7 +110,7 @@ int kan_grid_extend_weights(const Model *m, StFile *f, KanGridHold *hold, FILE *
    ("m.<name>", "v.<name>"), which no refit can carry over: m zeros (the next
    updates start from the gradient), v each edge's mean over its old
    coefficients (the updates keep their scale, where zeros would make the
-   first ones up to ~6x larger at a late step, through the bias correction).
+   first ones sign-like, 0.45 learning rates, at a late step: docs/kan-workflow.md).
    Returns the number of tensors replaced. */
 int kan_grid_extend_moments(const Model *m, StFile *f, KanGridHold *hold);
 void kan_grid_hold_free(KanGridHold *hold);
