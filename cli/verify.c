@@ -248,6 +248,42 @@ static int verify_kan_update_grid(Tally *t, Model *m, Model *after, const StFile
     return compare_param_grads(t, after, f, "grad", 1, err, errlen);
 }
 
+/* the model's output called name, -1 if none */
+static int output_node(const Model *m, const char *name)
+{
+    for (int i = 0; i < m->g.n_outputs; i++)
+        if (!strcmp(m->g.output_names[i], name)) return m->g.outputs[i];
+    return -1;
+}
+
+/* kan-stack.kdl on x and dy, d(total) = 1: total = data_term * sum(y * dy) + reg */
+static int run_kan_stack(Model *m, const StFile *f, char *err, size_t errlen)
+{
+    double one = 1;
+    StTensor seed = {.name = "dtotal", .dtype = ST_F64, .rank = 0, .numel = 1, .nbytes = 8, .data = &one};
+    const StTensor *x = st_find(f, "x"), *dy = st_find(f, "dy");
+    if (!x || !dy) return set_err(err, errlen, "%s: a kan_reg_loss file needs x and dy", f->path), -1;
+    if (model_set_input(m, model_input(m, "x"), x, err, errlen) ||
+        model_set_input(m, model_input(m, "dy"), dy, err, errlen) ||
+        model_set_input(m, m->seed_input, &seed, err, errlen))
+        return -1;
+    m->dev->ops->run(m->dev, 0, m->g.n);
+    return 0;
+}
+
+/* m with data_term 1: y, reg_loss, grad_total.*; reg_only with data_term 0: grad.* */
+static int verify_kan_reg_loss(Tally *t, Model *m, Model *reg_only, const StFile *f, char *err, size_t errlen)
+{
+    int y = output_node(m, "y"), reg = output_node(m, "reg");
+    if (y < 0 || reg < 0) return set_err(err, errlen, "%s: the model returns no y and reg", m->path), -1;
+    if (run_kan_stack(m, f, err, errlen) || compare_value(t, m, f, "y", y, 0, err, errlen) ||
+        compare_value(t, m, f, "reg_loss", reg, 0, err, errlen) ||
+        compare_param_grads(t, m, f, "grad_total", 1, err, errlen) ||
+        compare_value(t, m, f, "grad_total.x", m->g.grad_of[model_input(m, "x")], 0, err, errlen))
+        return -1;
+    return run_kan_stack(reg_only, f, err, errlen) || compare_param_grads(t, reg_only, f, "grad", 1, err, errlen);
+}
+
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
                double tol, const char *device, FILE *out)
 {
@@ -266,9 +302,11 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
         st_close(&f);
         return 2;
     }
-    if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear") && strcmp(kind, "kan_update_grid"))) {
-        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt, kan_linear or "
-                        "kan_update_grid and a JSON config)\n", ref_path);
+    if (!kind || !cfg ||
+        (strcmp(kind, "gpt") && strcmp(kind, "kan_linear") && strcmp(kind, "kan_update_grid") &&
+         strcmp(kind, "kan_reg_loss"))) {
+        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt, kan_linear, "
+                        "kan_update_grid or kan_reg_loss and a JSON config)\n", ref_path);
         free(found);
         cJSON_Delete(cfg);
         st_close(&f);
@@ -279,10 +317,22 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     ConfigSets cs;
     config_to_sets(cfg, &cs);
     for (int i = 0; i < nsets; i++) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
-    int is_gpt = !strcmp(kind, "gpt"), is_grid = !strcmp(kind, "kan_update_grid");
+    int is_gpt = !strcmp(kind, "gpt"), is_grid = !strcmp(kind, "kan_update_grid"),
+        is_reg = !strcmp(kind, "kan_reg_loss");
     Model m = {0}, after = {0};
     int rc = 2, have_after = 0;
-    if (is_grid) { /* the update on x [batch, in]; the updated layer on x2 */
+    if (is_reg) { /* the second model: the regularization's gradient alone */
+        config_sets_add(&cs, "data_term", "0.0", 0);
+        if (model_compile(&after, model_path, NULL, cs.sets, cs.n, MODEL_GRAD_OUTPUT, 4, device, stderr))
+            goto done;
+        have_after = 1;
+        config_sets_add(&cs, "data_term", "1.0", 0);
+        if (model_compile(&m, model_path, NULL, cs.sets, cs.n, MODEL_GRAD_OUTPUT, 4, device, stderr)) goto done;
+        if (model_load_state(&after, &f, out, err, sizeof err) || model_load_state(&m, &f, out, err, sizeof err)) {
+            fprintf(stderr, "error: %s\n", err);
+            goto done;
+        }
+    } else if (is_grid) { /* the update on x [batch, in]; the updated layer on x2 */
         char lead[32];
         snprintf(lead, sizeof lead, "[%lld]", (long long)config_number(cfg, "batch", 1));
         config_sets_add(&cs, "lead_shape", lead, 0);
@@ -307,7 +357,7 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     } else if (model_compile(&m, model_path, NULL, cs.sets, cs.n, is_gpt ? MODEL_TRAIN : MODEL_GRAD_OUTPUT,
                              4, device, stderr))
         goto done;
-    if (model_load_state(&m, &f, out, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err)) {
+    if (!is_reg && (model_load_state(&m, &f, out, err, sizeof err) || feed_inputs(&m, &f, err, sizeof err))) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
     }
@@ -315,6 +365,7 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     fprintf(out, "verify %s against %s (%s)\n", model_path, ref_path, kind);
     if ((is_gpt    ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
          : is_grid ? verify_kan_update_grid(&t, &m, &after, &f, cfg, err, sizeof err)
+         : is_reg  ? verify_kan_reg_loss(&t, &m, &after, &f, err, sizeof err)
                    : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
@@ -340,11 +391,13 @@ static const char VERIFY_EPILOG[] =
     "every expected tensor: for kind kan_linear y and grad.*; for kind gpt logits,\n"
     "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
     "steps; for kind kan_update_grid the grid update (mode efficient-kan) on x,\n"
-    "then y and grad.* of the updated layer on x2. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
-    "for every tensor (float32 computation against a float64 reference).\n"
+    "then y and grad.* of the updated layer on x2; for kind kan_reg_loss y, reg_loss,\n"
+    "grad_total.* (of sum(y * dy) + reg_loss) and grad.* (of reg_loss alone).\n"
+    "Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4 for\n"
+    "every tensor (float32 computation against a float64 reference).\n"
     "Without MODEL.kdl the file's metadata names it, from the repository's models/\n"
     "($KANC_ROOT/models, else ../models next to kanrun): kan_linear and\n"
-    "kan_update_grid: kan-linear.kdl;\n"
+    "kan_update_grid: kan-linear.kdl; kan_reg_loss: kan-stack.kdl;\n"
     "gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by its config's layout. Other\n"
     "kinds, and GPTs with basis rbf or chebyshev, are not supported yet (an error).\n"
     "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";

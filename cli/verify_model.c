@@ -74,6 +74,7 @@ char *verify_model_for(const StFile *f, const char *kind, const cJSON *cfg, char
     }
     if (!strcmp(kind, "kan_linear") || !strcmp(kind, "kan_update_grid"))
         return find_model("kan-linear.kdl", err, errlen);
+    if (!strcmp(kind, "kan_reg_loss")) return find_model("kan-stack.kdl", err, errlen);
     if (strcmp(kind, "gpt")) {
         snprintf(err, errlen, "%s: fixture kind '%s' is not supported by kanc yet", f->path, kind);
         return NULL;
