@@ -10,5 +10,6 @@ int sample_main(int argc, char **argv); /* sample.c */
 int bench_main(int argc, char **argv);  /* bench.c */
 int verify_main(int argc, char **argv); /* verify.c */
 int forward_main(int argc, char **argv); /* forward.c */
+int inspect_main(int argc, char **argv); /* inspect.c */
 
 #endif
