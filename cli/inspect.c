@@ -311,10 +311,29 @@ static int write_csv(const Layer *L, const double *A, int points, int64_t csv_to
     return close_checked(f, path, err, errlen);
 }
 
+/* v in the fewest digits that read back as exactly v (cJSON's own printing
+   may lose the last bit); every value written is finite */
+static cJSON *exact_number(double v)
+{
+    char b[40];
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(b, sizeof b, "%.*g", digits, v);
+        if (strtod(b, NULL) == v) break;
+    }
+    return cJSON_CreateRaw(b);
+}
+
+static cJSON *exact_array(const double *v, int64_t n)
+{
+    cJSON *arr = cJSON_CreateArray();
+    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, exact_number(v[i]));
+    return arr;
+}
+
 static cJSON *pairs(const double *a, const double *b, int64_t n)
 {
     cJSON *arr = cJSON_CreateArray();
-    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, cJSON_CreateDoubleArray((double[]){a[i], b[i]}, 2));
+    for (int64_t i = 0; i < n; i++) cJSON_AddItemToArray(arr, exact_array((double[]){a[i], b[i]}, 2));
     return arr;
 }
 
@@ -332,7 +351,7 @@ static int write_json(const Layer *L, const char *data, int64_t batches, int poi
     cJSON_AddStringToObject(j, "base_activation", act_name(L->act));
     cJSON_AddBoolToObject(j, "spline_scaler", L->scaler);
     cJSON *grid = cJSON_AddArrayToObject(j, "grid");
-    for (int64_t i = 0; i < L->in; i++) cJSON_AddItemToArray(grid, cJSON_CreateDoubleArray(L->grid + i * L->len, L->len));
+    for (int64_t i = 0; i < L->in; i++) cJSON_AddItemToArray(grid, exact_array(L->grid + i * L->len, L->len));
     cJSON_AddItemToObject(j, "grid_range", pairs(L->glo, L->ghi, L->in));
     cJSON_AddItemToObject(j, "sampled_range", pairs(L->xlo, L->xhi, L->in));
     cJSON_AddNumberToObject(j, "points", points);
@@ -344,8 +363,8 @@ static int write_json(const Layer *L, const char *data, int64_t batches, int poi
         int64_t total = 0;
         double *per = xmalloc((size_t)L->in * sizeof *per);
         for (int64_t i = 0; i < L->in; i++) total += L->outside[i], per[i] = (double)L->outside[i] / L->samples;
-        cJSON_AddNumberToObject(d, "out_of_grid", (double)total / ((double)L->samples * L->in));
-        cJSON_AddItemToObject(d, "out_of_grid_per_input", cJSON_CreateDoubleArray(per, (int)L->in));
+        cJSON_AddItemToObject(d, "out_of_grid", exact_number((double)total / ((double)L->samples * L->in)));
+        cJSON_AddItemToObject(d, "out_of_grid_per_input", exact_array(per, L->in));
         free(per);
     } else {
         cJSON_AddNullToObject(j, "data");
@@ -354,13 +373,13 @@ static int write_json(const Layer *L, const char *data, int64_t batches, int poi
     cJSON_AddStringToObject(r, "by", L->samples > 0 ? "mean |phi_oi(x_i)| over the data"
                                                     : "mean |phi_oi(x)| over the sampled points");
     cJSON *l1 = cJSON_AddArrayToObject(r, "l1");
-    for (int64_t o = 0; o < L->out; o++) cJSON_AddItemToArray(l1, cJSON_CreateDoubleArray(L->l1 + o * L->in, (int)L->in));
+    for (int64_t o = 0; o < L->out; o++) cJSON_AddItemToArray(l1, exact_array(L->l1 + o * L->in, L->in));
     cJSON *top = cJSON_AddArrayToObject(r, "top");
     for (int64_t e = 0; e < L->out * L->in && e < INSPECT_RANKED; e++) {
         cJSON *t = cJSON_CreateObject();
         cJSON_AddNumberToObject(t, "out", (double)L->rank[e].o);
         cJSON_AddNumberToObject(t, "in", (double)L->rank[e].i);
-        cJSON_AddNumberToObject(t, "l1", L->rank[e].l1);
+        cJSON_AddItemToObject(t, "l1", exact_number(L->rank[e].l1));
         cJSON_AddItemToArray(top, t);
     }
     cJSON *pl = cJSON_AddObjectToObject(j, "plot");

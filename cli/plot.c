@@ -61,9 +61,10 @@ static void draw_panel(cairo_t *cr, const PlotPanel *p, double px, double py)
         double top = 0;
         for (int b = 0; b < p->nbins; b++) top = fmax(top, p->hist[b]);
         cairo_set_source_rgb(cr, PLOT_HIST_FILL);
-        for (int b = 0; b < p->nbins && top > 0; b++) {
-            double bh = p->hist[b] / top * 0.4 * ah;
-            cairo_rectangle(cr, ax + aw * b / p->nbins, ay + ah - bh, aw / p->nbins, bh);
+        for (int b = 0; b < p->nbins && top > 0; b++) { /* on whole pixels: crisp edges */
+            double x0 = round(ax + aw * b / p->nbins), x1 = round(ax + aw * (b + 1) / p->nbins);
+            double y0 = round(ay + ah - p->hist[b] / top * 0.4 * ah);
+            cairo_rectangle(cr, x0, y0, x1 - x0, ay + ah - y0);
         }
         cairo_fill(cr);
     }
@@ -80,8 +81,9 @@ static void draw_panel(cairo_t *cr, const PlotPanel *p, double px, double py)
     cairo_set_dash(cr, (double[]){4, 3}, 2, 0);
     for (int m = 0; m < 2; m++)
         if (isfinite(marks[m])) {
-            cairo_move_to(cr, X(marks[m]), ay);
-            cairo_line_to(cr, X(marks[m]), ay + ah);
+            double mx = floor(X(marks[m])) + 0.5; /* a 1-pixel line on a pixel column */
+            cairo_move_to(cr, mx, ay);
+            cairo_line_to(cr, mx, ay + ah);
         }
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);

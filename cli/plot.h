@@ -34,7 +34,7 @@ typedef struct {
 /* The colours a sheet uses (RGB in [0, 1]): a reader can count them. */
 #define PLOT_BACKGROUND 1.0, 1.0, 1.0
 #define PLOT_PANEL_FILL 0.95, 0.95, 0.96
-#define PLOT_HIST_FILL  0.70, 0.78, 0.90
+#define PLOT_HIST_FILL  0.78, 0.87, 0.78
 #define PLOT_CURVE      0.10, 0.25, 0.65
 #define PLOT_MARK       0.85, 0.20, 0.15
 
