@@ -350,7 +350,35 @@ Test(inspect, trained_run_with_data, .timeout = 180)
     cr_expect_gt(px.curve, 4 * 100L);
     cr_expect_eq(px.hist, 0, "no data, no histogram");
     cr_expect(strstr(log, "out of grid -"), "%s", log);
-    free(log), free(png), free(json), free(run), free(dir);
+    free(log), free(png), free(json);
+
+    /* every layer on the batches kanrun eval scores: the same out-of-grid
+       fractions as eval's (the probe's) mean and max */
+    cr_assert_eq(test_run(&log, "$KANRUN eval %s --batches 2 --threads 2", run), 0, "%s", log);
+    double mean, max;
+    char worst[128];
+    const char *line = strstr(log, "out of grid ");
+    cr_assert(line && sscanf(line, "out of grid %lf%% mean, %lf%% max (%127[^)])", &mean, &max, worst) == 3,
+              "%s", log);
+    free(log);
+    cr_assert_eq(test_run(&log, "$KANRUN inspect %s --data %s --batches 2 --top 1 --csv-top 1 -o %s/all "
+                                "--threads 2",
+                          run, data, dir),
+                 0, "%s", log);
+    char *want = xasprintf("%s  ", worst);
+    const char *at = strstr(log, want);
+    double frac_worst = -1, sum = 0;
+    cr_assert(at && sscanf(strstr(at, "out of grid "), "out of grid %lf%%", &frac_worst) == 1, "%s", log);
+    cr_expect_float_eq(frac_worst, max, 1e-9, "%s: inspect %.1f%%, eval %.1f%%", worst, frac_worst, max);
+    int layers = 0;
+    for (const char *p = strstr(log, "out of grid "); p; p = strstr(p + 1, "out of grid ")) {
+        double f;
+        cr_assert_eq(sscanf(p, "out of grid %lf%%", &f), 1);
+        sum += f, layers++;
+    }
+    cr_expect_eq(layers, 5, "4 KAN layers in the block, lm_head: %s", log);
+    cr_expect_leq(fabs(sum / layers - mean), 0.1 + 1e-9, "mean %.2f%% (eval: %.1f%%)", sum / layers, mean);
+    free(want), free(log), free(run), free(dir);
 }
 
 /* ---- bad input ---- */
