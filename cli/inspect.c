@@ -45,7 +45,8 @@
 #include "weights.h"
 
 static const char INSPECT_USAGE[] =
-    "usage: kanrun inspect RUN [--layer NAME ...] [--data PATH] [--batches B] -o DIR [flags]\n";
+    "usage: kanrun inspect RUN [--layer NAME ...] [--data PATH] [--batches B] -o DIR [flags]\n"
+    "       kanrun inspect FILE --model MODEL.kdl [--set NAME=VALUE ...] -o DIR [flags]\n";
 
 static const char INSPECT_EPILOG[] =
     "RUN is a run folder or its model.safetensors (a checkpoint); it is only read.\n"
@@ -60,7 +61,9 @@ static const char INSPECT_EPILOG[] =
     "inputs are those of fixed validation batches (as kanrun eval's) and an edge's\n"
     "L1 norm is the mean |phi_oi(x_i)| over them; without, over the sampled x.\n"
     "The run's token cache is read when --data is the run's own data; other data\n"
-    "is tokenized without a cache.\n";
+    "is tokenized without a cache. With --model, FILE is any safetensors file\n"
+    "holding MODEL's state_dict by name (a PyTorch export), built with --set/--preset.\n"
+    "A KAN layer at the model's root (kan_linear in the model itself) is 'root'.\n";
 
 #define INSPECT_BINS   48  /* histogram bins over an input's sampled range */
 #define INSPECT_WIDEN  0.1 /* the sampled range: the grid range, this much wider each side */
@@ -125,16 +128,16 @@ static double *read_node(Model *m, int node)
     return v;
 }
 
-static int layer_open(Layer *L, Model *m, const KanProbeLayer *P, char *err, size_t errlen)
+static int layer_open(Layer *L, Model *m, const KanProbeLayer *P, const char *name, char *err, size_t errlen)
 {
     const GNode *n = &m->g.nodes[P->node];
     memset(L, 0, sizeof *L);
-    L->name = P->name;
+    L->name = name;
     L->b = kan_basis(n->a.basis);
     if (!L->b || !L->b->reference || !L->b->grid_range) {
         set_err(err, errlen, "layer %s: its basis family (%s) gives no reference values or grid range, "
                              "which inspect evaluates the edges with",
-                 P->name, L->b ? L->b->name : "unknown");
+                 name, L->b ? L->b->name : "unknown");
         return -1;
     }
     L->G = n->a.grid_size, L->k = n->a.spline_order, L->act = n->a.act, L->scaler = n->a.has_scaler;
@@ -158,7 +161,7 @@ static int layer_open(Layer *L, Model *m, const KanProbeLayer *P, char *err, siz
         if (!isfinite(lo) || !isfinite(hi) || !(hi > lo)) {
             set_err(err, errlen, "layer %s, input %lld: the %s basis gives the grid range [%g, %g]; "
                                  "inspect samples each edge over a finite range",
-                     P->name, (long long)i, L->b->name, lo, hi);
+                     name, (long long)i, L->b->name, lo, hi);
             return -1;
         }
         L->glo[i] = lo, L->ghi[i] = hi;
@@ -462,12 +465,27 @@ typedef struct {
     int n, cap;
 } Patterns;
 
+/* the parser's context: --set and --preset (weights.h's handlers take it as
+   their ConfigSets, its first member) and the --layer patterns */
+typedef struct {
+    ConfigSets sets;
+    Patterns pat;
+} InspectCtx;
+
 static int add_pattern(const char *value, void *ctx)
 {
-    Patterns *p = ctx;
+    Patterns *p = &((InspectCtx *)ctx)->pat;
     if (p->n == p->cap) p->v = xrealloc(p->v, (size_t)(p->cap = p->cap ? 2 * p->cap : 8) * sizeof *p->v);
     p->v[p->n++] = value;
     return 0;
+}
+
+/* The probe's name of layer l, except for a layer at the model's root
+   (kan_linear(x, out) in the model itself, state_dict names "grid",
+   "base_weight", ...), which the probe would call "grid": "root". */
+static const char *layer_name(const Model *m, const KanProbeLayer *L)
+{
+    return strcmp(m->g.nodes[L->grid].name, "grid") ? L->name : "root";
 }
 
 /* NAME itself, a prefix of it ending at a dot, or a glob matching it */
@@ -479,18 +497,19 @@ static int layer_matches(const char *pattern, const char *name)
 }
 
 /* chosen[l] for the probe's layers; -1 with the message when a pattern matches none */
-static int choose_layers(const KanProbe *p, const Patterns *pat, char *chosen, char *err, size_t errlen)
+static int choose_layers(const KanProbe *p, const char *const *names, const Patterns *pat, char *chosen,
+                         char *err, size_t errlen)
 {
     memset(chosen, pat->n == 0, (size_t)p->n);
     for (int k = 0; k < pat->n; k++) {
         int hit = 0;
         for (int l = 0; l < p->n; l++)
-            if (layer_matches(pat->v[k], p->layers[l].name)) chosen[l] = 1, hit = 1;
+            if (layer_matches(pat->v[k], names[l])) chosen[l] = 1, hit = 1;
         if (hit) continue;
-        int at = snprintf(err, errlen, "--layer '%s' names no KAN layer of the model; its %d layers are ", pat->v[k],
-                          p->n);
+        int at = snprintf(err, errlen, "--layer '%s' names no KAN layer of the model; its %d layer%s ", pat->v[k],
+                          p->n, p->n == 1 ? " is" : "s are");
         for (int l = 0; l < p->n && l < 6 && at > 0 && (size_t)at < errlen; l++)
-            at += snprintf(err + at, errlen - at, "%s%s", l ? ", " : "", p->layers[l].name);
+            at += snprintf(err + at, errlen - at, "%s%s", l ? ", " : "", names[l]);
         if (p->n > 6 && at > 0 && (size_t)at < errlen) snprintf(err + at, errlen - at, ", ...");
         return -1;
     }
@@ -617,7 +636,10 @@ int inspect_main(int argc, char **argv)
 {
     const char *data = NULL, *out = NULL;
     int64_t batches = 4, seed = 1337, points = 201, top = 64, csv_top = 0, threads = 0;
-    Patterns pat = {0};
+    InspectCtx ctx = {0};
+    WeightsArgs w = {0};
+    CliOpt wopts[WEIGHTS_NOPTS];
+    weights_opts(&w, wopts);
     const CliOpt opts[] = {
         CLI_CALL("layer", add_pattern, "NAME",
                  "a KAN layer: its state_dict prefix, a prefix of it at a dot,\nor a glob (repeatable; default: every KAN layer)"),
@@ -630,44 +652,47 @@ int inspect_main(int argc, char **argv)
         CLI_INT("threads", &threads, 0, 4096, "T", "CPU threads (default: all cores)"),
         {.name = "out", .short_name = 'o', .kind = CLI_KIND_STR, .dst = &out, .arg = "DIR",
          .help = "the folder to write into (created if missing; not inside RUN)"},
+        wopts[0], wopts[1], wopts[2], wopts[3],
     };
-    CliSpec spec = {"kanrun inspect", INSPECT_USAGE, INSPECT_EPILOG, opts, CLI_COUNT(opts), 1, 1, &pat};
+    CliSpec spec = {"kanrun inspect", INSPECT_USAGE, INSPECT_EPILOG, opts, CLI_COUNT(opts), 1, 1, &ctx};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
-    if (r) {
-        free(pat.v);
-        return r > 0 ? 0 : 2;
-    }
-    const char *run_path = pos[0];
+    w.sets = ctx.sets; /* freed once, through w */
+    const char *run_path = w.weights = r ? NULL : pos[0];
     char err[16384];
-    if (!out) {
-        fprintf(stderr, "kanrun inspect: error: -o DIR is needed (the folder for the CSV, JSON and PNG files)\n%s",
-                INSPECT_USAGE);
-        free(pat.v);
-        return 2;
-    }
-    if (check_run(run_path, err, sizeof err)) {
-        fprintf(stderr, "kanrun inspect: error: %s\n", err);
-        free(pat.v);
-        return 1;
-    }
-    char *run = run_dir_of(run_path); /* NULL: a checkpoint file outside a run */
-    const char *owner = run ? run : run_path;
-    if (path_inside(owner, out) || run_same_path(run_path, out)) {
-        fprintf(stderr, "kanrun inspect: error: -o %s lies inside the run %s, which inspect only reads: "
-                        "choose a folder outside it\n", out, owner);
-        free(run), free(pat.v);
-        return 2;
-    }
-    set_threads((int)threads);
-    WeightsArgs w = {.weights = run_path};
+    char *run = NULL, *chosen = NULL;
+    const char **names = NULL;
     Model m = {0};
     CkptInfo info = {0};
     Tokenizer *tok = NULL;
     KanProbe probe = {0};
     Layer *layers = NULL;
-    char *chosen = NULL;
-    int nl = 0, rc = 1;
+    int nl = 0, rc = 2;
+    if (r) {
+        rc = r > 0 ? 0 : 2;
+        goto done;
+    }
+    if (!out) {
+        fprintf(stderr, "kanrun inspect: error: -o DIR is needed (the folder for the CSV, JSON and PNG files)\n%s",
+                INSPECT_USAGE);
+        goto done;
+    }
+    if (!w.model) { /* a run folder or a checkpoint file; with --model any state_dict file */
+        if (check_run(run_path, err, sizeof err)) {
+            fprintf(stderr, "kanrun inspect: error: %s\n", err);
+            rc = 1;
+            goto done;
+        }
+        run = run_dir_of(run_path); /* NULL: a checkpoint file outside a run */
+        const char *owner = run ? run : run_path;
+        if (path_inside(owner, out) || run_same_path(run_path, out)) {
+            fprintf(stderr, "kanrun inspect: error: -o %s lies inside the run %s, which inspect only reads: "
+                            "choose a folder outside it\n", out, owner);
+            goto done;
+        }
+    }
+    rc = 1;
+    set_threads((int)threads);
     if (weights_open(&w, NULL, "auto", "kanrun inspect", &m, &info, data ? &tok : NULL, err, sizeof err)) {
         fprintf(stderr, "kanrun inspect: error: %s\n", err);
         goto done;
@@ -676,15 +701,17 @@ int inspect_main(int argc, char **argv)
         fprintf(stderr, "kanrun inspect: error: %s: the model has no KAN layers\n", info.file);
         goto done;
     }
+    names = xmalloc((size_t)probe.n * sizeof *names);
+    for (int l = 0; l < probe.n; l++) names[l] = layer_name(&m, &probe.layers[l]);
     chosen = xmalloc((size_t)probe.n);
-    if (choose_layers(&probe, &pat, chosen, err, sizeof err)) {
+    if (choose_layers(&probe, names, &ctx.pat, chosen, err, sizeof err)) {
         fprintf(stderr, "kanrun inspect: error: %s\n", err);
         rc = 2;
         goto done;
     }
     layers = xcalloc((size_t)probe.n, sizeof *layers);
     for (int l = 0; l < probe.n; l++)
-        if (chosen[l] && layer_open(&layers[nl++], &m, &probe.layers[l], err, sizeof err)) {
+        if (chosen[l] && layer_open(&layers[nl++], &m, &probe.layers[l], names[l], err, sizeof err)) {
             fprintf(stderr, "kanrun inspect: error: %s\n", err);
             goto done;
         }
@@ -704,10 +731,11 @@ int inspect_main(int argc, char **argv)
     rc = 0;
 done:
     for (int l = 0; l < nl; l++) layer_free(&layers[l]);
-    free(layers), free(chosen), free(run), free(pat.v);
+    free(layers), free(chosen), free(names), free(run), free(ctx.pat.v);
     kan_probe_free(&probe);
     if (tok) tok_close(tok);
     model_free(&m);
     ckpt_info_free(&info);
+    config_sets_free(&w.sets);
     return rc;
 }

@@ -235,6 +235,56 @@ Test(inspect, csv_sums_to_the_models_output_three_inputs, .timeout = 60)
     model_free(&m);
 }
 
+/* A PyTorch state_dict (efficient-kan's KANLinear from the fixture, its
+   non-uniform grid) through --model: a layer at the model's root is "root",
+   and its knots are the file's. */
+Test(inspect, state_dict_with_model, .timeout = 60)
+{
+    char *fixture = test_fixture_path("kan_linear_nonuniform.safetensors"), err[512];
+    StFile f;
+    cr_assert_eq(st_open(&f, fixture, err, sizeof err), 0, "%s", err);
+    static const char *const names[] = {"grid", "base_weight", "spline_weight", "spline_scaler"};
+    StEntry e[4];
+    for (int t = 0; t < 4; t++) {
+        const StTensor *s = st_find(&f, names[t]);
+        cr_assert(s && s->dtype == ST_F32, "%s: %s", fixture, names[t]);
+        e[t] = (StEntry){.name = names[t], .dtype = ST_F32, .rank = s->rank, .data = s->data};
+        memcpy(e[t].shape, s->shape, sizeof e[t].shape);
+    }
+    const StTensor *g = st_find(&f, "grid");
+    int in = (int)g->shape[0], len = (int)g->shape[1];
+    float *knots = xmalloc((size_t)in * len * sizeof *knots);
+    st_read_f32(g, knots);
+    char *dir = test_tmpdir(), *sd = xasprintf("%s/kan.safetensors", dir), *log = NULL;
+    cr_assert_eq(st_write(sd, e, 4, NULL, 0, err, sizeof err), 0, "%s", err);
+    st_close(&f);
+    /* the fixture's config: in 5, out 6, G 6, k 3 */
+    cr_assert_eq(test_run(&log, "$KANRUN inspect %s --model models/kan-linear.kdl --set in_features=5 "
+                                "--set out_features=6 --set grid_size=6 -o %s/out --top 9",
+                          sd, dir),
+                 0, "%s", log);
+    cr_expect(strstr(log, "root  5 x 6  out of grid -  top o"), "%s", log);
+    free(log);
+    char *json = xasprintf("%s/out/root.json", dir), *png = xasprintf("%s/out/root.png", dir);
+    cJSON *j = read_json(json), *jg = cJSON_GetObjectItem(j, "grid");
+    cr_assert_eq(cJSON_GetArraySize(jg), in);
+    for (int i = 0; i < in; i++)
+        for (int q = 0; q < len; q++)
+            cr_expect_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(jg, i), q)->valuedouble, (double)knots[i * len + q],
+                         "knot %d of input %d", q, i);
+    cr_expect_eq(cJSON_GetObjectItem(j, "grid_size")->valueint, 6);
+    cJSON_Delete(j);
+    struct stat st;
+    cr_expect_eq(stat(png, &st), 0, "%s", png);
+    /* a layer name that does not exist lists "root" */
+    cr_expect_eq(test_run(&log, "$KANRUN inspect %s --model models/kan-linear.kdl --set in_features=5 "
+                                "--set out_features=6 --set grid_size=6 --layer layers.0 -o %s/x",
+                          sd, dir),
+                 2);
+    cr_expect(strstr(log, "its 1 layer is root"), "%s", log);
+    free(log), free(json), free(png), free(knots), free(sd), free(dir), free(fixture);
+}
+
 /* ---- a tiny trained run, inspected on data ---- */
 
 #define TINY "--set n_layer=1 --set n_head=2 --set n_embd=16 --set block_size=16 --batch 4"
