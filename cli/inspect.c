@@ -299,18 +299,36 @@ static int write_csv(const Layer *L, const double *A, int points, int64_t csv_to
             if (pick[o * L->in + i]) fprintf(f, ",o%lld_i%lld", (long long)o, (long long)i);
     }
     fputc('\n', f);
-    for (int p = 0; p < points; p++) {
-        sep = "";
-        for (int64_t i = 0; i < L->in; i++) {
-            if (!used[i]) continue;
-            const double *a = A + (i * points + p) * S;
-            fprintf(f, "%s%.9g", sep, sample_x(L, i, p, points)), sep = ",";
-            for (int64_t o = 0; o < L->out; o++)
-                if (pick[o * L->in + i]) fprintf(f, ",%.9g", phi(L, o, i, a));
+    /* rows are formatted in parallel, a block at a time, and written in order;
+       a value takes at most 17 characters ("-1.23456789e-300,") */
+    int64_t cols = 0;
+    for (int64_t i = 0; i < L->in; i++) cols += used[i];
+    cols += keep;
+    size_t row_cap = (size_t)cols * 17 + 2;
+    int block = (int)(((size_t)64 << 20) / row_cap);
+    block = block < 1 ? 1 : block > points ? points : block;
+    char *buf = xmalloc(row_cap * block);
+    size_t *len = xmalloc((size_t)block * sizeof *len);
+    for (int p0 = 0; p0 < points; p0 += block) {
+        int nb = points - p0 < block ? points - p0 : block;
+#pragma omp parallel for schedule(dynamic)
+        for (int b = 0; b < nb; b++) {
+            int p = p0 + b;
+            char *row = buf + row_cap * b;
+            size_t at = 0;
+            for (int64_t i = 0; i < L->in; i++) {
+                if (!used[i]) continue;
+                const double *a = A + (i * points + p) * S;
+                at += (size_t)snprintf(row + at, row_cap - at, "%s%.9g", at ? "," : "", sample_x(L, i, p, points));
+                for (int64_t o = 0; o < L->out; o++)
+                    if (pick[o * L->in + i]) at += (size_t)snprintf(row + at, row_cap - at, ",%.9g", phi(L, o, i, a));
+            }
+            row[at++] = '\n';
+            len[b] = at;
         }
-        fputc('\n', f);
+        for (int b = 0; b < nb; b++) fwrite(buf + row_cap * b, 1, len[b], f);
     }
-    free(pick), free(used);
+    free(buf), free(len), free(pick), free(used);
     return close_checked(f, path, err, errlen);
 }
 
