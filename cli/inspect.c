@@ -21,7 +21,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fnmatch.h>
-#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -192,10 +191,12 @@ static void layer_add_data(Layer *L, const double *x, int64_t rows)
     {
         double *a = xmalloc((size_t)(chunk * S) * sizeof *a), *wi = xmalloc((size_t)(out * S) * sizeof *wi);
         double *ph = xmalloc((size_t)(chunk * out) * sizeof *ph), *scratch = xmalloc((size_t)L->len * sizeof *scratch);
+        double *col = xmalloc((size_t)out * sizeof *col); /* input i's sums, contiguous */
 #pragma omp for schedule(dynamic)
         for (int64_t i = 0; i < in; i++) { /* input i's counts and l1 column belong to one thread */
             for (int64_t o = 0; o < out; o++) memcpy(wi + o * S, L->w + (o * in + i) * S, S * sizeof *wi);
             double span = L->xhi[i] - L->xlo[i];
+            memset(col, 0, (size_t)out * sizeof *col);
             for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
                 int64_t nr = rows - r0 < chunk ? rows - r0 : chunk;
                 for (int64_t r = 0; r < nr; r++) {
@@ -210,10 +211,11 @@ static void layer_add_data(Layer *L, const double *x, int64_t rows)
                 cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nr, (int)out, S, 1.0, a, S, wi, S,
                             0.0, ph, (int)out);
                 for (int64_t r = 0; r < nr; r++)
-                    for (int64_t o = 0; o < out; o++) L->l1[o * in + i] += fabs(ph[r * out + o]);
+                    for (int64_t o = 0; o < out; o++) col[o] += fabs(ph[r * out + o]);
             }
+            for (int64_t o = 0; o < out; o++) L->l1[o * in + i] += col[o];
         }
-        free(a), free(wi), free(ph), free(scratch);
+        free(a), free(wi), free(ph), free(scratch), free(col);
     }
     L->samples += rows;
 }
@@ -622,8 +624,20 @@ static int collect_data(Model *m, KanProbe *probe, Layer *layers, const char *ch
             break;
         }
         kan_probe_collect(probe, m);
-        for (int l = 0, at = 0; l < probe->n; l++)
-            if (chosen[l]) layer_add_data(&layers[at++], probe->layers[l].x, probe->layers[l].rows);
+        for (int l = 0, at = 0; l < probe->n && !rc; l++) {
+            if (!chosen[l]) continue;
+            const KanProbeLayer *P = &probe->layers[l];
+            for (int64_t q = 0; q < P->rows * P->in; q++)
+                if (!isfinite(P->x[q])) {
+                    set_err(err, errlen, "layer %s: its input on batch %lld holds %s (row %lld, input %lld): "
+                                         "the weights are broken",
+                            layers[at].name, (long long)j, isnan(P->x[q]) ? "NaN" : "an infinity",
+                            (long long)(q / P->in), (long long)(q % P->in));
+                    rc = -1;
+                    break;
+                }
+            if (!rc) layer_add_data(&layers[at++], P->x, P->rows);
+        }
     }
     free(x), free(y), free(run_data), free(run_val), free(cache);
     corpus_free(&c);

@@ -5,9 +5,12 @@
  * on the CSV's x column must give the CSV's o<o>_i0 columns; with several
  * inputs, y_o of the row (x_0[p], x_1[p], ...) is the sum over i of the
  * CSV's o<o>_i<i> at row p. The parameters are random (not the init's small
- * spline noise) and the knots non-uniform, different per input. The PNG of
- * a tiny trained run is read back with cairo: its size, and the colours its
- * panels, curves, histograms and grid marks are drawn in.
+ * spline noise) and the knots non-uniform, different per input. The L1
+ * norms on data are checked the same way: a one-edge model holding a trained
+ * edge's weights, run on that layer's inputs as the probe reads them. The
+ * PNG of a tiny trained run is read back with cairo: its size, and the
+ * colours its panels, curves, histograms and grid marks are drawn in; the
+ * out-of-grid fractions equal kanrun eval's.
  */
 #include <cairo.h>
 #include <cjson/cJSON.h>
@@ -19,9 +22,13 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "corpus.h"
+#include "kan_probe.h"
+#include "lm.h"
 #include "model.h"
 #include "plot.h"
 #include "test_util.h"
+#include "tokenizer.h"
 #include "util.h"
 
 TestSuite(inspect);
@@ -429,6 +436,107 @@ Test(inspect, trained_run_with_data, .timeout = 180)
     cr_expect_eq(layers, 5, "4 KAN layers in the block, lm_head: %s", log);
     cr_expect_leq(fabs(sum / layers - mean), 0.1 + 1e-9, "mean %.2f%% (eval: %.1f%%)", sum / layers, mean);
     free(want), free(log), free(run), free(dir);
+}
+
+/* The L1 norms on the data: the layer's inputs on eval's batches, read by the
+   probe here, through a one-edge model holding edge (o, i)'s weights and knots
+   (so its y is phi_oi(x)): mean |y| over input i's samples is the JSON's l1. */
+Test(inspect, l1_on_data_is_the_models_mean_abs_edge, .timeout = 120)
+{
+    const char *data = test_corpus();
+    char *run = test_tmpdir(), *dir = test_tmpdir(), *log = NULL, err[1024];
+    cr_assert_eq(test_run(&log, "$KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                                " --steps 2 --warmup 1 --eval-every 0 --threads 2",
+                          data, run),
+                 0, "%s", log);
+    free(log);
+    cr_assert_eq(test_run(&log, "$KANRUN inspect %s --layer lm_head --data %s --batches 2 --top 1 --csv-top 1 -o %s",
+                          run, data, dir),
+                 0, "%s", log);
+    free(log);
+    char *json = xasprintf("%s/lm_head.layers.0.json", dir);
+    cJSON *j = read_json(json);
+
+    /* the run, its layer inputs on the two batches */
+    CkptInfo info;
+    ConfigSets cs;
+    Model m;
+    cr_assert_eq(ckpt_info(run, &info, err, sizeof err), 0, "%s", err);
+    ckpt_sets(&info, &cs);
+    cr_assert_eq(model_compile(&m, info.model_path, info.source, cs.sets, cs.n, MODEL_FORWARD, 4, "cpu", stderr), 0);
+    cr_assert_eq(ckpt_load(run, &m, NULL, err, sizeof err), 0, "%s", err);
+    Tokenizer *tok = tok_open(info.tokenizer, err, sizeof err);
+    cr_assert(tok, "%s", err);
+    Corpus c;
+    char *cache = xasprintf("%s/tokens", run);
+    cr_assert_eq(corpus_prepare_readonly(data, NULL, tok, cache, &c, err, sizeof err), 0, "%s", err);
+    LmIo io;
+    cr_assert_eq(lm_find_io(&m, &io, err, sizeof err), 0, "%s", err);
+    KanProbe p;
+    kan_probe_init(&p, &m);
+    int l = p.n - 1;
+    cr_assert_str_eq(p.layers[l].name, "lm_head.layers.0");
+    int64_t rows = p.layers[l].rows, in = p.layers[l].in, n = 2 * rows;
+    double *xs = xmalloc((size_t)(n * in) * sizeof *xs);
+    int32_t *ids = xmalloc((size_t)(io.batch * io.block) * 4), *tg = xmalloc((size_t)(io.batch * io.block) * 4);
+    for (int b = 0; b < 2; b++) {
+        corpus_eval_batch(c.val, c.n_val, (int)io.block, (int)io.batch, 1337, (uint64_t)b, ids, tg);
+        cr_assert_eq(model_set_tokens(&m, io.idx, ids, err, sizeof err), 0, "%s", err);
+        kan_probe_collect(&p, &m);
+        memcpy(xs + b * rows * in, p.layers[l].x, (size_t)(rows * in) * sizeof *xs);
+    }
+    const GNode *k = &m.g.nodes[p.layers[l].node];
+    double *parts[4];
+    for (int s = 1; s <= 4; s++) {
+        parts[s - 1] = xmalloc((size_t)shape_numel(&m.g.nodes[k->in[s]].shape) * sizeof(double));
+        model_read_value(&m, k->in[s], parts[s - 1]);
+    }
+    int G = k->a.grid_size, K = k->a.spline_order, len = (int)shape_last(&m.g.nodes[k->in[1]].shape);
+    int nf = (int)shape_last(&m.g.nodes[k->in[3]].shape);
+
+    /* the top edge, and one from the middle of the ranking */
+    cJSON *top = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ranking"), "top");
+    cJSON *l1 = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "ranking"), "l1");
+    for (int e = 0; e < 100; e += 57) {
+        cJSON *t = cJSON_GetArrayItem(top, e);
+        int o = cJSON_GetObjectItem(t, "out")->valueint, i = cJSON_GetObjectItem(t, "in")->valueint;
+        double want = cJSON_GetObjectItem(t, "l1")->valuedouble;
+        cr_expect_eq(cJSON_GetArrayItem(cJSON_GetArrayItem(l1, o), i)->valuedouble, want);
+        char src[256];
+        snprintf(src, sizeof src,
+                 "model edge(x: real[%lld, 1]) {\n  y = kan(x, [1], grid_size = %d, spline_order = %d)\n"
+                 "  return y\n}\n",
+                 (long long)n, G, K);
+        Model e1;
+        cr_assert_eq(model_compile(&e1, "edge.kdl", src, NULL, 0, MODEL_FORWARD, 4, "cpu", stderr), 0);
+        const GNode *k1 = &e1.g.nodes[kan_node(&e1)];
+        write_node(&e1, k1->in[1], parts[0] + (int64_t)i * len);
+        write_node(&e1, k1->in[2], parts[1] + (int64_t)o * in + i);
+        write_node(&e1, k1->in[3], parts[2] + ((int64_t)o * in + i) * nf);
+        write_node(&e1, k1->in[4], parts[3] + (int64_t)o * in + i);
+        double *x1 = xmalloc((size_t)n * sizeof *x1), *y1 = xmalloc((size_t)n * sizeof *y1);
+        for (int64_t r = 0; r < n; r++) x1[r] = xs[r * in + i];
+        StTensor tx = {.name = "x", .dtype = ST_F64, .rank = 2, .shape = {n, 1}, .numel = n,
+                       .nbytes = (size_t)n * sizeof *x1, .data = x1};
+        cr_assert_eq(model_set_input(&e1, model_input(&e1, "x"), &tx, err, sizeof err), 0, "%s", err);
+        e1.dev->ops->run(e1.dev, 0, e1.g.n_forward);
+        model_read_value(&e1, e1.g.output, y1);
+        double mean = 0;
+        for (int64_t r = 0; r < n; r++) mean += fabs(y1[r]) / (double)n;
+        cr_expect_leq(fabs(mean - want), 1e-5 * fmax(1e-3, want), "edge o%d i%d (rank %d): model %.9g, JSON %.9g",
+                      o, i, e, mean, want);
+        free(x1), free(y1);
+        model_free(&e1);
+    }
+    for (int s = 0; s < 4; s++) free(parts[s]);
+    free(xs), free(ids), free(tg), free(cache), free(json), free(run), free(dir);
+    kan_probe_free(&p);
+    corpus_free(&c);
+    tok_close(tok);
+    config_sets_free(&cs);
+    ckpt_info_free(&info);
+    model_free(&m);
+    cJSON_Delete(j);
 }
 
 /* ---- bad input ---- */
