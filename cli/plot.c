@@ -134,6 +134,11 @@ int plot_sheet_png(const char *path, const char *title, const PlotPanel *p, int 
     for (int l = 0; l < 2 && *line; l++) {
         size_t len = strcspn(line, "\n");
         char *text = xasprintf("%.*s", (int)len, line);
+        cairo_text_extents_t ext; /* a line wider than the sheet is set smaller */
+        cairo_set_font_size(cr, 12);
+        cairo_text_extents(cr, text, &ext);
+        if (ext.x_advance > w - 2 * PLOT_GAP)
+            cairo_set_font_size(cr, fmax(6, 12 * (w - 2 * PLOT_GAP) / ext.x_advance));
         cairo_move_to(cr, PLOT_GAP, 17 + 17 * l);
         cairo_show_text(cr, text);
         free(text);
