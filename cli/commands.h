@@ -11,5 +11,6 @@ int bench_main(int argc, char **argv);  /* bench.c */
 int verify_main(int argc, char **argv); /* verify.c */
 int forward_main(int argc, char **argv); /* forward.c */
 int regrid_main(int argc, char **argv);  /* regrid.c */
+int inspect_main(int argc, char **argv); /* inspect.c */
 
 #endif

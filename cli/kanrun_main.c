@@ -23,6 +23,8 @@ static const char USAGE[] =
     "                                        layers' inputs (grid update, once)\n"
     "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"
     "                                        safetensors (compare with PyTorch)\n"
+    "  inspect DIR -o OUT [--data PATH]      a KAN's learned edge functions: CSV, JSON and a\n"
+    "                                        PNG of small plots per layer\n"
     "  verify [MODEL.kdl] REFERENCE.safetensors   compare with the PyTorch reference\n"
     "                                        (no model: the one the file's metadata names)\n"
     "  bench MODEL.kdl [flags]               training throughput and memory as JSON\n"
@@ -154,6 +156,7 @@ static const struct {
     {"verify", verify_main}, {"bench", bench_main},   {"info", cmd_info},
     {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
     {"regrid", regrid_main},
+    {"inspect", inspect_main},
 };
 
 int main(int argc, char **argv)
