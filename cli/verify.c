@@ -3,7 +3,8 @@
  * A reference file (shared/fixtures, written by the PyTorch reference) holds
  * the parameters and inputs in F32 and the expected results in F64, with the
  * hyperparameters in its __metadata__ "config". Kinds:
- *   kan_linear: y and grad.* for the upstream gradient dy;
+ *   kan_linear, kan_chebyshev, kan_rbf (one layer of each basis):
+ *               y and grad.* for the upstream gradient dy;
  *   gpt:        logits, loss, grad.<param>, step1.<param> after one clipped
  *               AdamW step, and `losses` over `steps` steps on the same batch.
  */
@@ -106,7 +107,8 @@ static int compare_param_grads(Tally *t, Model *m, const StFile *f, const char *
     return 0;
 }
 
-static int verify_kan_linear(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
+/* one KAN layer (kan_linear, kan_chebyshev, kan_rbf): y, grad.<input>, grad.<param> */
+static int verify_kan_layer(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
 {
     Graph *g = &m->g;
     m->dev->ops->run(m->dev, 0, g->n);
@@ -201,9 +203,10 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
         st_close(&f);
         return 2;
     }
-    if (!kind || !cfg || (strcmp(kind, "gpt") && strcmp(kind, "kan_linear"))) {
-        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt or "
-                        "kan_linear and a JSON config)\n", ref_path);
+    int is_layer = kind && (!strcmp(kind, "kan_linear") || !strcmp(kind, "kan_chebyshev") || !strcmp(kind, "kan_rbf"));
+    if (!kind || !cfg || (strcmp(kind, "gpt") && !is_layer)) {
+        fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt, kan_linear, "
+                        "kan_chebyshev or kan_rbf and a JSON config)\n", ref_path);
         free(found);
         cJSON_Delete(cfg);
         st_close(&f);
@@ -227,7 +230,7 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     Tally t = {.out = out, .tol = tol};
     fprintf(out, "verify %s against %s (%s)\n", model_path, ref_path, kind);
     if ((is_gpt ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
-                : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
+                : verify_kan_layer(&t, &m, &f, err, sizeof err))) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
     }
@@ -248,14 +251,16 @@ static const char VERIFY_USAGE[] = "usage: kanrun verify [MODEL.kdl] REFERENCE.s
 static const char VERIFY_EPILOG[] =
     "Loads every parameter and buffer from the reference file by name, takes the\n"
     "hyperparameters from its config (a --set wins), runs the model and compares\n"
-    "every expected tensor: for kind kan_linear y and grad.*; for kind gpt logits,\n"
-    "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
-    "steps. Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4\n"
-    "for every tensor (float32 computation against a float64 reference).\n"
+    "every expected tensor: for kinds kan_linear, kan_chebyshev and kan_rbf y and\n"
+    "grad.*; for kind gpt logits, loss, grad.*, step1.* (one clipped AdamW step) and\n"
+    "the losses over the file's steps. Tolerance: relative error ||ours -\n"
+    "reference|| / ||reference|| <= 1e-4 for every tensor (float32 computation\n"
+    "against a float64 reference).\n"
     "Without MODEL.kdl the file's metadata names it, from the repository's models/\n"
     "($KANC_ROOT/models, else ../models next to kanrun): kan_linear: kan-linear.kdl;\n"
-    "gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by its config's layout. Other\n"
-    "kinds, and GPTs with basis rbf or chebyshev, are not supported yet (an error).\n"
+    "kan_chebyshev: kan-chebyshev.kdl; kan_rbf: kan-rbf.kdl; gpt: kansformers.kdl,\n"
+    "hybrid.kdl or mingpt.kdl by its config's layout (a basis other than bspline:\n"
+    "kansformers only). Other kinds are not supported yet (an error).\n"
     "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";
 
 int verify_main(int argc, char **argv)
