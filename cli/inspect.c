@@ -34,6 +34,7 @@
 #include "corpus.h"
 #include "cpu_kernels.h"
 #include "kan_basis.h"
+#include "kan_op.h"
 #include "kan_probe.h"
 #include "lm.h"
 #include "plot.h"
@@ -133,6 +134,11 @@ static int layer_open(Layer *L, Model *m, const KanProbeLayer *P, const char *na
     memset(L, 0, sizeof *L);
     L->name = name;
     L->b = kan_basis(n->a.basis);
+    if (n->a.basis != KAN_BASIS_BSPLINE || n->a.no_base) { /* a shared grid, another weight layout, no base */
+        set_err(err, errlen, "layer %s: inspect draws B-spline layers (efficient-kan's); this one's basis is %s",
+                name, L->b ? L->b->name : "unknown");
+        return -1;
+    }
     if (!L->b || !L->b->reference || !L->b->grid_range) {
         set_err(err, errlen, "layer %s: its basis family (%s) gives no reference values or grid range, "
                              "which inspect evaluates the edges with",
@@ -143,8 +149,8 @@ static int layer_open(Layer *L, Model *m, const KanProbeLayer *P, const char *na
     L->nf = L->b->nf(L->G, L->k), L->len = L->b->grid_len(L->G, L->k);
     L->in = P->in, L->out = shape_last(&n->shape);
     L->grid = read_node(m, n->in[1]);
-    double *base = read_node(m, n->in[2]), *spline = read_node(m, n->in[3]);
-    double *scaler = L->scaler ? read_node(m, n->in[4]) : NULL;
+    double *base = read_node(m, n->in[kan_in_base(&n->a)]), *spline = read_node(m, n->in[kan_in_spline(&n->a)]);
+    double *scaler = L->scaler ? read_node(m, n->in[kan_in_scaler(&n->a)]) : NULL;
     int S = L->nf + 1;
     L->w = xmalloc((size_t)(L->out * L->in * S) * sizeof *L->w);
     for (int64_t e = 0; e < L->out * L->in; e++) {

@@ -3,7 +3,8 @@
  * A reference file (shared/fixtures, written by the PyTorch reference) holds
  * the parameters and inputs in F32 and the expected results in F64, with the
  * hyperparameters in its __metadata__ "config". Kinds:
- *   kan_linear: y and grad.* for the upstream gradient dy;
+ *   kan_linear, kan_chebyshev, kan_rbf (one layer of each basis):
+ *               y and grad.* for the upstream gradient dy;
  *   gpt:        logits, loss, grad.<param>, step1.<param> after one clipped
  *               AdamW step, and `losses` over `steps` steps on the same batch;
  *   kan_update_grid: efficient-kan's update_grid on the batch x (kanc's grid
@@ -22,6 +23,7 @@
 #include "commands.h"
 #include "config.h"
 #include "kan_grid.h"
+#include "kan_op.h"
 #include "kan_probe.h"
 #include "util.h"
 
@@ -112,7 +114,8 @@ static int compare_param_grads(Tally *t, Model *m, const StFile *f, const char *
     return 0;
 }
 
-static int verify_kan_linear(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
+/* one KAN layer (kan_linear, kan_chebyshev, kan_rbf): y, grad.<input>, grad.<param> */
+static int verify_kan_layer(Tally *t, Model *m, const StFile *f, char *err, size_t errlen)
 {
     Graph *g = &m->g;
     m->dev->ops->run(m->dev, 0, g->n);
@@ -199,11 +202,13 @@ static int compare_doubles(Tally *t, const StFile *f, const char *name, const do
     return 0;
 }
 
-/* the node of the kan op's input `slot` (1 grid, 3 spline_weight) in a one-layer model */
-static int kan_input(const Model *m, int slot)
+/* the grid (spline 0) or spline-weight (1) node of a one-layer model's kan op */
+static int kan_input(const Model *m, int spline)
 {
-    for (int i = 0; i < m->g.n_forward; i++)
-        if (m->g.nodes[i].op == OP_KAN) return m->g.nodes[i].in[slot];
+    for (int i = 0; i < m->g.n_forward; i++) {
+        const GNode *n = &m->g.nodes[i];
+        if (n->op == OP_KAN) return n->in[spline ? kan_in_spline(&n->a) : 1];
+    }
     return -1;
 }
 
@@ -212,7 +217,7 @@ static int kan_input(const Model *m, int slot)
 static int verify_kan_update_grid(Tally *t, Model *m, Model *after, const StFile *f, const cJSON *cfg,
                                   char *err, size_t errlen)
 {
-    int grid = kan_input(m, 1), spline = kan_input(m, 3);
+    int grid = kan_input(m, 0), spline = kan_input(m, 1);
     if (grid < 0) return set_err(err, errlen, "the model has no KAN layer"), -1;
     int G = m->g.nodes[grid].a.grid_size;
     int64_t N = shape_rows(&m->g.nodes[model_input(m, "x")].shape);
@@ -236,8 +241,8 @@ static int verify_kan_update_grid(Tally *t, Model *m, Model *after, const StFile
     model_read_value(m, spline, v + ng);
     rc = compare_doubles(t, f, "after.grid", v, ng, err, errlen) ||
          compare_doubles(t, f, "after.spline_weight", v + ng, ns, err, errlen);
-    model_write_value(after, kan_input(after, 1), v);
-    model_write_value(after, kan_input(after, 3), v + ng);
+    model_write_value(after, kan_input(after, 0), v);
+    model_write_value(after, kan_input(after, 1), v + ng);
     free(v);
     if (rc) return -1;
     Graph *g = &after->g;
@@ -302,11 +307,11 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
         st_close(&f);
         return 2;
     }
+    int is_layer = kind && (!strcmp(kind, "kan_linear") || !strcmp(kind, "kan_chebyshev") || !strcmp(kind, "kan_rbf"));
     if (!kind || !cfg ||
-        (strcmp(kind, "gpt") && strcmp(kind, "kan_linear") && strcmp(kind, "kan_update_grid") &&
-         strcmp(kind, "kan_reg_loss"))) {
+        (strcmp(kind, "gpt") && !is_layer && strcmp(kind, "kan_update_grid") && strcmp(kind, "kan_reg_loss"))) {
         fprintf(stderr, "error: %s: not a reference file (needs __metadata__ kind gpt, kan_linear, "
-                        "kan_update_grid or kan_reg_loss and a JSON config)\n", ref_path);
+                        "kan_chebyshev, kan_rbf, kan_update_grid or kan_reg_loss and a JSON config)\n", ref_path);
         free(found);
         cJSON_Delete(cfg);
         st_close(&f);
@@ -366,7 +371,7 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
     if ((is_gpt    ? verify_gpt(&t, &m, &f, cfg, err, sizeof err)
          : is_grid ? verify_kan_update_grid(&t, &m, &after, &f, cfg, err, sizeof err)
          : is_reg  ? verify_kan_reg_loss(&t, &m, &after, &f, err, sizeof err)
-                   : verify_kan_linear(&t, &m, &f, err, sizeof err))) {
+                   : verify_kan_layer(&t, &m, &f, err, sizeof err))) {
         fprintf(stderr, "error: %s\n", err);
         goto done;
     }
@@ -388,18 +393,20 @@ static const char VERIFY_USAGE[] = "usage: kanrun verify [MODEL.kdl] REFERENCE.s
 static const char VERIFY_EPILOG[] =
     "Loads every parameter and buffer from the reference file by name, takes the\n"
     "hyperparameters from its config (a --set wins), runs the model and compares\n"
-    "every expected tensor: for kind kan_linear y and grad.*; for kind gpt logits,\n"
-    "loss, grad.*, step1.* (one clipped AdamW step) and the losses over the file's\n"
-    "steps; for kind kan_update_grid the grid update (mode efficient-kan) on x,\n"
-    "then y and grad.* of the updated layer on x2; for kind kan_reg_loss y, reg_loss,\n"
-    "grad_total.* (of sum(y * dy) + reg_loss) and grad.* (of reg_loss alone).\n"
-    "Tolerance: relative error ||ours - reference|| / ||reference|| <= 1e-4 for\n"
-    "every tensor (float32 computation against a float64 reference).\n"
+    "every expected tensor: for kinds kan_linear, kan_chebyshev and kan_rbf y and\n"
+    "grad.*; for kind gpt logits, loss, grad.*, step1.* (one clipped AdamW step) and\n"
+    "the losses over the file's steps; for kind kan_update_grid the grid update\n"
+    "(mode efficient-kan) on x, then y and grad.* of the updated layer on x2; for\n"
+    "kind kan_reg_loss y, reg_loss, grad_total.* (of sum(y * dy) + reg_loss) and\n"
+    "grad.* (of reg_loss alone). Tolerance: relative error ||ours - reference|| /\n"
+    "||reference|| <= 1e-4 for every tensor (float32 computation against a float64\n"
+    "reference).\n"
     "Without MODEL.kdl the file's metadata names it, from the repository's models/\n"
     "($KANC_ROOT/models, else ../models next to kanrun): kan_linear and\n"
-    "kan_update_grid: kan-linear.kdl; kan_reg_loss: kan-stack.kdl;\n"
-    "gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by its config's layout. Other\n"
-    "kinds, and GPTs with basis rbf or chebyshev, are not supported yet (an error).\n"
+    "kan_update_grid: kan-linear.kdl; kan_reg_loss: kan-stack.kdl; kan_chebyshev:\n"
+    "kan-chebyshev.kdl; kan_rbf: kan-rbf.kdl; gpt: kansformers.kdl, hybrid.kdl or\n"
+    "mingpt.kdl by its config's layout (a basis other than bspline: kansformers\n"
+    "only). Other kinds are not supported (an error).\n"
     "Exit status 0: all within tolerance; 1: some tensor is not; 2: error.\n";
 
 int verify_main(int argc, char **argv)

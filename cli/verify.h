@@ -18,8 +18,9 @@ int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets,
                double tol, const char *device, FILE *out);
 
 /* The model file (a malloc'd path) for a reference file's kind and config:
-   kan_linear: models/kan-linear.kdl; gpt: kansformers.kdl, hybrid.kdl or
-   mingpt.kdl by config.layout (or the parameter names), B-splines only; from
+   kan_linear: models/kan-linear.kdl; kan_chebyshev, kan_rbf: kan-chebyshev.kdl,
+   kan-rbf.kdl; gpt: kansformers.kdl, hybrid.kdl or mingpt.kdl by config.layout
+   (or the parameter names), another basis than B-splines for kansformers only; from
    $KANC_ROOT/models or models/ next to the executable. NULL with "path: ..." in
    err for no metadata, a kind or basis kanc does not support, no models/. */
 char *verify_model_for(const StFile *f, const char *kind, const cJSON *cfg, char *err,

@@ -75,18 +75,29 @@ char *verify_model_for(const StFile *f, const char *kind, const cJSON *cfg, char
     if (!strcmp(kind, "kan_linear") || !strcmp(kind, "kan_update_grid"))
         return find_model("kan-linear.kdl", err, errlen);
     if (!strcmp(kind, "kan_reg_loss")) return find_model("kan-stack.kdl", err, errlen);
+    if (!strcmp(kind, "kan_chebyshev")) return find_model("kan-chebyshev.kdl", err, errlen);
+    if (!strcmp(kind, "kan_rbf")) return find_model("kan-rbf.kdl", err, errlen);
     if (strcmp(kind, "gpt")) {
         snprintf(err, errlen, "%s: fixture kind '%s' is not supported by kanc yet", f->path, kind);
         return NULL;
     }
-    const char *basis = config_string(cfg, "basis");
-    if (basis) { /* absent: B-splines, the one basis kanc has today */
+    const char *basis = config_string(cfg, "basis"); /* absent: B-splines */
+    if (basis && strcmp(basis, "bspline") && strcmp(basis, "chebyshev") && strcmp(basis, "rbf")) {
         snprintf(err, errlen, "%s: fixture kind 'gpt' with basis '%s' is not supported by kanc yet",
                  f->path, basis);
         return NULL;
     }
     const char *layout = config_string(cfg, "layout");
     if (!layout) layout = layout_by_names(f);
+    /* only kansformers.kdl has the `basis` hyperparameter: another layout would
+       silently build B-spline layers */
+    if (basis && strcmp(basis, "bspline") && layout && strcmp(layout, "kansformers")) {
+        snprintf(err, errlen,
+                 "%s: fixture kind 'gpt' with basis '%s' and layout '%s' is not supported by kanc yet "
+                 "(models/kansformers.kdl has the basis hyperparameter)",
+                 f->path, basis, layout);
+        return NULL;
+    }
     const char *model = !layout                        ? NULL
                         : !strcmp(layout, "kansformers") ? "kansformers.kdl"
                         : !strcmp(layout, "hybrid")      ? "hybrid.kdl"

@@ -45,6 +45,8 @@ typedef enum {
     INIT_ONES,
     INIT_NORMAL,          /* N(0, init_a) */
     INIT_KAIMING_UNIFORM, /* torch kaiming_uniform_(a = init_a), fan_in = last dim */
+    INIT_UNIFORM,         /* U(-init_a, init_a) (torch's nn.Linear bias: init_a = 1/sqrt(fan_in)) */
+    INIT_TRUNC_NORMAL,    /* N(0, init_a) truncated to [-2, 2] (torch's trunc_normal_ defaults) */
     INIT_KAN_SPLINE,      /* least squares of noise scale init_a (needs the layer's grid) */
     INIT_KAN_GRID,        /* a KAN basis grid: attr basis, grid_size, spline_order; range init_a..init_b */
     INIT_TRIL,            /* causal mask: ones on and below the diagonal */
@@ -56,6 +58,7 @@ typedef enum {
     I(int, heads) I(int, causal)             /* attention */                     \
     I(int, grid_size) I(int, spline_order)   /* kan: the basis' G and k */       \
     I(int, has_scaler)                       /* kan: standalone spline_scaler */ \
+    I(int, no_base)                          /* kan: no base branch (no base_weight input) */ \
     I(int, has_bias)                         /* linear */                        \
     I(GAct, act)                             /* kan base activation; act_bwd */  \
     I(int64_t, start) I(int64_t, len)        /* slice */                         \

@@ -1,15 +1,17 @@
 /* kanc_basis_bspline.cuh: the B-spline basis of the fused KAN kernels (DESIGN.md 4;
  * ops/kan_basis_bspline.c): KancBSpline<G, K> evaluates the G+K functions of one
- * input, and kanc_kan_a / kanc_kan_w (for every basis) build A's and Wf's entries. */
+ * input. */
 #ifndef KANC_BASIS_BSPLINE_CUH
 #define KANC_BASIS_BSPLINE_CUH
 
 #include "kanc_core.cuh"
 
 /* ---- the KAN basis family: B-splines. The fused kernels (kanc_kan.cuh) take a
-   basis type B with B::NB functions per input, B::NG grid values per input and
-   B::eval(x, grid row, values, derivatives or 0); another family (RBF,
-   Chebyshev) is another such type in its own kanc_basis_<name>.cuh. ---- */
+   basis type B with B::NB functions per input, B::NG values per grid row,
+   B::SHARED (one grid row for every input), B::IN_MAJOR (weights [in, out, NB]
+   rather than [out, in, NB]) and B::eval(x, grid row, values, derivatives or
+   0); another family is another such type in its own kanc_basis_<name>.cuh
+   (kanc_basis_chebyshev.cuh, kanc_basis_rbf.cuh). ---- */
 
 /* Cox-de Boor on the knots t[0 .. G+2K] exactly as ops/kan_basis_bspline_cpu.inc:
    out[0 .. G+K-1] = B_j,K(x); with dout, their derivatives. */
@@ -38,29 +40,11 @@ __device__ __forceinline__ void kanc_basis(float x, const float *t, float *out, 
 }
 
 template <int G, int K> struct KancBSpline {
-    static constexpr int NB = G + K, NG = G + 2 * K + 1;
+    static constexpr int NB = G + K, NG = G + 2 * K + 1, SHARED = 0, IN_MAJOR = 0;
     static __device__ __forceinline__ void eval(float x, const float *t, float *out, float *dout)
     {
         kanc_basis<G, K>(x, t, out, dout);
     }
 };
-
-/* One row of A(X) for input value xv: [act(x), f_0(x) .. f_{NB-1}(x)] */
-template <class B, int ACT>
-__device__ __forceinline__ void kanc_kan_a(float xv, const float *t, float *a)
-{
-    a[0] = kanc_act(ACT, xv);
-    B::eval(xv, t, a + 1, (float *)0);
-}
-
-/* Fused weight entry Wf[o, i*S + c]: base[o,i] (c = 0), spline[o,i,c-1] * scaler[o,i] */
-template <int NB, int SCALER>
-__device__ __forceinline__ float kanc_kan_w(const float *base, const float *spline,
-                                            const float *scaler, long long oi, int c)
-{
-    if (c == 0) return base[oi];
-    float w = spline[oi * NB + c - 1];
-    return SCALER ? w * scaler[oi] : w;
-}
 
 #endif

@@ -6,19 +6,52 @@
 #include "kanc_core.cuh"
 
 /* ---- the fused KAN layer (DESIGN.md 4), for a basis type B (B::NB functions
-   per input on a grid row of B::NG values; cuda/kanc_basis_*.cuh). S = NB+1
-   columns of A per input: [act(x), f_0(x) .. f_{NB-1}(x)]; Wf[o] = [base[o,i], spline[o,i,:] * scaler[o,i]]
-   in the same interleaving. A is built tile by tile in shared memory from X
-   and Wf from the parameters; neither ever exists in device memory. ---- */
+   per input on a grid row of B::NG values; cuda/kanc_basis_*.cuh). S = NB+BASE
+   columns of A per input: [act(x) (if BASE), f_0(x) .. f_{NB-1}(x)]; Wf[o] =
+   [base[o,i], spline(o,i,:) * scaler[o,i]] in the same interleaving. A is
+   built tile by tile in shared memory from X and Wf from the parameters;
+   neither ever exists in device memory. ---- */
+
+/* input i's grid row: its own, or the one row every input shares */
+template <class B> __device__ __forceinline__ const float *kanc_grid_row(const float *grid, int i)
+{
+    return B::SHARED ? grid : grid + (long long)i * B::NG;
+}
+
+/* where the NB weights of (o, i) start: [out, in, NB] or [in, out, NB] */
+template <class B> __device__ __forceinline__ long long kanc_weight_at(int o, int i, int IN, int OUT)
+{
+    return (B::IN_MAJOR ? (long long)i * OUT + o : (long long)o * IN + i) * B::NB;
+}
+
+/* One row of A(X) for input value xv: [act(x) (if BASE), f_0(x) .. f_{NB-1}(x)] */
+template <class B, int ACT, int BASE>
+__device__ __forceinline__ void kanc_kan_a(float xv, const float *t, float *a)
+{
+    if (BASE) a[0] = kanc_act(ACT, xv);
+    B::eval(xv, t, a + BASE, (float *)0);
+}
+
+/* Fused weight entry Wf[o, i*S + c]: base[o,i] (c = 0 with BASE), else the
+   spline weight c - BASE of (o, i), times scaler[o,i] */
+template <class B, int BASE, int SCALER>
+__device__ __forceinline__ float kanc_kan_w(const float *base, const float *spline, const float *scaler, int o,
+                                            int i, int IN, int OUT, int c)
+{
+    long long oi = (long long)o * IN + i;
+    if (BASE && c == 0) return base[oi];
+    float w = spline[kanc_weight_at<B>(o, i, IN, OUT) + c - BASE];
+    return SCALER ? w * scaler[oi] : w;
+}
 
 /* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;
    the reduction advances TI inputs (TI*S columns of A) per stage. */
-template <class B, int ACT, int SCALER, int TM, int TN, int TI>
+template <class B, int ACT, int BASE, int SCALER, int TM, int TN, int TI>
 __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const float *grid,
                                              const float *base, const float *spline,
                                              const float *scaler, long long N, int IN, int OUT)
 {
-    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TKW = TI * S;
+    constexpr int NB = B::NB, S = NB + BASE, TKW = TI * S;
     constexpr int RM = TM / 16, RN = TN / 16;
     __shared__ float As[TKW][TM + 1]; /* A(X) tile, k-major: As[ii*S + c][row] */
     __shared__ float Ws[TKW][TN + 1]; /* Wf^T tile: Ws[ii*S + c][out] */
@@ -35,7 +68,7 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
             long long n = r0 + r;
             float a[S];
             if (n < N && i < IN)
-                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+                kanc_kan_a<B, ACT, BASE>(x[n * IN + i], kanc_grid_row<B>(grid, i), a);
             else
                 for (int c = 0; c < S; c++) a[c] = 0.0f;
             for (int c = 0; c < S; c++) As[ii * S + c][r] = a[c];
@@ -43,7 +76,7 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
         for (int e = tid; e < TN * TKW; e += 256) {
             int kk = e % TKW, oo = e / TKW, o = o0 + oo, i = i0 + kk / S;
             Ws[kk][oo] = (o < OUT && i < IN)
-                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)
+                             ? kanc_kan_w<B, BASE, SCALER>(base, spline, scaler, o, i, IN, OUT, kk % S)
                              : 0.0f;
         }
         __syncthreads();
@@ -68,13 +101,13 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
    splits each (o, i) group of S columns into d base, d spline (times the
    scaler) and d scaler (sum_c dWf_spline * spline), adding into the gradient
    area. Block: TM outputs x TI inputs (TI*S columns); TR rows per stage. */
-template <class B, int ACT, int SCALER, int TM, int TI, int TR>
+template <class B, int ACT, int BASE, int SCALER, int TM, int TI, int TR>
 __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, float *dscaler,
                                                const float *dy, const float *x, const float *grid,
                                                const float *spline, const float *scaler,
                                                long long N, int IN, int OUT)
 {
-    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
+    constexpr int NB = B::NB, S = NB + BASE, TNW = TI * S;
     constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
     __shared__ float Ds[TR][TM + 1];  /* dY rows x outputs */
     __shared__ float As[TR][TNW + 1]; /* A(X) rows x columns */
@@ -95,7 +128,7 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
             long long n = n0 + r;
             float a[S];
             if (n < N && i < IN)
-                kanc_kan_a<B, ACT>(x[n * IN + i], grid + (long long)i * NK, a);
+                kanc_kan_a<B, ACT, BASE>(x[n * IN + i], kanc_grid_row<B>(grid, i), a);
             else
                 for (int c = 0; c < S; c++) a[c] = 0.0f;
             for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];
@@ -117,13 +150,13 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
     for (int e = tid; e < TM * TI; e += 256) {
         int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;
         if (o >= OUT || i >= IN) continue;
-        long long oi = (long long)o * IN + i;
+        long long oi = (long long)o * IN + i, w = kanc_weight_at<B>(o, i, IN, OUT);
         const float *g = &Gs[oo][ii * S];
-        dbase[oi] += g[0];
+        if (BASE) dbase[oi] += g[0];
         float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;
         for (int c = 0; c < NB; c++) {
-            dspline[oi * NB + c] += g[1 + c] * s;
-            ds += g[1 + c] * spline[oi * NB + c];
+            dspline[w + c] += g[BASE + c] * s;
+            ds += g[BASE + c] * spline[w + c];
         }
         if (SCALER) dscaler[oi] += ds;
     }
@@ -131,14 +164,14 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
 
 /* input: Gb = dY Wf (TM rows x TI*S columns per block, the reduction over
    outputs TO at a time with Wf built on the fly); epilogue fusion:
-   dx[n,i] (+)= act'(x) Gb[n,i,0] + sum_c B'_c(x) Gb[n,i,1+c]. */
-template <class B, int ACT, int SCALER, int ACC, int TM, int TI, int TO>
+   dx[n,i] (+)= act'(x) Gb[n,i,0] (if BASE) + sum_c B'_c(x) Gb[n,i,BASE+c]. */
+template <class B, int ACT, int BASE, int SCALER, int ACC, int TM, int TI, int TO>
 __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const float *x,
                                                const float *grid, const float *base,
                                                const float *spline, const float *scaler,
                                                long long N, int IN, int OUT)
 {
-    constexpr int NB = B::NB, S = NB + 1, NK = B::NG, TNW = TI * S;
+    constexpr int NB = B::NB, S = NB + BASE, TNW = TI * S;
     constexpr int RM = TM / 16, RN = (TNW + 15) / 16;
     __shared__ float Ds[TO][TM + 1];  /* dY^T: outputs x rows */
     __shared__ float Ws[TO][TNW + 1]; /* Wf: outputs x columns */
@@ -158,7 +191,7 @@ __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const
         for (int e = tid; e < TO * TNW; e += 256) {
             int kk = e % TNW, oo = e / TNW, o = o0 + oo, i = i0 + kk / S;
             Ws[oo][kk] = (o < OUT && i < IN)
-                             ? kanc_kan_w<NB, SCALER>(base, spline, scaler, (long long)o * IN + i, kk % S)
+                             ? kanc_kan_w<B, BASE, SCALER>(base, spline, scaler, o, i, IN, OUT, kk % S)
                              : 0.0f;
         }
         __syncthreads();
@@ -181,10 +214,10 @@ __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const
         if (n >= N || i >= IN) continue;
         long long q = n * IN + i;
         float xv = x[q], bs[NB], dbs[NB];
-        B::eval(xv, grid + (long long)i * NK, bs, dbs);
+        B::eval(xv, kanc_grid_row<B>(grid, i), bs, dbs);
         const float *g = &Gs[r][ii * S];
-        float s = kanc_act_grad(ACT, xv) * g[0];
-        for (int c = 0; c < NB; c++) s += dbs[c] * g[1 + c];
+        float s = BASE ? kanc_act_grad(ACT, xv) * g[0] : 0.0f;
+        for (int c = 0; c < NB; c++) s += dbs[c] * g[BASE + c];
         dx[q] = ACC ? dx[q] + s : s;
     }
 }

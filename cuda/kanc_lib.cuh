@@ -11,6 +11,8 @@
 
 #include "kanc_core.cuh"
 #include "kanc_basis_bspline.cuh"
+#include "kanc_basis_chebyshev.cuh"
+#include "kanc_basis_rbf.cuh"
 #include "kanc_gemm.cuh"
 #include "kanc_kan.cuh"
 #include "kanc_norm.cuh"

@@ -6,6 +6,7 @@
 #include "autodiff.h"
 #include "cpu_kernels.h"
 #include "kan_basis.h"
+#include "kan_op.h"
 #include "cuda_emit.h"
 #include "layer.h"
 #include "ops.h"
@@ -15,7 +16,7 @@ static const GNode *kan_forward(const Graph *g, const GNode *n)
     return n->fwd >= 0 ? &g->nodes[n->fwd] : n;
 }
 
-/* one product of K = in * (G+k+1) columns, forward and for each backward product */
+/* one product of K = in * (nf + base) columns, forward and for each backward product */
 /* the regularization loss reads only the spline weights: no matrix product, no workspace */
 static int is_kan_reg(const GNode *n) { return n->op == OP_KAN_REG || n->op == OP_KAN_REG_BWD; }
 
@@ -23,7 +24,7 @@ static double kan_flops(const Graph *g, const GNode *n)
 {
     if (is_kan_reg(n)) return 0;
     const GNode *f = kan_forward(g, n);
-    int S = kan_basis(f->a.basis)->nf(f->a.grid_size, f->a.spline_order) + 1;
+    int S = kan_basis(f->a.basis)->nf(f->a.grid_size, f->a.spline_order) + !f->a.no_base;
     return 2 * (double)shape_rows(&f->shape) * (double)shape_last(&g->nodes[f->in[0]].shape) * S *
            (double)shape_last(&f->shape);
 }
@@ -43,23 +44,52 @@ const OpFamily op_family_kan = {.name = "kan", .flops = kan_flops, .cpu_workspac
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 
 #define KAN_SLOTS                                                                                            \
-    "grid_size", "spline_order", "grid_range", "scale_noise", "scale_base", "scale_spline", "scaler", "base"
+    "grid_size", "spline_order", "grid_range", "scale_noise", "scale_base", "scale_spline", "scaler", "base", \
+        "basis", "degree", "num_grids", "use_layernorm", "use_base_update", "spline_weight_init_scale"
 #define KAN_USAGE                                                                                            \
-    "grid_size = 5, spline_order = 3, grid_range = [-1, 1], scale_noise = 0.1, "                             \
-    "scale_base = 1.0, scale_spline = 1.0, scaler = true, base = \"silu\")"
+    "basis = \"bspline\", ...): bspline: grid_size = 5, spline_order = 3, grid_range = [-1, 1], "            \
+    "scale_noise = 0.1, scale_base = 1.0, scale_spline = 1.0, scaler = true, base = \"silu\"; "               \
+    "chebyshev: degree = 4; rbf: num_grids = 8, grid_range = [-2, 2], base = \"silu\", "                      \
+    "use_layernorm = true, use_base_update = true, spline_weight_init_scale = 0.1"
 
-/* The options shared by kan() and kan_linear(), slots 2..9. */
+/* the option slots (2 = the first after x and widths/out) */
+enum {
+    KO_GRID_SIZE = 2, KO_SPLINE_ORDER, KO_GRID_RANGE, KO_SCALE_NOISE, KO_SCALE_BASE, KO_SCALE_SPLINE,
+    KO_SCALER, KO_BASE, KO_BASIS, KO_DEGREE, KO_NUM_GRIDS, KO_USE_LAYERNORM, KO_USE_BASE_UPDATE,
+    KO_INIT_SCALE, KO_END
+};
+
+/* which options each family takes (bit s: slot s); basis itself is everyone's */
+static unsigned kan_family_slots(KanBasisId b)
+{
+#define KO(s) (1u << (s))
+    switch (b) {
+    case KAN_BASIS_CHEBYSHEV: return KO(KO_DEGREE);
+    case KAN_BASIS_RBF:
+        return KO(KO_GRID_RANGE) | KO(KO_BASE) | KO(KO_NUM_GRIDS) | KO(KO_USE_LAYERNORM) |
+               KO(KO_USE_BASE_UPDATE) | KO(KO_INIT_SCALE);
+    default:
+        return KO(KO_GRID_SIZE) | KO(KO_SPLINE_ORDER) | KO(KO_GRID_RANGE) | KO(KO_SCALE_NOISE) |
+               KO(KO_SCALE_BASE) | KO(KO_SCALE_SPLINE) | KO(KO_SCALER) | KO(KO_BASE);
+    }
+#undef KO
+}
+
+/* The options shared by kan() and kan_linear(): the basis family and its own. */
 typedef struct {
-    int64_t G, k;
-    double lo, hi, noise, sbase, sspline;
-    int scaler;
-    GAct act;
     KanBasisId basis;
+    int64_t G, k;               /* GAttr grid_size, spline_order: (G, k), (degree, 0), (num_grids, 0) */
+    double lo, hi;              /* grid_range */
+    double noise, sbase, sspline; /* bspline inits */
+    int scaler;                 /* bspline */
+    GAct act;                   /* bspline, rbf: the base branch's activation */
+    int layernorm, base_update; /* rbf */
+    double init_scale;          /* rbf: spline_linear.weight's std */
 } KanOpts;
 
-static int arg_grid_range(Elab *E, Args *A, int i, double *lo, double *hi)
+static int arg_grid_range(Elab *E, Args *A, int i, double dlo, double dhi, double *lo, double *hi)
 {
-    *lo = -1, *hi = 1;
+    *lo = dlo, *hi = dhi;
     if (!A->given[i]) return 1;
     Value v = A->v[i];
     if (v.k != V_LIST || v.n != 2 || !is_num(v.items[0]) || !is_num(v.items[1]))
@@ -82,54 +112,172 @@ static int arg_act(Elab *E, Args *A, int i, GAct *act)
     return el_bad_arg(E, A, i, "must be \"silu\", \"gelu\", \"relu\" or \"none\"");
 }
 
+static int arg_basis(Elab *E, Args *A, int i, KanBasisId *b)
+{
+    *b = KAN_BASIS_BSPLINE;
+    if (!A->given[i]) return 1;
+    for (int j = 0; A->v[i].k == V_STR && j < KAN_N_BASES; j++)
+        if (!strcmp(A->v[i].s, kan_basis(j)->name)) return *b = (KanBasisId)j, 1;
+    return el_bad_arg(E, A, i, "must be \"bspline\", \"chebyshev\" or \"rbf\"");
+}
+
 static int kan_opts(Elab *E, Args *A, KanOpts *o)
 {
-    o->basis = KAN_BASIS_BSPLINE; /* the only family kan() offers so far */
-    if (!el_arg_int(E, A, 2, 5, 1, 1 << 16, &o->G) || !el_arg_int(E, A, 3, 3, 0, 16, &o->k) ||
-        !arg_grid_range(E, A, 4, &o->lo, &o->hi) || !el_arg_num(E, A, 5, 0.1, &o->noise) ||
-        !el_arg_num(E, A, 6, 1.0, &o->sbase) || !el_arg_num(E, A, 7, 1.0, &o->sspline) ||
-        !el_arg_bool(E, A, 8, 1, &o->scaler) || !arg_act(E, A, 9, &o->act))
-        return 0;
-    if (!(o->noise >= 0)) return el_bad_arg(E, A, 5, "must not be negative");
-    const char *why = kan_basis(o->basis)->check_options((int)o->G, (int)o->k, o->lo, o->hi);
-    return why ? el_bad_arg(E, A, 4, why) : 1;
+    memset(o, 0, sizeof *o);
+    if (!arg_basis(E, A, KO_BASIS, &o->basis)) return 0;
+    const KanBasis *b = kan_basis(o->basis);
+    unsigned mine = kan_family_slots(o->basis);
+    for (int s = KO_GRID_SIZE; s < KO_END; s++)
+        if (s != KO_BASIS && A->given[s] && !(mine & (1u << s))) {
+            char why[160];
+            snprintf(why, sizeof why, "is not an option of basis \"%s\" (see kan()'s options for each basis)",
+                     b->name);
+            return el_bad_arg(E, A, s, why);
+        }
+    int range_slot = KO_GRID_RANGE;
+    switch (o->basis) {
+    case KAN_BASIS_CHEBYSHEV:
+        range_slot = KO_DEGREE;
+        if (!el_arg_int(E, A, KO_DEGREE, 4, 0, 64, &o->G)) return 0;
+        o->lo = -1, o->hi = 1; /* tanh's range: no grid to place */
+        break;
+    case KAN_BASIS_RBF:
+        if (!el_arg_int(E, A, KO_NUM_GRIDS, 8, 2, 1 << 16, &o->G) ||
+            !arg_grid_range(E, A, KO_GRID_RANGE, -2, 2, &o->lo, &o->hi) || !arg_act(E, A, KO_BASE, &o->act) ||
+            !el_arg_bool(E, A, KO_USE_LAYERNORM, 1, &o->layernorm) ||
+            !el_arg_bool(E, A, KO_USE_BASE_UPDATE, 1, &o->base_update) ||
+            !el_arg_num(E, A, KO_INIT_SCALE, 0.1, &o->init_scale))
+            return 0;
+        if (!(o->init_scale >= 0)) return el_bad_arg(E, A, KO_INIT_SCALE, "must not be negative");
+        break;
+    default:
+        if (!el_arg_int(E, A, KO_GRID_SIZE, 5, 1, 1 << 16, &o->G) ||
+            !el_arg_int(E, A, KO_SPLINE_ORDER, 3, 0, 16, &o->k) ||
+            !arg_grid_range(E, A, KO_GRID_RANGE, -1, 1, &o->lo, &o->hi) ||
+            !el_arg_num(E, A, KO_SCALE_NOISE, 0.1, &o->noise) || !el_arg_num(E, A, KO_SCALE_BASE, 1.0, &o->sbase) ||
+            !el_arg_num(E, A, KO_SCALE_SPLINE, 1.0, &o->sspline) || !el_arg_bool(E, A, KO_SCALER, 1, &o->scaler) ||
+            !arg_act(E, A, KO_BASE, &o->act))
+            return 0;
+        if (!(o->noise >= 0)) return el_bad_arg(E, A, KO_SCALE_NOISE, "must not be negative");
+    }
+    const char *why = b->check_options((int)o->G, (int)o->k, o->lo, o->hi);
+    return why ? el_bad_arg(E, A, range_slot, why) : 1;
+}
+
+/* the layer's grid buffer (KAN_GRID init over [lo, hi]): [in, len], or [len] when shared */
+static int kan_grid_buffer(Elab *E, Args *A, const KanOpts *o, const char *name, int64_t in)
+{
+    const KanBasis *b = kan_basis(o->basis);
+    int64_t len = b->grid_len((int)o->G, (int)o->k);
+    int grid = el_buffer(E, A, name, b->shared_grid ? shape_of(1, len) : shape_of(2, in, len), INIT_KAN_GRID);
+    if (grid < 0) return -1;
+    GNode *gn = &el_graph(E)->nodes[grid];
+    gn->init_a = o->lo, gn->init_b = o->hi;
+    gn->a.grid_size = (int)o->G, gn->a.spline_order = (int)o->k, gn->a.basis = o->basis;
+    return grid;
+}
+
+static const char *kan_name(Elab *E, const char *prefix, const char *local)
+{
+    return arena_printf(el_arena(E), "%s%s", prefix, local);
 }
 
 /* One efficient-kan KANLinear: buffer grid, then base_weight, spline_weight,
    spline_scaler (the order and names of its state_dict), then the op. */
-static int kan_one(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
+static int kan_one_bspline(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
 {
     GShape xs = el_tshape(E, x);
     int64_t in = shape_last(&xs), G = o->G, k = o->k;
     const KanBasis *b = kan_basis(o->basis);
-    const char *names[4];
-    static const char *const local[4] = {"grid", "base_weight", "spline_weight", "spline_scaler"};
-    for (int i = 0; i < 4; i++) names[i] = arena_printf(el_arena(E), "%s%s", prefix, local[i]);
-    int grid =
-        el_buffer(E, A, names[0], shape_of(2, in, (int64_t)b->grid_len((int)G, (int)k)), INIT_KAN_GRID);
+    int grid = kan_grid_buffer(E, A, o, kan_name(E, prefix, "grid"), in);
     if (grid < 0) return -1;
-    GNode *gn = &el_graph(E)->nodes[grid];
-    gn->init_a = o->lo, gn->init_b = o->hi;
-    gn->a.grid_size = (int)G, gn->a.spline_order = (int)k, gn->a.basis = o->basis;
-    int base = el_param(E, A, names[1], shape_of(2, out, in), INIT_KAIMING_UNIFORM, sqrt(5.0) * o->sbase, 1);
+    int base = el_param(E, A, kan_name(E, prefix, "base_weight"), shape_of(2, out, in), INIT_KAIMING_UNIFORM,
+                        sqrt(5.0) * o->sbase, 1);
     int spline = base < 0 ? -1
-                          : el_param(E, A, names[2], shape_of(3, out, in, (int64_t)b->nf((int)G, (int)k)),
-                                     INIT_KAN_SPLINE, o->noise, 1);
+                          : el_param(E, A, kan_name(E, prefix, "spline_weight"),
+                                     shape_of(3, out, in, (int64_t)b->nf((int)G, (int)k)), INIT_KAN_SPLINE, o->noise, 1);
     if (spline < 0) return -1;
     GNode *sn = &el_graph(E)->nodes[spline];
     sn->init_ref = grid;
     sn->a.grid_size = (int)G, sn->a.spline_order = (int)k, sn->a.basis = o->basis;
-    int scaler = o->scaler ? el_param(E, A, names[3], shape_of(2, out, in), INIT_KAIMING_UNIFORM,
-                                      sqrt(5.0) * o->sspline, 1)
+    int scaler = o->scaler ? el_param(E, A, kan_name(E, prefix, "spline_scaler"), shape_of(2, out, in),
+                                      INIT_KAIMING_UNIFORM, sqrt(5.0) * o->sspline, 1)
                            : -2;
     if (scaler == -1) return -1;
-    GAttr at = {.grid_size = (int)G,
-                .spline_order = (int)k,
-                .has_scaler = o->scaler,
-                .act = o->act,
-                .basis = o->basis};
+    GAttr at = {.grid_size = (int)G, .spline_order = (int)k, .has_scaler = o->scaler, .act = o->act, .basis = o->basis};
     return el_emit(E, A->call, A->scope, OP_KAN, (int[]){x, grid, base, spline, scaler}, o->scaler ? 5 : 4,
                    el_with_last(xs, out), &at);
+}
+
+/* One ChebyKANLayer: cheby_coeffs [in, out, degree + 1] ~ N(0, 1/(in (degree+1))),
+   buffer arange = 0 .. degree (the op's grid); no base branch, no scaler. */
+static int kan_one_chebyshev(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
+{
+    GShape xs = el_tshape(E, x);
+    int64_t in = shape_last(&xs), nf = o->G + 1;
+    int coeffs = el_param(E, A, kan_name(E, prefix, "cheby_coeffs"), shape_of(3, in, out, nf), INIT_NORMAL,
+                          1.0 / ((double)in * (double)nf), 1);
+    int arange = coeffs < 0 ? -1 : kan_grid_buffer(E, A, o, kan_name(E, prefix, "arange"), in);
+    if (arange < 0) return -1;
+    GAttr at = {.grid_size = (int)o->G, .no_base = 1, .act = ACT_NONE, .basis = o->basis};
+    return el_emit(E, A->call, A->scope, OP_KAN, (int[]){x, arange, coeffs}, 3, el_with_last(xs, out), &at);
+}
+
+/* the op of a base activation (-1: the identity) */
+static GOp act_op(GAct a) { return a == ACT_SILU ? OP_SILU : a == ACT_GELU ? OP_GELU : a == ACT_RELU ? OP_RELU : -1; }
+
+/* One FastKANLayer: u = layernorm(x) (optional), y = kan op on u with the
+   shared rbf.grid and spline_linear.weight [out, in * num_grids] (its columns
+   in the op's (input, function) order), plus base_linear(act(x)) with a bias
+   (optional). The LayerNorm and the base branch are ordinary nodes beside the
+   fused op; every trainable parameter has weight decay (FastKAN's are all
+   KAN-layer parameters), none the frozen grid. */
+static int kan_one_rbf(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
+{
+    GShape xs = el_tshape(E, x);
+    int64_t in = shape_last(&xs), G = o->G;
+    int u = x;
+    if (o->layernorm) {
+        if (in < 2)
+            return el_err(E, A->call, "'%s': FastKAN's LayerNorm needs more than one input (x has %lld); "
+                          "give use_layernorm = false", A->callee, (long long)in), -1;
+        int w = el_param(E, A, kan_name(E, prefix, "layernorm.weight"), shape_of(1, in), INIT_ONES, 0, 1);
+        int b = w < 0 ? -1 : el_param(E, A, kan_name(E, prefix, "layernorm.bias"), shape_of(1, in), INIT_ZEROS, 0, 1);
+        if (b < 0) return -1;
+        GAttr ln = {.eps = 1e-5};
+        u = el_emit(E, A->call, A->scope, OP_LAYERNORM, (int[]){x, w, b}, 3, xs, &ln);
+        if (u < 0) return -1;
+        el_graph(E)->nodes[u].aux = shape_of(2, shape_rows(&xs), (int64_t)2);
+        el_graph(E)->nodes[u].aux_numel = shape_rows(&xs) * 2;
+    }
+    int grid = kan_grid_buffer(E, A, o, kan_name(E, prefix, "rbf.grid"), in);
+    int spline = grid < 0 ? -1
+                          : el_param(E, A, kan_name(E, prefix, "spline_linear.weight"), shape_of(2, out, in * G),
+                                     INIT_TRUNC_NORMAL, o->init_scale, 1);
+    if (spline < 0) return -1;
+    GAttr at = {.grid_size = (int)G, .no_base = 1, .act = ACT_NONE, .basis = o->basis};
+    int y = el_emit(E, A->call, A->scope, OP_KAN, (int[]){u, grid, spline}, 3, el_with_last(xs, out), &at);
+    if (y < 0 || !o->base_update) return y;
+    int w = el_param(E, A, kan_name(E, prefix, "base_linear.weight"), shape_of(2, out, in), INIT_KAIMING_UNIFORM,
+                     sqrt(5.0), 1);
+    int b = w < 0 ? -1
+                  : el_param(E, A, kan_name(E, prefix, "base_linear.bias"), shape_of(1, out), INIT_UNIFORM,
+                             1 / sqrt((double)in), 1);
+    if (b < 0) return -1;
+    int h = act_op(o->act) < 0 ? x : el_emit(E, A->call, A->scope, act_op(o->act), &x, 1, xs, NULL);
+    GAttr lin = {.has_bias = 1};
+    int base = h < 0 ? -1 : el_emit(E, A->call, A->scope, OP_LINEAR, (int[]){h, w, b}, 3, el_with_last(xs, out), &lin);
+    return base < 0 ? -1 : el_emit(E, A->call, A->scope, OP_ADD, (int[]){y, base}, 2, el_with_last(xs, out), NULL);
+}
+
+/* one layer of the family o->basis, its state named prefix + the upstream's local names */
+static int kan_one(Elab *E, Args *A, const KanOpts *o, int x, int64_t out, const char *prefix)
+{
+    switch (o->basis) {
+    case KAN_BASIS_CHEBYSHEV: return kan_one_chebyshev(E, A, o, x, out, prefix);
+    case KAN_BASIS_RBF: return kan_one_rbf(E, A, o, x, out, prefix);
+    default: return kan_one_bspline(E, A, o, x, out, prefix);
+    }
 }
 
 /* kan(x, widths): efficient-kan KAN([in] + widths), layers named layers.<l>.* */
@@ -162,6 +310,7 @@ static Value L_kan_linear(Elab *E, Args *A)
 }
 
 const Builtin layer_kan = {"kan", L_kan, 2, 0, 1, "kan(x, widths, " KAN_USAGE, {"x", "widths", KAN_SLOTS}};
+_Static_assert(KO_END <= LAYER_MAX_SLOTS, "kan()'s options fit the builtin's slots");
 const Builtin layer_kan_linear = {
     "kan_linear", L_kan_linear, 2, 0, 1, "kan_linear(x, out, " KAN_USAGE, {"x", "out", KAN_SLOTS}};
 
@@ -175,8 +324,14 @@ static Value L_kan_regularization(Elab *E, Args *A)
     if (!el_arg_num(E, A, 0, 1.0, &act) || !el_arg_num(E, A, 1, 1.0, &ent)) return VERR;
     int total = -1, n = el_graph(E)->n;
     for (int i = 0; i < n; i++) {
-        if (el_graph(E)->nodes[i].op != OP_KAN) continue;
-        int w = el_graph(E)->nodes[i].in[3]; /* spline_weight */
+        const GNode *k = &el_graph(E)->nodes[i];
+        if (k->op != OP_KAN) continue;
+        if (k->a.basis != KAN_BASIS_BSPLINE)
+            return el_err(E, A->call,
+                          "'%s': efficient-kan's regularization loss is defined for B-spline layers; "
+                          "'%s' has basis \"%s\"",
+                          A->callee, el_graph(E)->nodes[k->in[1]].name, kan_basis(k->a.basis)->name);
+        int w = k->in[kan_in_spline(&k->a)]; /* spline_weight */
         GAttr at = {.reg_activation = act, .reg_entropy = ent};
         int r = el_emit(E, A->call, A->scope, OP_KAN_REG, &w, 1, (GShape){0}, &at);
         if (r < 0) return VERR;
@@ -200,16 +355,18 @@ const Builtin layer_kan_regularization = {"kan_regularization",
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
-/* both backward nodes take (dy, x, grid, base, spline, scaler?) */
+/* both backward nodes take (dy, x, grid, base?, spline, scaler?): dy, then the op's inputs */
 void op_vjp_kan(AdCtx *ad, const GNode *n, int dy)
 {
-    const int *in = n->in;
     GAttr a = n->a;
     a.acc = 0;
-    int kin[G_MAXIN] = {dy, in[0], in[1], in[2], in[3], in[4]};
-    int nk = n->a.has_scaler ? 6 : 5;
-    if (ad_wants(ad, in[2])) ad_contribute(ad, in[2], OP_KAN_BWD_W, kin, nk, a);
-    if (ad_wants(ad, in[0])) ad_contribute(ad, in[0], OP_KAN_BWD_X, kin, nk, a);
+    int kin[G_MAXIN] = {dy};
+    for (int j = 0; j < n->nin; j++) kin[1 + j] = n->in[j];
+    int nk = 1 + n->nin, b = kan_in_base(&n->a), sp = n->in[kan_in_spline(&n->a)];
+    /* the weight gradient node writes every parameter's; it stands for the base (or the spline) */
+    int w = b >= 0 ? n->in[b] : sp;
+    if (ad_wants(ad, w)) ad_contribute(ad, w, OP_KAN_BWD_W, kin, nk, a);
+    if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_KAN_BWD_X, kin, nk, a);
 }
 
 /* the spline weights' gradient of the regularization loss */
@@ -224,11 +381,13 @@ void op_vjp_kan_reg(AdCtx *ad, const GNode *n, int dy)
 
 typedef struct {
     int64_t N, in, out;
-    int G, k, S, act, scaler;
-    char basis[48]; /* the CUDA basis type, e.g. KancBSpline<5, 3> */
+    int G, k, S, act, scaler, base; /* S = nf + base columns of A per input */
+    int j_grid, j_base, j_spline, j_scaler; /* positions among the node's inputs (-1: none) */
+    char basis[48];                 /* the CUDA basis type, e.g. KancBSpline<5, 3> */
 } KanDims;
 
-static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x)
+/* k the forward op, x its input; `shift` 1 for a backward node (dy first) */
+static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x, int shift)
 {
     KanDims d = {.N = shape_rows(&x->shape),
                  .in = shape_last(&x->shape),
@@ -236,9 +395,14 @@ static KanDims kan_dims(CudaGen *G, const GNode *k, const GNode *x)
                  .G = k->a.grid_size,
                  .k = k->a.spline_order,
                  .act = k->a.act,
-                 .scaler = k->a.has_scaler};
+                 .scaler = k->a.has_scaler,
+                 .base = !k->a.no_base};
     const KanBasis *b = kan_basis(k->a.basis);
-    d.S = b->nf(d.G, d.k) + 1;
+    d.S = b->nf(d.G, d.k) + d.base;
+    d.j_grid = 1 + shift;
+    d.j_base = d.base ? kan_in_base(&k->a) + shift : -1;
+    d.j_spline = kan_in_spline(&k->a) + shift;
+    d.j_scaler = d.scaler ? kan_in_scaler(&k->a) + shift : -1;
     snprintf(d.basis, sizeof d.basis, b->cuda_type, d.G, d.k);
     return d;
 }
@@ -257,35 +421,42 @@ static int kan_inputs(CudaGen *G, int cols, int S, int64_t in, int64_t fixed, in
     return ti;
 }
 
-static void kan_params(CudaGen *G, const char *base, int j_grid, int j_base, int j_spline, int j_scaler,
-                       int scaler)
+/* the kernel's grid, base (if with_base), spline and scaler pointers; absent ones are null */
+static void kan_params(CudaGen *G, const KanDims *d, int with_base)
 {
-    cg_in_ptr(G, "grid", j_grid);
-    if (base) cg_in_ptr(G, "base", j_base);
-    cg_in_ptr(G, "spline", j_spline);
-    if (scaler)
-        cg_in_ptr(G, "scaler", j_scaler);
+    cg_in_ptr(G, "grid", d->j_grid);
+    if (with_base) {
+        if (d->base)
+            cg_in_ptr(G, "base", d->j_base);
+        else
+            cg_line(G, "const float *base = 0; /* no base branch */");
+    }
+    cg_in_ptr(G, "spline", d->j_spline);
+    if (d->scaler)
+        cg_in_ptr(G, "scaler", d->j_scaler);
     else
         cg_line(G, "const float *scaler = 0; /* no standalone scaler */");
 }
 
+static const char *kan_base_text(const KanDims *d) { return d->base ? cg_act_short(d->act) : "none (no branch)"; }
+
 void cuda_emit_kan(CudaGen *G)
 {
     const GNode *n = G->n;
-    KanDims d = kan_dims(G, n, CG_IN(0));
+    KanDims d = kan_dims(G, n, CG_IN(0), 0);
     int TM = G->o.tile_m, TN = G->o.tile_n;
     int TI = kan_inputs(G, G->o.tile_k, d.S, d.in, 0, (int64_t)d.S * (TM + TN + 2));
     char s1[96], s2[96];
     cg_kernel_begin(G, "kan_fwd", (unsigned)cg_cdiv(d.out, TN), (unsigned)cg_cdiv(d.N, TM), CG_BLOCK, 1,
-                    "y%s = A(x%s) Wf^T, G=%d k=%d base %s%s\n   tiles: %d rows x %d outputs; "
+                    "y%s = A(x%s) Wf^T, %s G=%d k=%d base %s%s\n   tiles: %d rows x %d outputs; "
                     "per stage, inputs: %d (columns of A: %d)",
-                    cg_shp(&n->shape, s1), cg_shp(&CG_IN(0)->shape, s2), d.G, d.k, cg_act_short(d.act),
+                    cg_shp(&n->shape, s1), cg_shp(&CG_IN(0)->shape, s2), d.basis, d.G, d.k, kan_base_text(&d),
                     d.scaler ? " scaler" : "", TM, TN, TI, TI * d.S);
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
-    kan_params(G, "base", 1, 2, 3, 4, d.scaler);
-    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
+    kan_params(G, &d, 1);
+    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
             (long long)d.out);
     cg_kernel_end(G);
 }
@@ -293,28 +464,33 @@ void cuda_emit_kan(CudaGen *G)
 void cuda_emit_kan_bwd_w(CudaGen *G)
 {
     const GNode *n = G->n;
-    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1));
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1), 1);
     int TM = G->o.tile_m, TR = G->o.tile_k;
     int TI =
         kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TR * (TM + 1) + TR + TM, (int64_t)d.S * (TR + TM));
     cg_kernel_begin(G, "kan_bwd_w", (unsigned)cg_cdiv(d.in, TI), (unsigned)cg_cdiv(d.out, TM), CG_BLOCK, 1,
                     "dWf = dy^T A(x), split into d base, d spline, d scaler (accumulate)\n"
-                    "   G=%d k=%d base %s%s; tiles: %d outputs x inputs: %d (columns: %d); rows per "
+                    "   %s G=%d k=%d base %s%s; tiles: %d outputs x inputs: %d (columns: %d); rows per "
                     "stage: %d",
-                    d.G, d.k, cg_act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
-    cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of base_weight");
-    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[4]), &CG_IN(4)->shape, "grad of spline_weight");
+                    d.basis, d.G, d.k, kan_base_text(&d), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
+    if (d.base)
+        cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[d.j_base]), &CG_IN(d.j_base)->shape, "grad of base_weight");
+    else
+        cg_line(G, "float *dbase = 0; /* no base branch */");
+    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[d.j_spline]), &CG_IN(d.j_spline)->shape,
+           "grad of the spline weights");
     if (d.scaler)
-        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[5]), &CG_IN(5)->shape, "grad of spline_scaler");
+        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[d.j_scaler]), &CG_IN(d.j_scaler)->shape,
+               "grad of spline_scaler");
     else
         cg_line(G, "float *dscaler = 0;");
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
-    kan_params(G, NULL, 2, 3, 4, 5, d.scaler);
+    kan_params(G, &d, 0);
     cg_line(G,
-            "kanc_kan_bwd_w<%s, %s, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
+            "kanc_kan_bwd_w<%s, %s, %d, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
             "scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
             (long long)d.out);
     cg_kernel_end(G);
 }
@@ -322,23 +498,23 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
 void cuda_emit_kan_bwd_x(CudaGen *G)
 {
     const GNode *n = G->n;
-    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1));
+    KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1), 1);
     int TM = G->o.tile_m, TO = G->o.tile_k;
     int TI =
         kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TO * (TM + 1) + TO + TM, (int64_t)d.S * (TO + TM));
     cg_kernel_begin(G, "kan_bwd_x", (unsigned)cg_cdiv(d.in, TI), (unsigned)cg_cdiv(d.N, TM), CG_BLOCK, 1,
-                    "dx (+)= act'(x) (dy Wf)[., 0] + sum_c f'_c(x) (dy Wf)[., 1+c]\n"
-                    "   G=%d k=%d base %s%s; tiles: %d rows x inputs: %d (columns: %d); outputs per "
+                    "dx (+)= act'(x) (dy Wf)[., 0] + sum_c f'_c(x) (dy Wf)[., base+c]\n"
+                    "   %s G=%d k=%d base %s%s; tiles: %d rows x inputs: %d (columns: %d); outputs per "
                     "stage: %d",
-                    d.G, d.k, cg_act_short(d.act), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
+                    d.basis, d.G, d.k, kan_base_text(&d), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TO);
     cg_out_ptr(G, "dx");
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
-    kan_params(G, "base", 2, 3, 4, 5, d.scaler);
+    kan_params(G, &d, 1);
     cg_line(G,
-            "kanc_kan_bwd_x<%s, %s, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
+            "kanc_kan_bwd_x<%s, %s, %d, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
             "%lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
+            d.basis, cg_act_name(d.act), d.base, d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
             (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }

@@ -13,6 +13,14 @@
  *   CUDA kernels          the basis type of the fused templates
  *   FLOPs                 nf columns per input
  *   the probe (runtime)   the grid range, for the out-of-grid fraction
+ *   state_dict, checkpoint   the grid buffer's file dtype (F32, or I64)
+ *
+ * A family also says how its state is laid out (KanBasis.weight_in_major,
+ * shared_grid): the fused layer reads spline weights [out, in, nf] or
+ * [in, out, nf], and a grid [in, grid_len] or one row [grid_len] for every
+ * input. What differs per family in the kan() layer itself (its options,
+ * state_dict names, extra nodes such as FastKAN's LayerNorm) is in ops/kan.c,
+ * one builder per family.
  *
  * Adding a basis family NAME (e.g. rbf, chebyshev):
  *   1. ops/kan_bases.def: a line BASIS(NAME_UPPER, name) (its GAttr.basis id);
@@ -22,8 +30,9 @@
  *   3. cuda/kanc_basis_<name>.cuh: a struct with NB, NG and a device eval()
  *      like KancBSpline (cuda/kanc_basis_bspline.cuh), included by
  *      cuda/kanc_lib.cuh;
- *   4. the tests (a fixture or finite differences) and docs/language.md for
- *      the kan() option that selects it (KanOpts.basis in ops/kan.c).
+ *   4. ops/kan.c: its kan() options and its layer builder (state_dict names,
+ *      init), and the tests (a fixture and finite differences) and
+ *      docs/language.md.
  * Nothing else changes: the fused layer, the planner, the emitters and the
  * checkpoint code take the basis from GAttr.basis.
  */
@@ -91,9 +100,28 @@ typedef struct {
     const KanBasisCpu_f64 *cpu_f64;
     /* the CUDA basis type of the fused templates, printf'd with G and k */
     const char *cuda_type;
+    /* 1: the weights are [in, out, nf] (ChebyKAN's cheby_coeffs); 0: [out, in, nf] */
+    int weight_in_major;
+    /* 1: one grid row of grid_len values serves every input (the buffer is
+       [grid_len]); 0: a row per input ([in, grid_len]) */
+    int shared_grid;
+    /* 1: the grid holds integers and a state_dict stores it as I64 (ChebyKAN's arange) */
+    int grid_i64;
 } KanBasis;
 
 /* The family of id, or NULL when id is not one. */
 const KanBasis *kan_basis(int id);
+
+/* Offset of input i's grid row in the grid buffer. */
+static inline int64_t kan_basis_grid_row(const KanBasis *b, int64_t i, int G, int k)
+{
+    return b->shared_grid ? 0 : i * b->grid_len(G, k);
+}
+
+/* Offset of weight (o, i, 0) in a layer's [out, in, nf] or [in, out, nf] weights. */
+static inline int64_t kan_basis_weight_at(const KanBasis *b, int64_t o, int64_t i, int64_t in, int64_t out, int nf)
+{
+    return (b->weight_in_major ? i * out + o : o * in + i) * nf;
+}
 
 #endif

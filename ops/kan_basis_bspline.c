@@ -102,4 +102,7 @@ const KanBasis kan_basis_bspline = {
     .cpu_f32 = &bspline_cpu_f32,
     .cpu_f64 = &bspline_cpu_f64,
     .cuda_type = "KancBSpline<%d, %d>",
+    .weight_in_major = 0, /* spline_weight [out, in, G + k] */
+    .shared_grid = 0,     /* grid [in, G + 2k + 1]: a row per input */
+    .grid_i64 = 0,
 };

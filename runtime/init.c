@@ -143,6 +143,19 @@ int init_state(const Plan *p, void *params, void *buffers, uint64_t seed, char *
                 put(e, dst, j, (2 * uniform(seed, stream, j) - 1) * bound);
             break;
         }
+        case INIT_UNIFORM:
+            for (int64_t j = 0; j < numel; j++) put(e, dst, j, (2 * uniform(seed, stream, j) - 1) * n->init_a);
+            break;
+        case INIT_TRUNC_NORMAL: /* torch.nn.init.trunc_normal_(std = init_a): N(0, std^2) within [-2, 2] */
+            for (int64_t j = 0; j < numel; j++) {
+                double v = 0;
+                for (uint64_t draw = 0;; draw++) { /* rejection: a bounded number of draws in practice */
+                    v = n->init_a * normal(seed, stream, (uint64_t)j + draw * (uint64_t)numel);
+                    if (fabs(v) <= 2) break;
+                }
+                put(e, dst, j, v);
+            }
+            break;
         case INIT_KAN_SPLINE:
             if (init_kan_spline(e, n, dst, seed, stream, err, errlen)) return -1;
             break;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "kan_basis.h"
+#include "kan_op.h"
 #include "util.h"
 
 /* LAPACK (from OpenBLAS): minimum-norm least squares through the SVD */
@@ -222,12 +223,12 @@ int kan_grid_update_model(Model *m, KanProbe *p, const KanGridOpts *o, int nbatc
         }
         int has_scaler = n->a.has_scaler;
         double *grid = xmalloc((size_t)shape_numel(&g->nodes[n->in[1]].shape) * sizeof *grid);
-        double *spline = xmalloc((size_t)shape_numel(&g->nodes[n->in[3]].shape) * sizeof *spline);
+        double *spline = xmalloc((size_t)shape_numel(&g->nodes[n->in[kan_in_spline(&n->a)]].shape) * sizeof *spline);
         double *scaler = has_scaler ? xmalloc((size_t)(in * out) * sizeof *scaler) : NULL;
         double *before = xmalloc((size_t)(N * out) * sizeof *before), *after = xmalloc((size_t)(N * out) * sizeof *after);
         model_read_value(m, n->in[1], grid);
-        model_read_value(m, n->in[3], spline);
-        if (scaler) model_read_value(m, n->in[4], scaler);
+        model_read_value(m, n->in[kan_in_spline(&n->a)], spline);
+        if (scaler) model_read_value(m, n->in[kan_in_scaler(&n->a)], scaler);
         KanProbe one = {.n = 1, .layers = &(KanProbeLayer){.node = L->node, .rows = N, .in = in, .x = x}};
         double oog = kan_probe_out_of_grid(&one, m, 0, grid);
         spline_part(x, N, in, out, G, k, grid, spline, scaler, before);
@@ -237,7 +238,7 @@ int kan_grid_update_model(Model *m, KanProbe *p, const KanGridOpts *o, int nbatc
         if (bad) set_err(err, errlen, "grid update of %s: %s", L->name, why);
         else {
             model_write_value(m, n->in[1], grid);
-            model_write_value(m, n->in[3], spline);
+            model_write_value(m, n->in[kan_in_spline(&n->a)], spline);
             spline_part(x, N, in, out, G, k, grid, spline, scaler, after);
             double d2 = 0, b2 = 0;
             for (int64_t t = 0; t < N * out; t++) d2 += (after[t] - before[t]) * (after[t] - before[t]), b2 += before[t] * before[t];
@@ -360,8 +361,8 @@ int kan_grid_extend_weights(const Model *m, StFile *f, KanGridHold *hold, FILE *
     int extended = 0;
     for (int i = 0; i < g->n_forward; i++) {
         const GNode *n = &g->nodes[i];
-        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE) continue;
-        const GNode *gn = &g->nodes[n->in[1]], *sn = &g->nodes[n->in[3]];
+        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE || n->a.no_base) continue;
+        const GNode *gn = &g->nodes[n->in[1]], *sn = &g->nodes[n->in[kan_in_spline(&n->a)]];
         int G = n->a.grid_size, k = n->a.spline_order;
         int64_t in = sn->shape.d[1], out = sn->shape.d[0];
         StTensor *tg = file_tensor(f, gn->name), *ts = file_tensor(f, sn->name);
@@ -409,8 +410,8 @@ int kan_grid_extend_moments(const Model *m, StFile *f, KanGridHold *hold)
     int replaced = 0;
     for (int i = 0; i < g->n_forward; i++) {
         const GNode *n = &g->nodes[i];
-        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE) continue;
-        const GNode *sn = &g->nodes[n->in[3]];
+        if (n->op != OP_KAN || n->a.basis != KAN_BASIS_BSPLINE || n->a.no_base) continue;
+        const GNode *sn = &g->nodes[n->in[kan_in_spline(&n->a)]];
         int64_t out = sn->shape.d[0], in = sn->shape.d[1], nf = sn->shape.d[2];
         for (int which = 0; which < 2; which++) {
             char name[512];

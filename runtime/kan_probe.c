@@ -63,11 +63,11 @@ double kan_probe_out_of_grid(const KanProbe *p, const Model *m, int i, const dou
     const KanProbeLayer *L = &p->layers[i];
     const GNode *n = &m->g.nodes[L->node];
     const KanBasis *b = kan_basis(n->a.basis);
-    int G = n->a.grid_size, k = n->a.spline_order, len = b->grid_len(G, k);
+    int G = n->a.grid_size, k = n->a.spline_order;
     int64_t outside = 0;
     for (int64_t c = 0; c < L->in; c++) {
         double lo, hi;
-        b->grid_range(grid + c * len, G, k, &lo, &hi);
+        b->grid_range(grid + kan_basis_grid_row(b, c, G, k), G, k, &lo, &hi);
         for (int64_t r = 0; r < L->rows; r++) {
             double x = L->x[r * L->in + c];
             outside += x < lo || x > hi;

@@ -12,6 +12,7 @@
 #include "cuda_api.h"
 #include "init.h"
 #include "kan_basis.h"
+#include "kan_op.h"
 #include "util.h"
 
 /* MODEL_GRAD_OUTPUT: an input "d<output>" shaped like the first output */
@@ -314,6 +315,10 @@ int model_load_state(Model *m, const StFile *f, FILE *defaults, char *err, size_
         } else if (!same_shape(t, &n->shape)) {
             snprintf(err, errlen, "%s: '%s' has shape %s in the file, the model needs %s", f->path,
                      n->name, st_shape_str(t, b, sizeof b), shape_str(&n->shape, a, sizeof a));
+            rc = -1;
+        } else if (kan_grid_is_i64(n) != (t->dtype == ST_I64)) {
+            snprintf(err, errlen, "%s: '%s' is %s, the model needs %s", f->path, n->name, st_dtype_name(t->dtype),
+                     kan_grid_is_i64(n) ? "I64 (an integer KAN grid, as PyTorch stores it)" : "a float dtype");
             rc = -1;
         } else {
             void *area = n->op == OP_PARAM ? params : buffers;

@@ -8,6 +8,7 @@
 #include "autodiff.h"
 #include "exec_cpu.h"
 #include "graph.h"
+#include "kan_basis.h"
 
 typedef struct {
     Graph g;
@@ -73,18 +74,22 @@ static inline double test_knot(int64_t r, int j, int G, int k)
     return -1 + 2.0 * (j - k) / G + (r % 2) * 0.3 * (j * j) / (nk * nk) / G;
 }
 
-/* Fills every KAN grid of g in e's storage (float or double) with test_knot. */
+/* Fills every KAN grid of g in e's storage (float or double): B-spline grids
+   with test_knot, other families' grids with their initial values. */
 static inline void test_fill_kan_grids(const Graph *g, CpuExec *e)
 {
     for (int i = 0; i < g->n; i++) {
         const GNode *n = &g->nodes[i];
         if (n->op != OP_KAN) continue;
         const GNode *grid = &g->nodes[n->in[1]];
-        int G = n->a.grid_size, k = n->a.spline_order, nk = G + 2 * k + 1;
+        const KanBasis *b = kan_basis(n->a.basis);
+        int G = n->a.grid_size, k = n->a.spline_order, nk = b->grid_len(G, k);
+        double row[nk];
+        b->init_grid(row, G, k, grid->init_a, grid->init_b);
         void *t = cpu_exec_value(e, grid->id);
-        for (int64_t r = 0; r < grid->shape.d[0]; r++)
+        for (int64_t r = 0; r < shape_numel(&grid->shape) / nk; r++)
             for (int j = 0; j < nk; j++) {
-                double v = test_knot(r, j, G, k);
+                double v = n->a.basis == KAN_BASIS_BSPLINE ? test_knot(r, j, G, k) : row[j];
                 if (e->rs == 8)
                     ((double *)t)[r * nk + j] = v;
                 else

@@ -17,6 +17,7 @@
 #include "plan.h"
 #include "rng.h"
 #include "graph_build.h"
+#include "kan_basis.h"
 
 
 static double urand(uint64_t seed, uint64_t stream, uint64_t i)
@@ -161,6 +162,39 @@ Test(autodiff, kan_orders_and_options)
     kan_case(12, 8, 2, ACT_GELU, 0, 1);
     kan_case(13, 4, 3, ACT_RELU, 1, 1);
     kan_case(14, 6, 0, ACT_NONE, 1, 1);
+}
+
+/* a KAN op of another basis family (no base branch, no scaler, a shared grid),
+   twice on the same x; x scaled by 2 so that tanh and the Gaussians' tails are
+   reached */
+static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t in, int64_t out)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    int64_t N = 7;
+    const KanBasis *b = kan_basis(basis);
+    int x0 = value(&c, "x", shape_of(2, N, in));
+    int x = op(&c, OP_SCALE, &x0, 1, shape_of(2, N, in), (GAttr){.scale = 2.0});
+    int grid = leaf(&c, OP_BUFFER, "grid", shape_of(1, (int64_t)b->grid_len(G, 0)), DT_REAL);
+    c.g.nodes[grid].init = INIT_KAN_GRID;
+    c.g.nodes[grid].init_a = -1.5, c.g.nodes[grid].init_b = 1.5;
+    int w = param(&c, "w", b->weight_in_major ? shape_of(3, in, out, (int64_t)b->nf(G, 0))
+                                               : shape_of(3, out, in, (int64_t)b->nf(G, 0)));
+    GAttr a = {.grid_size = G, .no_base = 1, .basis = basis};
+    int y = op(&c, OP_KAN, (int[]){x, grid, w}, 3, shape_of(2, N, out), a);
+    int y2 = op(&c, OP_KAN, (int[]){x, grid, w}, 3, shape_of(2, N, out), a);
+    int s = op(&c, OP_MUL, (int[]){y, y2}, 2, shape_of(2, N, out), (GAttr){0});
+    finish(&c, s);
+    check(&c, fill_kan_grids, TOL);
+}
+
+Test(autodiff, kan_chebyshev_and_rbf)
+{
+    kan_basis_case(20, KAN_BASIS_CHEBYSHEV, 4, 3, 4);
+    kan_basis_case(21, KAN_BASIS_CHEBYSHEV, 1, 2, 3);
+    kan_basis_case(22, KAN_BASIS_CHEBYSHEV, 7, 3, 2);
+    kan_basis_case(23, KAN_BASIS_RBF, 8, 3, 4);
+    kan_basis_case(24, KAN_BASIS_RBF, 2, 4, 3);
 }
 
 /* efficient-kan's regularization loss of one layer's spline weights */

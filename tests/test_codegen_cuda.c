@@ -33,6 +33,7 @@
 #include "ops.h"
 #include "rng.h"
 #include "graph_build.h"
+#include "kan_basis.h"
 #include "test_util.h"
 
 TestSuite(cuda_codegen, .timeout = 600);
@@ -521,6 +522,40 @@ Test(cuda_codegen, kan_multi_tile)
 }
 
 /* the regularization loss of two layers' spline weights, summed (one of them fans out) */
+/* another basis family (no base, no scaler, a shared grid), emulated against the CPU */
+static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t N, int64_t in, int64_t out, int tiles)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    const KanBasis *b = kan_basis(basis);
+    int x = value(&c, "x", s2(N, in));
+    int grid = leaf(&c, OP_BUFFER, "grid", shape_of(1, (int64_t)b->grid_len(G, 0)), DT_REAL);
+    c.g.nodes[grid].init = INIT_KAN_GRID;
+    c.g.nodes[grid].init_a = -1.5, c.g.nodes[grid].init_b = 1.5;
+    int nf = b->nf(G, 0);
+    int w = param(&c, "w", b->weight_in_major ? s3(in, out, nf) : s3(out, in, nf));
+    GAttr a = {.grid_size = G, .no_base = 1, .basis = basis};
+    int y = op(&c, OP_KAN, (int[]){x, grid, w}, 3, s2(N, out), a);
+    int y2 = op(&c, OP_KAN, (int[]){x, grid, w}, 3, s2(N, out), a);
+    int m = op(&c, OP_MUL, (int[]){y, y2}, 2, s2(N, out), (GAttr){0});
+    finish(&c, m);
+    char what[128];
+    snprintf(what, sizeof what, "kan %s G=%d N=%lld in=%lld out=%lld tiles=%d", b->name, G, (long long)N,
+             (long long)in, (long long)out, tiles);
+    RunOpts ro = {0};
+    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
+    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, kan_chebyshev_and_rbf)
+{
+    kan_basis_case(30, KAN_BASIS_CHEBYSHEV, 4, 13, 5, 9, 0);
+    kan_basis_case(31, KAN_BASIS_CHEBYSHEV, 3, 37, 11, 33, 1);
+    kan_basis_case(32, KAN_BASIS_RBF, 8, 13, 5, 9, 0);
+    kan_basis_case(33, KAN_BASIS_RBF, 5, 37, 11, 33, 1);
+}
+
 Test(cuda_codegen, kan_regularization)
 {
     Case c = {.seed = 25};

@@ -852,4 +852,17 @@ Test(cuda_runtime, verify_fixtures_on_emu, .timeout = 900)
     closedir(d);
     cr_expect(n >= 4, "only %d fixtures", n);
     free(dir);
+    /* the other bases (kan-workflow/): the models their metadata names */
+    const char *others[] = {"kan_chebyshev_layer", "kan_rbf_layer", "gpt_kansformers_chebyshev", "gpt_kansformers_rbf"};
+    for (int i = 0; i < 4; i++) {
+        char *fp = xasprintf("%s/fixtures/kan-workflow/%s.safetensors", test_shared(), others[i]);
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&buf, &len);
+        int rc = verify_run(NULL, fp, NULL, 0, VERIFY_TOLERANCE, "emu", out);
+        fclose(out);
+        cr_expect(rc == 0, "verify --device emu %s: rc %d\n%s", fp, rc, buf);
+        free(buf);
+        free(fp);
+    }
 }

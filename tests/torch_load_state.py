@@ -24,7 +24,11 @@ cfg = json.loads(meta["kanc_config"])
 model = kanref.GPT(dict(layout=layout, vocab_size=cfg["vocab_size"], block_size=cfg["block_size"],
                         n_layer=cfg["n_layer"], n_head=cfg["n_head"], n_embd=cfg["n_embd"], pdrop=0.0,
                         grid_size=cfg.get("grid_size", 5), spline_order=cfg.get("spline_order", 3),
-                        grid_range=cfg.get("grid_range", [-1, 1])))
+                        grid_range=cfg.get("grid_range", [-1, 1]),
+                        # the basis and its options (kanref.kan_options reads them by these names)
+                        **{k: cfg[k] for k in ("basis", "degree", "grid_min", "grid_max", "num_grids",
+                                               "use_base_update", "use_layernorm", "spline_weight_init_scale")
+                           if k in cfg}))
 model.load_state_dict(tensors, strict=True)
 g = torch.Generator().manual_seed(0)
 idx = torch.randint(0, cfg["vocab_size"], (2, cfg["block_size"]), generator=g)

@@ -93,8 +93,10 @@ void K(adamw)(REAL *p, const REAL *g, REAL *m, REAL *v, int64_t n, double gscale
               double b1, double b2, double eps, double wd, int64_t t);
 
 /* KAN layer, fused (ops/kan_cpu.inc): see ops/ops.def OP_KAN and DESIGN.md 4.
-   x[N,in], grid[in, len], base[out,in], spline[out,in,nf], scaler[out,in] or NULL,
-   with nf and len those of the basis family `basis` (ops/kan_basis.h) for (G, k).
+   x[N,in], grid[in, len] (or [len], a shared grid), base[out,in] or NULL (no base
+   branch; then dbase NULL too), spline[out,in,nf] (or [in,out,nf]), scaler[out,in]
+   or NULL, with nf, len and the layouts those of the basis family `basis`
+   (ops/kan_basis.h) for (G, k).
    ws: a workspace of kan_workspace_elems(N, in, out, nf) REALs. */
 int64_t K(kan_workspace_elems)(int64_t N, int64_t in, int64_t out, int nf);
 void K(kan_fwd)(REAL *y, const REAL *x, const REAL *grid, const REAL *base, const REAL *spline,

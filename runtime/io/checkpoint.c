@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "kan_grid.h"
+#include "kan_op.h"
 #include "util.h"
 
 static char *model_file(const char *dir)
@@ -24,9 +25,11 @@ char *ckpt_optimizer_path(const char *dir, int64_t step)
     return xasprintf("%s/optimizer-%lld.safetensors", dir, (long long)step);
 }
 
-/* one entry per parameter (and buffer) of an area copied to the host */
+/* one entry per parameter (and buffer) of an area copied to the host; an
+   integer KAN grid (kan_grid_is_i64) is converted to I64 into owned[n] (else
+   owned[n] is NULL), which the caller frees with the names */
 static int add_entries(Model *m, StEntry *e, int n, const char *prefix, const void *area,
-                       int params, char **names)
+                       int params, char **names, void **owned)
 {
     Graph *g = &m->g;
     for (int i = 0; i < g->n; i++) {
@@ -38,6 +41,13 @@ static int add_entries(Model *m, StEntry *e, int n, const char *prefix, const vo
         e[n].rank = x->shape.nd;
         for (int d = 0; d < x->shape.nd; d++) e[n].shape[d] = x->shape.d[d];
         e[n].data = (const char *)area + m->plan.pos[i] * 4;
+        owned[n] = NULL;
+        if (kan_grid_is_i64(x)) { /* the values were checked to be its integers (check_grid) */
+            int64_t numel = shape_numel(&x->shape), *v = xmalloc(sizeof(int64_t) * (size_t)(numel + 1));
+            for (int64_t j = 0; j < numel; j++) v[j] = (int64_t)((const float *)e[n].data)[j];
+            e[n].dtype = ST_I64;
+            e[n].data = owned[n] = v;
+        }
         n++;
     }
     return n;
@@ -90,6 +100,7 @@ int ckpt_save(const char *dir, Model *m, const Tokenizer *tok, const cJSON *trai
     int n = m->g.n, rc = 0;
     StEntry *e = xcalloc((size_t)n, sizeof *e);
     char **names = xcalloc((size_t)n, sizeof *names);
+    void **owned = xcalloc((size_t)n, sizeof *owned);
     char *path = NULL, *old_optim = NULL;
     CkptInfo prev = {0};
     char perr[256];
@@ -103,20 +114,20 @@ int ckpt_save(const char *dir, Model *m, const Tokenizer *tok, const cJSON *trai
     had_prev = ckpt_info(dir, &prev, perr, sizeof perr) == 0;
 
     if (train_state) { /* 1. the optimizer file of this step */
-        int k = add_entries(m, e, 0, "m.", pm, 1, names);
-        k = add_entries(m, e, k, "v.", pv, 1, names);
+        int k = add_entries(m, e, 0, "m.", pm, 1, names, owned);
+        k = add_entries(m, e, k, "v.", pv, 1, names, owned);
         char *state = cJSON_PrintUnformatted(train_state);
         StMeta meta[] = {{"kanc_step", step_text}, {"kanc_train", state}};
         path = ckpt_optimizer_path(dir, step);
         rc = st_write(path, e, k, meta, 2, err, errlen);
         free(state);
-        for (int i = 0; i < k; i++) free(names[i]);
+        for (int i = 0; i < k; i++) free(names[i]), free(owned[i]);
         free(path);
         if (rc) goto out;
     }
     { /* 2. the model, which names the step */
-        int k = add_entries(m, e, 0, NULL, params, 1, names);
-        k = add_entries(m, e, k, NULL, buffers, 0, names);
+        int k = add_entries(m, e, 0, NULL, params, 1, names, owned);
+        k = add_entries(m, e, k, NULL, buffers, 0, names, owned);
         cJSON *cfg = config_from_params(&m->params);
         char *config = cJSON_PrintUnformatted(cfg);
         cJSON_Delete(cfg);
@@ -133,7 +144,7 @@ int ckpt_save(const char *dir, Model *m, const Tokenizer *tok, const cJSON *trai
         rc = st_write(path, e, k, meta, (int)(sizeof meta / sizeof *meta), err, errlen);
         free(path);
         free(config);
-        for (int i = 0; i < k; i++) free(names[i]);
+        for (int i = 0; i < k; i++) free(names[i]), free(owned[i]);
         if (rc) goto out;
     }
     /* 3. the previous step's optimizer file is no longer needed */
@@ -150,6 +161,7 @@ out:
     free(pv);
     free(e);
     free(names);
+    free(owned);
     return rc;
 }
 

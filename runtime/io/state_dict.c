@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kan_grid.h"
+#include "kan_op.h"
 #include "util.h"
 
 int sd_is_mask_name(const char *name)
@@ -89,7 +90,10 @@ int sd_load(Model *m, const char *path, char *err, size_t errlen)
         } else if (!same_shape(t, &n->shape)) {
             add_line(&p[P_SHAPE], "  shape:   %s is %s in the file, the model needs %s", n->name,
                      st_shape_str(t, b, sizeof b), shape_str(&n->shape, a, sizeof a));
-        } else if (!is_float(t->dtype)) {
+        } else if (kan_grid_is_i64(n) && t->dtype != ST_I64) {
+            add_line(&p[P_DTYPE], "  dtype:   %s is %s, an integer KAN grid needs I64 (as PyTorch stores it)",
+                     n->name, st_dtype_name(t->dtype));
+        } else if (!kan_grid_is_i64(n) && !is_float(t->dtype)) {
             add_line(&p[P_DTYPE], "  dtype:   %s is %s, a weight needs F32, F64, F16 or BF16", n->name,
                      st_dtype_name(t->dtype));
         } else if (rs == 8) {

@@ -9,7 +9,9 @@
  * nothing else, except minGPT's causal-mask buffers (names ending in
  * `attn.bias`), which are ignored: the model derives its masks from
  * block_size. F32, F64, F16 and BF16 tensors are converted to the model's
- * storage; integer dtypes are refused. The values are checked as a
+ * storage; integer dtypes are refused, except for integer KAN grids
+ * (ChebyKAN's arange, kan_grid_is_i64), which must be I64: what PyTorch and
+ * kanc's checkpoints write. The values are checked as a
  * checkpoint's are (model_check_values: finite, bounded, increasing grids).
  *
  * A mismatch is reported whole: the error lists every missing name, every

@@ -16,21 +16,46 @@ KERNEL gemm_tt(const float *A, const float *B, float *C) { kanc_gemm<1, 1, 32, 1
 
 KERNEL kan_fwd(float *y, const float *x, const float *g, const float *b, const float *s, const float *sc)
 {
-    kanc_kan_fwd<KancBSpline<5, 3>, KANC_ACT_SILU, 1, 64, 64, 3>(y, x, g, b, s, sc, 33, 12, 20);
+    kanc_kan_fwd<KancBSpline<5, 3>, KANC_ACT_SILU, 1, 1, 64, 64, 3>(y, x, g, b, s, sc, 33, 12, 20);
 }
 KERNEL kan_fwd_noscaler(float *y, const float *x, const float *g, const float *b, const float *s)
 {
-    kanc_kan_fwd<KancBSpline<8, 2>, KANC_ACT_NONE, 0, 16, 32, 1>(y, x, g, b, s, 0, 33, 12, 20);
+    kanc_kan_fwd<KancBSpline<8, 2>, KANC_ACT_NONE, 1, 0, 16, 32, 1>(y, x, g, b, s, 0, 33, 12, 20);
 }
 KERNEL kan_bwd_w(float *db, float *ds, float *dsc, const float *dy, const float *x, const float *g,
                  const float *s, const float *sc)
 {
-    kanc_kan_bwd_w<KancBSpline<5, 3>, KANC_ACT_GELU, 1, 64, 3, 32>(db, ds, dsc, dy, x, g, s, sc, 33, 12, 20);
+    kanc_kan_bwd_w<KancBSpline<5, 3>, KANC_ACT_GELU, 1, 1, 64, 3, 32>(db, ds, dsc, dy, x, g, s, sc, 33, 12, 20);
 }
 KERNEL kan_bwd_x(float *dx, const float *dy, const float *x, const float *g, const float *b, const float *s,
                  const float *sc)
 {
-    kanc_kan_bwd_x<KancBSpline<5, 3>, KANC_ACT_RELU, 1, 1, 64, 3, 32>(dx, dy, x, g, b, s, sc, 33, 12, 20);
+    kanc_kan_bwd_x<KancBSpline<5, 3>, KANC_ACT_RELU, 1, 1, 1, 64, 3, 32>(dx, dy, x, g, b, s, sc, 33, 12, 20);
+}
+/* the other bases, as the generator calls them: no base branch, no scaler */
+KERNEL kan_fwd_chebyshev(float *y, const float *x, const float *g, const float *s)
+{
+    kanc_kan_fwd<KancChebyshev<4>, KANC_ACT_NONE, 0, 0, 64, 64, 3>(y, x, g, 0, s, 0, 33, 12, 20);
+}
+KERNEL kan_bwd_w_chebyshev(float *ds, const float *dy, const float *x, const float *g, const float *s)
+{
+    kanc_kan_bwd_w<KancChebyshev<3>, KANC_ACT_NONE, 0, 0, 64, 3, 32>(0, ds, 0, dy, x, g, s, 0, 33, 12, 20);
+}
+KERNEL kan_bwd_x_chebyshev(float *dx, const float *dy, const float *x, const float *g, const float *s)
+{
+    kanc_kan_bwd_x<KancChebyshev<4>, KANC_ACT_NONE, 0, 0, 1, 64, 3, 32>(dx, dy, x, g, 0, s, 0, 33, 12, 20);
+}
+KERNEL kan_fwd_rbf(float *y, const float *x, const float *g, const float *s)
+{
+    kanc_kan_fwd<KancRbf<8>, KANC_ACT_NONE, 0, 0, 64, 64, 3>(y, x, g, 0, s, 0, 33, 12, 20);
+}
+KERNEL kan_bwd_w_rbf(float *ds, const float *dy, const float *x, const float *g, const float *s)
+{
+    kanc_kan_bwd_w<KancRbf<8>, KANC_ACT_NONE, 0, 0, 64, 3, 32>(0, ds, 0, dy, x, g, s, 0, 33, 12, 20);
+}
+KERNEL kan_bwd_x_rbf(float *dx, const float *dy, const float *x, const float *g, const float *s)
+{
+    kanc_kan_bwd_x<KancRbf<8>, KANC_ACT_NONE, 0, 0, 0, 64, 3, 32>(dx, dy, x, g, 0, s, 0, 33, 12, 20);
 }
 
 KERNEL layernorm(float *y, float *st, const float *x, const float *w, const float *b, float *dx, const float *dy,
