@@ -7,9 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cJSON.h>
+
 #include "autodiff.h"
 #include "frontend.h"
 #include "kan_basis.h"
+#include "peak.h"
 #include "plan.h"
 #include "test_util.h"
 #include "util.h"
@@ -120,4 +123,131 @@ Test(mfu, one_kan_layer_matches_the_closed_form)
     check_one_kan(", base = \"none\"", 1, G + k, 1, 0); /* identity base: still a base weight */
     check_one_kan(", basis = \"chebyshev\", degree = 4", 1, 4 + 1, 0, 0); /* ChebyKAN: no base branch */
     check_one_kan(", basis = \"rbf\", num_grids = 6", 1, 6, 0, 1);
+}
+
+/* ---- the GPU peak table ---- */
+
+static void expect_row(const char *device_name, const char *row, double fp32, double tf32, double bf16)
+{
+    const GpuPeak *p = peak_gpu_lookup(device_name);
+    cr_assert(p, "'%s' found no row", device_name);
+    cr_expect_str_eq(p->name, row, "'%s' -> %s, expected %s", device_name, p->name, row);
+    cr_expect(p->tflops[PEAK_FP32] == fp32 && p->tflops[PEAK_TF32] == tf32 && p->tflops[PEAK_BF16] == bf16,
+              "'%s': %g %g %g", device_name, p->tflops[PEAK_FP32], p->tflops[PEAK_TF32], p->tflops[PEAK_BF16]);
+}
+
+Test(mfu, gpu_names_map_to_their_datasheet_rows)
+{
+    /* the names cuDeviceGetName returns */
+    expect_row("NVIDIA H200", "NVIDIA H200 SXM", 67, 494.5, 989.5);
+    expect_row("NVIDIA H200 NVL", "NVIDIA H200 NVL", 60, 417.5, 835.5);
+    expect_row("NVIDIA GH200 480GB", "NVIDIA GH200 (Grace Hopper)", 67, 494.5, 989.5);
+    expect_row("NVIDIA H100 80GB HBM3", "NVIDIA H100 SXM", 67, 494.5, 989.5);
+    expect_row("NVIDIA H100 PCIe", "NVIDIA H100 PCIe", 51, 378, 756.5);
+    expect_row("NVIDIA H100 NVL", "NVIDIA H100 NVL", 60, 417.5, 835.5);
+    expect_row("NVIDIA A100-SXM4-40GB", "NVIDIA A100 SXM", 19.5, 156, 312);
+    expect_row("NVIDIA A100-SXM4-80GB", "NVIDIA A100 SXM", 19.5, 156, 312);
+    expect_row("NVIDIA A100-PCIE-40GB", "NVIDIA A100 PCIe", 19.5, 156, 312);
+    expect_row("NVIDIA A100 80GB PCIe", "NVIDIA A100 PCIe", 19.5, 156, 312);
+    expect_row("NVIDIA L40S", "NVIDIA L40S", 91.6, 183, 362.05);
+    expect_row("NVIDIA L40", "NVIDIA L40", 90.5, 90.5, 181.05);
+    expect_row("NVIDIA L4", "NVIDIA L4", 30.3, 60, 121);
+    expect_row("NVIDIA A10", "NVIDIA A10", 31.2, 62.5, 125);
+    expect_row("NVIDIA GeForce RTX 4090", "NVIDIA GeForce RTX 4090", 82.6, 82.6, 165.2);
+    expect_row("NVIDIA GeForce RTX 3090", "NVIDIA GeForce RTX 3090", 35.6, 35.6, 71);
+    expect_row("NVIDIA GeForce RTX 3090 Ti", "NVIDIA GeForce RTX 3090 Ti", 40, 40, 80);
+    expect_row("Tesla V100-SXM2-16GB", "NVIDIA V100 SXM2", 15.7, 0, 0);
+    expect_row("nvidia h200", "NVIDIA H200 SXM", 67, 494.5, 989.5); /* case does not matter */
+    /* no row: never a near miss */
+    /* no row: never a near miss (a variant with a word more is another GPU) */
+    const char *unknown[] = {"NVIDIA GeForce RTX 2080 Ti", "NVIDIA A10G", "NVIDIA GeForce RTX 4090 D",
+                             "NVIDIA H100 80GB HBM3 MIG 1g.10gb", "kanc emulated GPU (host CPU)", "NVIDIA B200",
+                             "H1000", "NVIDIA", ""};
+    for (size_t i = 0; i < sizeof unknown / sizeof *unknown; i++) {
+        const GpuPeak *p = peak_gpu_lookup(unknown[i]);
+        cr_expect_null(p, "'%s' matched %s", unknown[i], p ? p->name : "");
+    }
+    cr_expect_null(peak_gpu_lookup(NULL));
+}
+
+Test(mfu, peak_resolve_never_makes_up_a_peak)
+{
+    Peak p;
+    char err[256];
+    cr_assert_eq(peak_resolve(&p, 0, 0, 1, "NVIDIA GeForce RTX 2080 Ti", PEAK_FP32, err, sizeof err), 0);
+    cr_expect_eq(p.flops, 0);
+    cr_expect(strstr(p.note, "NVIDIA GeForce RTX 2080 Ti") && strstr(p.note, "--peak-tflops"), "%s", p.note);
+    char json[1024];
+    peak_json(&p, 1e12, json, sizeof json);
+    cr_expect(strstr(json, "\"mfu\": null") && strstr(json, "\"peak_flops\": null") && strstr(json, "peak_note"),
+              "%s", json);
+    cr_assert_eq(peak_resolve(&p, 0, 0, 1, "Tesla V100-SXM2-16GB", PEAK_BF16, err, sizeof err), 0);
+    cr_expect(p.flops == 0 && strstr(p.note, "no bf16"), "%s", p.note);
+    cr_assert_eq(peak_resolve(&p, 0, 0, 1, "NVIDIA H200", PEAK_BF16, err, sizeof err), 0);
+    cr_expect(p.flops == 989.5e12 && strstr(p.source, "H200") && strstr(p.source, "bf16"), "%s", p.source);
+    cr_assert_eq(peak_resolve(&p, 2.5, 0, 1, "NVIDIA H200", PEAK_FP32, err, sizeof err), 0);
+    cr_expect(p.flops == 2.5e12 && !strcmp(p.source, "--peak-tflops"));
+    cr_expect_eq(peak_resolve(&p, 0, 1, 1, "NVIDIA H200", PEAK_FP32, err, sizeof err), -1);
+    cr_expect(strstr(err, "--measure-peak"), "%s", err);
+    cr_assert_eq(peak_resolve(&p, 0, 0, 0, "", PEAK_FP32, err, sizeof err), 0);
+    cr_expect(p.flops == 0 && strstr(p.note, "--measure-peak"), "%s", p.note);
+    PeakPrecision pr;
+    cr_expect(peak_precision_parse("tf32", &pr) == 0 && pr == PEAK_TF32);
+    cr_expect_eq(peak_precision_parse("fp16", &pr), -1);
+}
+
+/* ---- kanrun bench's JSON ---- */
+
+#define TINY_BENCH \
+    "$KANRUN bench models/kansformers.kdl --set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 " \
+    "--batch 4 --steps 2 --warmup 0 --threads 2"
+
+static cJSON *bench_json(const char *flags)
+{
+    char *out = NULL;
+    cr_assert_eq(test_run(&out, TINY_BENCH " %s", flags), 0, "%s", out);
+    cJSON *j = cJSON_Parse(out);
+    cr_assert(j, "bench printed no JSON: %s", out);
+    free(out);
+    return j;
+}
+
+static double num(const cJSON *j, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, key);
+    cr_assert(cJSON_IsNumber(v), "no number %s", key);
+    return v->valuedouble;
+}
+
+Test(mfu, bench_prints_model_flops_and_mfu, .timeout = 120)
+{
+    cJSON *j = bench_json("--peak-tflops 1");
+    double fs = num(j, "model_flops_per_s"), tps = num(j, "tokens_per_s"), fpt = num(j, "flops_per_token");
+    cr_expect(fpt > 0 && fabs(fs / (fpt * tps) - 1) < 1e-3, "model_flops_per_s %g, flops_per_token %g x %g tok/s",
+              fs, fpt, tps);
+    cr_expect_eq(num(j, "peak_flops"), 1e12);
+    cr_expect(fabs(num(j, "mfu") / (fs / 1e12) - 1) < 1e-5, "mfu %g, model_flops_per_s / 1e12 = %g",
+              num(j, "mfu"), fs / 1e12);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(j, "peak_source")->valuestring, "--peak-tflops");
+    cJSON_Delete(j);
+
+    j = bench_json(""); /* the CPU without a peak: FLOP/s, and mfu null with a note */
+    cr_expect(num(j, "model_flops_per_s") > 0);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "mfu")));
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "peak_flops")));
+    cr_expect(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(j, "peak_note")));
+    cJSON_Delete(j);
+
+    j = bench_json("--measure-peak");
+    double peak = num(j, "peak_flops"), mfu = num(j, "mfu");
+    cr_expect(peak > 0, "peak %g", peak);
+    cr_expect(mfu > 0 && mfu < 1.5, "mfu %g", mfu);
+    cr_expect(fabs(mfu / (num(j, "model_flops_per_s") / peak) - 1) < 1e-4);
+    cr_expect_str_eq(cJSON_GetObjectItemCaseSensitive(j, "peak_source")->valuestring, "measured sgemm");
+    cJSON_Delete(j);
+
+    char *out = NULL;
+    cr_expect_eq(test_run(&out, TINY_BENCH " --peak-precision fp16"), 2, "%s", out);
+    cr_expect(strstr(out, "--peak-precision fp16"), "%s", out);
+    free(out);
 }
