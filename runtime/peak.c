@@ -201,6 +201,20 @@ int peak_resolve(Peak *p, double user_tflops, int measure, int gpu, const char *
     return 0;
 }
 
+void peak_step_terms(const Peak *p, double model_flops_per_s, char *log, char *json, size_t n)
+{
+    double f = model_flops_per_s;
+    const char *unit = f >= 1e12 ? "TFLOP/s" : f >= 1e9 ? "GFLOP/s" : "MFLOP/s";
+    double scaled = f / (f >= 1e12 ? 1e12 : f >= 1e9 ? 1e9 : 1e6);
+    if (p->flops > 0) {
+        snprintf(log, n, " | %.3g %s | MFU %.1f%%", scaled, unit, 100 * f / p->flops);
+        snprintf(json, n, "\"model_flops_s\":%.6g,\"mfu\":%.6g,", f, f / p->flops);
+    } else {
+        snprintf(log, n, " | %.3g %s", scaled, unit);
+        snprintf(json, n, "\"model_flops_s\":%.6g,", f);
+    }
+}
+
 /* s as a JSON string body (the names and notes here hold no control characters) */
 static void json_str(char *out, size_t n, const char *s)
 {

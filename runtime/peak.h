@@ -58,4 +58,9 @@ int peak_resolve(Peak *p, double user_tflops, int measure, int gpu, const char *
    (and `"peak_note": "..."` when there is one) for model_flops_per_s. */
 void peak_json(const Peak *p, double model_flops_per_s, char *out, size_t n);
 
+/* The terms of a training step's log line and metrics.jsonl line for
+   model_flops_per_s: log " | 1.92 GFLOP/s | MFU 3.9%" and json
+   "\"model_flops_s\":1.92e+09,\"mfu\":0.0393," (the MFU only when the peak is known). */
+void peak_step_terms(const Peak *p, double model_flops_per_s, char *log, char *json, size_t n);
+
 #endif

@@ -251,3 +251,50 @@ Test(mfu, bench_prints_model_flops_and_mfu, .timeout = 120)
     cr_expect(strstr(out, "--peak-precision fp16"), "%s", out);
     free(out);
 }
+
+/* ---- kanrun train's step line and metrics.jsonl ---- */
+
+Test(mfu, train_step_lines_show_flops_and_mfu, .timeout = 120)
+{
+    char *dir = test_tmpdir(), *out = NULL;
+    char *text = xasprintf("%s/text.txt", dir);
+    FILE *f = fopen(text, "w");
+    cr_assert(f);
+    for (int i = 0; i < 300; i++) fprintf(f, "In the beginning God created the heaven and the earth. %d\n", i);
+    fclose(f);
+    const char *tiny = "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 4 --steps 2 "
+                       "--warmup 1 --eval-every 0 --log-every 1 --threads 2";
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/a %s", text, dir, tiny), 0,
+                 "%s", out);
+    const char *step1 = strstr(out, "step      1/2");
+    cr_assert(step1, "%s", out);
+    cr_expect(strstr(step1, "FLOP/s") && !strstr(step1, "MFU"), "%s", out);
+    cr_expect(strstr(out, "FLOPs per token per step; no peak"), "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "cat %s/a/metrics.jsonl", dir), 0);
+    cr_expect(strstr(out, "\"model_flops_s\":") && !strstr(out, "\"mfu\""), "%s", out);
+    free(out);
+
+    cr_assert_eq(test_run(&out, "$KANRUN train models/kansformers.kdl --data %s --out %s/b %s --peak-tflops 1", text,
+                          dir, tiny),
+                 0, "%s", out);
+    step1 = strstr(out, "step      1/2");
+    cr_assert(step1, "%s", out);
+    cr_expect(strstr(step1, "FLOP/s | MFU "), "%s", out);
+    double fpt = 0;
+    const char *head = strstr(out, "kanrun: ");
+    while (head && sscanf(head, "kanrun: %lf FLOPs per token per step", &fpt) != 1) head = strstr(head + 1, "kanrun: ");
+    cr_assert(fpt > 0, "no FLOPs per token line: %s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, "cat %s/b/metrics.jsonl", dir), 0);
+    /* mfu = model_flops_s / 1e12, and model_flops_s = FLOPs per token x tok_s */
+    const char *l = strstr(out, "\"model_flops_s\":");
+    cr_assert(l, "%s", out);
+    double fs, mfu, tps;
+    cr_assert_eq(sscanf(l, "\"model_flops_s\":%lf,\"mfu\":%lf,\"tok_s\":%lf", &fs, &mfu, &tps), 3, "%s", l);
+    cr_expect(fs > 0 && fabs(mfu / (fs / 1e12) - 1) < 1e-5, "mfu %g, model_flops_s %g", mfu, fs);
+    cr_expect(fabs(fs / (fpt * tps) - 1) < 2e-3, "model_flops_s %g, %g FLOPs per token x %g tok/s", fs, fpt, tps);
+    free(out);
+    free(text);
+    free(dir);
+}
