@@ -61,7 +61,9 @@ int bench_main(int argc, char **argv)
         CLI_STR("peak-precision", &precision, "P", "the GPU table's column: fp32 (default; tf32 with\nKANC_TF32=1), tf32 or bf16"),
     };
     CliSpec spec = {"kanrun bench", BENCH_USAGE,
-                    "Prints one JSON line with the fields of ../shared/bench/torch_train.py.\n",
+                    "Prints one JSON line with the fields of ../shared/bench/torch_train.py,\n"
+                    "then flops_per_token (the plan's training step, matrix products),\n"
+                    "model_flops_per_s, peak_flops, peak_source and mfu (docs/perf.md, MFU).\n",
                     opts, CLI_COUNT(opts), 1, 1, &cs};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
@@ -70,7 +72,7 @@ int bench_main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     const char *path = pos[0];
-    PeakPrecision prec = getenv("KANC_TF32") && !strcmp(getenv("KANC_TF32"), "1") ? PEAK_TF32 : PEAK_FP32;
+    PeakPrecision prec = peak_run_precision();
     if (precision && peak_precision_parse(precision, &prec)) {
         fprintf(stderr, "kanrun bench: error: --peak-precision %s: give fp32, tf32 or bf16\n", precision);
         config_sets_free(&cs);

@@ -634,7 +634,7 @@ int train_run(TrainArgs *a)
     plan_flops(&m.plan, io.batch * io.block, &fwd_flops, &step_flops);
     Peak peak;
     if (peak_resolve(&peak, a->peak_tflops, a->measure_peak, !strcmp(dev->name, "cuda"), dev->gpu_name,
-                     PEAK_FP32, err, sizeof err))
+                     peak_run_precision(), err, sizeof err))
         goto fail;
     if (peak.flops > 0)
         printf("kanrun: %.4g FLOPs per token per step; MFU against %.4g TFLOP/s (%s)\n", step_flops,

@@ -28,6 +28,12 @@ int peak_precision_parse(const char *s, PeakPrecision *p)
     return -1;
 }
 
+PeakPrecision peak_run_precision(void)
+{
+    const char *tf32 = getenv("KANC_TF32");
+    return tf32 && *tf32 == '1' ? PEAK_TF32 : PEAK_FP32;
+}
+
 /* Dense TFLOP/s: fp32 on the CUDA cores, TF32 and BF16 (FP32 accumulate) on
    the tensor cores, from NVIDIA's datasheets and architecture whitepapers.
    The datasheets print tensor-core figures with 2:4 sparsity (marked *); the

@@ -21,6 +21,10 @@ const char *peak_precision_name(PeakPrecision p);
 /* 0 and *p, or -1 for a name that is none of them */
 int peak_precision_parse(const char *s, PeakPrecision *p);
 
+/* The precision of a CUDA run's GEMMs: tf32 when KANC_TF32=1 (device_cuda.c
+   then asks cuBLASLt for CUBLAS_COMPUTE_32F_FAST_TF32), else fp32. */
+PeakPrecision peak_run_precision(void);
+
 typedef struct {
     const char *name;        /* the datasheet's product name */
     const char *match;       /* the words of cuDeviceGetName's name that pick this row */
