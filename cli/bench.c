@@ -63,7 +63,7 @@ int bench_main(int argc, char **argv)
     CliSpec spec = {"kanrun bench", BENCH_USAGE,
                     "Prints one JSON line with the fields of ../shared/bench/torch_train.py,\n"
                     "then flops_per_token (the plan's training step, matrix products),\n"
-                    "model_flops_per_s, peak_flops, peak_source and mfu (docs/perf.md, MFU).\n",
+                    "model_flops_per_s, gpu_name, peak_flops, peak_source and mfu (docs/perf.md, MFU).\n",
                     opts, CLI_COUNT(opts), 1, 1, &cs};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
@@ -143,8 +143,11 @@ int bench_main(int argc, char **argv)
     if (!pk.flops && !strcmp(d->name, "emu"))
         snprintf(pk.note, sizeof pk.note, "no peak for the emulated GPU: give --peak-tflops X or --measure-peak "
                  "(the host's sgemm) for an MFU");
-    char peak_fields[1024];
+    char peak_fields[1024], gpu_field[160];
     peak_json(&pk, model_flops_s, peak_fields, sizeof peak_fields);
+    snprintf(gpu_field, sizeof gpu_field, *d->gpu_name ? "\"%s\"" : "null", d->gpu_name);
+    for (char *q = gpu_field + 1; *d->gpu_name && q[1]; q++) /* the name the peak table was searched for */
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = ' ';
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const char *nl = kdl_param_get(&m.params, "n_layer"), *nh = kdl_param_get(&m.params, "n_head"),
@@ -156,11 +159,11 @@ int bench_main(int argc, char **argv)
            "\"block\": %lld, \"batch\": %lld, \"steps\": %lld, \"params\": %lld, \"ms_per_step\": %.3f, "
            "\"tokens_per_s\": %.1f, \"peak_bytes\": %lld, \"arena_bytes\": %lld, \"loss_first\": %.4f, "
            "\"loss_last\": %.4f, \"loss_tail\": %.4f, \"flops_per_token\": %.6g, \"model_flops_per_s\": %.6g, "
-           "%s}\n",
+           "\"gpu_name\": %s, %s}\n",
            d->name, (long long)threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
            (long long)T, (long long)B, (long long)steps, (long long)params, med * 1e3, tok_s,
            peak, (long long)m.plan.arena_bytes, losses[0],
-           losses[steps + warmup - 1], tail, step_flops, model_flops_s, peak_fields);
+           losses[steps + warmup - 1], tail, step_flops, model_flops_s, gpu_field, peak_fields);
     if (profile) { /* where the time went, by op, over all steps */
         double total = 0;
         for (int i = 0; i < OP__COUNT; i++) total += op_seconds[i];

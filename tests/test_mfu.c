@@ -252,6 +252,24 @@ Test(mfu, bench_prints_model_flops_and_mfu, .timeout = 120)
     free(out);
 }
 
+/* the emulated GPU: its name comes through cuDeviceGetName (the mock's), which
+   the table does not know: FLOP/s, no MFU, a note */
+Test(mfu, bench_on_an_unknown_gpu_gives_no_mfu, .timeout = 180)
+{
+    cJSON *j = bench_json("--device emu --steps 1");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(j, "gpu_name");
+    cr_expect(cJSON_IsString(name) && strstr(name->valuestring, "emulated"), "gpu_name");
+    cr_expect(num(j, "model_flops_per_s") > 0);
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "mfu")));
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "peak_flops")));
+    const cJSON *note = cJSON_GetObjectItemCaseSensitive(j, "peak_note");
+    cr_expect(cJSON_IsString(note) && strstr(note->valuestring, "--peak-tflops"), "peak_note");
+    cJSON_Delete(j);
+    j = bench_json("");
+    cr_expect(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, "gpu_name")), "the CPU has no GPU name");
+    cJSON_Delete(j);
+}
+
 /* ---- kanrun train's step line and metrics.jsonl ---- */
 
 Test(mfu, train_step_lines_show_flops_and_mfu, .timeout = 120)
