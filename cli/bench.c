@@ -1,7 +1,10 @@
 /* bench.c: kanrun bench: training throughput and memory, printed as the
  * PyTorch peer (shared/bench/torch_train.py) prints them, for a side-by-side
  * run on the same machine: uniform random tokens, `warmup` untimed steps,
- * then the median step time; peak memory is this process's peak RSS. */
+ * then the median step time; peak memory is this process's peak RSS.
+ * Besides the peer's fields: the model FLOPs per second (the plan's
+ * training-step FLOPs per token times tokens/s) and the MFU against a peak
+ * (runtime/peak.h: --peak-tflops, the GPU table, or --measure-peak's sgemm). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +16,8 @@
 #include "commands.h"
 #include "cuda_api.h"
 #include "model.h"
+#include "peak.h"
+#include "plan.h"
 #include "rng.h"
 #include "train.h"
 #include "util.h"
@@ -36,8 +41,9 @@ int bench_main(int argc, char **argv)
 {
     const char *device = "auto";
     int64_t steps = 20, warmup = 3, threads = 0, seed = 1337, batch = 0;
-    int profile = 0;
-    double lr = 3e-4;
+    int profile = 0, measure_peak = 0;
+    double lr = 3e-4, peak_tflops = 0;
+    const char *precision = NULL;
     ConfigSets cs = {0};
     const CliOpt opts[] = {
         CLI_CALL("preset", config_cli_preset, "NAME", "hyperparameters from models/presets/NAME.set"),
@@ -50,9 +56,14 @@ int bench_main(int argc, char **argv)
         CLI_INT("seed", &seed, 0, CLI_INT_MAX, "S", "initialisation and tokens (default 1337)"),
         CLI_STR("device", &device, "D", "auto (default), cpu, cuda or emu"),
         CLI_FLAG("profile", &profile, "also print the time per op kind on the CPU (stderr)"),
+        CLI_REAL("peak-tflops", &peak_tflops, 0, INFINITY, "X", "the peak for the MFU, in TFLOP/s (default: the GPU's\nfrom a table; on the CPU none unless --measure-peak)"),
+        CLI_FLAG("measure-peak", &measure_peak, "CPU: measure OpenBLAS sgemm after the steps (about\n1 s) and take it as the peak"),
+        CLI_STR("peak-precision", &precision, "P", "the GPU table's column: fp32 (default; tf32 with\nKANC_TF32=1), tf32 or bf16"),
     };
     CliSpec spec = {"kanrun bench", BENCH_USAGE,
-                    "Prints one JSON line with the fields of ../shared/bench/torch_train.py.\n",
+                    "Prints one JSON line with the fields of ../shared/bench/torch_train.py,\n"
+                    "then flops_per_token (the plan's training step, matrix products),\n"
+                    "model_flops_per_s, gpu_name, peak_flops, peak_source and mfu (docs/perf.md, MFU).\n",
                     opts, CLI_COUNT(opts), 1, 1, &cs};
     char *pos[1];
     int np, r = cli_parse(&spec, argc, argv, pos, &np);
@@ -61,6 +72,12 @@ int bench_main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     const char *path = pos[0];
+    PeakPrecision prec = peak_run_precision();
+    if (precision && peak_precision_parse(precision, &prec)) {
+        fprintf(stderr, "kanrun bench: error: --peak-precision %s: give fp32, tf32 or bf16\n", precision);
+        config_sets_free(&cs);
+        return 2;
+    }
     if (batch > 0) config_sets_add_int(&cs, "batch", batch, 0);
     set_threads((int)threads);
     Model m;
@@ -114,6 +131,23 @@ int bench_main(int argc, char **argv)
     double tail = 0;
     long long ntail = steps + warmup < 10 ? steps + warmup : 10;
     for (long long k = steps + warmup - ntail; k < steps + warmup; k++) tail += losses[k] / (double)ntail;
+    double fwd_flops, step_flops; /* per token: the model FLOPs (matrix products) */
+    plan_flops(&m.plan, ntok, &fwd_flops, &step_flops);
+    double tok_s = (double)ntok / med, model_flops_s = step_flops * tok_s;
+    Peak pk; /* measured after the steps, with the same threads: nothing else runs then */
+    if (peak_resolve(&pk, peak_tflops, measure_peak, !strcmp(d->name, "cuda"), d->gpu_name, prec, err,
+                     sizeof err)) {
+        fprintf(stderr, "kanrun bench: error: %s\n", err);
+        goto out;
+    }
+    if (!pk.flops && !strcmp(d->name, "emu"))
+        snprintf(pk.note, sizeof pk.note, "no peak for the emulated GPU: give --peak-tflops X or --measure-peak "
+                 "(the host's sgemm) for an MFU");
+    char peak_fields[1024], gpu_field[160];
+    peak_json(&pk, model_flops_s, peak_fields, sizeof peak_fields);
+    snprintf(gpu_field, sizeof gpu_field, *d->gpu_name ? "\"%s\"" : "null", d->gpu_name);
+    for (char *q = gpu_field + 1; *d->gpu_name && q[1]; q++) /* the name the peak table was searched for */
+        if (*q == '"' || *q == '\\' || (unsigned char)*q < 0x20) *q = ' ';
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     const char *nl = kdl_param_get(&m.params, "n_layer"), *nh = kdl_param_get(&m.params, "n_head"),
@@ -124,11 +158,12 @@ int bench_main(int argc, char **argv)
            "\"model\": \"%s\", \"n_layer\": %s, \"n_head\": %s, \"n_embd\": %s, \"vocab\": %lld, "
            "\"block\": %lld, \"batch\": %lld, \"steps\": %lld, \"params\": %lld, \"ms_per_step\": %.3f, "
            "\"tokens_per_s\": %.1f, \"peak_bytes\": %lld, \"arena_bytes\": %lld, \"loss_first\": %.4f, "
-           "\"loss_last\": %.4f, \"loss_tail\": %.4f}\n",
+           "\"loss_last\": %.4f, \"loss_tail\": %.4f, \"flops_per_token\": %.6g, \"model_flops_per_s\": %.6g, "
+           "\"gpu_name\": %s, %s}\n",
            d->name, (long long)threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
-           (long long)T, (long long)B, (long long)steps, (long long)params, med * 1e3, (double)ntok / med,
+           (long long)T, (long long)B, (long long)steps, (long long)params, med * 1e3, tok_s,
            peak, (long long)m.plan.arena_bytes, losses[0],
-           losses[steps + warmup - 1], tail);
+           losses[steps + warmup - 1], tail, step_flops, model_flops_s, gpu_field, peak_fields);
     if (profile) { /* where the time went, by op, over all steps */
         double total = 0;
         for (int i = 0; i < OP__COUNT; i++) total += op_seconds[i];

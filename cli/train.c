@@ -24,6 +24,7 @@
 #include "kan_probe.h"
 #include "lm.h"
 #include "model.h"
+#include "peak.h"
 #include "progress.h"
 #include "run_folder.h"
 #include "state_dict.h"
@@ -160,6 +161,9 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                 "a new run from the weights of a state_dict (a PyTorch\nexport; see below)"),
         CLI_FLAG("force", &a->force, "start over in an --out that holds a run: move it\naside to OUT.old-<YYYYmmdd-HHMMSS> (never deleted)"),
         CLI_FLAG("quiet", &a->quiet, "no per-step output"),
+        CLI_REAL("peak-tflops", &a->peak_tflops, 0, INFINITY, "X",
+                 "the peak for the step line's MFU, in TFLOP/s (default:\nthe GPU's from a table; the CPU has none)"),
+        CLI_FLAG("measure-peak", &a->measure_peak, "CPU: measure OpenBLAS sgemm once before the first\nstep (about 1 s) and take it as the MFU's peak"),
         CLI_STR("grid-mode", &a->grid_mode, "MODE",
                 "keep (default): the refit keeps each layer's output on\nthe batch; efficient-kan: upstream's update_grid\n(scales the splines by spline_scaler once more)"),
         CLI_STR("device", &a->device, "D",
@@ -626,6 +630,17 @@ int train_run(TrainArgs *a)
     printf("kanrun: steps %lld..%lld, lr %.3g (warmup %lld, cosine to %.3g), out %s\n",
            (long long)start, (long long)a->steps, a->lr, (long long)a->warmup, a->min_lr, a->out);
     if (a->init_from) printf("kanrun: initialised from %s\n", a->init_from);
+    double fwd_flops, step_flops; /* per token: the model FLOPs of the step line's FLOP/s and MFU */
+    plan_flops(&m.plan, io.batch * io.block, &fwd_flops, &step_flops);
+    Peak peak;
+    if (peak_resolve(&peak, a->peak_tflops, a->measure_peak, !strcmp(dev->name, "cuda"), dev->gpu_name,
+                     peak_run_precision(), err, sizeof err))
+        goto fail;
+    if (peak.flops > 0)
+        printf("kanrun: %.4g FLOPs per token per step; MFU against %.4g TFLOP/s (%s)\n", step_flops,
+               peak.flops / 1e12, peak.source);
+    else
+        printf("kanrun: %.4g FLOPs per token per step; %s\n", step_flops, peak.note);
     fflush(stdout);
 
     size_t ntok = (size_t)(io.batch * io.block);
@@ -678,18 +693,19 @@ int train_run(TrainArgs *a)
         dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
         double ms = 1e3 * (now_s() - t0);
         int64_t done_steps = step + 1;
-        char json_terms[512], log_terms[512];
+        char json_terms[512], log_terms[512], flops_json[128], flops_log[128];
         loss_terms(&m, json_terms, log_terms, sizeof json_terms);
+        peak_step_terms(&peak, step_flops * (double)ntok / (ms / 1e3), flops_log, flops_json, sizeof flops_log);
         if (metrics_line(metrics, a->out, err, sizeof err,
                          "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
-                         "\"tok_s\":%.1f}\n",
-                         (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms,
+                         "%s\"tok_s\":%.1f}\n",
+                         (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms, flops_json,
                          (double)ntok / (ms / 1e3)))
             goto stop_kept;
         if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
-            progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s",
+            progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s",
                          (long long)done_steps, (long long)a->steps, loss, log_terms, dev->opt.lr,
-                         dev->grad_norm, ms, (double)ntok / (ms / 1e3));
+                         dev->grad_norm, ms, (double)ntok / (ms / 1e3), flops_log);
         progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
             double vl;

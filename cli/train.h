@@ -21,6 +21,8 @@ typedef struct {
     int64_t threads;
     int quiet;         /* no per-step lines (tests) */
     int force;         /* --force: move a run already in --out aside */
+    double peak_tflops; /* --peak-tflops: the MFU's peak (0: the GPU table, else none) */
+    int measure_peak;  /* --measure-peak: the CPU's sgemm before the first step */
     ConfigSets sets;   /* --set */
 } TrainArgs;
 

@@ -188,6 +188,51 @@ void plan_flops(const Plan *p, int64_t tokens, double *fwd, double *step)
     *step = s / (double)tokens;
 }
 
+void plan_flop_split(const Plan *p, int64_t tokens, FlopSplit *s)
+{
+    const Graph *g = p->g;
+    memset(s, 0, sizeof *s);
+    double t = tokens < 1 ? 1 : (double)tokens;
+    for (int i = 0; i < g->n; i++) {
+        const GNode *n = &g->nodes[i];
+        double mm = op_flops(g, n) / t, ew = op_elementwise_flops(g, n) / t;
+        FlopClass c = op_flop_class(n->op);
+        if (i < g->n_forward) s->fwd[c] += mm, s->elementwise_fwd += ew;
+        s->step[c] += mm;
+        s->elementwise_step += ew;
+    }
+    /* an op whose products have no class (ops.def) still counts: as elementwise */
+    s->elementwise_fwd += s->fwd[FLOPS_ELEMENTWISE];
+    s->elementwise_step += s->step[FLOPS_ELEMENTWISE];
+    s->fwd[FLOPS_ELEMENTWISE] = s->elementwise_fwd;
+    s->step[FLOPS_ELEMENTWISE] = s->elementwise_step;
+}
+
+/* the split table of --report: each class's FLOPs per token and share of all */
+static void report_split(const Plan *p, int64_t tokens, FILE *f)
+{
+    FlopSplit s;
+    plan_flop_split(p, tokens, &s);
+    static const FlopClass order[] = {FLOPS_KAN, FLOPS_GEMM, FLOPS_ATTENTION, FLOPS_ELEMENTWISE};
+    static const char *const what[FLOPS__COUNT] = {
+        [FLOPS_KAN] = "KAN layers' fused products",
+        [FLOPS_GEMM] = "linear layers, lm_head",
+        [FLOPS_ATTENTION] = "QK^T and PV",
+        [FLOPS_ELEMENTWISE] = "norms, activations, softmax, losses, AdamW: not model FLOPs",
+    };
+    double all_f = 0, all_s = 0;
+    for (int c = 0; c < FLOPS__COUNT; c++) all_f += s.fwd[c], all_s += s.step[c];
+    fprintf(f, "FLOPs per token by kind:\n  %-12s %13s %6s %14s %6s\n", "", "forward", "share", "training step",
+            "share");
+    for (size_t k = 0; k < sizeof order / sizeof *order; k++) {
+        FlopClass c = order[k];
+        fprintf(f, "  %-12s %13.4g %5.1f%% %14.4g %5.1f%%  (%s)\n", flop_class_name(c), s.fwd[c],
+                all_f > 0 ? 100 * s.fwd[c] / all_f : 0, s.step[c], all_s > 0 ? 100 * s.step[c] / all_s : 0,
+                what[c]);
+    }
+    fprintf(f, "  %-12s %13.4g %6s %14.4g\n", "all", all_f, "", all_s);
+}
+
 static void human_bytes(double b, char *buf, size_t n)
 {
     const char *u[] = {"B", "KiB", "MiB", "GiB"};
@@ -220,7 +265,9 @@ void plan_report(const Plan *p, int64_t tokens, FILE *f)
     human_bytes((double)p->n_param_elems * 16 + (double)p->n_buffer_elems * 4, b1, sizeof b1);
     fprintf(f, "optimizer state: parameters + gradients + 2 AdamW moments = %s\n", b1);
     fprintf(f, "tokens per step: %lld\n", (long long)tokens);
-    fprintf(f, "FLOPs per token: %.4g forward, %.4g training step\n", fwd, step);
+    fprintf(f, "FLOPs per token: %.4g forward, %.4g training step (matrix products: the model FLOPs)\n",
+            fwd, step);
+    report_split(p, tokens, f);
     fprintf(f, "\nsteps (%d nodes; %d forward):\n", g->n, g->n_forward);
     for (int i = 0; i < g->n; i++) {
         const GNode *n = &g->nodes[i];

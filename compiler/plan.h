@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "graph.h"
+#include "ops.h" /* FlopClass */
 
 #define PLAN_ALIGN 64
 
@@ -36,8 +37,20 @@ int64_t node_bytes(const GNode *n, size_t real_size);
 void plan_build(Plan *p, Graph *g, size_t real_size);
 void plan_free(Plan *p);
 
-/* FLOPs per token of the forward graph and of the whole step (2 per multiply-add) */
+/* FLOPs per token of the forward graph and of the whole step (2 per
+   multiply-add of the matrix products: the model FLOPs of MFU). The step is
+   forward, backward, gradient norm and AdamW, each node once (no recompute). */
 void plan_flops(const Plan *p, int64_t tokens, double *fwd, double *step);
+
+/* The same per token by FlopClass (ops/ops.h), forward and whole step: the
+   matrix products of each class (their sum over classes is plan_flops), and
+   `elementwise` the arithmetic outside them (norms, activations, softmax,
+   losses, the optimizer; not in the model FLOPs). */
+typedef struct {
+    double fwd[FLOPS__COUNT], step[FLOPS__COUNT];
+    double elementwise_fwd, elementwise_step;
+} FlopSplit;
+void plan_flop_split(const Plan *p, int64_t tokens, FlopSplit *s);
 /* kanc --report: parameters, arena, workspace, FLOPs, the step's op list */
 void plan_report(const Plan *p, int64_t tokens, FILE *f);
 

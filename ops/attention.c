@@ -16,7 +16,20 @@ static double attention_flops(const Graph *g, const GNode *n)
     return n->op == OP_ATTENTION ? 2 * two : 4 * two;
 }
 
-const OpFamily op_family_attention = {.name = "attention", .flops = attention_flops};
+/* per score (B H T T): forward scale, max, exp(s - max), sum, divide (6),
+   dropout on P (1); backward P (dP - rowsum(P dP)) (4), scale (1), dropout (1).
+   The causal mask's skipped half is counted as the products count it: whole. */
+static double attention_arith(const Graph *g, const GNode *n)
+{
+    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : n;
+    const GShape *s = &f->shape;
+    double scores = (double)s->d[0] * (double)f->a.heads * (double)s->d[1] * (double)s->d[1];
+    double drop = f->a.p > 0;
+    return scores * (n->op == OP_ATTENTION ? 6 + drop : 5 + drop);
+}
+
+const OpFamily op_family_attention = {.name = "attention", .flops = attention_flops,
+                                      .elementwise_flops = attention_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

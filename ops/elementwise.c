@@ -7,7 +7,45 @@
 #include "layer.h"
 #include "ops.h"
 
-const OpFamily op_family_elementwise = {.name = "elementwise"};
+static double numel_of(const Graph *g, int node) { return (double)shape_numel(&g->nodes[node].shape); }
+
+/* FLOPs per element of an activation (tanh-form GELU: x^3, 3 multiplies, 2
+   adds, tanh; SiLU: exp, add, divide) and of its derivative times dy */
+static double act_cost(GAct act, int derivative)
+{
+    switch (act) {
+    case ACT_GELU: return derivative ? 17 : 9;
+    case ACT_SILU: return derivative ? 8 : 3;
+    case ACT_RELU: return 1;
+    default: return 0;
+    }
+}
+
+/* per output element one operation; a gradient that reduces over broadcast
+   dimensions adds once per dy element (accumulation into a partial gradient
+   is not counted) */
+static double elementwise_arith(const Graph *g, const GNode *n)
+{
+    double out = (double)shape_numel(&n->shape);
+    switch (n->op) {
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_SCALE: case OP_DROPOUT: case OP_DROPOUT_BWD: return out;
+    case OP_GELU: return out * act_cost(ACT_GELU, 0);
+    case OP_SILU: return out * act_cost(ACT_SILU, 0);
+    case OP_RELU: return out * act_cost(ACT_RELU, 0);
+    case OP_ACT_BWD: return out * act_cost(n->a.act, 1);
+    case OP_ACC: {
+        double dy = numel_of(g, n->in[0]);
+        return (dy > out ? dy : 0) + (n->a.scale != 1 ? dy : 0);
+    }
+    case OP_MUL_BWD: {
+        double dy = numel_of(g, n->in[0]);
+        return dy + (dy > out ? dy : 0);
+    }
+    default: return 0;
+    }
+}
+
+const OpFamily op_family_elementwise = {.name = "elementwise", .elementwise_flops = elementwise_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

@@ -6,7 +6,13 @@
 #include "layer.h"
 #include "ops.h"
 
-const OpFamily op_family_embedding = {.name = "embedding"};
+/* the lookup copies; its gradient adds each dy element into a row of dW */
+static double embedding_arith(const Graph *g, const GNode *n)
+{
+    return n->op == OP_EMBEDDING_BWD ? (double)shape_numel(&g->nodes[n->in[1]].shape) : 0;
+}
+
+const OpFamily op_family_embedding = {.name = "embedding", .elementwise_flops = embedding_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

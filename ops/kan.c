@@ -39,7 +39,16 @@ static int64_t kan_cpu_workspace(const Graph *g, const GNode *n, size_t real_siz
     return real_size == 8 ? kan_workspace_elems_f64(N, in, out, nf) : kan_workspace_elems_f32(N, in, out, nf);
 }
 
-const OpFamily op_family_kan = {.name = "kan", .flops = kan_flops, .cpu_workspace = kan_cpu_workspace};
+/* the regularization loss: |W| and a sum per spline weight, its gradient
+   sign(W) times a coefficient; the layer's basis rows are not counted (about
+   in (k + 1)^2 per row against the product's 2 in out (nf + base)) */
+static double kan_arith(const Graph *g, const GNode *n)
+{
+    return is_kan_reg(n) ? 2 * (double)shape_numel(&g->nodes[n->in[n->op == OP_KAN_REG ? 0 : 1]].shape) : 0;
+}
+
+const OpFamily op_family_kan = {.name = "kan", .flops = kan_flops, .elementwise_flops = kan_arith,
+                                .cpu_workspace = kan_cpu_workspace};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

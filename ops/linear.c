@@ -14,7 +14,14 @@ static double linear_flops(const Graph *g, const GNode *n)
            (double)shape_last(&f->shape);
 }
 
-const OpFamily op_family_linear = {.name = "linear", .flops = linear_flops};
+/* the bias: one add per output element forward, one per dy element into db */
+static double linear_arith(const Graph *g, const GNode *n)
+{
+    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : n;
+    return f->a.has_bias && n->op != OP_LINEAR_BWD_X ? (double)shape_numel(&f->shape) : 0;
+}
+
+const OpFamily op_family_linear = {.name = "linear", .flops = linear_flops, .elementwise_flops = linear_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

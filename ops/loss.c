@@ -6,7 +6,19 @@
 #include "layer.h"
 #include "ops.h"
 
-const OpFamily op_family_loss = {.name = "loss"};
+/* per logit: cross-entropy's max, exp(x - max), sum (4); its gradient
+   exp(x - lse) times the scale (3). The sum adds once per element. */
+static double loss_arith(const Graph *g, const GNode *n)
+{
+    switch (n->op) {
+    case OP_CROSS_ENTROPY: return 4 * (double)shape_numel(&g->nodes[n->in[0]].shape);
+    case OP_CE_BWD: return 3 * (double)shape_numel(&n->shape);
+    case OP_SUM: return (double)shape_numel(&g->nodes[n->in[0]].shape);
+    default: return 0;
+    }
+}
+
+const OpFamily op_family_loss = {.name = "loss", .elementwise_flops = loss_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

@@ -4,7 +4,15 @@
 #include "layer.h"
 #include "ops.h"
 
-const OpFamily op_family_norm = {.name = "norm"};
+/* per element: forward mean (1), variance (3), (x - mean) rstd w + b (4);
+   backward x-hat again (2), dy w (1), the two row sums (3), dx (4), dw and db (3) */
+static double norm_arith(const Graph *g, const GNode *n)
+{
+    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : n;
+    return (n->op == OP_LAYERNORM ? 8 : 13) * (double)shape_numel(&f->shape);
+}
+
+const OpFamily op_family_norm = {.name = "norm", .elementwise_flops = norm_arith};
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 

@@ -23,6 +23,25 @@ double op_flops(const Graph *g, const GNode *n)
     return f->flops ? f->flops(g, n) : 0;
 }
 
+double op_elementwise_flops(const Graph *g, const GNode *n)
+{
+    const OpFamily *f = op_info(n->op)->family;
+    return f->elementwise_flops ? f->elementwise_flops(g, n) : 0;
+}
+
+FlopClass op_flop_class(GOp op)
+{
+    return (FlopClass)((op_info(op)->flags & OPF_FLOPS_MASK) >> OPF_FLOPS_SHIFT);
+}
+
+const char *flop_class_name(FlopClass c)
+{
+    static const char *const names[FLOPS__COUNT] = {
+        [FLOPS_ELEMENTWISE] = "elementwise", [FLOPS_KAN] = "KAN GEMMs", [FLOPS_GEMM] = "other GEMMs",
+        [FLOPS_ATTENTION] = "attention"};
+    return c >= 0 && c < FLOPS__COUNT ? names[c] : "?";
+}
+
 int64_t op_cpu_workspace(const Graph *g, const GNode *n, size_t real_size)
 {
     const OpFamily *f = op_info(n->op)->family;

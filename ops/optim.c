@@ -7,7 +7,18 @@
 #include "ops.h"
 #include "util.h"
 
-const OpFamily op_family_optim = {.name = "optim"};
+/* per parameter element: the norm's square and add (2); AdamW's clip scale,
+   two moments, bias-corrected denominator, decay and update (15, the loop of
+   ops/optim_cpu.inc) */
+static double optim_arith(const Graph *g, const GNode *n)
+{
+    double elems = 0;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_PARAM) elems += (double)shape_numel(&g->nodes[i].shape);
+    return (n->op == OP_GRAD_NORM ? 2 : 15) * elems;
+}
+
+const OpFamily op_family_optim = {.name = "optim", .elementwise_flops = optim_arith};
 
 /* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
 

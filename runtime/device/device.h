@@ -33,6 +33,7 @@ typedef struct {
 
 struct Device {
     const char *name;      /* "cpu", "cuda", "emu" */
+    char gpu_name[128];    /* cuda, emu: cuDeviceGetName's ("NVIDIA H200"); "" on the CPU */
     const DeviceOps *ops;
     Plan *plan;
     /* settings for the next run */

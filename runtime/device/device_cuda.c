@@ -332,6 +332,7 @@ static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode
         goto fail;
     }
     CU_TRY(c, cuDeviceGet(&c->cudev, ordinal));
+    CU_TRY(c, cuDeviceGetName(c->dev.gpu_name, (int)sizeof c->dev.gpu_name, c->cudev)); /* for the MFU's peak */
     int major = 0, minor = 0;
     CU_TRY(c, cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, c->cudev));
     CU_TRY(c, cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, c->cudev));
