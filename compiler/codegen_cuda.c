@@ -51,6 +51,8 @@ void cuda_options_default(CudaOptions *o)
     o->tile_n = 64;
     o->tile_k = 32;
     o->use_cublas = 1;
+    o->kan_kernel = KAN_KERNEL_AUTO;
+    o->kan_block_bytes = 64ll << 20;
     o->precision = CUDA_FP32;
 }
 

@@ -122,6 +122,8 @@ typedef struct {
     int training;   /* dropout active */
     int use_cublas; /* plain GEMMs as LAUNCH_GEMM, applied with the CPU GEMM */
     int tm, tn, tk; /* tiles (0: defaults) */
+    KanKernel kan_kernel;   /* 0: the cost model's pick */
+    int64_t kan_block_rows; /* blocked KAN: rows per block (0: from the budget) */
     int nvrtc;      /* also compile with NVRTC for sm_80 and sm_90 */
     int independent; /* 0: after checking a node's inputs, copy the CPU's into the emulated
                         storage, so that each kernel is measured alone; 1: the emulated run
@@ -313,6 +315,8 @@ static int run_case(Case *c, const char *what, const RunOpts *ro)
     if (ro->tm) o.tile_m = ro->tm;
     if (ro->tn) o.tile_n = ro->tn;
     if (ro->tk) o.tile_k = ro->tk;
+    o.kan_kernel = ro->kan_kernel;
+    o.kan_block_rows = ro->kan_block_rows;
     CudaProgram prog;
     char err[512];
     cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s: %s", what, err);
@@ -476,6 +480,23 @@ Test(cuda_codegen, linear)
 /* two KAN layers on the same x (so x's gradient accumulates); x a value or,
    with !through_value, a parameter (its gradient accumulates in the gradient
    area) */
+/* A KAN case on both paths: the fused kernels (tiles of 16 with `tiles`), and
+   the blocked one in row blocks of 16 (the last one ragged when N is not a
+   multiple), its GEMMs as cuBLASLt launches and as generated kernels */
+static void run_kan_variants(Case *c, const char *what, int tiles)
+{
+    char w[192];
+    RunOpts ro = {.kan_kernel = KAN_KERNEL_FUSED};
+    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
+    snprintf(w, sizeof w, "%s fused", what);
+    cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
+    for (int cublas = 0; cublas < 2; cublas++) {
+        ro = (RunOpts){.kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 16, .use_cublas = cublas};
+        snprintf(w, sizeof w, "%s blocked%s", what, cublas ? " cublas" : "");
+        cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
+    }
+}
+
 static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
                      int scaler, int through_value, int tiles)
 {
@@ -496,9 +517,7 @@ static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, i
     char what[128];
     snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d",
              (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles);
-    RunOpts ro = {0};
-    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
-    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    run_kan_variants(&c, what, tiles);
     graph_free(&c.g);
 }
 
@@ -542,9 +561,7 @@ static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t N, in
     char what[128];
     snprintf(what, sizeof what, "kan %s G=%d N=%lld in=%lld out=%lld tiles=%d", b->name, G, (long long)N,
              (long long)in, (long long)out, tiles);
-    RunOpts ro = {0};
-    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
-    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    run_kan_variants(&c, what, tiles);
     graph_free(&c.g);
 }
 
@@ -745,6 +762,18 @@ Test(cuda_codegen, transformer_training_steps)
         cr_expect_eq(run_case(&c, cublas ? "transformer (cublas)" : "transformer", &ro), 0);
         graph_free(&c.g);
     }
+}
+
+/* every KAN layer on the blocked path in row blocks of 4, 4 and 2, three steps
+   carried through; NVRTC compiles the blocked kernels */
+Test(cuda_codegen, transformer_blocked_kan)
+{
+    Case c = {.seed = 62};
+    build_transformer(&c);
+    RunOpts ro = {.steps = 3, .training = 1, .use_cublas = 1, .nvrtc = 1, .independent = 1,
+                  .kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 4, .fill = fill_transformer};
+    cr_expect_eq(run_case(&c, "transformer (blocked KAN)", &ro), 0);
+    graph_free(&c.g);
 }
 
 Test(cuda_codegen, transformer_small_tiles)
