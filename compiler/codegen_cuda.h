@@ -100,6 +100,11 @@ typedef struct {
 } CudaProgram;
 
 void cuda_options_default(CudaOptions *o);
+/* "auto", "fused" or "blocked" into *k; -1 for anything else */
+int cuda_kan_kernel_parse(const char *s, KanKernel *k);
+/* The options the environment sets for the runtime's own compiles:
+   KANC_KAN_KERNEL=auto|fused|blocked. Returns 0, or -1 with a message. */
+int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen);
 /* Generates the program for plan p (real_size must be 4). Returns 0, or -1
    with a message in err (an op with no CUDA kernel). */
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);

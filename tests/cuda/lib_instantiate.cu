@@ -58,6 +58,25 @@ KERNEL kan_bwd_x_rbf(float *dx, const float *dy, const float *x, const float *g,
     kanc_kan_bwd_x<KancRbf<8>, KANC_ACT_NONE, 0, 0, 0, 64, 3, 32>(dx, dy, x, g, 0, s, 0, 33, 12, 20);
 }
 
+/* the blocked KAN path: B-splines with base and scaler, Chebyshev without either */
+KERNEL kan_blocked(float *wf, float *a, float *dw, float *dx, const float *x, const float *g, const float *b,
+                   const float *s, const float *sc, float *db, float *ds, float *dsc)
+{
+    kanc_kan_fuse_w<KancBSpline<5, 3>, 1, 1, float>(wf, b, s, sc, 12, 20);
+    kanc_kan_basis_rows<KancBSpline<5, 3>, KANC_ACT_SILU, 1, float>(a, x, g, 33, 12);
+    kanc_kan_split_dw<KancBSpline<5, 3>, 1, 1>(db, ds, dsc, dw, s, sc, 12, 20);
+    kanc_kan_dx_rows<KancBSpline<5, 3>, KANC_ACT_SILU, 1, 1>(dx, a, x, g, 33, 12);
+}
+
+KERNEL kan_blocked_chebyshev(float *wf, float *a, float *dw, float *dx, const float *x, const float *g,
+                             const float *s, float *ds)
+{
+    kanc_kan_fuse_w<KancChebyshev<4>, 0, 0, float>(wf, 0, s, 0, 12, 20);
+    kanc_kan_basis_rows<KancChebyshev<4>, KANC_ACT_NONE, 0, float>(a, x, g, 33, 12);
+    kanc_kan_split_dw<KancChebyshev<4>, 0, 0>(0, ds, 0, dw, s, 0, 12, 20);
+    kanc_kan_dx_rows<KancChebyshev<4>, KANC_ACT_NONE, 0, 0>(dx, a, x, g, 33, 12);
+}
+
 KERNEL layernorm(float *y, float *st, const float *x, const float *w, const float *b, float *dx, const float *dy,
                  float *dw, float *db)
 {
