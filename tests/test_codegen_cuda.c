@@ -425,6 +425,37 @@ Test(cuda_codegen, elementwise_broadcast_fanout)
     graph_free(&c.g);
 }
 
+/* the gradient norm and AdamW over 350,000 parameters: 1024 partial sums, so
+   that each thread of the final sum adds several; the 350,000-element loss
+   sum takes the same path */
+Test(cuda_codegen, grad_norm_over_many_parts)
+{
+    Case c = {.seed = 3};
+    graph_init(&c.g);
+    GShape s = s2(700, 500);
+    int a = value(&c, "a", s), w = param(&c, "w", s);
+    int y = op(&c, OP_MUL, (int[]){a, w}, 2, s, (GAttr){0});
+    finish(&c, y);
+    autodiff_add_optimizer(&c.g);
+    cr_expect_eq(run_case(&c, "grad norm, 1024 parts", &(RunOpts){.steps = 2, .independent = 1}), 0);
+    graph_free(&c.g);
+}
+
+/* the broadcast gradients (column sums of dy, and of dy * other) over 100 rows:
+   7 chunks of 15, the last of 10 */
+Test(cuda_codegen, column_sums_in_chunks)
+{
+    Case c = {.seed = 2};
+    graph_init(&c.g);
+    GShape s = s3(100, 7, 5), t = s2(7, 5);
+    int a = value(&c, "a", s), b = param(&c, "b", t), d = param(&c, "d", t);
+    int x = op(&c, OP_ADD, (int[]){a, b}, 2, s, (GAttr){0});
+    int y = op(&c, OP_MUL, (int[]){x, d}, 2, s, (GAttr){0});
+    finish(&c, y);
+    cr_expect_eq(run_case(&c, "column sums", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
 Test(cuda_codegen, scale_reshape_slice_concat)
 {
     Case c = {.seed = 2};
@@ -611,6 +642,10 @@ Test(cuda_codegen, layernorm)
     layernorm_case(20, s3(2, 7, 6));
     layernorm_case(21, s2(13, 70));
     layernorm_case(22, s2(5, 300));
+    /* the weight and bias sums in 63 chunks of 16 rows (the last of 8), and in
+       21 chunks over two column tiles (the last chunk of 13 rows) */
+    layernorm_case(23, s2(1000, 7));
+    layernorm_case(24, s2(333, 300));
 }
 
 static void attention_case(uint64_t seed, int64_t B, int64_t T, int64_t C, int64_t H, int causal,

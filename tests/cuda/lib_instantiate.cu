@@ -82,7 +82,7 @@ KERNEL layernorm(float *y, float *st, const float *x, const float *w, const floa
 {
     kanc_layernorm_fwd(y, st, x, w, b, 48, 1e-5f);
     kanc_layernorm_bwd_x<1>(dx, dy, x, st, w, 48);
-    kanc_layernorm_bwd_wb(dw, db, dy, x, st, 16, 48);
+    kanc_layernorm_bwd_wb_partial((double *)dx, dy, x, st, 16, 48, 4, 4);
 }
 
 KERNEL attention(float *y, float *P, const float *qkv, float *dqkv, const float *dy)
@@ -105,7 +105,8 @@ KERNEL reductions(double *part, const float *x, float *out, const float *dy, con
 {
     kanc_sum_partial<1>(part, x, 1000);
     part[0] = kanc_sum_parts(part, 16);
-    kanc_col_reduce<1, 1>(out, dy, o, 16, 8, 8, 0.5);
+    kanc_col_partial<1>(part, dy, o, 16, 8, 8, 4);
+    kanc_col_finish<1>(out, part, 8, 4, 0.5);
 }
 
 KERNEL kan_reg(float *y, float *st, const float *w, float *dw)
