@@ -514,22 +514,36 @@ Test(cuda_codegen, linear)
 /* A KAN case on both paths: the fused kernels (tiles of 16 with `tiles`), and
    the blocked one in row blocks of 16 (the last one ragged when N is not a
    multiple), its GEMMs as cuBLASLt launches and as generated kernels */
-static void run_kan_variants(Case *c, const char *what, int tiles)
+static void run_kan_variants(Case *c, const char *what, int tiles, FillFn fill)
 {
     char w[192];
-    RunOpts ro = {.kan_kernel = KAN_KERNEL_FUSED};
+    RunOpts ro = {.kan_kernel = KAN_KERNEL_FUSED, .fill = fill};
     if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
     snprintf(w, sizeof w, "%s fused", what);
     cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
     for (int cublas = 0; cublas < 2; cublas++) {
-        ro = (RunOpts){.kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 16, .use_cublas = cublas};
+        ro = (RunOpts){.kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 16, .use_cublas = cublas, .fill = fill};
         snprintf(w, sizeof w, "%s blocked%s", what, cublas ? " cublas" : "");
         cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
     }
 }
 
-static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
-                     int scaler, int through_value, int tiles)
+/* x (the first node named "x") times 3: inputs past the grid range and past the
+   support, on the uniform rows and the warped ones (test_knot), so that every
+   path of the B-spline basis runs: the uniform closed form, de Boor's triangle,
+   the full recursion, all zero */
+static void fill_wide_x(Case *c, CpuExec *e)
+{
+    for (int i = 0; i < c->g.n; i++)
+        if (c->g.nodes[i].name && !strcmp(c->g.nodes[i].name, "x")) {
+            float *v = cpu_exec_value(e, i);
+            for (int64_t j = 0; j < shape_numel(&c->g.nodes[i].shape); j++) v[j] *= 3;
+            return;
+        }
+}
+
+static void kan_case_fill(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
+                          int scaler, int through_value, int tiles, FillFn fill)
 {
     Case c = {.seed = seed};
     graph_init(&c.g);
@@ -546,10 +560,24 @@ static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, i
     int m = op(&c, OP_MUL, (int[]){y, y2}, 2, s2(N, out), (GAttr){0});
     finish(&c, m);
     char what[128];
-    snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d",
-             (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles);
-    run_kan_variants(&c, what, tiles);
+    snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d%s",
+             (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles,
+             fill ? " wide x" : "");
+    run_kan_variants(&c, what, tiles, fill);
     graph_free(&c.g);
+}
+
+static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
+                     int scaler, int through_value, int tiles)
+{
+    kan_case_fill(seed, N, in, out, G, k, act, scaler, through_value, tiles, NULL);
+}
+
+Test(cuda_codegen, kan_inputs_past_the_grid)
+{
+    kan_case_fill(19, 40, 6, 9, 5, 3, ACT_SILU, 1, 1, 0, fill_wide_x);
+    kan_case_fill(20, 40, 6, 9, 4, 2, ACT_GELU, 1, 1, 0, fill_wide_x);
+    kan_case_fill(21, 40, 6, 9, 3, 1, ACT_SILU, 0, 1, 0, fill_wide_x);
 }
 
 Test(cuda_codegen, kan_orders_grids_activations)
@@ -592,7 +620,7 @@ static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t N, in
     char what[128];
     snprintf(what, sizeof what, "kan %s G=%d N=%lld in=%lld out=%lld tiles=%d", b->name, G, (long long)N,
              (long long)in, (long long)out, tiles);
-    run_kan_variants(&c, what, tiles);
+    run_kan_variants(&c, what, tiles, NULL);
     graph_free(&c.g);
 }
 
