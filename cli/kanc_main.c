@@ -20,7 +20,7 @@ int main(int argc, char **argv)
 {
     int report = 0, dump = 0, forward_only = 0;
     int64_t batch = 0;
-    const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL;
+    const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL, *kan_kernel = NULL;
     ConfigSets cs = {0};
     const CliOpt opts[] = {
         CLI_CALL("set", config_cli_set, "NAME=VALUE",
@@ -38,6 +38,8 @@ int main(int argc, char **argv)
                 "the tokenizer the artifact expects (default: gpt2\nfor a 50257-token vocabulary, else bytes)"),
         CLI_STR("emit-source", &emit_source, "FILE",
                 "also write the generated CUDA source (with -o:\nexactly what NVRTC compiled)"),
+        CLI_STR("kan-kernel", &kan_kernel, "K",
+                "KAN layers as fused kernels, as blocked basis +\ncuBLASLt GEMMs, or auto (default: a cost model\npicks per layer; docs/cuda.md)"),
     };
     CliSpec spec = {"kanc", USAGE, NULL, opts, CLI_COUNT(opts), 1, 1, &cs};
     char *pos[1];
@@ -51,13 +53,13 @@ int main(int argc, char **argv)
     if (out_path || emit_source) { /* the CUDA artifact (runtime/io/artifact.h) */
         ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,
                               .tokenizer = tokenizer, .out_path = out_path,
-                              .emit_source = emit_source, .verbose = 1};
+                              .emit_source = emit_source, .verbose = 1, .kan_kernel = kan_kernel};
         int arc = artifact_compile(&ao, stderr);
         config_sets_free(&cs);
         return arc;
     }
-    if (arch || tokenizer) {
-        fprintf(stderr, "kanc: error: --arch and --tokenizer go with -o FILE.cubin\n");
+    if (arch || tokenizer || kan_kernel) {
+        fprintf(stderr, "kanc: error: --arch, --tokenizer and --kan-kernel go with -o FILE.cubin\n");
         config_sets_free(&cs);
         return 2;
     }

@@ -51,7 +51,30 @@ void cuda_options_default(CudaOptions *o)
     o->tile_n = 64;
     o->tile_k = 32;
     o->use_cublas = 1;
+    o->kan_kernel = KAN_KERNEL_AUTO;
+    o->kan_block_bytes = 64ll << 20;
     o->precision = CUDA_FP32;
+}
+
+int cuda_kan_kernel_parse(const char *s, KanKernel *k)
+{
+    static const char *const names[] = {"auto", "fused", "blocked"};
+    for (int i = 0; i < 3; i++)
+        if (!strcmp(s, names[i])) {
+            *k = (KanKernel)i;
+            return 0;
+        }
+    return -1;
+}
+
+int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen)
+{
+    const char *k = getenv("KANC_KAN_KERNEL");
+    if (k && *k && cuda_kan_kernel_parse(k, &o->kan_kernel)) {
+        snprintf(err, errlen, "KANC_KAN_KERNEL=%s: expected auto, fused or blocked", k);
+        return -1;
+    }
+    return 0;
 }
 
 /* Appends embedded file `name`, its quoted includes replaced by their text,

@@ -74,8 +74,17 @@ typedef enum {
     CUDA_BF16, /* bf16 matrix operands, fp32 accumulation: later, with tensor cores */
 } CudaPrecision;
 
+/* How a KAN layer runs (docs/cuda.md, "KAN layers"): fused kernels that build
+   the basis inside the matrix product, or row blocks of the basis written to
+   the workspace with the GEMMs left to the runtime (cuBLASLt); AUTO picks per
+   layer by kan_cuda_pick's cost model (ops/kan.c). */
+typedef enum { KAN_KERNEL_AUTO, KAN_KERNEL_FUSED, KAN_KERNEL_BLOCKED } KanKernel;
+
 typedef struct {
     int tile_m, tile_n, tile_k; /* fused KAN / GEMM kernel tiles (default 64, 64, 32) */
+    KanKernel kan_kernel;       /* default KAN_KERNEL_AUTO */
+    int64_t kan_block_bytes;    /* blocked KAN: the row block's bytes at most (default 64 MiB) */
+    int64_t kan_block_rows;     /* blocked KAN: rows per block, overriding the budget (0: from it) */
     int use_cublas;             /* plain GEMMs as LAUNCH_GEMM (1, default) or generated kernels (0) */
     CudaPrecision precision;    /* of the matrix products (default CUDA_FP32) */
 } CudaOptions;
@@ -91,6 +100,11 @@ typedef struct {
 } CudaProgram;
 
 void cuda_options_default(CudaOptions *o);
+/* "auto", "fused" or "blocked" into *k; -1 for anything else */
+int cuda_kan_kernel_parse(const char *s, KanKernel *k);
+/* The options the environment sets for the runtime's own compiles:
+   KANC_KAN_KERNEL=auto|fused|blocked. Returns 0, or -1 with a message. */
+int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen);
 /* Generates the program for plan p (real_size must be 4). Returns 0, or -1
    with a message in err (an op with no CUDA kernel). */
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);

@@ -192,6 +192,44 @@ void cg_loop(CudaGen *G, int64_t n, const char *body)
     cg_line(G, "    %s", body);
 }
 
+CgChunks cg_col_chunks(int64_t rows, int64_t cols)
+{
+    int64_t want = cg_imax(1, CG_COL_BLOCKS / cg_cdiv(cols, CG_BLOCK));
+    int64_t n = cg_imax(1, cg_imin(want, cg_cdiv(rows, 16)));
+    CgChunks c = {.chunk = cg_cdiv(rows, n)};
+    c.nchunks = (int)cg_cdiv(rows, c.chunk);
+    return c;
+}
+
+void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q)
+{
+    CgChunks ch = cg_col_chunks(q->rows, q->nout);
+    CgLoc part = {AREA_WS, 0};
+    char name[64], b[32];
+    cg_need_ws(G, (int64_t)ch.nchunks * q->nout * 8);
+    snprintf(name, sizeof name, "%s_partial", what);
+    cg_kernel_begin(G, name, (unsigned)cg_cdiv(q->nout, CG_BLOCK), (unsigned)ch.nchunks, CG_BLOCK, 0,
+                    "ws[chunk][j] = sum of %s over the chunk's rows of [%lld, %lld]; %d chunks of %lld rows",
+                    q->mul ? "dy * other" : "dy", (long long)q->rows, (long long)q->nout, ch.nchunks,
+                    (long long)ch.chunk);
+    cg_ptr(G, "double", "part", part, NULL, "partial sums (workspace)");
+    cg_ptr(G, "const float", "dy", q->dy, NULL, NULL);
+    if (q->mul)
+        cg_ptr(G, "const float", "other", q->other, NULL, NULL);
+    else
+        cg_line(G, "const float *other = 0;");
+    cg_line(G, "kanc_col_partial<%d>(part, dy, other, %lldLL, %lldLL, %lldLL, %lldLL);", q->mul, (long long)q->rows,
+            (long long)q->nout, (long long)q->nother, (long long)ch.chunk);
+    cg_kernel_end(G);
+    cg_kernel_begin(G, what, cg_blocks_for(q->nout), 1, CG_BLOCK, 0,
+                    "out (+)= %s * the %d partial sums of each column", cg_dlit(b, q->s), ch.nchunks);
+    cg_ptr(G, "float", "out", q->out, q->out_shape, q->out_note);
+    cg_ptr(G, "const double", "part", part, NULL, "partial sums (workspace)");
+    cg_line(G, "kanc_col_finish<%d>(out, part, %lldLL, %d, %s);", q->acc, (long long)q->nout, ch.nchunks,
+            cg_dlit(b, q->s));
+    cg_kernel_end(G);
+}
+
 /* ------------------------------------------------------------------------ */
 /* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
 /* ------------------------------------------------------------------------ */

@@ -20,7 +20,8 @@
 #define CG_BLOCK           256   /* threads of the elementwise, GEMM and KAN kernels */
 #define CG_MAX_BLOCKS      4096  /* grid-stride kernels use at most this many blocks */
 #define CG_WARPS_PER_BLOCK 4     /* attention: one warp per row of P */
-#define CG_SUM_PARTS       256   /* whole-tensor sums: at most this many partial sums */
+#define CG_SUM_PARTS       1024  /* whole-tensor sums: at most this many partial sums */
+#define CG_COL_BLOCKS      1024  /* column sums: about this many blocks (8 per SM of a 132-SM GPU) */
 #define CG_EMB_THREADS     65536 /* embedding backward: about this many (column, chunk) threads */
 #define CG_SMEM_LIMIT      49152 /* static shared memory per block */
 
@@ -140,6 +141,28 @@ typedef struct {
     CgLoc a, b, c;
     const char *na, *nb, *nc; /* what A, B and C are, for comments */
 } CgGemm;
+
+/* Column sums in two launches (cuda/kanc_reduce.cuh): rows split into nchunks
+   chunks of `chunk` rows (16 at least), so that cols x chunks make about
+   CG_COL_BLOCKS blocks. */
+typedef struct {
+    int64_t chunk;
+    int nchunks;
+} CgChunks;
+CgChunks cg_col_chunks(int64_t rows, int64_t cols);
+
+/* out (+)= s * the column sums of dy [rows, nout] (MUL: times other, nother
+   elements, broadcast), into the gradient or value at `out`: the kernels
+   <what>_partial and <what>, their partial sums in the workspace. */
+typedef struct {
+    CgLoc out, dy, other; /* other: MUL only */
+    const GShape *out_shape;
+    const char *out_note;
+    int64_t rows, nout, nother;
+    double s;
+    int acc, mul;
+} CgColSum;
+void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q);
 
 /* a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel (CudaOptions.use_cublas) */
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note);

@@ -15,6 +15,7 @@
 #include "kanc_basis_rbf.cuh"
 #include "kanc_gemm.cuh"
 #include "kanc_kan.cuh"
+#include "kanc_kan_blocked.cuh"
 #include "kanc_norm.cuh"
 #include "kanc_attention.cuh"
 #include "kanc_loss.cuh"

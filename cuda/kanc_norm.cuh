@@ -49,20 +49,24 @@ __device__ __forceinline__ void kanc_layernorm_bwd_x(float *dx, const float *dy,
     }
 }
 
-/* dw[c] += sum_r dy xhat, db[c] += sum_r dy: one thread per column, rows in order */
-KD void kanc_layernorm_bwd_wb(float *dw, float *db, const float *dy, const float *x,
-                              const float *stats, long long N, int C)
+/* dw[c] += sum_r dy xhat, db[c] += sum_r dy in two launches, as the column
+   sums of kanc_reduce.cuh: blocks (column tile, chunk of rows) write
+   part[0][chunk][c] (for dw) and part[1][chunk][c] (for db), rows in order;
+   kanc_col_finish then adds the chunks of each half. */
+KD void kanc_layernorm_bwd_wb_partial(double *part, const float *dy, const float *x, const float *stats,
+                                      long long N, int C, long long chunk, int nchunks)
 {
-    for (long long c = kanc_gtid(); c < C; c += kanc_gstride()) {
-        double sw = 0.0, sb = 0.0;
-        for (long long r = 0; r < N; r++) {
-            double mean = stats[2 * r], rstd = stats[2 * r + 1], g = dy[r * C + c];
-            sw += g * ((x[r * C + c] - mean) * rstd);
-            sb += g;
-        }
-        dw[c] = (float)(dw[c] + sw);
-        db[c] = (float)(db[c] + sb);
+    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long r0 = (long long)blockIdx.y * chunk, r1 = r0 + chunk < N ? r0 + chunk : N;
+    if (c >= C) return;
+    double sw = 0.0, sb = 0.0;
+    for (long long r = r0; r < r1; r++) {
+        double mean = stats[2 * r], rstd = stats[2 * r + 1], g = dy[r * C + c];
+        sw += g * ((x[r * C + c] - mean) * rstd);
+        sb += g;
     }
+    part[(long long)blockIdx.y * C + c] = sw;
+    part[((long long)nchunks + blockIdx.y) * C + c] = sb;
 }
 
 #endif

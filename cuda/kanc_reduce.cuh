@@ -18,24 +18,43 @@ __device__ __forceinline__ void kanc_sum_partial(double *part, const float *x, l
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
-/* sum of part[0 .. nparts) by one block (nparts <= blockDim.x) */
+/* sum of part[0 .. nparts) by one block: thread t adds parts t, t + blockDim.x,
+   ... in order, then the block's fixed tree */
 KD double kanc_sum_parts(const double *part, int nparts)
 {
-    return kanc_block_sum(threadIdx.x < nparts ? part[threadIdx.x] : 0.0);
+    double s = 0.0;
+    for (int i = threadIdx.x; i < nparts; i += blockDim.x) s += part[i];
+    return kanc_block_sum(s);
 }
-/* ---- column reductions: out[j] (+)= s * sum over rows of dy[r, j] (times
-   other[(r*nout + j) % nother] for MUL); one thread per column, rows in order ---- */
-template <int ACC, int MUL>
-__device__ __forceinline__ void kanc_col_reduce(float *out, const float *dy, const float *other,
-                                                long long rows, long long nout, long long nother,
-                                                double s)
+
+/* ---- column reductions out[j] (+)= s * sum over rows of dy[r, j] (times
+   other[(r*nout + j) % nother] for MUL), in two launches so that every SM has
+   work however few the columns: blocks (column tile, chunk of rows) write
+   part[chunk][j], their rows in order; then each column adds its chunks in
+   order. Fixed orders: the same bits on every run. ---- */
+template <int MUL>
+__device__ __forceinline__ void kanc_col_partial(double *part, const float *dy, const float *other,
+                                                 long long rows, long long nout, long long nother,
+                                                 long long chunk)
+{
+    long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long r0 = (long long)blockIdx.y * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+    if (j >= nout) return;
+    double sum = 0.0;
+    for (long long r = r0; r < r1; r++) {
+        long long i = r * nout + j;
+        sum += MUL ? (double)dy[i] * other[i % nother] : (double)dy[i];
+    }
+    part[(long long)blockIdx.y * nout + j] = sum;
+}
+
+/* out[j] (+)= s * sum over the chunks of part[chunk][j] */
+template <int ACC>
+KD void kanc_col_finish(float *out, const double *part, long long nout, int nchunks, double s)
 {
     for (long long j = kanc_gtid(); j < nout; j += kanc_gstride()) {
         double sum = 0.0;
-        for (long long r = 0; r < rows; r++) {
-            long long i = r * nout + j;
-            sum += MUL ? (double)dy[i] * other[i % nother] : (double)dy[i];
-        }
+        for (int c = 0; c < nchunks; c++) sum += part[(long long)c * nout + j];
         out[j] = (float)((ACC ? (double)out[j] : 0.0) + s * sum);
     }
 }

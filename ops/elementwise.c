@@ -221,19 +221,19 @@ static void emit_col_reduce(CudaGen *G)
     int mul = n->op == OP_MUL_BWD;
     int64_t N = shape_numel(&CG_IN(0)->shape), nout = shape_numel(&n->shape);
     int64_t nother = mul ? shape_numel(&CG_IN(1)->shape) : 1;
-    char b[32];
-    cg_kernel_begin(G, op_name(n->op), cg_blocks_for(nout), 1, CG_BLOCK, 0,
-                    "out (+)= %s summed over the %lld rows of [%lld, %lld]", mul ? "dy * other" : "s * dy",
-                    (long long)(N / nout), (long long)(N / nout), (long long)nout);
-    cg_out_ptr(G, "out");
-    cg_in_ptr(G, "dy", 0);
-    if (mul)
-        cg_in_ptr(G, "other", 1);
-    else
-        cg_line(G, "const float *other = 0;");
-    cg_line(G, "kanc_col_reduce<%d, %d>(out, dy, other, %lldLL, %lldLL, %lldLL, %s);", cg_node_acc(n), mul,
-            (long long)(N / nout), (long long)nout, (long long)nother, cg_dlit(b, mul ? 1.0 : n->a.scale));
-    cg_kernel_end(G);
+    const GNode *t = op_is_backward(n->op) && n->gparam >= 0 ? &G->g->nodes[n->gparam] : NULL;
+    CgColSum q = {.out = cg_out_loc(G, n),
+                  .dy = cg_value_loc(G, n->in[0]),
+                  .other = mul ? cg_value_loc(G, n->in[1]) : (CgLoc){0},
+                  .out_shape = &n->shape,
+                  .out_note = t ? t->name : NULL,
+                  .rows = N / nout,
+                  .nout = nout,
+                  .nother = nother,
+                  .s = mul ? 1.0 : n->a.scale,
+                  .acc = cg_node_acc(n),
+                  .mul = mul};
+    cg_col_sum(G, op_name(n->op), &q);
 }
 
 /* comments for the operands: roles ra, rb of input nodes ia, ib; the output rc */

@@ -430,10 +430,9 @@ static int kan_inputs(CudaGen *G, int cols, int S, int64_t in, int64_t fixed, in
     return ti;
 }
 
-/* the kernel's grid, base (if with_base), spline and scaler pointers; absent ones are null */
-static void kan_params(CudaGen *G, const KanDims *d, int with_base)
+/* the kernel's base (if with_base), spline and scaler pointers; absent ones are null */
+static void kan_weight_ptrs(CudaGen *G, const KanDims *d, int with_base)
 {
-    cg_in_ptr(G, "grid", d->j_grid);
     if (with_base) {
         if (d->base)
             cg_in_ptr(G, "base", d->j_base);
@@ -447,12 +446,206 @@ static void kan_params(CudaGen *G, const KanDims *d, int with_base)
         cg_line(G, "const float *scaler = 0; /* no standalone scaler */");
 }
 
+/* the grid pointer, then kan_weight_ptrs */
+static void kan_params(CudaGen *G, const KanDims *d, int with_base)
+{
+    cg_in_ptr(G, "grid", d->j_grid);
+    kan_weight_ptrs(G, d, with_base);
+}
+
 static const char *kan_base_text(const KanDims *d) { return d->base ? cg_act_short(d->act) : "none (no branch)"; }
+
+/* ---- the blocked path (cuda/kanc_kan_blocked.cuh): the basis of one row block
+   at a time in the workspace, the matrix products as GEMM launches ---- */
+
+#define KAN_WS_ALIGN 256 /* workspace pieces start on 256 bytes (cuBLASLt wants 16 at least) */
+
+static int64_t kan_ws_align(int64_t bytes) { return cg_cdiv(bytes, KAN_WS_ALIGN) * KAN_WS_ALIGN; }
+
+/* rows per block: as many rows of A as the budget holds (a multiple of 16), at most N */
+static int64_t kan_block_rows(const CudaGen *G, const KanDims *d)
+{
+    if (G->o.kan_block_rows > 0) return cg_imin(G->o.kan_block_rows, d->N);
+    int64_t r = G->o.kan_block_bytes / (d->in * d->S * 4) / 16 * 16;
+    return cg_imin(cg_imax(r, 16), d->N);
+}
+
+/* The cost model of KAN_KERNEL_AUTO: estimated seconds of one KAN node (the
+   three nodes of a layer cost alike) on an H100-class GPU, from NVIDIA's
+   datasheet figures (67 TFLOP/s fp32, 3.35 TB/s), not yet calibrated on a GPU:
+     fused:   2 N in S out FLOPs at 25% of the fp32 peak (16x16-thread FFMA tiles
+              from shared memory) + the basis rebuilt once per output tile
+              (ceil(out / tile_n) times) + one launch;
+     blocked: the same FLOPs at 80% of the peak (cuBLASLt) + the basis once + the
+              row blocks of A written and read and the fused weight written + two
+              launches per row block and one more. */
+#define KAN_PEAK_FP32  67e12
+#define KAN_BANDWIDTH  3.35e12
+#define KAN_LAUNCH_S   5e-6
+#define KAN_BASIS_OPS  1000.0 /* instructions per input value (Cox-de Boor, k = 3) */
+
+static double kan_cost(const CudaGen *G, const KanDims *d, int blocked)
+{
+    double flops = 2.0 * (double)d->N * (double)d->in * d->S * (double)d->out;
+    double basis = (double)d->N * (double)d->in * KAN_BASIS_OPS / (KAN_PEAK_FP32 / 2);
+    if (!blocked) return flops / (0.25 * KAN_PEAK_FP32) + basis * (double)cg_cdiv(d->out, G->o.tile_n) + KAN_LAUNCH_S;
+    double bytes = 2.0 * 4 * (double)d->N * (double)d->in * d->S + 4.0 * (double)d->out * (double)d->in * d->S;
+    double blocks = (double)cg_cdiv(d->N, kan_block_rows(G, d));
+    return flops / (0.8 * KAN_PEAK_FP32) + basis + bytes / KAN_BANDWIDTH + (2 * blocks + 1) * KAN_LAUNCH_S;
+}
+
+/* 1 if this layer takes the blocked path */
+static int kan_blocked(const CudaGen *G, const KanDims *d)
+{
+    switch (G->o.kan_kernel) {
+    case KAN_KERNEL_FUSED: return 0;
+    case KAN_KERNEL_BLOCKED: return 1;
+    default: /* the generated GEMM is no faster than the fused tiles: blocked only with cuBLASLt */
+        return G->o.use_cublas && kan_cost(G, d, 1) < kan_cost(G, d, 0);
+    }
+}
+
+/* the workspace of a blocked node: the fused weight (or its gradient) at 0, one row block after it */
+typedef struct {
+    int64_t rows, blocks;
+    CgLoc w, block;
+} KanBlocks;
+
+static KanBlocks kan_blocks(CudaGen *G, const KanDims *d)
+{
+    KanBlocks b = {.rows = kan_block_rows(G, d)};
+    b.blocks = cg_cdiv(d->N, b.rows);
+    int64_t wbytes = kan_ws_align(d->out * d->in * d->S * 4);
+    b.w = (CgLoc){AREA_WS, 0};
+    b.block = (CgLoc){AREA_WS, wbytes};
+    cg_need_ws(G, wbytes + kan_ws_align(b.rows * d->in * d->S * 4));
+    return b;
+}
+
+static CgLoc kan_loc_at(CgLoc l, int64_t bytes) { return (CgLoc){l.area, l.off + bytes}; }
+
+/* Wf [out, in*S] into the workspace from the node's base, spline and scaler inputs */
+static void kan_emit_fuse_w(CudaGen *G, const KanDims *d, const KanBlocks *b)
+{
+    cg_kernel_begin(G, "kan_fuse_w", cg_blocks_for(d->out * d->in * d->S), 1, CG_BLOCK, 0,
+                    "Wf[%lld, %lld] = [base | spline * scaler] per (output, input), for the GEMMs",
+                    (long long)d->out, (long long)(d->in * d->S));
+    cg_ptr(G, "float", "wf", b->w, NULL, "the fused weight (workspace)");
+    kan_weight_ptrs(G, d, 1);
+    cg_line(G, "kanc_kan_fuse_w<%s, %d, %d, float>(wf, base, spline, scaler, %lld, %lld);", d->basis, d->base,
+            d->scaler, (long long)d->in, (long long)d->out);
+    cg_kernel_end(G);
+}
+
+/* row block k of A(x) (x: input j of the node) into the workspace */
+static void kan_emit_basis_rows(CudaGen *G, const KanDims *d, const KanBlocks *b, int j, int64_t k)
+{
+    int64_t r0 = k * b->rows, rows = cg_imin(b->rows, d->N - r0);
+    char what[48];
+    snprintf(what, sizeof what, "kan_basis_%lld", (long long)k);
+    cg_kernel_begin(G, what, cg_blocks_for(rows * d->in), 1, CG_BLOCK, 0,
+                    "A[%lld, %lld] = [act(x) | f(x)] of rows %lld.. (block %lld of %lld), %s", (long long)rows,
+                    (long long)(d->in * d->S), (long long)r0, (long long)k + 1, (long long)b->blocks, d->basis);
+    cg_ptr(G, "float", "a", b->block, NULL, "the row block of A (workspace)");
+    cg_ptr(G, "const float", "x", kan_loc_at(cg_value_loc(G, G->n->in[j]), r0 * d->in * 4), NULL, "its rows of x");
+    cg_in_ptr(G, "grid", d->j_grid);
+    cg_line(G, "kanc_kan_basis_rows<%s, %s, %d, float>(a, x, grid, %lldLL, %lld);", d->basis, cg_act_name(d->act),
+            d->base, (long long)rows, (long long)d->in);
+    cg_kernel_end(G);
+}
+
+static void kan_emit_blocked_fwd(CudaGen *G, const KanDims *d)
+{
+    KanBlocks b = kan_blocks(G, d);
+    kan_emit_fuse_w(G, d, &b);
+    CgLoc y = cg_out_loc(G, G->n);
+    int64_t SI = d->in * d->S;
+    for (int64_t k = 0; k < b.blocks; k++) {
+        int64_t r0 = k * b.rows, rows = cg_imin(b.rows, d->N - r0);
+        kan_emit_basis_rows(G, d, &b, 0, k);
+        char what[48];
+        snprintf(what, sizeof what, "kan_fwd_gemm_%lld", (long long)k);
+        CgGemm q = {.ta = 0, .tb = 1, .m = rows, .n = d->out, .k = SI, .lda = SI, .ldb = SI, .ldc = d->out,
+                    .alpha = 1, .beta = 0, .a = b.block, .b = b.w, .c = kan_loc_at(y, r0 * d->out * 4),
+                    .na = "A (row block)", .nb = "Wf", .nc = "y rows"};
+        cg_gemm(G, what, &q, "blocked KAN forward: y rows = A Wf^T");
+    }
+}
+
+static void kan_emit_blocked_bwd_w(CudaGen *G, const KanDims *d)
+{
+    const GNode *n = G->n;
+    KanBlocks b = kan_blocks(G, d);
+    CgLoc dy = cg_value_loc(G, n->in[0]);
+    int64_t SI = d->in * d->S;
+    for (int64_t k = 0; k < b.blocks; k++) {
+        int64_t r0 = k * b.rows, rows = cg_imin(b.rows, d->N - r0);
+        kan_emit_basis_rows(G, d, &b, 1, k);
+        char what[48];
+        snprintf(what, sizeof what, "kan_dw_gemm_%lld", (long long)k);
+        CgGemm q = {.ta = 1, .tb = 0, .m = d->out, .n = SI, .k = rows, .lda = d->out, .ldb = SI, .ldc = SI,
+                    .alpha = 1, .beta = k ? 1.0f : 0.0f, .a = kan_loc_at(dy, r0 * d->out * 4), .b = b.block,
+                    .c = b.w, .na = "dy rows", .nb = "A (row block)", .nc = "dWf (workspace)"};
+        cg_gemm(G, what, &q, "blocked KAN weight gradient: dWf (+)= dy rows^T A");
+    }
+    cg_kernel_begin(G, "kan_split_dw", cg_blocks_for(d->out * d->in), 1, CG_BLOCK, 0,
+                    "d base, d spline, d scaler (accumulate) from dWf[%lld, %lld]", (long long)d->out,
+                    (long long)SI);
+    if (d->base)
+        cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[d->j_base]), &CG_IN(d->j_base)->shape, "grad of base_weight");
+    else
+        cg_line(G, "float *dbase = 0; /* no base branch */");
+    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[d->j_spline]), &CG_IN(d->j_spline)->shape,
+           "grad of the spline weights");
+    if (d->scaler)
+        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[d->j_scaler]), &CG_IN(d->j_scaler)->shape,
+               "grad of spline_scaler");
+    else
+        cg_line(G, "float *dscaler = 0;");
+    cg_ptr(G, "const float", "dwf", b.w, NULL, "dWf (workspace)");
+    kan_weight_ptrs(G, d, 0);
+    cg_line(G, "kanc_kan_split_dw<%s, %d, %d>(dbase, dspline, dscaler, dwf, spline, scaler, %lld, %lld);", d->basis,
+            d->base, d->scaler, (long long)d->in, (long long)d->out);
+    cg_kernel_end(G);
+}
+
+static void kan_emit_blocked_bwd_x(CudaGen *G, const KanDims *d)
+{
+    const GNode *n = G->n;
+    KanBlocks b = kan_blocks(G, d);
+    kan_emit_fuse_w(G, d, &b);
+    CgLoc dy = cg_value_loc(G, n->in[0]), x = cg_value_loc(G, n->in[1]), dx = cg_out_loc(G, n);
+    int64_t SI = d->in * d->S;
+    for (int64_t k = 0; k < b.blocks; k++) {
+        int64_t r0 = k * b.rows, rows = cg_imin(b.rows, d->N - r0);
+        char what[48];
+        snprintf(what, sizeof what, "kan_dx_gemm_%lld", (long long)k);
+        CgGemm q = {.ta = 0, .tb = 0, .m = rows, .n = SI, .k = d->out, .lda = d->out, .ldb = SI, .ldc = SI,
+                    .alpha = 1, .beta = 0, .a = kan_loc_at(dy, r0 * d->out * 4), .b = b.w, .c = b.block,
+                    .na = "dy rows", .nb = "Wf", .nc = "Gb (row block, workspace)"};
+        cg_gemm(G, what, &q, "blocked KAN input gradient: Gb = dy rows Wf");
+        snprintf(what, sizeof what, "kan_dx_%lld", (long long)k);
+        cg_kernel_begin(G, what, cg_blocks_for(rows * d->in), 1, CG_BLOCK, 0,
+                        "dx (+)= act'(x) Gb[., 0] + sum_c f'_c(x) Gb[., base+c] for rows %lld.. (block %lld of %lld)",
+                        (long long)r0, (long long)k + 1, (long long)b.blocks);
+        cg_ptr(G, "float", "dx", kan_loc_at(dx, r0 * d->in * 4), NULL, cg_node_acc(n) ? "its rows of dx (accumulate)" : "its rows of dx");
+        cg_ptr(G, "const float", "gb", b.block, NULL, "Gb (workspace)");
+        cg_ptr(G, "const float", "x", kan_loc_at(x, r0 * d->in * 4), NULL, "its rows of x");
+        cg_in_ptr(G, "grid", d->j_grid);
+        cg_line(G, "kanc_kan_dx_rows<%s, %s, %d, %d>(dx, gb, x, grid, %lldLL, %lld);", d->basis, cg_act_name(d->act),
+                d->base, cg_node_acc(n), (long long)rows, (long long)d->in);
+        cg_kernel_end(G);
+    }
+}
 
 void cuda_emit_kan(CudaGen *G)
 {
     const GNode *n = G->n;
     KanDims d = kan_dims(G, n, CG_IN(0), 0);
+    if (kan_blocked(G, &d)) {
+        kan_emit_blocked_fwd(G, &d);
+        return;
+    }
     int TM = G->o.tile_m, TN = G->o.tile_n;
     int TI = kan_inputs(G, G->o.tile_k, d.S, d.in, 0, (int64_t)d.S * (TM + TN + 2));
     char s1[96], s2[96];
@@ -474,6 +667,10 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
 {
     const GNode *n = G->n;
     KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1), 1);
+    if (kan_blocked(G, &d)) {
+        kan_emit_blocked_bwd_w(G, &d);
+        return;
+    }
     int TM = G->o.tile_m, TR = G->o.tile_k;
     int TI =
         kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TR * (TM + 1) + TR + TM, (int64_t)d.S * (TR + TM));
@@ -508,6 +705,10 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
 {
     const GNode *n = G->n;
     KanDims d = kan_dims(G, &G->g->nodes[n->fwd], CG_IN(1), 1);
+    if (kan_blocked(G, &d)) {
+        kan_emit_blocked_bwd_x(G, &d);
+        return;
+    }
     int TM = G->o.tile_m, TO = G->o.tile_k;
     int TI =
         kan_inputs(G, G->o.tile_n, d.S, d.in, (int64_t)TO * (TM + 1) + TO + TM, (int64_t)d.S * (TO + TM));

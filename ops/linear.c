@@ -157,12 +157,15 @@ void cuda_emit_linear_bwd_w(CudaGen *G)
     describe(G, &q, "dy", n->in[0], "x", n->in[1], "dW", s1, s2, s3);
     cg_gemm(G, "linear_bwd_w", &q, "dW += dy^T x");
     if (n->a.has_bias) {
-        cg_kernel_begin(G, "linear_bwd_b", cg_blocks_for(out), 1, CG_BLOCK, 0,
-                        "db += column sums of dy (rows in order)");
-        cg_ptr(G, "float", "db", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of bias");
-        cg_in_ptr(G, "dy", 0);
-        cg_line(G, "kanc_col_reduce<1, 0>(db, dy, (const float *)0, %lldLL, %lldLL, 1LL, 1.0);", (long long)N,
-                (long long)out);
-        cg_kernel_end(G);
+        CgColSum b = {.out = cg_grad_loc(G, n->in[3]),
+                      .dy = cg_value_loc(G, n->in[0]),
+                      .out_shape = &CG_IN(3)->shape,
+                      .out_note = "grad of bias",
+                      .rows = N,
+                      .nout = out,
+                      .nother = 1,
+                      .s = 1.0,
+                      .acc = 1};
+        cg_col_sum(G, "linear_bwd_b", &b);
     }
 }

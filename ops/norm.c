@@ -80,13 +80,27 @@ void cuda_emit_layernorm_bwd(CudaGen *G)
     cg_in_ptr(G, "w", 2);
     cg_line(G, "kanc_layernorm_bwd_x<%d>(dx, dy, x, stats, w, %lld);", cg_node_acc(n), (long long)C);
     cg_kernel_end(G);
-    cg_kernel_begin(G, "layernorm_bwd_wb", cg_blocks_for(C), 1, CG_BLOCK, 0,
-                    "dw += sum_r dy xhat, db += sum_r dy; one thread per column");
-    cg_ptr(G, "float", "dw", cg_grad_loc(G, n->in[2]), &CG_IN(2)->shape, "grad of weight");
-    cg_ptr(G, "float", "db", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of bias");
+    /* dw and db: column sums in two launches (cuda/kanc_norm.cuh) */
+    CgChunks ch = cg_col_chunks(N, C);
+    CgLoc part = {AREA_WS, 0}, part_b = {AREA_WS, (int64_t)ch.nchunks * C * 8};
+    cg_need_ws(G, 2 * (int64_t)ch.nchunks * C * 8);
+    cg_kernel_begin(G, "layernorm_bwd_wb_partial", (unsigned)cg_cdiv(C, CG_BLOCK), (unsigned)ch.nchunks, CG_BLOCK, 0,
+                    "ws[0 | 1][chunk][c] = sum of dy xhat | dy over the chunk's rows; %d chunks of %lld rows",
+                    ch.nchunks, (long long)ch.chunk);
+    cg_ptr(G, "double", "part", part, NULL, "partial sums (workspace)");
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     cg_ptr(G, "const float", "stats", cg_aux_loc(G, n->fwd), &as, "(mean, rstd)");
-    cg_line(G, "kanc_layernorm_bwd_wb(dw, db, dy, x, stats, %lldLL, %lld);", (long long)N, (long long)C);
+    cg_line(G, "kanc_layernorm_bwd_wb_partial(part, dy, x, stats, %lldLL, %lld, %lldLL, %d);", (long long)N,
+            (long long)C, (long long)ch.chunk, ch.nchunks);
+    cg_kernel_end(G);
+    cg_kernel_begin(G, "layernorm_bwd_wb", cg_blocks_for(C), 1, CG_BLOCK, 0,
+                    "dw += the %d partial sums of dy xhat, db += those of dy", ch.nchunks);
+    cg_ptr(G, "float", "dw", cg_grad_loc(G, n->in[2]), &CG_IN(2)->shape, "grad of weight");
+    cg_ptr(G, "float", "db", cg_grad_loc(G, n->in[3]), &CG_IN(3)->shape, "grad of bias");
+    cg_ptr(G, "const double", "part", part, NULL, "partial sums of dw (workspace)");
+    cg_ptr(G, "const double", "part_b", part_b, NULL, "partial sums of db");
+    cg_line(G, "kanc_col_finish<1>(dw, part, %lldLL, %d, 1.0);", (long long)C, ch.nchunks);
+    cg_line(G, "kanc_col_finish<1>(db, part_b, %lldLL, %d, 1.0);", (long long)C, ch.nchunks);
     cg_kernel_end(G);
 }

@@ -13,9 +13,11 @@
 #   3. runs `kanrun verify --device cuda` on every fixture in $SHARED/fixtures;
 #   4. trains gpt-nano (models/kansformers.kdl, vocab 256) 200 steps on the GPU and on the
 #      CPU from the same seed, and compares the loss curves;
-#   5. times `kanrun bench --device cuda` against shared/bench/torch_train.py (fp32, and
-#      --dtype bf16 --compile) for gpt-micro and gpt-mini, vocab 50257, block 128 and 256,
-#      batch 64, as far as the time budget allows;
+#   5. times `kanrun bench --device cuda` (tokens/s, MFU, peak memory) against
+#      shared/bench/torch_train.py (fp32 eager, and --dtype bf16 --compile) for the
+#      GPT-2-small-sized KAN (block 1024, batch 8) and kansformers gpt-mini (vocab 50257,
+#      block 256, batch 64) with blocked KAN layers, the minGPT MLP at both shapes, then
+#      both KANs with fused layers, as far as the time budget allows;
 #   6. prints a short table last. Logs go to $OUT (the device tool's folder) or build/gpu-check/.
 #
 # Environment: SHARED (the shared/ folder; default ./shared, gpu-bundle/shared, ../shared),
@@ -23,8 +25,8 @@
 # KANC_CUBLASLT / KANC_NVRTC (library paths, found automatically when unset).
 # A dry run of this script without a GPU (the CUDA path emulated, tiny shapes):
 #   GPU_CHECK_DEVICE=emu GPU_CHECK_STEPS=5 GPU_CHECK_TRAIN_ARGS="--set n_layer=1 --batch 2"
-#   GPU_CHECK_BENCH_ARGS="--set n_layer=1 --set n_embd=16 --batch 2" GPU_CHECK_BLOCKS="8"
 #   bash scripts/gpu_check.sh
+# (off the GPU every bench configuration runs at a tiny shape, GPU_CHECK_BENCH_ARGS).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -63,8 +65,6 @@ BUDGET=${GPU_CHECK_BUDGET:-450}
 STEPS=${GPU_CHECK_STEPS:-200}
 DEV=${GPU_CHECK_DEVICE:-cuda}
 read -r -a TRAIN_ARGS <<<"${GPU_CHECK_TRAIN_ARGS:-}"
-read -r -a BENCH_ARGS <<<"${GPU_CHECK_BENCH_ARGS:---set vocab_size=50257 --batch 64}"
-read -r -a BLOCKS <<<"${GPU_CHECK_BLOCKS:-128 256}"
 OUTDIR=${OUT:-$ROOT/build/gpu-check}
 mkdir -p "$OUTDIR"
 LOG="$OUTDIR/gpu_check.log"
@@ -193,7 +193,30 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         cat "$WORK/verify_$b.txt" >>"$LOG"
         log "verify $b on $DEV: $(tail -1 "$WORK/verify_$b.txt")"
     done
-    if [ $fail = 0 ]; then row "verify --device $DEV" ok "$pass fixtures within 1e-4"; else row "verify --device $DEV" FAIL "$fail failed:$worst"; fi
+    # the other bases' fixtures (their models are named inside), and the KAN fixtures with
+    # every layer on the blocked path (the cost model keeps these small models fused)
+    for f in "$SHARED"/fixtures/kan-workflow/{kan_chebyshev_layer,kan_rbf_layer,gpt_kansformers_chebyshev,gpt_kansformers_rbf}.safetensors \
+        "blocked:kansformers:$SHARED/fixtures/gpt_kansformers.safetensors" \
+        "blocked:hybrid:$SHARED/fixtures/gpt_hybrid.safetensors" \
+        "blocked:kan-linear:$SHARED/fixtures/kan_linear_nonuniform.safetensors"; do
+        kk=auto
+        margs=()
+        case $f in blocked:*)
+            IFS=: read -r kk m f <<<"$f"
+            margs=("models/$m.kdl") ;;
+        esac
+        [ -f "$f" ] || continue
+        b="$(basename "$f" .safetensors)${margs:+ ($kk)}"
+        if KANC_KAN_KERNEL=$kk run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" >"$WORK/verify.txt" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1))
+            worst="$worst $b"
+        fi
+        cat "$WORK/verify.txt" >>"$LOG"
+        log "verify $b on $DEV: $(tail -1 "$WORK/verify.txt")"
+    done
+    if [ $fail = 0 ]; then row "verify --device $DEV" ok "$pass fixture checks within 1e-4"; else row "verify --device $DEV" FAIL "$fail failed:$worst"; fi
 elif [ "$KANRUN_GPU" = 1 ]; then
     row "verify --device $DEV" SKIP "no fixtures in $SHARED (carry shared/ or gpu-bundle)"
 fi
@@ -257,39 +280,62 @@ EOF
     fi
 fi
 
-# 5. throughput against PyTorch
-bench_one() { # preset block
-    local p=$1 blk=$2 k t32 tbf
-    k="-"
-    t32="-"
-    tbf="-"
-    if [ "$KANRUN_GPU" = 1 ] && run 200 "$KANRUN" bench models/kansformers.kdl --preset "$p" "${BENCH_ARGS[@]}" \
-        --set block_size="$blk" --steps 10 --warmup 2 --device "$DEV" >"$WORK/kanc_${p}_${blk}.json" 2>>"$LOG"; then
-        k="$(jfield "$WORK/kanc_${p}_${blk}.json" tokens_per_s) tok/s, $(jfield "$WORK/kanc_${p}_${blk}.json" peak_bytes | awk '{printf "%.1f GB", $1 / 1e9}')"
-    fi
-    cat "$WORK/kanc_${p}_${blk}.json" >>"$LOG" 2>/dev/null
-    local torch=(python3 "$SHARED/bench/torch_train.py" --layout kansformers --preset "$p" --vocab 50257
-        --block "$blk" --batch 64 --steps 10 --warmup 2 --device cuda)
-    if [ "$DEV" = cuda ] && [ -f "$SHARED/bench/torch_train.py" ]; then
-        if run 120 "${torch[@]}" >"$WORK/t32.json" 2>>"$LOG"; then
-            t32="$(jfield "$WORK/t32.json" tokens_per_s) tok/s"
-        fi
-        if run 180 "${torch[@]}" --dtype bf16 --compile >"$WORK/tbf.json" 2>>"$LOG"; then
-            tbf="$(jfield "$WORK/tbf.json" tokens_per_s) tok/s"
-        fi
-        cat "$WORK/t32.json" "$WORK/tbf.json" >>"$LOG" 2>/dev/null
-    fi
-    BENCH+=("$p block $blk|$k|$t32|$tbf")
+# 5. throughput against PyTorch, the most telling configurations first: the
+#    GPT-2-small-sized KAN and kansformers gpt-mini, each with the KAN layers blocked and
+#    fused, and the minGPT MLP at the same shapes
+G2="--set n_layer=12 --set n_head=12 --set n_embd=768 --set vocab_size=50257 --set block_size=1024 --batch 8"
+G2T="--n-layer 12 --n-head 12 --n-embd 768 --vocab 50257 --block 1024 --batch 8"
+MINI="--preset gpt-mini --set vocab_size=50257 --set block_size=256 --batch 64"
+MINIT="--preset gpt-mini --vocab 50257 --block 256 --batch 64"
+# name|model|KAN kernel|kanrun args|torch layout|torch args
+CONFIGS=(
+    "KAN gpt2-small T1024 B8|kansformers|blocked|$G2|kansformers|$G2T"
+    "KAN gpt-mini T256 B64|kansformers|blocked|$MINI|kansformers|$MINIT"
+    "MLP gpt2-small T1024 B8|mingpt|auto|$G2|mlp|$G2T"
+    "MLP gpt-mini T256 B64|mingpt|auto|$MINI|mlp|$MINIT"
+    "KAN gpt2-small fused|kansformers|fused|$G2|-|-"
+    "KAN gpt-mini fused|kansformers|fused|$MINI|-|-"
+)
+# without a GPU (the dry run), every configuration at a tiny shape
+TINY=${GPU_CHECK_BENCH_ARGS:-"--set n_layer=1 --set n_head=2 --set n_embd=16 --set vocab_size=256 --set block_size=8 --batch 2"}
+# "tok/s, MFU, peak memory" of a bench JSON line (kanc's or the peer's)
+summ() {
+    python3 - "$1" <<'EOF' 2>/dev/null || echo "-"
+import json, sys
+v = json.loads([l for l in open(sys.argv[1]) if l.lstrip().startswith("{")][-1])
+mfu = v.get("mfu")
+print(f"{v['tokens_per_s']:.0f} tok/s" + (f", MFU {100 * mfu:.1f}%" if isinstance(mfu, (int, float)) else "")
+      + f", {v['peak_bytes'] / 1e9:.2f} GB")
+EOF
 }
-CONFIGS=()
-for blk in "${BLOCKS[@]}"; do CONFIGS+=("gpt-micro $blk" "gpt-mini $blk"); done
+bench_one() { # one CONFIGS entry
+    local name model kk args tl targs k="-" t32="-" tbf="-" tag
+    IFS='|' read -r name model kk args tl targs <<<"$1"
+    [ "$DEV" = cuda ] || args=$TINY
+    tag=$(echo "$name" | tr -c 'A-Za-z0-9' _)
+    read -r -a A <<<"$args"
+    if [ "$KANRUN_GPU" = 1 ] && KANC_KAN_KERNEL=$kk run 200 "$KANRUN" bench "models/$model.kdl" "${A[@]}" \
+        --steps 10 --warmup 2 --device "$DEV" >"$WORK/kanc_$tag.json" 2>>"$LOG"; then
+        k=$(summ "$WORK/kanc_$tag.json")
+    fi
+    cat "$WORK/kanc_$tag.json" >>"$LOG" 2>/dev/null
+    if [ "$DEV" = cuda ] && [ "$tl" != - ] && [ -f "$SHARED/bench/torch_train.py" ]; then
+        read -r -a TA <<<"$targs"
+        local torch=(python3 "$SHARED/bench/torch_train.py" --layout "$tl" "${TA[@]}" --steps 10 --warmup 2 --device cuda)
+        if run 120 "${torch[@]}" >"$WORK/t32_$tag.json" 2>>"$LOG"; then t32=$(summ "$WORK/t32_$tag.json"); fi
+        if run 180 "${torch[@]}" --dtype bf16 --compile >"$WORK/tbf_$tag.json" 2>>"$LOG"; then
+            tbf=$(summ "$WORK/tbf_$tag.json")
+        fi
+        cat "$WORK/t32_$tag.json" "$WORK/tbf_$tag.json" >>"$LOG" 2>/dev/null
+    fi
+    BENCH+=("$name|$k|$t32|$tbf")
+}
 for cfg in "${CONFIGS[@]}"; do
     if [ "$(left)" -lt 60 ]; then
-        BENCH+=("${cfg/ / block }|skipped (time)|-|-")
+        BENCH+=("${cfg%%|*}|skipped (time)|-|-")
         continue
     fi
-    # shellcheck disable=SC2086
-    bench_one $cfg
+    bench_one "$cfg"
 done
 
 # 6. the table, last
@@ -302,10 +348,10 @@ done
         printf '%-22s %-6s %s\n' "$a" "$b" "$c"
     done
     echo
-    printf '%-20s %-28s %-18s %s\n' "bench" "kanc $DEV fp32" "torch fp32" "torch bf16+compile"
+    printf '%-24s %-38s %-26s %s\n' "bench" "kanc $DEV fp32" "torch fp32 eager" "torch bf16+compile"
     for r in "${BENCH[@]}"; do
         IFS='|' read -r a b c d <<<"$r"
-        printf '%-20s %-28s %-18s %s\n' "$a" "$b" "$c" "$d"
+        printf '%-24s %-38s %-26s %s\n' "$a" "$b" "$c" "$d"
     done
 } | tee -a "$LOG"
 rm -rf "$WORK"

@@ -122,6 +122,8 @@ typedef struct {
     int training;   /* dropout active */
     int use_cublas; /* plain GEMMs as LAUNCH_GEMM, applied with the CPU GEMM */
     int tm, tn, tk; /* tiles (0: defaults) */
+    KanKernel kan_kernel;   /* 0: the cost model's pick */
+    int64_t kan_block_rows; /* blocked KAN: rows per block (0: from the budget) */
     int nvrtc;      /* also compile with NVRTC for sm_80 and sm_90 */
     int independent; /* 0: after checking a node's inputs, copy the CPU's into the emulated
                         storage, so that each kernel is measured alone; 1: the emulated run
@@ -313,6 +315,8 @@ static int run_case(Case *c, const char *what, const RunOpts *ro)
     if (ro->tm) o.tile_m = ro->tm;
     if (ro->tn) o.tile_n = ro->tn;
     if (ro->tk) o.tile_k = ro->tk;
+    o.kan_kernel = ro->kan_kernel;
+    o.kan_block_rows = ro->kan_block_rows;
     CudaProgram prog;
     char err[512];
     cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s: %s", what, err);
@@ -421,6 +425,37 @@ Test(cuda_codegen, elementwise_broadcast_fanout)
     graph_free(&c.g);
 }
 
+/* the gradient norm and AdamW over 350,000 parameters: 1024 partial sums, so
+   that each thread of the final sum adds several; the 350,000-element loss
+   sum takes the same path */
+Test(cuda_codegen, grad_norm_over_many_parts)
+{
+    Case c = {.seed = 3};
+    graph_init(&c.g);
+    GShape s = s2(700, 500);
+    int a = value(&c, "a", s), w = param(&c, "w", s);
+    int y = op(&c, OP_MUL, (int[]){a, w}, 2, s, (GAttr){0});
+    finish(&c, y);
+    autodiff_add_optimizer(&c.g);
+    cr_expect_eq(run_case(&c, "grad norm, 1024 parts", &(RunOpts){.steps = 2, .independent = 1}), 0);
+    graph_free(&c.g);
+}
+
+/* the broadcast gradients (column sums of dy, and of dy * other) over 100 rows:
+   7 chunks of 15, the last of 10 */
+Test(cuda_codegen, column_sums_in_chunks)
+{
+    Case c = {.seed = 2};
+    graph_init(&c.g);
+    GShape s = s3(100, 7, 5), t = s2(7, 5);
+    int a = value(&c, "a", s), b = param(&c, "b", t), d = param(&c, "d", t);
+    int x = op(&c, OP_ADD, (int[]){a, b}, 2, s, (GAttr){0});
+    int y = op(&c, OP_MUL, (int[]){x, d}, 2, s, (GAttr){0});
+    finish(&c, y);
+    cr_expect_eq(run_case(&c, "column sums", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
 Test(cuda_codegen, scale_reshape_slice_concat)
 {
     Case c = {.seed = 2};
@@ -476,8 +511,39 @@ Test(cuda_codegen, linear)
 /* two KAN layers on the same x (so x's gradient accumulates); x a value or,
    with !through_value, a parameter (its gradient accumulates in the gradient
    area) */
-static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
-                     int scaler, int through_value, int tiles)
+/* A KAN case on both paths: the fused kernels (tiles of 16 with `tiles`), and
+   the blocked one in row blocks of 16 (the last one ragged when N is not a
+   multiple), its GEMMs as cuBLASLt launches and as generated kernels */
+static void run_kan_variants(Case *c, const char *what, int tiles, FillFn fill)
+{
+    char w[192];
+    RunOpts ro = {.kan_kernel = KAN_KERNEL_FUSED, .fill = fill};
+    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
+    snprintf(w, sizeof w, "%s fused", what);
+    cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
+    for (int cublas = 0; cublas < 2; cublas++) {
+        ro = (RunOpts){.kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 16, .use_cublas = cublas, .fill = fill};
+        snprintf(w, sizeof w, "%s blocked%s", what, cublas ? " cublas" : "");
+        cr_expect_eq(run_case(c, w, &ro), 0, "%s", w);
+    }
+}
+
+/* x (the first node named "x") times 3: inputs past the grid range and past the
+   support, on the uniform rows and the warped ones (test_knot), so that every
+   path of the B-spline basis runs: the uniform closed form, de Boor's triangle,
+   the full recursion, all zero */
+static void fill_wide_x(Case *c, CpuExec *e)
+{
+    for (int i = 0; i < c->g.n; i++)
+        if (c->g.nodes[i].name && !strcmp(c->g.nodes[i].name, "x")) {
+            float *v = cpu_exec_value(e, i);
+            for (int64_t j = 0; j < shape_numel(&c->g.nodes[i].shape); j++) v[j] *= 3;
+            return;
+        }
+}
+
+static void kan_case_fill(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
+                          int scaler, int through_value, int tiles, FillFn fill)
 {
     Case c = {.seed = seed};
     graph_init(&c.g);
@@ -494,12 +560,24 @@ static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, i
     int m = op(&c, OP_MUL, (int[]){y, y2}, 2, s2(N, out), (GAttr){0});
     finish(&c, m);
     char what[128];
-    snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d",
-             (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles);
-    RunOpts ro = {0};
-    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
-    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    snprintf(what, sizeof what, "kan N=%lld in=%lld out=%lld G=%d k=%d act=%d scaler=%d value=%d tiles=%d%s",
+             (long long)N, (long long)in, (long long)out, G, k, act, scaler, through_value, tiles,
+             fill ? " wide x" : "");
+    run_kan_variants(&c, what, tiles, fill);
     graph_free(&c.g);
+}
+
+static void kan_case(uint64_t seed, int64_t N, int64_t in, int64_t out, int G, int k, int act,
+                     int scaler, int through_value, int tiles)
+{
+    kan_case_fill(seed, N, in, out, G, k, act, scaler, through_value, tiles, NULL);
+}
+
+Test(cuda_codegen, kan_inputs_past_the_grid)
+{
+    kan_case_fill(19, 40, 6, 9, 5, 3, ACT_SILU, 1, 1, 0, fill_wide_x);
+    kan_case_fill(20, 40, 6, 9, 4, 2, ACT_GELU, 1, 1, 0, fill_wide_x);
+    kan_case_fill(21, 40, 6, 9, 3, 1, ACT_SILU, 0, 1, 0, fill_wide_x);
 }
 
 Test(cuda_codegen, kan_orders_grids_activations)
@@ -542,9 +620,7 @@ static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t N, in
     char what[128];
     snprintf(what, sizeof what, "kan %s G=%d N=%lld in=%lld out=%lld tiles=%d", b->name, G, (long long)N,
              (long long)in, (long long)out, tiles);
-    RunOpts ro = {0};
-    if (tiles) ro.tm = ro.tn = 16, ro.tk = 4;
-    cr_expect_eq(run_case(&c, what, &ro), 0, "%s", what);
+    run_kan_variants(&c, what, tiles, NULL);
     graph_free(&c.g);
 }
 
@@ -594,6 +670,10 @@ Test(cuda_codegen, layernorm)
     layernorm_case(20, s3(2, 7, 6));
     layernorm_case(21, s2(13, 70));
     layernorm_case(22, s2(5, 300));
+    /* the weight and bias sums in 63 chunks of 16 rows (the last of 8), and in
+       21 chunks over two column tiles (the last chunk of 13 rows) */
+    layernorm_case(23, s2(1000, 7));
+    layernorm_case(24, s2(333, 300));
 }
 
 static void attention_case(uint64_t seed, int64_t B, int64_t T, int64_t C, int64_t H, int causal,
@@ -745,6 +825,18 @@ Test(cuda_codegen, transformer_training_steps)
         cr_expect_eq(run_case(&c, cublas ? "transformer (cublas)" : "transformer", &ro), 0);
         graph_free(&c.g);
     }
+}
+
+/* every KAN layer on the blocked path in row blocks of 4, 4 and 2, three steps
+   carried through; NVRTC compiles the blocked kernels */
+Test(cuda_codegen, transformer_blocked_kan)
+{
+    Case c = {.seed = 62};
+    build_transformer(&c);
+    RunOpts ro = {.steps = 3, .training = 1, .use_cublas = 1, .nvrtc = 1, .independent = 1,
+                  .kan_kernel = KAN_KERNEL_BLOCKED, .kan_block_rows = 4, .fill = fill_transformer};
+    cr_expect_eq(run_case(&c, "transformer (blocked KAN)", &ro), 0);
+    graph_free(&c.g);
 }
 
 Test(cuda_codegen, transformer_small_tiles)

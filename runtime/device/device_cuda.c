@@ -527,7 +527,7 @@ Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
     CudaProgram prog;
     CudaOptions co;
     cuda_options_default(&co);
-    if (codegen_cuda(plan, &co, &prog, err, errlen)) return NULL;
+    if (cuda_options_from_env(&co, err, errlen) || codegen_cuda(plan, &co, &prog, err, errlen)) return NULL;
     CudaDevice *c = open_context(api, plan, emu ? "emu" : "cuda", err, errlen);
     if (!c) {
         cuda_program_free(&prog);

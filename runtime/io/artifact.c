@@ -697,6 +697,14 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
     have_plan = 1;
     CudaOptions co;
     cuda_options_default(&co);
+    if (cuda_options_from_env(&co, err, sizeof err)) {
+        fprintf(diag, "kanc: error: %s\n", err);
+        goto out;
+    }
+    if (o->kan_kernel && cuda_kan_kernel_parse(o->kan_kernel, &co.kan_kernel)) {
+        fprintf(diag, "kanc: error: --kan-kernel %s: expected auto, fused or blocked\n", o->kan_kernel);
+        goto out;
+    }
     if (codegen_cuda(&plan, &co, &prog, err, sizeof err)) {
         fprintf(diag, "%s: error: CUDA code generation: %s\n", o->model_path, err);
         goto out;

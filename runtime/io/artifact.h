@@ -119,6 +119,7 @@ typedef struct {
     const char *out_path;    /* the cubin; NULL: none written (with emit_source only) */
     const char *emit_source; /* also write the CUDA source here (NULL: no) */
     int verbose;             /* one summary line on stdout */
+    const char *kan_kernel;  /* "auto", "fused", "blocked"; NULL: KANC_KAN_KERNEL, else auto */
 } ArtifactOptions;
 /* Returns 0, or 1 with errors printed to diag. */
 int artifact_compile(const ArtifactOptions *o, FILE *diag);

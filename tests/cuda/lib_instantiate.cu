@@ -58,12 +58,31 @@ KERNEL kan_bwd_x_rbf(float *dx, const float *dy, const float *x, const float *g,
     kanc_kan_bwd_x<KancRbf<8>, KANC_ACT_NONE, 0, 0, 0, 64, 3, 32>(dx, dy, x, g, 0, s, 0, 33, 12, 20);
 }
 
+/* the blocked KAN path: B-splines with base and scaler, Chebyshev without either */
+KERNEL kan_blocked(float *wf, float *a, float *dw, float *dx, const float *x, const float *g, const float *b,
+                   const float *s, const float *sc, float *db, float *ds, float *dsc)
+{
+    kanc_kan_fuse_w<KancBSpline<5, 3>, 1, 1, float>(wf, b, s, sc, 12, 20);
+    kanc_kan_basis_rows<KancBSpline<5, 3>, KANC_ACT_SILU, 1, float>(a, x, g, 33, 12);
+    kanc_kan_split_dw<KancBSpline<5, 3>, 1, 1>(db, ds, dsc, dw, s, sc, 12, 20);
+    kanc_kan_dx_rows<KancBSpline<5, 3>, KANC_ACT_SILU, 1, 1>(dx, a, x, g, 33, 12);
+}
+
+KERNEL kan_blocked_chebyshev(float *wf, float *a, float *dw, float *dx, const float *x, const float *g,
+                             const float *s, float *ds)
+{
+    kanc_kan_fuse_w<KancChebyshev<4>, 0, 0, float>(wf, 0, s, 0, 12, 20);
+    kanc_kan_basis_rows<KancChebyshev<4>, KANC_ACT_NONE, 0, float>(a, x, g, 33, 12);
+    kanc_kan_split_dw<KancChebyshev<4>, 0, 0>(0, ds, 0, dw, s, 0, 12, 20);
+    kanc_kan_dx_rows<KancChebyshev<4>, KANC_ACT_NONE, 0, 0>(dx, a, x, g, 33, 12);
+}
+
 KERNEL layernorm(float *y, float *st, const float *x, const float *w, const float *b, float *dx, const float *dy,
                  float *dw, float *db)
 {
     kanc_layernorm_fwd(y, st, x, w, b, 48, 1e-5f);
     kanc_layernorm_bwd_x<1>(dx, dy, x, st, w, 48);
-    kanc_layernorm_bwd_wb(dw, db, dy, x, st, 16, 48);
+    kanc_layernorm_bwd_wb_partial((double *)dx, dy, x, st, 16, 48, 4, 4);
 }
 
 KERNEL attention(float *y, float *P, const float *qkv, float *dqkv, const float *dy)
@@ -86,7 +105,8 @@ KERNEL reductions(double *part, const float *x, float *out, const float *dy, con
 {
     kanc_sum_partial<1>(part, x, 1000);
     part[0] = kanc_sum_parts(part, 16);
-    kanc_col_reduce<1, 1>(out, dy, o, 16, 8, 8, 0.5);
+    kanc_col_partial<1>(part, dy, o, 16, 8, 8, 4);
+    kanc_col_finish<1>(out, part, 8, 4, 0.5);
 }
 
 KERNEL kan_reg(float *y, float *st, const float *w, float *dw)
