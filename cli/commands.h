@@ -12,5 +12,7 @@ int verify_main(int argc, char **argv); /* verify.c */
 int forward_main(int argc, char **argv); /* forward.c */
 int regrid_main(int argc, char **argv);  /* regrid.c */
 int inspect_main(int argc, char **argv); /* inspect.c */
+int plot_main(int argc, char **argv);    /* curves.c */
+int compare_main(int argc, char **argv); /* curves.c */
 
 #endif

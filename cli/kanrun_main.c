@@ -27,6 +27,9 @@ static const char USAGE[] =
     "                                        PNG of small plots per layer\n"
     "  verify [MODEL.kdl] REFERENCE.safetensors   compare with the PyTorch reference\n"
     "                                        (no model: the one the file's metadata names)\n"
+    "  plot RUN [RUN ...] -o FILE.png        training and validation loss against steps\n"
+    "  compare RUN RUN ... [-o FILE.png]     a table of runs (params, FLOPs, time, losses);\n"
+    "                                        with -o, validation loss by step and by time\n"
     "  bench MODEL.kdl [flags]               training throughput and memory as JSON\n"
     "  info [STEP.cubin]                     a cubin's plan and kernels (kanc -o), or the\n"
     "                                        devices this machine offers\n"
@@ -156,7 +159,7 @@ static const struct {
     {"verify", verify_main}, {"bench", bench_main},   {"info", cmd_info},
     {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
     {"regrid", regrid_main},
-    {"inspect", inspect_main},
+    {"inspect", inspect_main}, {"plot", plot_main},   {"compare", compare_main},
 };
 
 int main(int argc, char **argv)

@@ -1,7 +1,11 @@
-/* plot.h: a sheet of small line plots written as a PNG, in the manner of
- * pykan's model.plot(): one panel per curve, a title above them all.
+/* plot.h: the one module that draws (cairo), for two kinds of PNG:
  *
- * The one module that draws (cairo; kanrun inspect is its user). Each panel
+ * - a sheet of small line plots, in the manner of pykan's model.plot(): one
+ *   panel per curve, a title above them all (kanrun inspect);
+ * - line charts with axes, ticks, labels and a legend, side by side, several
+ *   series each (kanrun plot and kanrun compare: loss curves).
+ *
+ * Sheets. Each panel
  * holds a curve, optionally a histogram drawn under it (the distribution of
  * the curve's inputs) and two vertical marks (a grid range), and a label.
  * The sheet's size follows from the panel count alone (plot_sheet_size), so
@@ -45,5 +49,34 @@ void plot_sheet_size(int n, int *cols, int *rows, int *width, int *height);
    or -1 with "path: cannot write the PNG: <cairo's reason>" in err. */
 int plot_sheet_png(const char *path, const char *title, const PlotPanel *p, int n, char *err,
                    size_t errlen);
+
+/* ---- line charts ---- */
+
+typedef struct {
+    const char *label;   /* in the legend (NULL: not listed) */
+    const double *x, *y; /* n points; a non-finite y breaks the line */
+    int n;
+    int colour;          /* index into the palette, modulo PLOT_N_COLOURS */
+    int dashed;          /* a dashed line (e.g. validation beside training) */
+} PlotSeries;
+
+typedef struct {
+    const char *title, *xlabel, *ylabel;
+    const PlotSeries *s;
+    int n;
+} PlotChart;
+
+/* Each chart is PLOT_CHART_W x PLOT_CHART_H pixels; n charts sit side by
+   side, so the PNG is n * PLOT_CHART_W wide. */
+#define PLOT_CHART_W   720
+#define PLOT_CHART_H   460
+#define PLOT_N_COLOURS 8
+/* palette colour i (RGB in [0, 1]) */
+void plot_colour(int i, double rgb[3]);
+
+/* Draws n charts (n >= 1) side by side and writes the PNG to path. Axes span
+   every series' finite points. Returns 0, or -1 with a message in err (a
+   chart without any finite point, or "path: cannot write the PNG: ..."). */
+int plot_charts_png(const char *path, const PlotChart *c, int n, char *err, size_t errlen);
 
 #endif
