@@ -8,6 +8,7 @@
 #include "cli_opts.h"
 #include "config.h"
 #include "frontend.h"
+#include "match_params.h"
 #include "plan.h"
 #include "util.h"
 
@@ -21,6 +22,7 @@ int main(int argc, char **argv)
     int report = 0, dump = 0, forward_only = 0;
     int64_t batch = 0;
     const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL, *kan_kernel = NULL;
+    const char *match = NULL, *vary = NULL;
     ConfigSets cs = {0};
     const CliOpt opts[] = {
         CLI_CALL("set", config_cli_set, "NAME=VALUE",
@@ -38,6 +40,9 @@ int main(int argc, char **argv)
                 "the tokenizer the artifact expects (default: gpt2\nfor a 50257-token vocabulary, else bytes)"),
         CLI_STR("emit-source", &emit_source, "FILE",
                 "also write the generated CUDA source (with -o:\nexactly what NVRTC compiled)"),
+        CLI_STR("match-params", &match, "OTHER.kdl",
+                "print the value of --vary's hyperparameter that\nbrings the parameter count closest to OTHER's"),
+        CLI_STR("vary", &vary, "NAME", "the hyperparameter --match-params scans (default\nn_embd)"),
         CLI_STR("kan-kernel", &kan_kernel, "K",
                 "KAN layers as fused kernels, as blocked basis +\ncuBLASLt GEMMs, or auto (default: a cost model\npicks per layer; docs/cuda.md)"),
     };
@@ -57,6 +62,16 @@ int main(int argc, char **argv)
         int arc = artifact_compile(&ao, stderr);
         config_sets_free(&cs);
         return arc;
+    }
+    if (vary && !match) {
+        fprintf(stderr, "kanc: error: --vary goes with --match-params OTHER.kdl\n");
+        config_sets_free(&cs);
+        return 2;
+    }
+    if (match) {
+        int mrc = match_params(path, match, vary ? vary : "n_embd", cs.sets, cs.n, stdout, stderr);
+        config_sets_free(&cs);
+        return mrc;
     }
     if (arch || tokenizer || kan_kernel) {
         fprintf(stderr, "kanc: error: --arch, --tokenizer and --kan-kernel go with -o FILE.cubin\n");
