@@ -827,9 +827,10 @@ Test(cuda_codegen, rejects_double_plans_and_bad_tiles)
    warp sync, dynamic shared memory, atomics; threads of a partial last warp */
 static const char PRELUDE_SRC[] =
     "struct KancArgs { unsigned long long arena, params, grads, m, v, buffers, ws, scalars; };\n"
-    "extern \"C\" __global__ void prims(const KancArgs *args)\n"
+    "struct KancLaunchArgs { unsigned long long v[16]; };\n"
+    "extern \"C\" __global__ void prims(const KancArgs *args, const KancLaunchArgs la)\n"
     "{\n"
-    "    float *out = (float *)args->arena;\n"
+    "    float *out = (float *)args->arena + la.v[1];\n"
     "    __shared__ float tile[64];\n"
     "    extern_smem_decl\n"
     "    int t = threadIdx.x, lane = t & 31;\n"
@@ -864,10 +865,14 @@ Test(cuda_codegen, prelude_primitives)
     cr_assert(fn);
     float *out = calloc(2048, sizeof(float));
     KancArgs a = {.arena = (uint64_t)(uintptr_t)out};
-    fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), &a);
+    /* the parameters as cuLaunchKernel's kernelParams: the KancArgs address, the launch's values */
+    uint64_t ap = (uint64_t)(uintptr_t)&a;
+    KancLaunchArgs la = {.v = {7, 3}}; /* la.v[1]: the kernel writes from out + 3 */
+    void *params[2] = {&ap, &la};
+    fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), params);
     for (int blk = 0; blk < 2; blk++)
         for (int t = 0; t < 64; t++) {
-            const float *o = out + blk * 320 + t * 5;
+            const float *o = out + 3 + blk * 320 + t * 5;
             int w = t / 32;
             float sum = 0;
             for (int l = 0; l < 32; l++) sum += (float)(32 * w + l + 1);
@@ -876,7 +881,8 @@ Test(cuda_codegen, prelude_primitives)
             cr_expect_eq(o[2], (float)(32 * w + 4), "shfl t=%d", t);
             cr_expect_eq(o[3], 3.0f * (float)(64 - t), "shared t=%d", t);
         }
-    cr_expect_eq(out[1000], 128.0f);
+    cr_expect_eq(out[1003], 128.0f);
+    cr_expect_eq(out[0], 0.0f);
     free(out);
     emu_module_free(m);
 }

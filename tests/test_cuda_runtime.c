@@ -344,7 +344,7 @@ Test(cuda_runtime, every_model_compiles_for_sm80_and_sm90, .timeout = 1200)
 /* a small real cubin: a kernel and a kanc plan */
 static unsigned char *tiny_cubin(size_t *size)
 {
-    const char *json = "{\"format\":\"kanc-step\",\"version\":1,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
+    const char *json = "{\"format\":\"kanc-step\",\"version\":2,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
                        "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],\"params\":[]}";
     char *src = artifact_embed("extern \"C\" __global__ void k(float *p) { __shared__ float s[64]; "
                                "s[threadIdx.x] = p[threadIdx.x]; __syncthreads(); p[threadIdx.x] = s[63 - threadIdx.x]; }\n",
@@ -609,8 +609,12 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     fputs("typedef struct { unsigned x, y, z; } D3;\n"
           "typedef struct { unsigned long long arena, params, grads, m, v, buffers, ws, scalars; } A;\n"
           "typedef struct { float lr, b1, b2, eps, wd, clip, gn, cs; unsigned long long seed, step; int tr, pad; } S;\n"
-          "void twice__host(D3 g, D3 b, unsigned smem, const A *a) {\n"
-          "  float *x = (float *)a->arena; S *s = (S *)a->scalars;\n"
+          "typedef struct { unsigned long long v[16]; } L;\n"
+          "/* the kernel parameters as kernelParams: params[0] -> &KancArgs, params[1] -> KancLaunchArgs */\n"
+          "void twice__host(D3 g, D3 b, unsigned smem, void **params) {\n"
+          "  const A *a = *(const A **)params[0]; const L *la = (const L *)params[1];\n"
+          "  float *x = (float *)la->v[0]; S *s = (S *)a->scalars;\n"
+          "  if ((float *)a->arena + 16 != x || la->v[1] != 77) return; /* argument 0: arena + 64 bytes */\n"
           "  unsigned n = g.x * g.y * g.z * b.x * b.y * b.z;\n"
           "  for (unsigned i = 0; i < n; i++) x[i] = 2 * x[i] + s->lr + (float)s->step + smem;\n"
           "  s->gn = 42; s->cs = 0.5f; }\n",
@@ -635,7 +639,8 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     prog.n_launch = 1;
     prog.launch = xcalloc(1, sizeof *prog.launch);
     prog.launch[0] = (CudaLaunch){.kind = LAUNCH_KERNEL, .node = 1, .name = "twice", .grid = {2, 2, 1},
-                                  .block = {4, 2, 1}, .smem = 3};
+                                  .block = {4, 2, 1}, .smem = 3, .n_args = 2,
+                                  .arg = {{AREA_ARENA, 64}, {CUDA_ARG_INT, 77}}};
     char *image = cuda_mock_image_so(so), err[1024];
     Device *dev = device_cuda_open_image(&p, "emu", &prog, image, err, sizeof err);
     cr_assert(dev, "%s", err);
@@ -649,12 +654,19 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     cr_expect(x[3] == 3 && dev->step == 5);
     dev->ops->run(dev, 0, 2);
     dev->ops->read_value(dev, 0, x);
-    for (int i = 0; i < 64; i++)
-        cr_expect(x[i] == (i < 32 ? 2 * i + 0.25f + 5 + 3 : i), "x[%d] = %g", i, x[i]);
+    for (int i = 0; i < 64; i++) /* 32 threads from element 16 on */
+        cr_expect(x[i] == (i >= 16 && i < 48 ? 2 * i + 0.25f + 5 + 3 : i), "x[%d] = %g", i, x[i]);
     cr_expect(dev->grad_norm == 42 && dev->clip_scale == 0.5, "logged %g %g", dev->grad_norm, dev->clip_scale);
     cr_expect(dev->step == 6, "step %lld", (long long)dev->step);
     cr_expect(device_cuda_bytes(dev) > 0);
     dev->ops->destroy(dev);
+    /* a launch argument outside its area is refused at open, naming the kernel */
+    prog.n_launch = 1;
+    prog.launch = xcalloc(1, sizeof *prog.launch);
+    prog.launch[0] = (CudaLaunch){.kind = LAUNCH_KERNEL, .node = 1, .name = "twice", .grid = {1, 1, 1},
+                                  .block = {1, 1, 1}, .n_args = 1, .arg = {{AREA_ARENA, 1 << 20}}};
+    cr_expect(device_cuda_open_image(&p, "emu", &prog, image, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "twice") && strstr(err, "outside its storage area"), "%s", err);
     /* a real cubin is not something the mock can run; a missing kernel is named */
     prog.n_launch = 1;
     prog.launch = xcalloc(1, sizeof *prog.launch);
