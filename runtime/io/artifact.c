@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -1040,6 +1041,8 @@ void artifact_print_info(const Artifact *a, FILE *f)
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(pl, "launches");
     int nk = 0, ng = 0;
     int *uses = xcalloc((size_t)a->n_kernels + 1, sizeof(int)); /* launches per cubin kernel */
+    int *first = xmalloc(sizeof(int) * ((size_t)a->n_kernels + 1)); /* its first launch */
+    for (int j = 0; j < a->n_kernels; j++) first[j] = INT_MAX;
     cJSON_ArrayForEach(e, ls)
     {
         const cJSON *kd = cJSON_GetObjectItemCaseSensitive(e, "kind");
@@ -1074,7 +1077,7 @@ void artifact_print_info(const Artifact *a, FILE *f)
             int k = -1;
             for (int j = 0; j < a->n_kernels && cJSON_IsString(nm) && k < 0; j++)
                 if (!strcmp(a->kernels[j].name, nm->valuestring)) k = j;
-            if (k >= 0) uses[k]++;
+            if (k >= 0 && !uses[k]++) first[k] = i;
             fprintf(f, "  %4d %-28.28s %5lld %-14s %-18s %-12s %6lld ", i, cJSON_IsString(nm) ? nm->valuestring : "?",
                     node, ops, gs, bs, (long long)jint(e, "smem", 0));
             const cJSON *x;
@@ -1092,9 +1095,19 @@ void artifact_print_info(const Artifact *a, FILE *f)
         }
         i++;
     }
-    fprintf(f, "\nkernels in the cubin: %d\n", a->n_kernels);
+    /* the kernels in the order of their first launch (the cubin lists them in reverse) */
+    int *order = xmalloc(sizeof(int) * ((size_t)a->n_kernels + 1));
+    for (int j = 0; j < a->n_kernels; j++) order[j] = j;
+    for (int j = 1; j < a->n_kernels; j++)
+        for (int q = j; q > 0 && first[order[q]] < first[order[q - 1]]; q--) {
+            int t = order[q];
+            order[q] = order[q - 1];
+            order[q - 1] = t;
+        }
+    fprintf(f, "\nkernels in the cubin: %d, in the order of their first launch\n", a->n_kernels);
     fprintf(f, "  %-28s %8s %5s %8s %8s %10s\n", "kernel", "launches", "regs", "ssmem", "local", "code");
-    for (int j = 0; j < a->n_kernels; j++) {
+    for (int q = 0; q < a->n_kernels; q++) {
+        int j = order[q];
         const ArtifactKernel *k = &a->kernels[j];
         char regs[16] = "?", lm[24] = "?";
         if (k->regs >= 0) snprintf(regs, sizeof regs, "%d", k->regs);
@@ -1106,6 +1119,8 @@ void artifact_print_info(const Artifact *a, FILE *f)
                "the 1 KiB sm_80+ reserves; local: EIATTR_FRAME_SIZE bytes per thread; code: .text bytes;\n"
                "dsmem: dynamic shared bytes of the launch)\n");
     free(uses);
+    free(first);
+    free(order);
 }
 
 int artifact_sm(const Artifact *a)
