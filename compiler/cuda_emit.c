@@ -216,8 +216,10 @@ void cg_kernel_end(CudaGen *G)
     CudaLaunch *l = &G->launch[G->klaunch];
     snprintf(l->name, sizeof l->name, "%s", k->name);
     const char *label = node_label(G, G->n);
-    sb_printf(&k->users, "     launch %d: node %d %s%s%s%s, grid (%u, %u)\n", G->klaunch, G->n->id,
-              op_name(G->n->op), label ? " (" : "", label ? label : "", label ? ")" : "", l->grid[0], l->grid[1]);
+    char shp[96];
+    sb_printf(&k->users, "     launch %d: node %d %s%s%s%s %s, grid (%u, %u)\n", G->klaunch, G->n->id,
+              op_name(G->n->op), label ? " (" : "", label ? label : "", label ? ")" : "", cg_shp(&G->n->shape, shp),
+              l->grid[0], l->grid[1]);
     k->n_users++;
 }
 

@@ -440,6 +440,16 @@ static void kan_params(CudaGen *G, const KanDims *d, int with_base)
 
 static const char *kan_base_text(const KanDims *d) { return d->base ? cg_act_short(d->act) : "none (no branch)"; }
 
+/* "(long long)la.v[a], (int)la.v[b], (int)la.v[c]": the rows, inputs and outputs
+   as launch arguments, so that every KAN layer of one basis, activation and
+   set of flags runs one kernel (the tiles stay compiled in); buf: 96 bytes */
+static const char *kan_sizes(CudaGen *G, const KanDims *d, char *buf)
+{
+    int a = cg_arg(G, CUDA_ARG_INT, d->N), b = cg_arg(G, CUDA_ARG_INT, d->in), c = cg_arg(G, CUDA_ARG_INT, d->out);
+    snprintf(buf, 96, "(long long)la.v[%d], (int)la.v[%d], (int)la.v[%d]", a, b, c);
+    return buf;
+}
+
 void cuda_emit_kan(CudaGen *G)
 {
     const GNode *n = G->n;
@@ -455,9 +465,10 @@ void cuda_emit_kan(CudaGen *G)
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
     kan_params(G, &d, 1);
-    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
-            (long long)d.out);
+    char sz[96];
+    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TN, TI, kan_sizes(G, &d, sz), (long long)d.N,
+            (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 
@@ -487,11 +498,12 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, &d, 0);
+    char sz[96];
     cg_line(G,
             "kanc_kan_bwd_w<%s, %s, %d, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
-            "scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
-            (long long)d.out);
+            "scaler, %s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TI, TR, kan_sizes(G, &d, sz), (long long)d.N,
+            (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 
@@ -511,11 +523,12 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, &d, 1);
+    char sz[96];
     cg_line(G,
             "kanc_kan_bwd_x<%s, %s, %d, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
-            "%lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
-            (long long)d.in, (long long)d.out);
+            "%s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, cg_node_acc(n), TM, TI, TO, kan_sizes(G, &d, sz),
+            (long long)d.N, (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 
