@@ -4,11 +4,14 @@
  * it includes, embedded at build time: the kernel ABI of cuda/kanc_abi.h, the
  * counter RNG of runtime/exec/rng.h, the warp and block primitives, and templates
  * for the fused KAN products, the GEMM, layernorm, attention, cross-entropy
- * and the reductions), then one or more small
- * kernels per graph node that bake the node's offsets, shapes and attributes
- * into a call of the library (or a one-line loop for elementwise ops). The
- * launch list (CudaProgram.launch) records the kernels and the plain GEMMs in
- * execution order.
+ * and the reductions), then the kernels: one or more small launches per graph
+ * node, each a call of the library (or a one-line loop for elementwise ops)
+ * with the node's shapes and attributes compiled in and its tensors (and
+ * dropout's stream) as launch arguments. A kernel is emitted once for all the
+ * launches whose text is the same (cuda_emit.c, cg_kernel_end), at the place
+ * of its first launch, with their list in its header comment. The launch
+ * list (CudaProgram.launch) records the kernels, their arguments and the
+ * plain GEMMs in execution order.
  *
  * Every kernel computes what the CPU kernels of ops/<family>_cpu.inc compute
  * for the same node (their runners show how a node's inputs map to a kernel); reductions run in a fixed order, so repeated runs give the
@@ -111,6 +114,39 @@ static void emit_library(CudaGen *G)
     free(done);
 }
 
+static int count_kernel_launches(const CudaGen *G)
+{
+    int n = 0;
+    for (int i = 0; i < G->n_launch; i++) n += G->launch[i].kind == LAUNCH_KERNEL;
+    return n;
+}
+
+int cuda_launch_args(const CudaLaunch *l, const uint64_t base[KANC_N_AREAS], const int64_t *area_bytes,
+                     KancLaunchArgs *la, char *err, size_t errlen)
+{
+    memset(la, 0, sizeof *la);
+    if (l->n_args < 0 || l->n_args > KANC_MAX_LAUNCH_ARGS) {
+        snprintf(err, errlen, "kernel %s (node %d): %d launch arguments (at most %d)", l->name, l->node,
+                 l->n_args, KANC_MAX_LAUNCH_ARGS);
+        return -1;
+    }
+    for (int i = 0; i < l->n_args; i++) {
+        const CudaArg *a = &l->arg[i];
+        if (a->area == CUDA_ARG_INT) {
+            la->v[i] = (uint64_t)a->value;
+            continue;
+        }
+        if (a->area < 0 || a->area >= KANC_N_AREAS || a->value < 0 ||
+            (area_bytes && a->value > area_bytes[a->area])) {
+            snprintf(err, errlen, "kernel %s (node %d): argument %d (area %d, offset %lld) is outside its "
+                     "storage area", l->name, l->node, i, a->area, (long long)a->value);
+            return -1;
+        }
+        la->v[i] = base[a->area] + (uint64_t)a->value;
+    }
+    return 0;
+}
+
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
@@ -149,7 +185,7 @@ int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *er
            G.o.tile_m, G.o.tile_n, G.o.tile_k,
            G.o.use_cublas ? "as LAUNCH_GEMM for cuBLASLt" : "as generated kernels");
     emit_library(&G);
-    sb_printf(&G.src, "\n/* ---- the step's kernels, in execution order ---- */\n\n");
+    sb_printf(&G.src, "\n/* ---- the step's launches, in execution order; each kernel at its first launch ---- */\n\n");
     out->node_first = xmalloc(sizeof(int) * (size_t)(g->n ? g->n : 1));
     out->node_count = xcalloc((size_t)(g->n ? g->n : 1), sizeof(int));
     for (int i = 0; i < g->n && !G.failed; i++) {
@@ -159,15 +195,22 @@ int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *er
         out->node_first[i] = G.n_launch > first ? first : -1;
         out->node_count[i] = G.n_launch - first;
     }
+    if (!G.failed)
+        sb_printf(&G.src, "/* ---- %d launches (%d kernel launches of %d distinct kernels) ---- */\n", G.n_launch,
+                  count_kernel_launches(&G), G.n_kern);
     if (G.failed) {
         free(G.src.s);
+        cg_free_kernels(&G);
         free(G.launch);
         free(out->node_first);
         free(out->node_count);
         memset(out, 0, sizeof *out);
         return -1;
     }
-    out->source = G.src.s;
+    out->source = cg_assemble(&G);
+    out->n_kernels = G.n_kern;
+    free(G.src.s);
+    cg_free_kernels(&G);
     out->n_launch = G.n_launch;
     out->launch = G.launch;
     out->ws_bytes = (G.ws_bytes + 255) / 256 * 256;

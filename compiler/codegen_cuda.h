@@ -1,20 +1,29 @@
 /* codegen_cuda.h: the CUDA target: a plan -> one CUDA C++ source holding every kernel of the step.
  *
  * Every generated kernel has the same signature,
- *     extern "C" __global__ void NAME(const KancArgs *args)
+ *     extern "C" __global__ void NAME(const KancArgs *args, const KancLaunchArgs la)
  * where KancArgs (cuda/kanc_abi.h, shared by the runtime and the kernels)
- * holds the base pointers of the storage areas and the per-step scalars; a
- * kernel finds its tensors at constant offsets baked into the source. The step is a list of launches in execution order: kernels, and
- * plain GEMMs that the runtime hands to cuBLASLt (or, emulated, to a CPU GEMM).
+ * holds the base pointers of the storage areas and of the per-step scalars,
+ * and la (by value) the launch's own arguments: the addresses of its tensors
+ * and small integers (CudaLaunch.arg; the runtime resolves an argument
+ * {area, byte offset} to the area's base + offset, cuda_launch_args).
+ * Shapes, tiles and attributes are compiled into the kernel text; a kernel
+ * whose text (comments and names aside) equals an earlier one is not emitted
+ * again: its launches name the first one (CudaProgram.n_kernels distinct
+ * kernels; the 12 layers of a GPT share one kernel per op and shape). The
+ * step is a list of launches in execution order: kernels, and plain GEMMs
+ * that the runtime hands to cuBLASLt (or, emulated, to a CPU GEMM).
  *
  * The same source compiles (a) with NVRTC for a real GPU and (b) with the host
  * C++ compiler under the emulation prelude (runtime/device/emu/cuda_emu.h), where
  * each kernel also gets a host entry `void NAME__host(dim3 grid, dim3 block,
- * unsigned smem, const KancArgs *args)` that runs its blocks on the CPU
+ * unsigned smem, void **params)` that takes the kernel's parameters as
+ * cuLaunchKernel's kernelParams (params[0] -> the address of KancArgs,
+ * params[1] -> KancLaunchArgs) and runs its blocks on the CPU
  * (runtime/device/emu/emu_launch.h builds and calls them).
  *
- * Launches: kernels read every tensor at constant offsets of the areas in
- * KancArgs and the per-step values in KancScalars; the runtime provides the
+ * Launches: kernels read their tensors through la and the per-step values in
+ * KancScalars; the runtime provides the
  * areas (ws of CudaProgram.ws_bytes), writes the scalars before a step,
  * zeroes the gradient area before a range that holds backward nodes (no
  * kernel does), and increments KancScalars.step after a step that ran
@@ -28,6 +37,7 @@
 #ifndef KANC_CODEGEN_CUDA_H
 #define KANC_CODEGEN_CUDA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kanc_abi.h" /* KancArgs, KancScalars, KancArea */
@@ -50,12 +60,23 @@ typedef struct {
     int64_t off_a, off_b, off_c; /* byte offsets in their areas */
 } GemmDesc;
 
+/* An argument of a kernel launch (la.v[i]): a tensor, {area, byte offset},
+   which the runtime turns into the area's base address + offset, or a plain
+   integer (area CUDA_ARG_INT). */
+#define CUDA_ARG_INT (-1)
+typedef struct {
+    int area;      /* KancArea, or CUDA_ARG_INT */
+    int64_t value; /* byte offset in the area, or the integer */
+} CudaArg;
+
 typedef struct {
     LaunchKind kind;
     int node;                 /* the graph node it implements, -1 for shared steps */
-    char name[64];            /* kernel function name */
+    char name[64];            /* kernel function name (shared by launches of one kernel) */
     unsigned grid[3], block[3];
     unsigned smem;            /* dynamic shared memory bytes */
+    int n_args;               /* kernels: la.v[0 .. n_args) */
+    CudaArg arg[KANC_MAX_LAUNCH_ARGS];
     GemmDesc gemm;
 } CudaLaunch;
 
@@ -97,6 +118,7 @@ typedef struct {
     int *node_count;        /* per graph node: number of launches */
     int64_t ws_bytes;       /* workspace the kernels need (in KancArgs.ws) */
     int n_nodes;            /* entries of node_first / node_count (the graph's nodes) */
+    int n_kernels;          /* distinct kernels in source (launches of one share its name) */
 } CudaProgram;
 
 void cuda_options_default(CudaOptions *o);
@@ -109,6 +131,13 @@ int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen);
    with a message in err (an op with no CUDA kernel). */
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);
 void cuda_program_free(CudaProgram *prog);
+
+/* The kernel parameter la of launch l for storage areas at base[] (device or
+   host addresses): a tensor argument becomes base[area] + offset. With
+   area_bytes (may be NULL), an offset past its area's end is refused. 0, or
+   -1 with a message in err naming the launch's kernel and the argument. */
+int cuda_launch_args(const CudaLaunch *l, const uint64_t base[KANC_N_AREAS], const int64_t *area_bytes,
+                     KancLaunchArgs *la, char *err, size_t errlen);
 
 /* 1 if op has a CUDA emitter (every op of ops/ops.def must). */
 int codegen_cuda_has_emitter(GOp op);

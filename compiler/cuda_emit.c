@@ -1,4 +1,5 @@
-/* cuda_emit.c: the helpers of cuda_emit.h: storage locations, literals, kernels and launches. */
+/* cuda_emit.c: the helpers of cuda_emit.h: storage locations, literals, kernels (one copy of each
+ * distinct text) and launches with their arguments. */
 #include "cuda_emit.h"
 
 #include <stdarg.h>
@@ -113,46 +114,157 @@ CudaLaunch *cg_add_launch(CudaGen *G, LaunchKind kind, const char *name)
     return l;
 }
 
-/* Opens kernel n<id>_<what>, launched on grid (gx, gy) x block threads.
-   sync: the kernel uses __syncthreads or warp primitives (the emulation then
-   runs its threads as fibers). note: one line on what it computes. */
+int cg_arg(CudaGen *G, int area, int64_t value)
+{
+    CudaLaunch *l = &G->launch[G->klaunch];
+    if (l->n_args == KANC_MAX_LAUNCH_ARGS) {
+        cg_fail(G, "cuda: node %d: kernel %s needs more than %d launch arguments (KANC_MAX_LAUNCH_ARGS)",
+                G->n->id, G->kwhat, KANC_MAX_LAUNCH_ARGS);
+        return 0;
+    }
+    l->arg[l->n_args] = (CudaArg){area, value};
+    return l->n_args++;
+}
+
+/* the node's label for comments: its name, or its forward node's */
+static const char *node_label(const CudaGen *G, const GNode *n)
+{
+    const char *label = n->name;
+    if (!label && n->fwd >= 0) label = G->g->nodes[n->fwd].name;
+    return label;
+}
+
 void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, unsigned block, int sync,
                      const char *note, ...)
 {
-    snprintf(G->kname, sizeof G->kname, "n%d_%s", G->n->id, what);
+    snprintf(G->kwhat, sizeof G->kwhat, "%s", what);
     G->ksync = sync;
+    G->kblock = block;
     if (gy > 65535)
         cg_fail(G, "cuda: node %d: %s needs %u row tiles, over the grid's 65535; use a larger tile_m",
                 G->n->id, what, gy);
-    CudaLaunch *l = cg_add_launch(G, LAUNCH_KERNEL, G->kname);
+    G->klaunch = G->n_launch;
+    CudaLaunch *l = cg_add_launch(G, LAUNCH_KERNEL, what);
     l->grid[0] = gx;
     l->grid[1] = gy;
     l->block[0] = block;
-    sb_printf(&G->src, "/* node %d %s", G->n->id, op_name(G->n->op));
-    const char *label = G->n->name;
-    if (!label && G->n->fwd >= 0) label = G->g->nodes[G->n->fwd].name;
-    if (label) sb_printf(&G->src, " (%s)", label);
-    sb_printf(&G->src, ": ");
+    G->khead = (StrBuf){0};
     va_list ap;
     va_start(ap, note);
-    sb_vprintf(&G->src, note, ap);
+    sb_vprintf(&G->khead, note, ap);
     va_end(ap);
-    sb_printf(&G->src, "\n   launch: grid (%u, %u), block %u */\n", gx, gy, block);
-    sb_printf(&G->src, "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args)\n{\n",
-              block, G->kname);
+    /* the body goes to a buffer of its own until cg_kernel_end knows whether it is new */
+    G->outer = G->src;
+    G->src = (StrBuf){0};
+}
+
+/* text without its comments (the generator writes no string literals) */
+static char *strip_comments(const char *s)
+{
+    size_t n = strlen(s);
+    char *out = xmalloc(n + 1), *w = out;
+    for (const char *p = s; *p;) {
+        if (p[0] == '/' && p[1] == '*') {
+            const char *e = strstr(p + 2, "*/");
+            p = e ? e + 2 : p + strlen(p);
+        } else if (p[0] == '/' && p[1] == '/') {
+            while (*p && *p != '\n') p++;
+        } else {
+            *w++ = *p++;
+        }
+    }
+    *w = 0;
+    return out;
+}
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
 }
 
 void cg_kernel_end(CudaGen *G)
 {
-    sb_printf(&G->src, "}\n#ifdef KANC_EMU\nKANC_EMU_HOST(%s, %d)\n#endif\n\n", G->kname, G->ksync);
+    StrBuf body = G->src;
+    G->src = G->outer;
+    G->outer = (StrBuf){0};
+    if (!body.s) sb_puts(&body, "");
+    char *key = strip_comments(body.s);
+    uint64_t h = text_hash(key);
+    CgKernel *k = NULL;
+    for (int i = 0; i < G->n_kern && !k; i++) {
+        CgKernel *c = &G->kern[i];
+        if (c->hash == h && c->block == G->kblock && c->sync == G->ksync && !strcmp(c->key, key)) k = c;
+    }
+    if (k) {
+        free(key);
+        free(body.s);
+        free(G->khead.s);
+    } else {
+        if (G->n_kern == G->cap_kern) {
+            G->cap_kern = G->cap_kern ? 2 * G->cap_kern : 32;
+            G->kern = xrealloc(G->kern, sizeof *G->kern * (size_t)G->cap_kern);
+        }
+        k = &G->kern[G->n_kern];
+        *k = (CgKernel){.block = G->kblock, .sync = G->ksync, .key = key, .hash = h, .head = G->khead.s,
+                        .body = body.s, .at = G->src.n};
+        snprintf(k->name, sizeof k->name, "k%d_%s", G->n_kern, G->kwhat);
+        G->n_kern++;
+    }
+    G->khead = (StrBuf){0};
+    CudaLaunch *l = &G->launch[G->klaunch];
+    snprintf(l->name, sizeof l->name, "%s", k->name);
+    const char *label = node_label(G, G->n);
+    char shp[96];
+    sb_printf(&k->users, "     launch %d: node %d %s%s%s%s %s, grid (%u, %u)\n", G->klaunch, G->n->id,
+              op_name(G->n->op), label ? " (" : "", label ? label : "", label ? ")" : "", cg_shp(&G->n->shape, shp),
+              l->grid[0], l->grid[1]);
+    k->n_users++;
 }
 
-/* a pointer to a tensor: `const float *x = KANC_PTR(...); / * [shape] name * /` */
+char *cg_assemble(CudaGen *G)
+{
+    StrBuf out = {0};
+    size_t done = 0;
+    const char *src = G->src.s ? G->src.s : "";
+    for (int i = 0; i < G->n_kern; i++) {
+        const CgKernel *k = &G->kern[i];
+        sb_append(&out, src + done, k->at - done);
+        done = k->at;
+        sb_printf(&out, "/* %s: %s\n   block %u; %d launch%s:\n%s*/\n", k->name, k->head ? k->head : "", k->block,
+                  k->n_users, k->n_users == 1 ? "" : "es", k->users.s ? k->users.s : "");
+        sb_printf(&out,
+                  "extern \"C\" __global__ void __launch_bounds__(%u) %s(const KancArgs *args, const KancLaunchArgs la)\n"
+                  "{\n%s}\n#ifdef KANC_EMU\nKANC_EMU_HOST(%s, %d)\n#endif\n\n",
+                  k->block, k->name, k->body, k->name, k->sync);
+    }
+    sb_puts(&out, src + done);
+    return out.s;
+}
+
+void cg_free_kernels(CudaGen *G)
+{
+    for (int i = 0; i < G->n_kern; i++) {
+        free(G->kern[i].key);
+        free(G->kern[i].head);
+        free(G->kern[i].body);
+        free(G->kern[i].users.s);
+    }
+    free(G->kern);
+    G->kern = NULL;
+    G->n_kern = G->cap_kern = 0;
+    free(G->outer.s);
+    free(G->khead.s);
+    G->outer = G->khead = (StrBuf){0};
+}
+
+/* a pointer to a tensor, a launch argument: `const float *x = KANC_LA_PTR(const float, la, 2); / * [shape] name * /` */
 void cg_ptr(CudaGen *G, const char *type, const char *var, CgLoc l, const GShape *s, const char *name)
 {
     char sb[96];
-    sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld);", type, var, type, kanc_area_name(l.area),
-              (long long)l.off);
+    int a = cg_arg(G, l.area, l.off);
+    sb_printf(&G->src, "    %s *%s = KANC_LA_PTR(%s, la, %d);", type, var, type, a);
     if (s) sb_printf(&G->src, " /* %s%s%s */", cg_shp(s, sb), name ? " " : "", name ? name : "");
     sb_printf(&G->src, "\n");
 }
@@ -176,13 +288,16 @@ void cg_out_ptr(CudaGen *G, const char *var)
     cg_ptr(G, "float", var, cg_out_loc(G, n), &n->shape, note[0] ? note : NULL);
 }
 
-/* the dropout probability p (0 unless training) and stream of node `node` */
+/* the dropout probability p (0 unless training) and stream of node `node`
+   (the node id is a launch argument: one kernel serves every dropout of a shape) */
 void cg_dropout_params(CudaGen *G, double p, int node)
 {
     char b[32];
+    int a = cg_arg(G, CUDA_ARG_INT, node);
     cg_line(G, "const KancScalars *sc = KANC_SCALARS(args);");
     cg_line(G, "const double p = sc->training ? %s : 0.0;", cg_dlit(b, p));
-    cg_line(G, "const uint64_t seed = sc->seed, stream = kanc_dropout_stream(sc->step, %du);", node);
+    cg_line(G, "const uint64_t seed = sc->seed, stream = kanc_dropout_stream(sc->step, (uint32_t)la.v[%d]); "
+               "/* node %d */", a, node);
 }
 
 /* for (e over n elements) body; the loop variable is e */
@@ -272,8 +387,8 @@ void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note)
     const char *what3[3] = {q->na, q->nb, q->nc};
     CgLoc loc[3] = {q->a, q->b, q->c};
     for (int i = 0; i < 3; i++)
-        sb_printf(&G->src, "    %s *%s = KANC_PTR(%s, args->%s, %lld); /* %s */\n", type[i], var[i], type[i],
-                  kanc_area_name(loc[i].area), (long long)loc[i].off, what3[i]);
+        sb_printf(&G->src, "    %s *%s = KANC_LA_PTR(%s, la, %d); /* %s */\n", type[i], var[i], type[i],
+                  cg_arg(G, loc[i].area, loc[i].off), what3[i]);
     cg_line(G,
             "kanc_gemm<%d, %d, %d, %d, %d>(A, B, C, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %lldLL, %s, %s);",
             q->ta, q->tb, TM, TN, TK, (long long)q->m, (long long)q->n, (long long)q->k, (long long)q->lda,

@@ -2,10 +2,15 @@
  *
  * An emitter writes the kernels of one graph node (CudaGen.n) into the
  * generated source: it opens a kernel (cg_kernel_begin, which records the
- * launch), declares pointers to the node's tensors at their constant offsets
- * (cg_in_ptr, cg_out_ptr, cg_ptr), writes the body as a call of a template
- * of the CUDA library (cuda/) or a grid-stride loop (cg_loop), and closes it;
- * plain GEMMs go through cg_gemm (a cuBLASLt launch or a generated kernel).
+ * launch), declares pointers to the node's tensors (cg_in_ptr, cg_out_ptr,
+ * cg_ptr: each one an argument of the launch, la.v[i], whose value is the
+ * tensor's {area, offset}), writes the body as a call of a template of the
+ * CUDA library (cuda/) or a grid-stride loop (cg_loop), and closes it; plain
+ * GEMMs go through cg_gemm (a cuBLASLt launch or a generated kernel).
+ * Whatever differs between two nodes of one shape must be a launch argument
+ * (cg_arg), never text: cg_kernel_end compares the body, comments stripped,
+ * with the kernels emitted so far and reuses an equal one, so only the first
+ * launch's comments are kept, with the list of the launches that share it.
  * codegen_cuda.c calls the emitters from a table built from ops/ops.def.
  */
 #ifndef KANC_CUDA_EMIT_H
@@ -31,18 +36,38 @@ typedef struct {
     int64_t off; /* bytes */
 } CgLoc;
 
+/* A distinct kernel: its text once, placed where its first launch came. */
+typedef struct {
+    char name[64];  /* k<index>_<what> */
+    unsigned block; /* launch bounds */
+    int sync;       /* uses barriers or warp primitives */
+    char *key;      /* the body without comments: its identity */
+    uint64_t hash;  /* of key */
+    char *head;     /* the first launch's header comment (what it computes) */
+    char *body;     /* the body as first emitted, comments kept */
+    size_t at;      /* its place in CudaGen.src (the text around the kernels) */
+    StrBuf users;   /* one line per launch of it */
+    int n_users;
+} CgKernel;
+
 /* The generator's state. */
 typedef struct {
     const Plan *p;
     const Graph *g;
     CudaOptions o;
-    StrBuf src;
+    StrBuf src;     /* the source, kernels aside; inside a kernel: its body */
+    StrBuf outer;   /* inside a kernel: the source, set aside */
+    StrBuf khead;   /* inside a kernel: its header comment */
     CudaLaunch *launch;
     int n_launch, cap;
+    CgKernel *kern; /* distinct kernels, in order of first use */
+    int n_kern, cap_kern;
     int64_t ws_bytes;
-    const GNode *n; /* the node being emitted */
-    char kname[64]; /* the kernel being emitted */
-    int ksync;      /* it uses barriers or warp primitives */
+    const GNode *n;   /* the node being emitted */
+    char kwhat[48];   /* the kernel being emitted: what it computes ("kan_fwd") */
+    unsigned kblock;  /* its block size */
+    int ksync;        /* it uses barriers or warp primitives */
+    int klaunch;      /* its launch (index into launch) */
     char *err;
     size_t errlen;
     int failed;
@@ -112,17 +137,29 @@ const char *cg_dlit(char *buf, double v);
 const char *cg_act_short(int act);
 const char *cg_act_name(int act);
 
+/* a new argument of the kernel being emitted: la.v[<returned index>] holds the
+   value (a tensor {area, byte offset} or, area CUDA_ARG_INT, an integer) */
+int cg_arg(CudaGen *G, int area, int64_t value);
+
 /* a line of the kernel body, indented */
 void cg_line(CudaGen *G, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* records a launch in execution order */
 CudaLaunch *cg_add_launch(CudaGen *G, LaunchKind kind, const char *name);
-/* Opens kernel n<id>_<what>, launched on grid (gx, gy) x block threads.
-   sync: the kernel uses __syncthreads or warp primitives (the emulation then
-   runs its threads as fibers). note: one line on what it computes. */
+/* Opens a kernel that computes <what>, launched for the current node on grid
+   (gx, gy) x block threads. sync: the kernel uses __syncthreads or warp
+   primitives (the emulation then runs its threads as fibers). note: one line
+   on what it computes. */
 void cg_kernel_begin(CudaGen *G, const char *what, unsigned gx, unsigned gy, unsigned block, int sync,
                      const char *note, ...) __attribute__((format(printf, 7, 8)));
+/* Closes it: reuses an emitted kernel of the same text (comments aside) or
+   adds it as k<index>_<what>; names the launch after it. */
 void cg_kernel_end(CudaGen *G);
-/* a pointer to a tensor: `const float *x = KANC_PTR(...);` with its shape and name as a comment */
+/* The program's source: the text around the kernels with every distinct
+   kernel at the place of its first launch (codegen_cuda; caller frees). */
+char *cg_assemble(CudaGen *G);
+void cg_free_kernels(CudaGen *G);
+/* a pointer to a tensor, a launch argument: `const float *x = KANC_LA_PTR(const float, la, 2);`
+   with its shape and name as a comment */
 void cg_ptr(CudaGen *G, const char *type, const char *var, CgLoc l, const GShape *s, const char *name);
 /* input j of the current node, as a const pointer */
 void cg_in_ptr(CudaGen *G, const char *var, int j);

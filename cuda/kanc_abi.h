@@ -1,11 +1,16 @@
 /* kanc_abi.h: the kernel ABI, one definition for the C runtime and the CUDA kernels.
  *
  * Every generated kernel has the signature
- *     extern "C" __global__ void NAME(const KancArgs *args)
- * and finds its tensors at constant byte offsets of the storage areas whose
- * base addresses KancArgs holds; the per-step values sit in KancScalars.
- * Field order and types are ABI: the host writes these structs byte for byte
- * into device memory.
+ *     extern "C" __global__ void NAME(const KancArgs *args, const KancLaunchArgs la)
+ * KancArgs (in device memory, the same for every launch) holds the base
+ * addresses of the storage areas and of the per-step KancScalars; la (passed
+ * by value, one per launch) holds what differs between launches of one
+ * kernel: the device addresses of the launch's tensors (area base + planned
+ * byte offset, resolved by the runtime) and small integers (dropout's node
+ * stream). Shapes and attributes stay compiled into the kernel, so launches
+ * of layers of one shape share one kernel. Field order and types are ABI:
+ * the host writes these structs byte for byte into device memory or into
+ * the launch's parameter buffer.
  */
 #ifndef KANC_ABI_H
 #define KANC_ABI_H
@@ -31,6 +36,12 @@ typedef struct KancArgs {
     uint64_t arena, params, grads, m, v, buffers, ws;
     uint64_t scalars; /* KancScalars * */
 } KancArgs;
+
+/* A launch's own values: la.v[i] is argument i of the launch (CudaLaunch.arg). */
+#define KANC_MAX_LAUNCH_ARGS 16
+typedef struct KancLaunchArgs {
+    uint64_t v[KANC_MAX_LAUNCH_ARGS];
+} KancLaunchArgs;
 
 /* Per-step values written by the host before a step, and the device-computed
    grad_norm / clip_scale, read back for the log. */

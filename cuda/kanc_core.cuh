@@ -19,8 +19,9 @@ typedef int int32_t;
 
 #include "kanc_abi.h"
 
-/* a tensor at a constant byte offset of a storage area */
-#define KANC_PTR(T, base, bytes) ((T *)((base) + (unsigned long long)(bytes)))
+/* a tensor: launch argument i, its device address (the runtime adds the planned
+   offset to its area's base, so that launches of one shape share a kernel) */
+#define KANC_LA_PTR(T, la, i) ((T *)(la).v[i])
 #define KANC_SCALARS(args) ((KancScalars *)(args)->scalars)
 #define KANC_BIG 3.402823466e+38f /* FLT_MAX: start of a max reduction */
 #define KD __device__ __forceinline__ /* not static: NVRTC warns of unused statics */

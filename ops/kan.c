@@ -524,6 +524,14 @@ static KanBlocks kan_blocks(CudaGen *G, const KanDims *d)
 
 static CgLoc kan_loc_at(CgLoc l, int64_t bytes) { return (CgLoc){l.area, l.off + bytes}; }
 
+/* "(long long)la.v[a]": an integer as a launch argument (buf: 32 bytes), so that
+   the kernels of equal layers and row blocks compile once */
+static const char *kan_iarg(CudaGen *G, int64_t v, char *buf)
+{
+    snprintf(buf, 32, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, v));
+    return buf;
+}
+
 /* Wf [out, in*S] into the workspace from the node's base, spline and scaler inputs */
 static void kan_emit_fuse_w(CudaGen *G, const KanDims *d, const KanBlocks *b)
 {
@@ -532,8 +540,9 @@ static void kan_emit_fuse_w(CudaGen *G, const KanDims *d, const KanBlocks *b)
                     (long long)d->out, (long long)(d->in * d->S));
     cg_ptr(G, "float", "wf", b->w, NULL, "the fused weight (workspace)");
     kan_weight_ptrs(G, d, 1);
-    cg_line(G, "kanc_kan_fuse_w<%s, %d, %d, float>(wf, base, spline, scaler, %lld, %lld);", d->basis, d->base,
-            d->scaler, (long long)d->in, (long long)d->out);
+    char a1[32], a2[32];
+    cg_line(G, "kanc_kan_fuse_w<%s, %d, %d, float>(wf, base, spline, scaler, (int)%s, (int)%s);", d->basis, d->base,
+            d->scaler, kan_iarg(G, d->in, a1), kan_iarg(G, d->out, a2));
     cg_kernel_end(G);
 }
 
@@ -549,8 +558,9 @@ static void kan_emit_basis_rows(CudaGen *G, const KanDims *d, const KanBlocks *b
     cg_ptr(G, "float", "a", b->block, NULL, "the row block of A (workspace)");
     cg_ptr(G, "const float", "x", kan_loc_at(cg_value_loc(G, G->n->in[j]), r0 * d->in * 4), NULL, "its rows of x");
     cg_in_ptr(G, "grid", d->j_grid);
-    cg_line(G, "kanc_kan_basis_rows<%s, %s, %d, float>(a, x, grid, %lldLL, %lld);", d->basis, cg_act_name(d->act),
-            d->base, (long long)rows, (long long)d->in);
+    char a1[32], a2[32];
+    cg_line(G, "kanc_kan_basis_rows<%s, %s, %d, float>(a, x, grid, %s, (int)%s);", d->basis, cg_act_name(d->act),
+            d->base, kan_iarg(G, rows, a1), kan_iarg(G, d->in, a2));
     cg_kernel_end(G);
 }
 
@@ -604,8 +614,9 @@ static void kan_emit_blocked_bwd_w(CudaGen *G, const KanDims *d)
         cg_line(G, "float *dscaler = 0;");
     cg_ptr(G, "const float", "dwf", b.w, NULL, "dWf (workspace)");
     kan_weight_ptrs(G, d, 0);
-    cg_line(G, "kanc_kan_split_dw<%s, %d, %d>(dbase, dspline, dscaler, dwf, spline, scaler, %lld, %lld);", d->basis,
-            d->base, d->scaler, (long long)d->in, (long long)d->out);
+    char a1[32], a2[32];
+    cg_line(G, "kanc_kan_split_dw<%s, %d, %d>(dbase, dspline, dscaler, dwf, spline, scaler, (int)%s, (int)%s);",
+            d->basis, d->base, d->scaler, kan_iarg(G, d->in, a1), kan_iarg(G, d->out, a2));
     cg_kernel_end(G);
 }
 
@@ -632,10 +643,21 @@ static void kan_emit_blocked_bwd_x(CudaGen *G, const KanDims *d)
         cg_ptr(G, "const float", "gb", b.block, NULL, "Gb (workspace)");
         cg_ptr(G, "const float", "x", kan_loc_at(x, r0 * d->in * 4), NULL, "its rows of x");
         cg_in_ptr(G, "grid", d->j_grid);
-        cg_line(G, "kanc_kan_dx_rows<%s, %s, %d, %d>(dx, gb, x, grid, %lldLL, %lld);", d->basis, cg_act_name(d->act),
-                d->base, cg_node_acc(n), (long long)rows, (long long)d->in);
+        char a1[32], a2[32];
+        cg_line(G, "kanc_kan_dx_rows<%s, %s, %d, %d>(dx, gb, x, grid, %s, (int)%s);", d->basis, cg_act_name(d->act),
+                d->base, cg_node_acc(n), kan_iarg(G, rows, a1), kan_iarg(G, d->in, a2));
         cg_kernel_end(G);
     }
+}
+
+/* "(long long)la.v[a], (int)la.v[b], (int)la.v[c]": the rows, inputs and outputs
+   as launch arguments, so that every KAN layer of one basis, activation and
+   set of flags runs one kernel (the tiles stay compiled in); buf: 96 bytes */
+static const char *kan_sizes(CudaGen *G, const KanDims *d, char *buf)
+{
+    int a = cg_arg(G, CUDA_ARG_INT, d->N), b = cg_arg(G, CUDA_ARG_INT, d->in), c = cg_arg(G, CUDA_ARG_INT, d->out);
+    snprintf(buf, 96, "(long long)la.v[%d], (int)la.v[%d], (int)la.v[%d]", a, b, c);
+    return buf;
 }
 
 void cuda_emit_kan(CudaGen *G)
@@ -657,9 +679,10 @@ void cuda_emit_kan(CudaGen *G)
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
     kan_params(G, &d, 1);
-    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TN, TI, (long long)d.N, (long long)d.in,
-            (long long)d.out);
+    char sz[96];
+    cg_line(G, "kanc_kan_fwd<%s, %s, %d, %d, %d, %d, %d>(y, x, grid, base, spline, scaler, %s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TN, TI, kan_sizes(G, &d, sz), (long long)d.N,
+            (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 
@@ -693,11 +716,12 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, &d, 0);
+    char sz[96];
     cg_line(G,
             "kanc_kan_bwd_w<%s, %s, %d, %d, %d, %d, %d>(dbase, dspline, dscaler, dy, x, grid, spline, "
-            "scaler, %lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TI, TR, (long long)d.N, (long long)d.in,
-            (long long)d.out);
+            "scaler, %s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, TM, TI, TR, kan_sizes(G, &d, sz), (long long)d.N,
+            (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 
@@ -721,11 +745,12 @@ void cuda_emit_kan_bwd_x(CudaGen *G)
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, &d, 1);
+    char sz[96];
     cg_line(G,
             "kanc_kan_bwd_x<%s, %s, %d, %d, %d, %d, %d, %d>(dx, dy, x, grid, base, spline, scaler, "
-            "%lldLL, %lld, %lld);",
-            d.basis, cg_act_name(d.act), d.base, d.scaler, cg_node_acc(n), TM, TI, TO, (long long)d.N,
-            (long long)d.in, (long long)d.out);
+            "%s); /* %lld, %lld, %lld */",
+            d.basis, cg_act_name(d.act), d.base, d.scaler, cg_node_acc(n), TM, TI, TO, kan_sizes(G, &d, sz),
+            (long long)d.N, (long long)d.in, (long long)d.out);
     cg_kernel_end(G);
 }
 

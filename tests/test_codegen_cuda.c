@@ -599,6 +599,87 @@ Test(cuda_codegen, kan_multi_tile)
     kan_case(18, 130, 6, 70, 5, 3, ACT_SILU, 1, 1, 0);
 }
 
+/* the launches of node i (kernels only) */
+static int node_kernel_launches(const CudaProgram *prog, int i, const CudaLaunch **out, int max)
+{
+    int n = 0;
+    for (int j = 0; j < prog->node_count[i]; j++) {
+        const CudaLaunch *l = &prog->launch[prog->node_first[i] + j];
+        if (l->kind == LAUNCH_KERNEL && n < max) out[n++] = l;
+    }
+    return n;
+}
+
+/* Two KAN layers of one shape (their own parameters, in sequence) and two
+   dropouts of one shape: each pair runs one kernel with different arguments
+   (tensor offsets; dropout's node stream), and the emulation still gives the
+   CPU's results, through three training steps. */
+Test(cuda_codegen, one_kernel_serves_launches_with_different_offsets)
+{
+    Case c = {.seed = 70};
+    graph_init(&c.g);
+    int64_t N = 9, C = 6;
+    int G = 5, k = 3;
+    int x = value(&c, "x", s2(N, C));
+    int layer[2], drop[2], h = x;
+    for (int l = 0; l < 2; l++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "l%d.grid", l);
+        int grid = leaf(&c, OP_BUFFER, nm, s2(C, G + 2 * k + 1), DT_REAL);
+        snprintf(nm, sizeof nm, "l%d.base", l);
+        int base = param(&c, nm, s2(C, C));
+        snprintf(nm, sizeof nm, "l%d.spline", l);
+        int spline = param(&c, nm, s3(C, C, G + k));
+        snprintf(nm, sizeof nm, "l%d.scaler", l);
+        int sc = param(&c, nm, s2(C, C));
+        h = layer[l] = op(&c, OP_KAN, (int[]){h, grid, base, spline, sc}, 5, s2(N, C),
+                          (GAttr){.grid_size = G, .spline_order = k, .has_scaler = 1, .act = ACT_SILU});
+        h = drop[l] = op(&c, OP_DROPOUT, &h, 1, s2(N, C), (GAttr){.p = 0.25});
+    }
+    int y = op(&c, OP_MUL, (int[]){h, x}, 2, s2(N, C), (GAttr){0});
+    finish(&c, y);
+
+    Plan p;
+    plan_build(&p, &c.g, 4);
+    CudaProgram prog;
+    char err[512];
+    cr_assert_eq(codegen_cuda(&p, NULL, &prog, err, sizeof err), 0, "%s", err);
+    int nk = 0;
+    for (int i = 0; i < prog.n_launch; i++) nk += prog.launch[i].kind == LAUNCH_KERNEL;
+    cr_expect(prog.n_kernels > 0 && prog.n_kernels < nk, "%d distinct kernels for %d kernel launches",
+              prog.n_kernels, nk);
+    int pairs[2][2] = {{layer[0], layer[1]}, {drop[0], drop[1]}};
+    for (int q = 0; q < 2; q++) {
+        const CudaLaunch *a[4], *b[4];
+        int na = node_kernel_launches(&prog, pairs[q][0], a, 4), nb = node_kernel_launches(&prog, pairs[q][1], b, 4);
+        cr_assert(na == 1 && nb == 1, "node %d: %d launches, node %d: %d", pairs[q][0], na, pairs[q][1], nb);
+        cr_expect_str_eq(a[0]->name, b[0]->name, "nodes %d and %d of one shape run different kernels",
+                         pairs[q][0], pairs[q][1]);
+        cr_expect(a[0]->n_args == b[0]->n_args && a[0]->n_args > 0);
+        cr_expect(memcmp(a[0]->arg, b[0]->arg, sizeof(CudaArg) * (size_t)a[0]->n_args) != 0,
+                  "the two launches of %s have the same arguments", a[0]->name);
+        /* the kernel is in the source once, with both launches in its header */
+        char sig[160];
+        snprintf(sig, sizeof sig, " %s(const KancArgs *args, const KancLaunchArgs la)", a[0]->name);
+        const char *at = strstr(prog.source, sig);
+        cr_expect(at && !strstr(at + 1, sig), "%s is defined %s", a[0]->name, at ? "twice" : "nowhere");
+    }
+    /* dropout's node stream is an integer argument: the nodes' ids */
+    const CudaLaunch *d0 = NULL, *d1 = NULL;
+    cr_assert(node_kernel_launches(&prog, drop[0], &d0, 1) == 1 && node_kernel_launches(&prog, drop[1], &d1, 1) == 1);
+    int found = 0;
+    for (int i = 0; i < d0->n_args; i++)
+        found |= d0->arg[i].area == CUDA_ARG_INT && d0->arg[i].value == drop[0] &&
+                 d1->arg[i].area == CUDA_ARG_INT && d1->arg[i].value == drop[1];
+    cr_expect(found, "dropout's stream is not a launch argument");
+    cuda_program_free(&prog);
+    plan_free(&p);
+
+    RunOpts ro = {.steps = 3, .training = 1, .independent = 1, .nvrtc = 1};
+    cr_expect_eq(run_case(&c, "two layers of one shape", &ro), 0);
+    graph_free(&c.g);
+}
+
 /* the regularization loss of two layers' spline weights, summed (one of them fans out) */
 /* another basis family (no base, no scaler, a shared grid), emulated against the CPU */
 static void kan_basis_case(uint64_t seed, KanBasisId basis, int G, int64_t N, int64_t in, int64_t out, int tiles)
@@ -919,9 +1000,10 @@ Test(cuda_codegen, rejects_double_plans_and_bad_tiles)
    warp sync, dynamic shared memory, atomics; threads of a partial last warp */
 static const char PRELUDE_SRC[] =
     "struct KancArgs { unsigned long long arena, params, grads, m, v, buffers, ws, scalars; };\n"
-    "extern \"C\" __global__ void prims(const KancArgs *args)\n"
+    "struct KancLaunchArgs { unsigned long long v[16]; };\n"
+    "extern \"C\" __global__ void prims(const KancArgs *args, const KancLaunchArgs la)\n"
     "{\n"
-    "    float *out = (float *)args->arena;\n"
+    "    float *out = (float *)args->arena + la.v[1];\n"
     "    __shared__ float tile[64];\n"
     "    extern_smem_decl\n"
     "    int t = threadIdx.x, lane = t & 31;\n"
@@ -956,10 +1038,14 @@ Test(cuda_codegen, prelude_primitives)
     cr_assert(fn);
     float *out = calloc(2048, sizeof(float));
     KancArgs a = {.arena = (uint64_t)(uintptr_t)out};
-    fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), &a);
+    /* the parameters as cuLaunchKernel's kernelParams: the KancArgs address, the launch's values */
+    uint64_t ap = (uint64_t)(uintptr_t)&a;
+    KancLaunchArgs la = {.v = {7, 3}}; /* la.v[1]: the kernel writes from out + 3 */
+    void *params[2] = {&ap, &la};
+    fn((KancDim3){2, 1, 1}, (KancDim3){64, 1, 1}, 64 * sizeof(float), params);
     for (int blk = 0; blk < 2; blk++)
         for (int t = 0; t < 64; t++) {
-            const float *o = out + blk * 320 + t * 5;
+            const float *o = out + 3 + blk * 320 + t * 5;
             int w = t / 32;
             float sum = 0;
             for (int l = 0; l < 32; l++) sum += (float)(32 * w + l + 1);
@@ -968,7 +1054,8 @@ Test(cuda_codegen, prelude_primitives)
             cr_expect_eq(o[2], (float)(32 * w + 4), "shfl t=%d", t);
             cr_expect_eq(o[3], 3.0f * (float)(64 - t), "shared t=%d", t);
         }
-    cr_expect_eq(out[1000], 128.0f);
+    cr_expect_eq(out[1003], 128.0f);
+    cr_expect_eq(out[0], 0.0f);
     free(out);
     emu_module_free(m);
 }

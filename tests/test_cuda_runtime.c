@@ -341,11 +341,13 @@ Test(cuda_runtime, every_model_compiles_for_sm80_and_sm90, .timeout = 1200)
 
 /* ------------------------------------------------------------ corrupt cubins */
 
-/* a small real cubin: a kernel and a kanc plan */
-static unsigned char *tiny_cubin(size_t *size)
+#define TINY_PLAN(version)                                                                         \
+    "{\"format\":\"kanc-step\",\"version\":" #version ",\"arch\":\"sm_90\",\"source\":\"param x = 1\","   \
+    "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],\"params\":[]}"
+
+/* a small real cubin: a kernel and a kanc plan (json) */
+static unsigned char *tiny_cubin_with(const char *json, size_t *size)
 {
-    const char *json = "{\"format\":\"kanc-step\",\"version\":1,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
-                       "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],\"params\":[]}";
     char *src = artifact_embed("extern \"C\" __global__ void k(float *p) { __shared__ float s[64]; "
                                "s[threadIdx.x] = p[threadIdx.x]; __syncthreads(); p[threadIdx.x] = s[63 - threadIdx.x]; }\n",
                                json);
@@ -357,6 +359,21 @@ static unsigned char *tiny_cubin(size_t *size)
     free(o.log);
     *size = o.size;
     return o.cubin;
+}
+
+static unsigned char *tiny_cubin(size_t *size) { return tiny_cubin_with(TINY_PLAN(2), size); }
+
+Test(cuda_runtime, an_old_plan_version_is_refused)
+{
+    if (!have_nvrtc()) cr_skip_test("NVRTC is not installed");
+    size_t n;
+    unsigned char *old = tiny_cubin_with(TINY_PLAN(1), &n);
+    Artifact a;
+    char err[1024] = "";
+    cr_expect(artifact_parse(&a, old, n, "old.cubin", err, sizeof err) == -1);
+    cr_expect(strstr(err, "old.cubin") && strstr(err, "version 1") && strstr(err, "recompile it with kanc"), "%s",
+              err);
+    free(old);
 }
 
 Test(cuda_runtime, cubin_reads_back_and_corruption_is_refused)
@@ -451,6 +468,43 @@ static void small_model(Model *m, const char *name, const char *device, int extr
     int rc = model_compile(m, path, NULL, sets, n, MODEL_TRAIN, 4, device, stderr);
     cr_assert(rc == 0, "%s on %s", path, device);
     free(path);
+}
+
+/* distinct kernels and kernel launches of a model's CUDA program */
+static void count_kernels(const char *model, const char *n_layer, int *kernels, int *launches)
+{
+    char *path = xasprintf("%s/models/%s", test_root(), model);
+    KdlSet sets[] = {{"n_layer", n_layer, 1}, {"batch", "2", 1}, {"block_size", "8", 1},
+                     {"n_embd", "12", 1}, {"n_head", "2", 1}, {"vocab_size", "29", 1}};
+    Model m;
+    cr_assert(model_compile(&m, path, NULL, sets, 6, MODEL_TRAIN, 4, "cpu", stderr) == 0, "%s", path);
+    CudaProgram prog;
+    char err[512];
+    cr_assert(codegen_cuda(&m.plan, NULL, &prog, err, sizeof err) == 0, "%s", err);
+    *kernels = prog.n_kernels;
+    *launches = 0;
+    for (int i = 0; i < prog.n_launch; i++) *launches += prog.launch[i].kind == LAUNCH_KERNEL;
+    /* the source defines each kernel once */
+    int defs = 0;
+    for (const char *p = prog.source; (p = strstr(p, "__global__ void __launch_bounds__")); p++) defs++;
+    cr_expect_eq(defs, prog.n_kernels, "%s: %d kernel definitions, %d distinct kernels", model, defs,
+                 prog.n_kernels);
+    cuda_program_free(&prog);
+    model_free(&m);
+    free(path);
+}
+
+Test(cuda_runtime, layers_of_one_shape_share_their_kernels)
+{
+    const char *models[] = {"kansformers.kdl", "mingpt.kdl", "hybrid.kdl"};
+    for (int i = 0; i < 3; i++) {
+        int k3, l3, k6, l6;
+        count_kernels(models[i], "3", &k3, &l3);
+        count_kernels(models[i], "6", &k6, &l6);
+        cr_log_info("%s: 3 layers: %d kernel launches of %d kernels; 6 layers: %d of %d", models[i], l3, k3, l6, k6);
+        cr_expect(k3 > 0 && 2 * k3 < l3, "%s, 3 layers: %d distinct kernels for %d launches", models[i], k3, l3);
+        cr_expect(l6 > l3 && k6 == k3, "%s: %d kernels at 3 layers, %d at 6", models[i], k3, k6);
+    }
 }
 
 Test(cuda_runtime, no_driver_gives_the_clear_message)
@@ -609,8 +663,12 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     fputs("typedef struct { unsigned x, y, z; } D3;\n"
           "typedef struct { unsigned long long arena, params, grads, m, v, buffers, ws, scalars; } A;\n"
           "typedef struct { float lr, b1, b2, eps, wd, clip, gn, cs; unsigned long long seed, step; int tr, pad; } S;\n"
-          "void twice__host(D3 g, D3 b, unsigned smem, const A *a) {\n"
-          "  float *x = (float *)a->arena; S *s = (S *)a->scalars;\n"
+          "typedef struct { unsigned long long v[16]; } L;\n"
+          "/* the kernel parameters as kernelParams: params[0] -> &KancArgs, params[1] -> KancLaunchArgs */\n"
+          "void twice__host(D3 g, D3 b, unsigned smem, void **params) {\n"
+          "  const A *a = *(const A **)params[0]; const L *la = (const L *)params[1];\n"
+          "  float *x = (float *)la->v[0]; S *s = (S *)a->scalars;\n"
+          "  if ((float *)a->arena + 16 != x || la->v[1] != 77) return; /* argument 0: arena + 64 bytes */\n"
           "  unsigned n = g.x * g.y * g.z * b.x * b.y * b.z;\n"
           "  for (unsigned i = 0; i < n; i++) x[i] = 2 * x[i] + s->lr + (float)s->step + smem;\n"
           "  s->gn = 42; s->cs = 0.5f; }\n",
@@ -635,7 +693,8 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     prog.n_launch = 1;
     prog.launch = xcalloc(1, sizeof *prog.launch);
     prog.launch[0] = (CudaLaunch){.kind = LAUNCH_KERNEL, .node = 1, .name = "twice", .grid = {2, 2, 1},
-                                  .block = {4, 2, 1}, .smem = 3};
+                                  .block = {4, 2, 1}, .smem = 3, .n_args = 2,
+                                  .arg = {{AREA_ARENA, 64}, {CUDA_ARG_INT, 77}}};
     char *image = cuda_mock_image_so(so), err[1024];
     Device *dev = device_cuda_open_image(&p, "emu", &prog, image, err, sizeof err);
     cr_assert(dev, "%s", err);
@@ -649,12 +708,19 @@ Test(cuda_runtime, mock_launches_a_module_built_by_hand)
     cr_expect(x[3] == 3 && dev->step == 5);
     dev->ops->run(dev, 0, 2);
     dev->ops->read_value(dev, 0, x);
-    for (int i = 0; i < 64; i++)
-        cr_expect(x[i] == (i < 32 ? 2 * i + 0.25f + 5 + 3 : i), "x[%d] = %g", i, x[i]);
+    for (int i = 0; i < 64; i++) /* 32 threads from element 16 on */
+        cr_expect(x[i] == (i >= 16 && i < 48 ? 2 * i + 0.25f + 5 + 3 : i), "x[%d] = %g", i, x[i]);
     cr_expect(dev->grad_norm == 42 && dev->clip_scale == 0.5, "logged %g %g", dev->grad_norm, dev->clip_scale);
     cr_expect(dev->step == 6, "step %lld", (long long)dev->step);
     cr_expect(device_cuda_bytes(dev) > 0);
     dev->ops->destroy(dev);
+    /* a launch argument outside its area is refused at open, naming the kernel */
+    prog.n_launch = 1;
+    prog.launch = xcalloc(1, sizeof *prog.launch);
+    prog.launch[0] = (CudaLaunch){.kind = LAUNCH_KERNEL, .node = 1, .name = "twice", .grid = {1, 1, 1},
+                                  .block = {1, 1, 1}, .n_args = 1, .arg = {{AREA_ARENA, 1 << 20}}};
+    cr_expect(device_cuda_open_image(&p, "emu", &prog, image, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "twice") && strstr(err, "outside its storage area"), "%s", err);
     /* a real cubin is not something the mock can run; a missing kernel is named */
     prog.n_launch = 1;
     prog.launch = xcalloc(1, sizeof *prog.launch);
@@ -790,6 +856,27 @@ Test(cuda_runtime, cubin_runs_as_the_model)
         cr_expect(!strcmp(m.dev->name, devs[k]));
         model_free(&m);
     }
+    /* the cubin's launch list (what --device cuda runs) is the generator's: kernels, shapes, arguments */
+    cr_assert(artifact_read(&a, cubin, err, sizeof err) == 0, "%s", err);
+    cr_assert(model_compile(&m, cubin, NULL, NULL, 0, MODEL_TRAIN, 4, "cpu", stderr) == 0);
+    CudaProgram rec, gen;
+    cr_assert(artifact_program(&a, &m.plan, &rec, err, sizeof err) == 0, "%s", err);
+    cr_assert(codegen_cuda(&m.plan, NULL, &gen, err, sizeof err) == 0, "%s", err);
+    cr_expect(rec.n_launch == gen.n_launch && rec.n_kernels == gen.n_kernels && a.n_kernels == gen.n_kernels,
+              "recorded %d launches of %d kernels (%d in the cubin), generated %d of %d", rec.n_launch,
+              rec.n_kernels, a.n_kernels, gen.n_launch, gen.n_kernels);
+    for (int i = 0; i < rec.n_launch && i < gen.n_launch; i++) {
+        const CudaLaunch *x = &rec.launch[i], *y = &gen.launch[i];
+        cr_expect(x->kind == y->kind && x->node == y->node && !strcmp(x->name, y->name), "launch %d", i);
+        if (x->kind != LAUNCH_KERNEL) continue;
+        cr_expect(!memcmp(x->grid, y->grid, sizeof x->grid) && !memcmp(x->block, y->block, sizeof x->block) &&
+                      x->n_args == y->n_args && !memcmp(x->arg, y->arg, sizeof(CudaArg) * (size_t)y->n_args),
+                  "launch %d (%s): recorded shape or arguments differ", i, x->name);
+    }
+    cuda_program_free(&rec);
+    cuda_program_free(&gen);
+    model_free(&m);
+    artifact_free(&a);
     model_free(&r);
     /* a conflicting hyperparameter is refused with the reason; soft ones are ignored */
     char *buf = NULL;

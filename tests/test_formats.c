@@ -112,7 +112,7 @@ static unsigned char *hand_cubin(const char *json, size_t *size)
     return b.d;
 }
 
-static const char *PLAN = "{\"format\":\"kanc-step\",\"version\":1,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
+static const char *PLAN = "{\"format\":\"kanc-step\",\"version\":2,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
                           "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],\"params\":[]}";
 
 static Elf64_Shdr *shdr(unsigned char *d, int i)
@@ -363,7 +363,7 @@ Test(formats, info_prints_a_very_long_shape_in_full)
     char *json_shape = xstrdup(shape);
     for (char *c = json_shape; *c; c++)
         if (*c == ' ') memmove(c, c + 1, strlen(c)); /* [1,1,...] in the JSON */
-    char *plan = xasprintf("{\"format\":\"kanc-step\",\"version\":1,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
+    char *plan = xasprintf("{\"format\":\"kanc-step\",\"version\":2,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
                            "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],"
                            "\"params\":[{\"name\":\"w\",\"shape\":%s,\"offset\":0,\"init\":\"zeros\",\"decay\":true}],"
                            "\"buffers\":[{\"name\":\"b\",\"shape\":%s,\"offset\":0,\"init\":\"ones\"}]}",

@@ -375,10 +375,10 @@ static CUresult m_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, u
         return CUDA_ERROR_INVALID_VALUE;
     EmuHostFn entry;
     memcpy(&entry, &fn, sizeof entry);
-    /* the one kernel parameter is the device address of KancArgs: here a host pointer */
-    CUdeviceptr args;
-    memcpy(&args, params[0], sizeof args);
-    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, (const KancArgs *)(uintptr_t)args);
+    /* kernelParams as the driver takes them: params[0] -> the device address of
+       KancArgs (here a host pointer), params[1] -> the KancLaunchArgs */
+    if (!params[1]) return CUDA_ERROR_INVALID_VALUE;
+    entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, params);
     return CUDA_SUCCESS;
 }
 static CUresult m_error_string(CUresult r, const char **s)

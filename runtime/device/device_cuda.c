@@ -7,9 +7,11 @@
  *   zero the gradient area when the range starts the backward (from <=
  *     n_forward < to: exec_cpu.c's rule, so run(adam, adam + 1) keeps them);
  *   write the scalars (lr, betas, eps, decay, clip, seed, step, training);
- *   launch every launch of nodes [from, to) in order: kernels with their one
- *     argument (the device address of KancArgs), LAUNCH_GEMM through
- *     cuBLASLt (32 MiB workspace; row-major by swapping the operands);
+ *   launch every launch of nodes [from, to) in order: kernels with their two
+ *     parameters (the device address of KancArgs, and the launch's
+ *     KancLaunchArgs: its tensors' device addresses, resolved once at open),
+ *     LAUNCH_GEMM through cuBLASLt (32 MiB workspace; row-major by swapping
+ *     the operands);
  *   read back grad_norm and clip_scale (the only host synchronisation inside
  *     a step) when the range holds OP_GRAD_NORM or OP_ADAMW, and count the
  *     optimizer step after OP_ADAMW (the CPU device's semantics).
@@ -58,6 +60,7 @@ typedef struct {
     CudaProgram prog;
     int *owner;        /* per launch: the graph node it belongs to */
     CUfunction *fn;    /* per launch (kernels) */
+    KancLaunchArgs *la; /* per launch (kernels): the second kernel parameter */
     GemmPlan *gemm;    /* per launch (GEMMs) */
     cublasLtHandle_t lt;
     int have_lt;
@@ -211,13 +214,13 @@ static void cuda_run(Device *d, int from, int to)
         logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
         adamw += op == OP_ADAMW;
     }
-    void *params[1] = {&c->d_args};
     for (int i = 0; i < c->prog.n_launch; i++) {
         if (c->owner[i] < from || c->owner[i] >= to) continue;
         const CudaLaunch *l = &c->prog.launch[i];
         if (l->kind == LAUNCH_GEMM) {
             launch_gemm(c, l, &c->gemm[i]);
         } else {
+            void *params[2] = {&c->d_args, &c->la[i]};
             CUresult r = c->api->cuLaunchKernel(c->fn[i], l->grid[0], l->grid[1], l->grid[2], l->block[0],
                                                 l->block[1], l->block[2], l->smem, c->stream, params, NULL);
             if (r != CUDA_SUCCESS)
@@ -228,10 +231,15 @@ static void cuda_run(Device *d, int from, int to)
         }
         if (c->sync_each) { /* KANC_CUDA_SYNC=1: a fault is reported at the launch that made it */
             CUresult r = c->api->cuStreamSynchronize(c->stream);
-            if (r != CUDA_SUCCESS)
-                die("%s:%d: launch %d (%s, node %d %s) failed: %s (CUDA error %d)", __FILE__, __LINE__, i,
-                    l->kind == LAUNCH_GEMM ? "cuBLASLt GEMM" : l->name, l->node,
-                    l->node >= 0 ? op_name(g->nodes[l->node].op) : "-", cuda_error_string(c->api, r), r);
+            if (r != CUDA_SUCCESS) {
+                /* kernels are shared between nodes: the launch (node, op, layer name) is the culprit */
+                const GNode *nd = l->node >= 0 && l->node < g->n ? &g->nodes[l->node] : NULL;
+                const char *label = nd ? nd->name : NULL;
+                if (nd && !label && nd->fwd >= 0) label = g->nodes[nd->fwd].name;
+                die("%s:%d: launch %d (%s, node %d %s%s%s) failed: %s (CUDA error %d)", __FILE__, __LINE__, i,
+                    l->kind == LAUNCH_GEMM ? "cuBLASLt GEMM" : l->name, l->node, nd ? op_name(nd->op) : "-",
+                    label ? " " : "", label ? label : "", cuda_error_string(c->api, r), r);
+            }
         }
     }
     if (logged) {
@@ -272,6 +280,7 @@ static void cuda_destroy(Device *d)
     }
     free(c->owner);
     free(c->fn);
+    free(c->la);
     free(c->gemm);
     cuda_program_free(&c->prog);
     free(c);
@@ -358,6 +367,7 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
     int n = c->prog.n_launch, ngemm = 0;
     c->owner = xmalloc(sizeof(int) * (size_t)(n + 1));
     c->fn = xcalloc((size_t)n + 1, sizeof *c->fn);
+    c->la = xcalloc((size_t)n + 1, sizeof *c->la);
     c->gemm = xcalloc((size_t)n + 1, sizeof *c->gemm);
     for (int i = 0; i < n; i++) c->owner[i] = -1;
     for (int i = 0; c->prog.node_first && i < g->n; i++)
@@ -503,6 +513,14 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
                          .m = c->area[AREA_M], .v = c->area[AREA_V], .buffers = c->area[AREA_BUFFERS],
                          .ws = c->area[AREA_WS], .scalars = c->d_scalars};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_args, &args, sizeof args, c->stream));
+    /* each kernel launch's arguments, inside their areas (a damaged plan must not make the GPU stray) */
+    uint64_t base[KANC_N_AREAS];
+    int64_t bytes[KANC_N_AREAS];
+    for (int i = 0; i < KANC_N_AREAS; i++) base[i] = c->area[i], bytes[i] = (int64_t)c->area_bytes[i];
+    for (int i = 0; i < n; i++)
+        if (c->prog.launch[i].kind == LAUNCH_KERNEL &&
+            cuda_launch_args(&c->prog.launch[i], base, bytes, &c->la[i], err, errlen))
+            return -1;
     c->scal = (KancScalars){.clip_scale = 1};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_scalars, &c->scal, sizeof c->scal, c->stream));
     CU_TRY(c, cuStreamSynchronize(c->stream));

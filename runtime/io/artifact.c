@@ -24,6 +24,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -349,8 +350,9 @@ int artifact_parse(Artifact *a, const void *data, size_t size, const char *label
         goto fail;
     }
     if (version != ARTIFACT_VERSION) {
-        snprintf(err, errlen, "%s: plan format version %d; this kanrun reads version %d (recompile "
-                 "with this kanc)", label, version, ARTIFACT_VERSION);
+        snprintf(err, errlen, "%s: plan format version %d%s; this kanrun reads version %d: recompile it "
+                 "with kanc", label, version,
+                 version == 1 ? " (one kernel per launch, offsets compiled in)" : "", ARTIFACT_VERSION);
         goto fail;
     }
     if (!artifact_str(a, "source") || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(a->plan, "hyperparameters")) ||
@@ -529,6 +531,8 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
     cJSON_AddNumberToObject(o, "ws_bytes", (double)prog->ws_bytes);
     cJSON_AddNumberToObject(o, "args_bytes", (double)sizeof(KancArgs));
     cJSON_AddNumberToObject(o, "scalars_bytes", (double)sizeof(KancScalars));
+    cJSON_AddNumberToObject(o, "launch_args_bytes", (double)sizeof(KancLaunchArgs));
+    cJSON_AddNumberToObject(o, "n_kernels", prog->n_kernels);
     int64_t nparam = 0;
     cJSON *params = cJSON_AddArrayToObject(o, "params"), *buffers = cJSON_AddArrayToObject(o, "buffers"),
           *inputs = cJSON_AddArrayToObject(o, "inputs");
@@ -579,6 +583,11 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
             cJSON_AddItemToObject(e, "grid", u3(l->grid));
             cJSON_AddItemToObject(e, "block", u3(l->block));
             cJSON_AddNumberToObject(e, "smem", l->smem);
+            cJSON *args = cJSON_AddArrayToObject(e, "args"); /* la.v[i]: [area, byte offset] or an integer */
+            for (int k = 0; k < l->n_args; k++)
+                cJSON_AddItemToArray(args, l->arg[k].area == CUDA_ARG_INT
+                                               ? cJSON_CreateNumber((double)l->arg[k].value)
+                                               : operand(l->arg[k].area, l->arg[k].value));
         } else {
             const GemmDesc *m = &l->gemm;
             cJSON_AddStringToObject(e, "kind", "gemm");
@@ -739,8 +748,9 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
         if (o->verbose) {
             int nk = 0, ng = 0;
             for (int i = 0; i < prog.n_launch; i++) *(prog.launch[i].kind == LAUNCH_GEMM ? &ng : &nk) += 1;
-            printf("%s: %s for sm_%d (%zu bytes; %d kernel launches, %d GEMMs, arena %.1f MiB)\n",
-                   o->model_path, o->out_path, sm, nv.size, nk, ng,
+            printf("%s: %s for sm_%d (%zu bytes; %d kernel launches of %d distinct kernels, %d GEMMs, "
+                   "arena %.1f MiB)\n",
+                   o->model_path, o->out_path, sm, nv.size, nk, prog.n_kernels, ng,
                    (double)plan.arena_bytes / (1 << 20));
         }
     }
@@ -780,8 +790,9 @@ int artifact_check_plan(const Artifact *a, const Plan *p, char *err, size_t errl
     else if (jint(a->plan, "n_buffer_elems", -1) != p->n_buffer_elems) why = "a different buffer area";
     else if (jint(a->plan, "ws_elems", -1) != p->ws_elems) why = "a different workspace size";
     else if (jint(a->plan, "args_bytes", -1) != (int64_t)sizeof(KancArgs) ||
-             jint(a->plan, "scalars_bytes", -1) != (int64_t)sizeof(KancScalars))
-        why = "a different kernel argument layout (KancArgs / KancScalars)";
+             jint(a->plan, "scalars_bytes", -1) != (int64_t)sizeof(KancScalars) ||
+             jint(a->plan, "launch_args_bytes", -1) != (int64_t)sizeof(KancLaunchArgs))
+        why = "a different kernel argument layout (KancArgs / KancScalars / KancLaunchArgs)";
     if (why) {
         snprintf(err, errlen, "%s: the cubin was compiled for %s than this model builds now "
                  "(recompile it with kanc, or drop conflicting --set flags)", a->path, why);
@@ -858,6 +869,25 @@ static int read_operand(const cJSON *arr, int *area, int64_t *off)
     return *area < 0 || *off < 0 ? -1 : 0;
 }
 
+/* a kernel launch's "args": [area, byte offset] for a tensor, a number for an integer */
+static int read_args(const cJSON *arr, CudaLaunch *l)
+{
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > KANC_MAX_LAUNCH_ARGS) return -1;
+    const cJSON *x;
+    l->n_args = 0;
+    cJSON_ArrayForEach(x, arr)
+    {
+        CudaArg *a = &l->arg[l->n_args++];
+        if (cJSON_IsNumber(x)) {
+            if (x->valuedouble < -9e15 || x->valuedouble > 9e15) return -1;
+            *a = (CudaArg){CUDA_ARG_INT, (int64_t)x->valuedouble};
+        } else if (read_operand(x, &a->area, &a->value)) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *err, size_t errlen)
 {
     const Graph *g = p->g;
@@ -869,6 +899,7 @@ int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *
     prog->node_first = xmalloc(sizeof(int) * (size_t)(g->n + 1));
     prog->node_count = xcalloc((size_t)g->n + 1, sizeof(int));
     prog->ws_bytes = jint(a->plan, "ws_bytes", 0);
+    prog->n_kernels = (int)jint(a->plan, "n_kernels", 0);
     for (int i = 0; i < g->n; i++) prog->node_first[i] = -1;
     int i = 0;
     const cJSON *e;
@@ -887,6 +918,7 @@ int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *
                   read_u3(cJSON_GetObjectItemCaseSensitive(e, "block"), l->block) || smem < 0 ||
                   smem > (1 << 30);
             l->smem = (unsigned)smem;
+            if (!bad) bad = read_args(cJSON_GetObjectItemCaseSensitive(e, "args"), l);
             if (!bad) {
                 int found = 0;
                 for (int k = 0; k < a->n_kernels && !found; k++) found = !strcmp(a->kernels[k].name, l->name);
@@ -1016,24 +1048,29 @@ void artifact_print_info(const Artifact *a, FILE *f)
 
     const cJSON *ls = cJSON_GetObjectItemCaseSensitive(pl, "launches");
     int nk = 0, ng = 0;
+    int *uses = xcalloc((size_t)a->n_kernels + 1, sizeof(int)); /* launches per cubin kernel */
+    int *first = xmalloc(sizeof(int) * ((size_t)a->n_kernels + 1)); /* its first launch */
+    for (int j = 0; j < a->n_kernels; j++) first[j] = INT_MAX;
     cJSON_ArrayForEach(e, ls)
     {
         const cJSON *kd = cJSON_GetObjectItemCaseSensitive(e, "kind");
         if (cJSON_IsString(kd) && !strcmp(kd->valuestring, "gemm")) ng++;
         else nk++;
     }
-    fprintf(f, "\nlaunches: %d (%d kernels, %d cuBLASLt GEMMs), in order\n", nk + ng, nk, ng);
-    fprintf(f, "  %4s %-40s %-14s %-18s %-12s %6s %5s %8s %8s\n", "#", "kernel", "op", "grid", "block",
-            "dsmem", "regs", "ssmem", "local");
+    fprintf(f, "\nlaunches: %d (%d of %lld distinct kernels, %d cuBLASLt GEMMs), in order\n", nk + ng, nk,
+            (long long)jint(pl, "n_kernels", -1), ng);
+    fprintf(f, "  %4s %-28s %5s %-14s %-18s %-12s %6s  %s\n", "#", "kernel", "node", "op", "grid", "block",
+            "dsmem", "arguments (la.v[i]: area+byte offset, or an integer)");
     i = 0;
     cJSON_ArrayForEach(e, ls)
     {
         const cJSON *kd = cJSON_GetObjectItemCaseSensitive(e, "kind"), *nm = cJSON_GetObjectItemCaseSensitive(e, "name"),
                     *op = cJSON_GetObjectItemCaseSensitive(e, "op");
         const char *ops = cJSON_IsString(op) ? op->valuestring : "-";
+        long long node = (long long)jint(e, "node", -1);
         if (cJSON_IsString(kd) && !strcmp(kd->valuestring, "gemm")) {
-            fprintf(f, "  %4d %-40s %-14s gemm m=%lld n=%lld k=%lld %s%s alpha=%g beta=%g\n", i, "(cuBLASLt)", ops,
-                    (long long)jint(e, "m", 0), (long long)jint(e, "n", 0), (long long)jint(e, "k", 0),
+            fprintf(f, "  %4d %-28s %5lld %-14s gemm m=%lld n=%lld k=%lld %s%s alpha=%g beta=%g\n", i, "(cuBLASLt)",
+                    node, ops, (long long)jint(e, "m", 0), (long long)jint(e, "n", 0), (long long)jint(e, "k", 0),
                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trans_a")) ? "T" : "N",
                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trans_b")) ? "T" : "N",
                     cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "alpha")),
@@ -1045,22 +1082,53 @@ void artifact_print_info(const Artifact *a, FILE *f)
             char gs[32], bs[32];
             snprintf(gs, sizeof gs, "%u,%u,%u", gr[0], gr[1], gr[2]);
             snprintf(bs, sizeof bs, "%u,%u,%u", bl[0], bl[1], bl[2]);
-            const ArtifactKernel *k = NULL;
-            for (int j = 0; j < a->n_kernels && cJSON_IsString(nm) && !k; j++)
-                if (!strcmp(a->kernels[j].name, nm->valuestring)) k = &a->kernels[j];
-            char regs[16] = "?", ss[24] = "?", lm[24] = "?";
-            if (k && k->regs >= 0) snprintf(regs, sizeof regs, "%d", k->regs);
-            if (k) snprintf(ss, sizeof ss, "%lld", (long long)k->static_smem);
-            if (k && k->frame_bytes >= 0) snprintf(lm, sizeof lm, "%d", k->frame_bytes);
-            fprintf(f, "  %4d %-40.40s %-14s %-18s %-12s %6lld %5s %8s %8s%s\n", i,
-                    cJSON_IsString(nm) ? nm->valuestring : "?", ops, gs, bs, (long long)jint(e, "smem", 0), regs,
-                    ss, lm, k ? "" : "  (not in the cubin!)");
+            int k = -1;
+            for (int j = 0; j < a->n_kernels && cJSON_IsString(nm) && k < 0; j++)
+                if (!strcmp(a->kernels[j].name, nm->valuestring)) k = j;
+            if (k >= 0 && !uses[k]++) first[k] = i;
+            fprintf(f, "  %4d %-28.28s %5lld %-14s %-18s %-12s %6lld ", i, cJSON_IsString(nm) ? nm->valuestring : "?",
+                    node, ops, gs, bs, (long long)jint(e, "smem", 0));
+            const cJSON *x;
+            cJSON_ArrayForEach(x, cJSON_GetObjectItemCaseSensitive(e, "args"))
+            {
+                const cJSON *ar = cJSON_GetArrayItem(x, 0), *of = cJSON_GetArrayItem(x, 1);
+                if (cJSON_IsNumber(x))
+                    fprintf(f, " %lld", (long long)x->valuedouble);
+                else if (cJSON_IsString(ar) && cJSON_IsNumber(of))
+                    fprintf(f, " %s+%lld", ar->valuestring, (long long)of->valuedouble);
+                else
+                    fprintf(f, " ?");
+            }
+            fprintf(f, "%s\n", k >= 0 ? "" : "  (not in the cubin!)");
         }
         i++;
     }
-    fprintf(f, "\nkernels in the cubin: %d (regs: EIATTR_REGCOUNT; ssmem: static shared bytes, the size of\n"
-               ".nv.shared.<kernel>, including the 1 KiB sm_80+ reserves; local: EIATTR_FRAME_SIZE bytes per thread;\n"
-               "dsmem: dynamic shared bytes of the launch)\n", a->n_kernels);
+    /* the kernels in the order of their first launch (the cubin lists them in reverse) */
+    int *order = xmalloc(sizeof(int) * ((size_t)a->n_kernels + 1));
+    for (int j = 0; j < a->n_kernels; j++) order[j] = j;
+    for (int j = 1; j < a->n_kernels; j++)
+        for (int q = j; q > 0 && first[order[q]] < first[order[q - 1]]; q--) {
+            int t = order[q];
+            order[q] = order[q - 1];
+            order[q - 1] = t;
+        }
+    fprintf(f, "\nkernels in the cubin: %d, in the order of their first launch\n", a->n_kernels);
+    fprintf(f, "  %-28s %8s %5s %8s %8s %10s\n", "kernel", "launches", "regs", "ssmem", "local", "code");
+    for (int q = 0; q < a->n_kernels; q++) {
+        int j = order[q];
+        const ArtifactKernel *k = &a->kernels[j];
+        char regs[16] = "?", lm[24] = "?";
+        if (k->regs >= 0) snprintf(regs, sizeof regs, "%d", k->regs);
+        if (k->frame_bytes >= 0) snprintf(lm, sizeof lm, "%d", k->frame_bytes);
+        fprintf(f, "  %-28s %8d %5s %8lld %8s %10lld\n", k->name, uses[j], regs, (long long)k->static_smem, lm,
+                (long long)k->code_bytes);
+    }
+    fprintf(f, "(regs: EIATTR_REGCOUNT; ssmem: static shared bytes, the size of .nv.shared.<kernel>, including\n"
+               "the 1 KiB sm_80+ reserves; local: EIATTR_FRAME_SIZE bytes per thread; code: .text bytes;\n"
+               "dsmem: dynamic shared bytes of the launch)\n");
+    free(uses);
+    free(first);
+    free(order);
 }
 
 int artifact_sm(const Artifact *a)

@@ -31,7 +31,7 @@
 #include "plan.h"
 
 #define ARTIFACT_FORMAT "kanc-step"
-#define ARTIFACT_VERSION 1
+#define ARTIFACT_VERSION 2
 #define ARTIFACT_SYMBOL "kanc_plan"
 
 /* what the cubin says about one kernel (its .nv.info attributes and sections) */

@@ -14,7 +14,11 @@
  * and KANC_EMU_HOST(NAME, SYNC), which the generated source expands after
  * each kernel into its host entry
  *
- *     extern "C" void NAME__host(dim3 grid, dim3 block, unsigned smem, const KancArgs *args)
+ *     extern "C" void NAME__host(dim3 grid, dim3 block, unsigned smem, void **params)
+ *
+ * params is cuLaunchKernel's kernelParams: params[i] points to the value of
+ * the kernel's parameter i (params[0]: the address of KancArgs, params[1]:
+ * the KancLaunchArgs); the entry copies them at the launch, as the driver does.
  *
  * How a launch runs: the blocks run one after another, so `__shared__`
  * (a function-local static) is the block's shared memory. Within a block,
@@ -440,14 +444,25 @@ static void kanc_emu_launch(const char *name, void (*fn)(const void *), dim3 gri
 }
 
 /* The host entry of a generated kernel (expanded after its definition):
-   extern "C" void NAME__host(dim3 grid, dim3 block, unsigned smem, const KancArgs *args).
+   extern "C" void NAME__host(dim3 grid, dim3 block, unsigned smem, void **params),
+   params as cuLaunchKernel's kernelParams: params[0] -> const KancArgs *,
+   params[1] -> KancLaunchArgs, copied at the launch as the driver copies them.
    SYNC: the kernel uses barriers or warp primitives. */
-#define KANC_EMU_HOST(NAME, SYNC)                                                           \
-    static void NAME##__emu(const void *a) { NAME((const KancArgs *)a); }                  \
-    extern "C" __attribute__((visibility("default"))) void NAME##__host(                   \
-        dim3 grid, dim3 block, unsigned smem, const KancArgs *args)                        \
-    {                                                                                       \
-        kanc_emu_launch(#NAME, NAME##__emu, grid, block, smem, (const void *)args, SYNC); \
+#define KANC_EMU_HOST(NAME, SYNC)                                                              \
+    static void NAME##__emu(const void *a)                                                     \
+    {                                                                                          \
+        const void *const *p = (const void *const *)a;                                        \
+        NAME(*(const KancArgs *const *)p[0], *(const KancLaunchArgs *)p[1]);                   \
+    }                                                                                          \
+    extern "C" __attribute__((visibility("default"))) void NAME##__host(dim3 grid, dim3 block, \
+                                                                        unsigned smem, void **params) \
+    {                                                                                          \
+        const KancArgs *args;                                                                  \
+        KancLaunchArgs la;                                                                     \
+        memcpy(&args, params[0], sizeof args);                                                 \
+        memcpy(&la, params[1], sizeof la);                                                     \
+        const void *copy[2] = {&args, &la};                                                    \
+        kanc_emu_launch(#NAME, NAME##__emu, grid, block, smem, (const void *)copy, SYNC);      \
     }
 
 #endif

@@ -232,8 +232,14 @@ int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgs *args, char *er
         snprintf(err, errlen, "emu: kernel %s has no host entry %s__host in the module", l->name, l->name);
         return -1;
     }
+    const uint64_t base[KANC_N_AREAS] = {args->arena, args->params, args->grads, args->m,
+                                         args->v,     args->buffers, args->ws};
+    KancLaunchArgs la;
+    if (cuda_launch_args(l, base, NULL, &la, err, errlen)) return -1;
+    uint64_t a = (uint64_t)(uintptr_t)args;
+    void *params[2] = {&a, &la};
     KancDim3 grid = {l->grid[0], l->grid[1], l->grid[2]}, block = {l->block[0], l->block[1], l->block[2]};
-    fn(grid, block, l->smem, args);
+    fn(grid, block, l->smem, params);
     return 0;
 }
 

@@ -44,8 +44,10 @@ typedef struct {
     unsigned x, y, z;
 } KancDim3;
 
-/* A kernel's host entry: NAME__host(grid, block, smem, args). */
-typedef void (*EmuHostFn)(KancDim3 grid, KancDim3 block, unsigned smem, const KancArgs *args);
+/* A kernel's host entry: NAME__host(grid, block, smem, params), params as
+   cuLaunchKernel's kernelParams (params[0] -> the KancArgs address as a
+   uint64_t, params[1] -> the launch's KancLaunchArgs). */
+typedef void (*EmuHostFn)(KancDim3 grid, KancDim3 block, unsigned smem, void **params);
 
 typedef struct EmuModule EmuModule;
 
@@ -62,7 +64,8 @@ EmuHostFn emu_module_lookup(EmuModule *m, const char *name);
 /* A LAUNCH_GEMM on the CPU (cblas_sgemm; beta == 0 never reads C). */
 void emu_gemm(const GemmDesc *d, const KancArgs *args);
 
-/* One launch: a kernel through its host entry, or a GEMM. 0, or -1 with err. */
+/* One launch: a kernel through its host entry (its arguments resolved
+   against args' areas, cuda_launch_args), or a GEMM. 0, or -1 with err. */
 int emu_launch(EmuModule *m, const CudaLaunch *l, const KancArgs *args, char *err,
                size_t errlen);
 
