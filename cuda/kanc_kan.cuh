@@ -44,6 +44,24 @@ __device__ __forceinline__ float kanc_kan_w(const float *base, const float *spli
     return SCALER ? w * scaler[oi] : w;
 }
 
+/* One (o, i) group of S columns of dWf, g, added to the gradients: d base
+   (g[0] with BASE), d spline (times the scaler) and d scaler (sum_c g_spline *
+   spline) */
+template <class B, int BASE, int SCALER>
+__device__ __forceinline__ void kanc_kan_split_one(float *dbase, float *dspline, float *dscaler, const float *g,
+                                                   const float *spline, const float *scaler, int o, int i, int IN,
+                                                   int OUT)
+{
+    long long oi = (long long)o * IN + i, w = kanc_weight_at<B>(o, i, IN, OUT);
+    if (BASE) dbase[oi] += g[0];
+    float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;
+    for (int c = 0; c < B::NB; c++) {
+        dspline[w + c] += g[BASE + c] * s;
+        ds += g[BASE + c] * spline[w + c];
+    }
+    if (SCALER) dscaler[oi] += ds;
+}
+
 /* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;
    the reduction advances TI inputs (TI*S columns of A) per stage. */
 template <class B, int ACT, int BASE, int SCALER, int TM, int TN, int TI>
@@ -149,16 +167,9 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
     __syncthreads();
     for (int e = tid; e < TM * TI; e += 256) {
         int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;
-        if (o >= OUT || i >= IN) continue;
-        long long oi = (long long)o * IN + i, w = kanc_weight_at<B>(o, i, IN, OUT);
-        const float *g = &Gs[oo][ii * S];
-        if (BASE) dbase[oi] += g[0];
-        float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;
-        for (int c = 0; c < NB; c++) {
-            dspline[w + c] += g[BASE + c] * s;
-            ds += g[BASE + c] * spline[w + c];
-        }
-        if (SCALER) dscaler[oi] += ds;
+        if (o < OUT && i < IN)
+            kanc_kan_split_one<B, BASE, SCALER>(dbase, dspline, dscaler, &Gs[oo][ii * S], spline, scaler, o, i, IN,
+                                                OUT);
     }
 }
 

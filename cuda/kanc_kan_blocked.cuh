@@ -46,19 +46,10 @@ template <class B, int BASE, int SCALER>
 KD void kanc_kan_split_dw(float *dbase, float *dspline, float *dscaler, const float *dwf, const float *spline,
                           const float *scaler, int IN, int OUT)
 {
-    constexpr int NB = B::NB, S = NB + BASE;
-    for (long long oi = kanc_gtid(); oi < (long long)OUT * IN; oi += kanc_gstride()) {
-        int o = (int)(oi / IN), i = (int)(oi % IN);
-        long long w = kanc_weight_at<B>(o, i, IN, OUT);
-        const float *g = dwf + oi * S;
-        if (BASE) dbase[oi] += g[0];
-        float s = SCALER ? scaler[oi] : 1.0f, ds = 0.0f;
-        for (int c = 0; c < NB; c++) {
-            dspline[w + c] += g[BASE + c] * s;
-            ds += g[BASE + c] * spline[w + c];
-        }
-        if (SCALER) dscaler[oi] += ds;
-    }
+    constexpr int S = B::NB + BASE;
+    for (long long oi = kanc_gtid(); oi < (long long)OUT * IN; oi += kanc_gstride())
+        kanc_kan_split_one<B, BASE, SCALER>(dbase, dspline, dscaler, dwf + oi * S, spline, scaler, (int)(oi / IN),
+                                            (int)(oi % IN), IN, OUT);
 }
 
 /* dx[r, i] (+)= act'(x) Gb[r, i*S] (if BASE) + sum_c f'_c(x) Gb[r, i*S + BASE + c]
