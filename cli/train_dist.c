@@ -23,7 +23,8 @@ int train_dist_setup_rank(Dist *d, TrainArgs *a, char *err, size_t errlen)
         a->threads = cores / d->local_size > 1 ? cores / d->local_size : 1;
     }
     const char *ord = getenv("KANC_CUDA_DEVICE");
-    if (!ord || !*ord) { /* one rank per GPU */
+    int emu = a->device && !strcmp(a->device, "emu"); /* the mock has one device */
+    if ((!ord || !*ord) && !emu) { /* one rank per GPU */
         char s[16];
         snprintf(s, sizeof s, "%d", d->local_rank);
         setenv("KANC_CUDA_DEVICE", s, 1);
@@ -52,9 +53,10 @@ int train_dist_setup_model(Dist *d, DistZero *z, const TrainArgs *a, Model *m, c
 
 void train_dist_print_start(const Dist *d, const DistZero *z, const Model *m, int64_t batch, int64_t block)
 {
-    printf("kanrun: data parallel: %d rank%s (%s), gradients averaged by %s; global batch %d x %lld = %lld "
-           "sequences of %lld tokens\n",
-           d->size, d->size > 1 ? "s" : "", d->mpi_lib, d->nccl ? "NCCL" : "MPI (in rank order)", d->size,
+    printf("kanrun: data parallel: %d rank%s (Open MPI, %s), gradients averaged by %s%s; global batch %d x %lld "
+           "= %lld sequences of %lld tokens\n",
+           d->size, d->size > 1 ? "s" : "", d->mpi_lib, d->nccl ? "NCCL " : "MPI (in rank order)",
+           d->nccl ? dist_nccl_name(d) : "", d->size,
            (long long)batch, (long long)batch * d->size, (long long)block);
     if (z->active) {
         double full = 8.0 * (double)z->n / (1 << 20), mine = 8.0 * (double)(z->hi - z->lo) / (1 << 20);

@@ -63,6 +63,9 @@ int dist_average_grads(Dist *d, Device *dev, char *err, size_t errlen);
    -1 with a message. */
 int dist_use_nccl(Dist *d, Device *dev, char *err, size_t errlen);
 
+/* the NCCL library in use ("libnccl.so.2", "(mock: ...)"), or NULL: gradients go by MPI */
+const char *dist_nccl_name(const Dist *d);
+
 /* v[0..n) := the mean over the ranks (summed in rank order, in double) */
 int dist_mean(Dist *d, double *v, int n, char *err, size_t errlen);
 /* *v := the largest of the ranks' values */

@@ -81,7 +81,7 @@ static int finish(Dist *d, int rc, MPI_Request *req, const char *what, char *err
     char why[MPI_MAX_ERROR_STRING + 1];
     if (rc != MPI_SUCCESS) {
         mpi_message(m, rc, why, sizeof why);
-        set_err(err, errlen, "rank %d: %s at step %lld failed: %s", d->rank, what, (long long)d->step, why);
+        set_err(err, errlen, "%s at step %lld failed: %s", what, (long long)d->step, why);
         return -1;
     }
     double t0 = now_s();
@@ -89,7 +89,7 @@ static int finish(Dist *d, int rc, MPI_Request *req, const char *what, char *err
         int flag = 0;
         if ((rc = m->Test(req, &flag, NULL)) != MPI_SUCCESS) {
             mpi_message(m, rc, why, sizeof why);
-            set_err(err, errlen, "rank %d: %s at step %lld failed: %s (did another rank stop?)", d->rank, what,
+            set_err(err, errlen, "%s at step %lld failed: %s (did another rank stop?)", what,
                     (long long)d->step, why);
             return -1;
         }
@@ -99,8 +99,8 @@ static int finish(Dist *d, int rc, MPI_Request *req, const char *what, char *err
         if ((spins & 1023) == 0) {
             double waited = now_s() - t0;
             if (waited > d->timeout_s) {
-                set_err(err, errlen, "rank %d: no answer from the other ranks within %g s in %s at step %lld: "
-                        "a rank died or hangs (--dist-timeout)", d->rank, d->timeout_s, what, (long long)d->step);
+                set_err(err, errlen, "no answer from the other ranks within %g s in %s at step %lld: "
+                        "a rank died or hangs (--dist-timeout)", d->timeout_s, what, (long long)d->step);
                 return -1;
             }
             if (waited > 1) {
@@ -272,7 +272,7 @@ static int gatherv(Dist *d, int root, const void *mine, void *all, const size_t 
         for (int r = 0; r < d->size; r++) {
             size_t disp = offs[r] + at - base;
             if (disp > INT_MAX) {
-                set_err(err, errlen, "rank %d: %s: a displacement of %zu bytes is past MPI's int", d->rank, what,
+                set_err(err, errlen, "%s: a displacement of %zu bytes is past MPI's int", what,
                         disp);
                 return -1;
             }

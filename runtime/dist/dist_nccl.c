@@ -209,7 +209,7 @@ int dist_use_nccl(Dist *d, Device *dev, char *err, size_t errlen)
     }
     if (dist_bcast(d, &id, sizeof id, 0, err, errlen)) goto fail;
     if ((r = n->api.CommInitRank(&n->comm, d->size, id, d->rank)) != ncclSuccess) {
-        set_err(err, errlen, "rank %d: ncclCommInitRank(%d ranks) failed: %s", d->rank, d->size, nccl_why(n, r));
+        set_err(err, errlen, "ncclCommInitRank(%d ranks) failed: %s", d->size, nccl_why(n, r));
         goto fail;
     }
     d->nccl = n;
@@ -219,6 +219,8 @@ fail:
     free(n);
     return -1;
 }
+
+const char *dist_nccl_name(const Dist *d) { return d->nccl ? d->nccl->path : NULL; }
 
 void dist_nccl_free(Dist *d)
 {
@@ -253,7 +255,7 @@ static int nccl_average(Dist *d, Device *dev, char *err, size_t errlen)
     void *p = (void *)(uintptr_t)grads;
     ncclResult_t r = n->api.AllReduce(p, p, count, ncclFloat32, ncclAvg, n->comm, stream);
     if (r != ncclSuccess && r != ncclInProgress) {
-        set_err(err, errlen, "rank %d: ncclAllReduce of %zu gradients at step %lld failed: %s", d->rank, count,
+        set_err(err, errlen, "ncclAllReduce of %zu gradients at step %lld failed: %s", count,
                 (long long)d->step, nccl_why(n, r));
         return -1;
     }
@@ -263,22 +265,22 @@ static int nccl_average(Dist *d, Device *dev, char *err, size_t errlen)
         CUresult q = n->stream_query(stream);
         if (q == CUDA_SUCCESS) return 0;
         if (q != KANC_CUDA_ERROR_NOT_READY) {
-            set_err(err, errlen, "rank %d: the stream failed during the NCCL all-reduce at step %lld: %s", d->rank,
+            set_err(err, errlen, "the stream failed during the NCCL all-reduce at step %lld: %s",
                     (long long)d->step, cuda_error_string(cuda, q));
             return -1;
         }
         ncclResult_t async = ncclSuccess;
         n->api.CommGetAsyncError(n->comm, &async);
         if (async != ncclSuccess && async != ncclInProgress) {
-            set_err(err, errlen, "rank %d: NCCL failed at step %lld: %s (did another rank stop?)", d->rank,
+            set_err(err, errlen, "NCCL failed at step %lld: %s (did another rank stop?)",
                     (long long)d->step, nccl_why(n, async));
             n->api.CommAbort(n->comm);
             n->comm = NULL;
             return -1;
         }
         if (now_s() - t0 > d->timeout_s) {
-            set_err(err, errlen, "rank %d: the NCCL all-reduce did not finish within %g s at step %lld: a rank died "
-                    "or hangs (--dist-timeout)", d->rank, d->timeout_s, (long long)d->step);
+            set_err(err, errlen, "the NCCL all-reduce did not finish within %g s at step %lld: a rank died "
+                    "or hangs (--dist-timeout)", d->timeout_s, (long long)d->step);
             n->api.CommAbort(n->comm);
             n->comm = NULL;
             return -1;
