@@ -790,6 +790,11 @@ int train_run(TrainArgs *a)
             }
             if (rc) goto fail;
             last_saved = done_steps;
+            if (dist.active) { /* what a rank stopped by the launcher reports */
+                char kept[512];
+                kept_text(a, last_saved, kept, sizeof kept);
+                train_dist_note_checkpoint(&dist, kept);
+            }
         }
     }
     progress_end(&bar);

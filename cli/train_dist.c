@@ -1,6 +1,7 @@
 /* train_dist.c: kanrun train as one rank of a data-parallel job (train_dist.h). */
 #include "train_dist.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,36 @@
 #include "cuda_api.h"
 #include "util.h"
 
+/* The line a rank prints when the launcher ends the job (SIGTERM: mpirun does
+   so when another rank died), written by the handler with write(2). Two
+   buffers, so that the handler never reads one being rewritten. */
+static char stop_text[2][1024];
+static volatile sig_atomic_t stop_which;
+
+static void on_stop_signal(int sig)
+{
+    const char *t = stop_text[stop_which];
+    ssize_t w = write(2, t, strlen(t));
+    (void)w;
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void train_dist_note_checkpoint(const Dist *d, const char *kept)
+{
+    if (!d->active) return;
+    int next = !stop_which;
+    snprintf(stop_text[next], sizeof stop_text[next],
+             "kanrun train: rank %d: stopped by a signal (the launcher ends the job: did another rank fail?); %s\n",
+             d->rank, kept);
+    stop_which = next;
+}
+
 int train_dist_setup_rank(Dist *d, TrainArgs *a, char *err, size_t errlen)
 {
+    train_dist_note_checkpoint(d, "no checkpoint was written yet");
+    signal(SIGTERM, on_stop_signal);
+    signal(SIGINT, on_stop_signal);
     if (d->rank > 0) { /* rank 0 alone logs */
         a->quiet = 1;
         if (!freopen("/dev/null", "w", stdout)) {

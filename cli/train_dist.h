@@ -12,8 +12,12 @@
 /* Before the model is built: ranks other than 0 print nothing on stdout (their
    errors still go to stderr); without --threads each rank takes its share of
    the machine's cores; a CUDA rank takes the GPU of its local rank
-   ($KANC_CUDA_DEVICE, unless set). */
+   ($KANC_CUDA_DEVICE, unless set); SIGTERM and SIGINT print which checkpoint
+   stays before the rank ends. */
 int train_dist_setup_rank(Dist *d, TrainArgs *a, char *err, size_t errlen);
+/* What a rank says when the launcher stops it (SIGTERM, SIGINT): the
+   checkpoint that stays, `kept` ("the last good checkpoint is ..."). */
+void train_dist_note_checkpoint(const Dist *d, const char *kept);
 /* Once the weights and moments are loaded: NCCL for a CUDA (or emu) device,
    ZeRO-1 with --zero 1. Without MPI, a note when --zero or --check-every is
    given (they need several ranks). */

@@ -262,6 +262,8 @@ Test(dist, a_killed_rank_stops_the_job_and_the_checkpoint_resumes_exactly, .time
     free(cmd);
     cr_expect_neq(st, 0, "the job ended well with a rank killed:\n%s", out);
     cr_expect(secs < 30, "the job took %.1f s to stop after the kill:\n%s", secs, out);
+    cr_expect(strstr(out, "rank 0: stopped by a signal") && strstr(out, "the last good checkpoint is"),
+              "rank 0 says why it stops and what it keeps:\n%s", out);
     free(out);
     /* the checkpoint is whole: it loads, a single process evaluates it */
     cr_assert_eq(test_run(&out, "$KANRUN eval %s", b), 0, "%s", out);
