@@ -98,8 +98,8 @@ void train_dist_print_start(const Dist *d, const DistZero *z, const Model *m, in
 void train_dist_print_end(const Dist *d, int zero_active, double comm_s, double wait_s, int64_t steps)
 {
     if (steps > 0)
-        printf("kanrun: data parallel: %d ranks, per step %.3f ms in the gradient all-reduce%s, %.3f ms waiting "
-               "for the slowest rank\n", d->size, 1e3 * comm_s / (double)steps,
+        printf("kanrun: data parallel: %d rank%s, per step %.3f ms in the gradient all-reduce%s, %.3f ms waiting "
+               "for the slowest rank\n", d->size, d->size > 1 ? "s" : "", 1e3 * comm_s / (double)steps,
                zero_active ? " and ZeRO-1's all-gather" : "", 1e3 * wait_s / (double)steps);
 }
 
