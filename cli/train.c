@@ -619,17 +619,17 @@ int train_run(TrainArgs *a)
         goto fail;
     }
     char *cache = xasprintf("%s/tokens", a->out);
-    int crc;
-    if (dist.rank == 0) {
-        crc = corpus_prepare(a->data, a->val, tok, cache, &corpus, err, sizeof err);
-    } else { /* rank 0 writes the token cache, the others read it once it is there */
-        int ready = 0;
-        crc = dist_max_int(&dist, &ready, err, sizeof err) ||
-              corpus_prepare_readonly(a->data, a->val, tok, cache, &corpus, err, sizeof err);
-    }
-    if (dist.rank == 0 && dist.active && !crc) {
-        int ready = 0;
-        crc = dist_max_int(&dist, &ready, err, sizeof err);
+    int crc = 0;
+    if (dist.rank == 0) crc = corpus_prepare(a->data, a->val, tok, cache, &corpus, err, sizeof err);
+    if (dist.active) { /* rank 0 writes the token cache, the others read it once it is there */
+        int r0 = train_dist_rank0_outcome(&dist, crc != 0, err, sizeof err);
+        if (r0 < 0) goto fail;
+        if (r0 > 0) { /* every rank stops: rank 0 said why */
+            agreed = 1;
+            if (dist.rank > 0) set_err(err, sizeof err, "rank 0 could not prepare the training data");
+            goto fail;
+        }
+        if (dist.rank > 0) crc = corpus_prepare_readonly(a->data, a->val, tok, cache, &corpus, err, sizeof err);
     }
     free(cache);
     if (crc || corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) goto fail;
@@ -727,8 +727,10 @@ int train_run(TrainArgs *a)
                 snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
                          isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
                          (long long)step + 1, dev->grad_norm);
-            status = stop_diverged(a, why, last_saved);
-            agreed = 1; /* the mean loss and the norm of the mean gradient: the same on every rank */
+            /* the mean loss and the norm of the mean gradient are the same on every rank:
+               all stop, rank 0 says why */
+            status = dist.rank == 0 ? stop_diverged(a, why, last_saved) : 3;
+            agreed = 1;
             goto done;
         }
         if (zero.active) { /* ZeRO-1: AdamW on this rank's slice, the slices all-gathered */
@@ -783,6 +785,17 @@ int train_run(TrainArgs *a)
                 cJSON_Delete(st);
             }
             if (zero.active) dist_zero_release(&zero, dev);
+            if (dist.active) { /* every rank learns how rank 0's save went, and stops with it */
+                int r0 = train_dist_rank0_outcome(&dist, rc == CKPT_REFUSED ? 2 : rc != 0, err, sizeof err);
+                if (r0 < 0) goto fail;
+                agreed = r0 > 0;
+                if (r0 > 0 && dist.rank > 0) {
+                    fprintf(stderr, "kanrun train: rank %d: stopping: rank 0 could not write the checkpoint of "
+                            "step %lld\n", dist.rank, (long long)done_steps);
+                    status = r0 == 2 ? 3 : 1;
+                    goto done;
+                }
+            }
             if (rc == CKPT_REFUSED) { /* the update made weights no checkpoint may hold */
                 progress_end(&bar);
                 status = stop_diverged(a, err, last_saved);

@@ -103,6 +103,18 @@ void train_dist_print_end(const Dist *d, int zero_active, double comm_s, double 
                zero_active ? " and ZeRO-1's all-gather" : "", 1e3 * wait_s / (double)steps);
 }
 
+int train_dist_rank0_outcome(Dist *d, int code, char *err, size_t errlen)
+{
+    /* not bounded by --dist-timeout: tokenizing a corpus or writing a
+       checkpoint takes what it takes (a rank that dies is ended by mpirun) */
+    double timeout = d->timeout_s;
+    if (d->timeout_s < 86400) d->timeout_s = 86400;
+    int v = d->rank == 0 ? code : 0;
+    int rc = dist_max_int(d, &v, err, errlen);
+    d->timeout_s = timeout;
+    return rc ? -1 : v;
+}
+
 int train_dist_check_weights(Dist *d, Device *dev, char *err, size_t errlen)
 {
     int64_t n = device_area_elems(dev, AREA_PARAMS);

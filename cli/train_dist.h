@@ -27,6 +27,11 @@ void train_dist_print_start(const Dist *d, const DistZero *z, const Model *m, in
 /* rank 0's line: the time per step in the gradient collectives, and waiting
    for the slowest rank (the loss mean before them absorbs the wait) */
 void train_dist_print_end(const Dist *d, int zero_active, double comm_s, double wait_s, int64_t steps);
+/* Rank 0's outcome `code` (0: it went well; its value elsewhere is
+   ignored) on every rank, once rank 0 has it: what the others wait for while
+   rank 0 writes the token cache or a checkpoint, without --dist-timeout's
+   bound. Returns the code, or -1 with a message. */
+int train_dist_rank0_outcome(Dist *d, int code, char *err, size_t errlen);
 /* every rank's weights have rank 0's fingerprint, or -1 with a message */
 int train_dist_check_weights(Dist *d, Device *dev, char *err, size_t errlen);
 

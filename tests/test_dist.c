@@ -298,7 +298,7 @@ Test(dist, a_hung_rank_is_stopped_by_the_timeout, .timeout = 120)
     free(out);
 }
 
-Test(dist, every_rank_stops_on_a_nan_loss, .timeout = 120)
+Test(dist, every_rank_stops_on_a_nan_loss_and_a_refused_checkpoint, .timeout = 120)
 {
     need_mpirun();
     char *text = write_text(), *a = test_tmpdir(), *out = NULL;
@@ -306,6 +306,14 @@ Test(dist, every_rank_stops_on_a_nan_loss, .timeout = 120)
                       " --batch 4 --steps 30 --lr 1e16 --warmup 0 --clip 0 --save-every 1 --log-every 1", text, a);
     cr_expect_eq(st, 3, "exit status %d:\n%s", st, out);
     cr_expect(strstr(out, "the loss is NaN at step 2") || strstr(out, "the loss is infinite at step 2"), "%s", out);
+    cr_expect(!strstr(out, "MPI_ABORT"), "the ranks agreed; none aborted:\n%s", out);
+    free(out);
+    /* --lr 1e30: rank 0 alone sees that the weights cannot be saved; every rank stops with it */
+    char *b = test_tmpdir();
+    st = test_run(&out, MPIRUN " $KANRUN train models/kansformers.kdl --data %s --out %s " TINY
+                  " --batch 4 --steps 30 --lr 1e30 --warmup 0 --clip 0 --save-every 1 --log-every 1", text, b);
+    cr_expect_eq(st, 3, "exit status %d:\n%s", st, out);
+    cr_expect(strstr(out, "rank 1: stopping: rank 0 could not write the checkpoint of step 1"), "%s", out);
     cr_expect(!strstr(out, "MPI_ABORT"), "the ranks agreed; none aborted:\n%s", out);
     free(out);
 }
