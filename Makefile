@@ -9,7 +9,7 @@ BUILD   ?= build
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 OPTFLAGS ?= -O3 -march=native
 # every source folder is on the include path: a header is named by its file name
-SRC_DIRS := compiler ops runtime runtime/exec runtime/device runtime/device/emu runtime/io runtime/data cli
+SRC_DIRS := compiler ops runtime runtime/exec runtime/device runtime/device/emu runtime/io runtime/data runtime/dist cli
 KANC_CFLAGS := $(OPTFLAGS) -std=gnu11 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fopenmp \
            -I. $(addprefix -I,$(SRC_DIRS)) -Icuda -I$(BUILD)/gen \
            -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8 cairo) $(CFLAGS)

@@ -19,6 +19,7 @@
 #include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
+#include "train_dist.h"
 #include "kan_basis.h"
 #include "kan_grid.h"
 #include "kan_probe.h"
@@ -124,6 +125,7 @@ void train_args_init(TrainArgs *a)
     a->batch = a->steps = a->warmup = a->eval_every = a->eval_batches = -1;
     a->save_every = a->log_every = a->seed = a->grid_update_every = a->grid_update_until = -1;
     a->lr = a->min_lr = a->weight_decay = a->clip = a->grid_margin = a->grid_eps = NAN;
+    a->dist_timeout = 300;
 }
 
 /* "min-lr" -> "min_lr": the key of a setting in the saved training state */
@@ -168,6 +170,13 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                 "keep (default): the refit keeps each layer's output on\nthe batch; efficient-kan: upstream's update_grid\n(scales the splines by spline_scaler once more)"),
         CLI_STR("device", &a->device, "D",
                 "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
+        /* data parallel, under mpirun (see the README) */
+        CLI_INT("check-every", &a->check_every, 0, CLI_INT_MAX, "N",
+                "under mpirun: check every N steps that every rank\nholds the same weights (default 0: never)"),
+        CLI_INT("zero", &a->zero, 0, 1, "S",
+                "under mpirun: 1 shards the AdamW moments across the\nranks (ZeRO stage 1; default 0)"),
+        CLI_REAL_POS("dist-timeout", &a->dist_timeout, 1e9, "S",
+                     "under mpirun: stop the job when a collective waits\nlonger than S seconds (default 300)"),
     };
     CliOpt opts[CLI_COUNT(head) + N_SETTINGS + CLI_COUNT(tail)];
     int n = 0;
@@ -328,6 +337,7 @@ static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, cons
     __attribute__((format(printf, 5, 6)));
 static int metrics_line(FILE *f, const char *out, char *err, size_t errlen, const char *fmt, ...)
 {
+    if (!f) return 0; /* a rank other than 0 of a data-parallel job: no metrics */
     va_list ap;
     va_start(ap, fmt);
     errno = 0;
@@ -541,6 +551,16 @@ int train_run(TrainArgs *a)
     int lock = -1;
     char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
     char *default_out = NULL; /* runs/MODEL when --out is not given */
+    /* ---- data parallel: under mpirun each process is a rank (runtime/dist) */
+    Dist dist;
+    DistZero zero = {0};
+    int agreed = 0; /* every rank ends the same way (done, diverged): no abort needed */
+    double comm_s = 0, wait_s = 0; /* time in the gradient collectives, and waiting for the slowest rank */
+    if (dist_init(&dist, a->dist_timeout, err, sizeof err)) {
+        fprintf(stderr, "kanrun train: error: %s\n", err);
+        return 1;
+    }
+    if (dist.active && train_dist_setup_rank(&dist, a, err, sizeof err)) goto fail;
     set_threads(a->threads);
 
     if (!a->model && !a->resume) {
@@ -569,8 +589,9 @@ int train_run(TrainArgs *a)
                      "(or another --out)", a->resume);
             goto fail;
         }
-        /* claimed before it is read: its writer replaces and deletes checkpoints as it saves */
-        if ((lock = run_lock(a->resume, err, sizeof err)) < 0) goto fail;
+        /* claimed before it is read: its writer replaces and deletes checkpoints as it saves
+           (by rank 0 alone, the writer of a data-parallel job) */
+        if (dist.rank == 0 && (lock = run_lock(a->resume, err, sizeof err)) < 0) goto fail;
     }
     /* the training state records absolute paths: a resume from elsewhere finds them */
     if (a->data && (data_abs = realpath(a->data, NULL))) a->data = data_abs;
@@ -593,7 +614,7 @@ int train_run(TrainArgs *a)
         a->out = default_out = xasprintf("runs/%s", name); /* lives for the whole run */
         free(name);
     }
-    if ((lock = claim_out(a, m.dev->step, lock, err, sizeof err)) < 0) goto fail;
+    if (dist.rank == 0 && (lock = claim_out(a, m.dev->step, lock, err, sizeof err)) < 0) goto fail;
     LmIo io;
     if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
     if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
@@ -602,13 +623,26 @@ int train_run(TrainArgs *a)
         goto fail;
     }
     char *cache = xasprintf("%s/tokens", a->out);
-    int crc = corpus_prepare(a->data, a->val, tok, cache, &corpus, err, sizeof err);
+    int crc = 0;
+    if (dist.rank == 0) crc = corpus_prepare(a->data, a->val, tok, cache, &corpus, err, sizeof err);
+    if (dist.active) { /* rank 0 writes the token cache, the others read it once it is there */
+        int r0 = train_dist_rank0_outcome(&dist, crc != 0, err, sizeof err);
+        if (r0 < 0) goto fail;
+        if (r0 > 0) { /* every rank stops: rank 0 said why */
+            agreed = 1;
+            if (dist.rank > 0) set_err(err, sizeof err, "rank 0 could not prepare the training data");
+            goto fail;
+        }
+        if (dist.rank > 0) crc = corpus_prepare_readonly(a->data, a->val, tok, cache, &corpus, err, sizeof err);
+    }
     free(cache);
     if (crc || corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) goto fail;
 
     if (!a->resume && !a->init_from && model_init_params(&m, (uint64_t)a->seed, err, sizeof err)) goto fail;
     Device *dev = m.dev;
     dev->seed = (uint64_t)a->seed;
+    if (dist.rank > 0) /* dropout: other masks on every rank (rank 0 keeps a one-process run's) */
+        dev->seed ^= 0x9E3779B97F4A7C15ULL * (uint64_t)dist.rank;
     dev->training = 1;
     dev->opt.lr = a->lr;
     dev->opt.weight_decay = a->weight_decay;
@@ -618,9 +652,11 @@ int train_run(TrainArgs *a)
         fprintf(stderr, "kanrun train: the run is at step %lld already; --steps %lld adds nothing\n",
                 (long long)start, (long long)a->steps);
         status = 0;
+        agreed = 1;
         goto done;
     }
-    if (!(metrics = open_metrics(a->out, start, err, sizeof err))) goto fail;
+    if (train_dist_setup_model(&dist, &zero, a, &m, err, sizeof err)) goto fail;
+    if (dist.rank == 0 && !(metrics = open_metrics(a->out, start, err, sizeof err))) goto fail;
     int64_t params = 0;
     for (int i = 0; i < m.g.n; i++)
         if (m.g.nodes[i].op == OP_PARAM) params += shape_numel(&m.g.nodes[i].shape);
@@ -641,12 +677,17 @@ int train_run(TrainArgs *a)
                peak.flops / 1e12, peak.source);
     else
         printf("kanrun: %.4g FLOPs per token per step; %s\n", step_flops, peak.note);
+    if (dist.active) train_dist_print_start(&dist, &zero, &m, io.batch, io.block);
     fflush(stdout);
 
     size_t ntok = (size_t)(io.batch * io.block);
+    double step_tokens = (double)ntok * dist.size; /* the global batch's */
     x = xmalloc(ntok * 4);
     y = xmalloc(ntok * 4);
     int adam = m.g.n - 1; /* the optimizer's last node */
+    int gnorm = adam - 1; /* the gradient norm: data-parallel ranks average the gradients before it */
+    if (m.g.nodes[gnorm].op != OP_GRAD_NORM || m.g.nodes[adam].op != OP_ADAMW)
+        die("train: the step does not end with the gradient norm and AdamW");
     kan_probe_init(&probe, &m); /* the out-of-grid fraction at each evaluation, the grid update */
     out_of_grid = xcalloc((size_t)probe.n + 1, sizeof *out_of_grid);
     if (a->grid_update_every > 0) {
@@ -667,14 +708,28 @@ int train_run(TrainArgs *a)
     for (int64_t step = start; step < a->steps; step++) {
         double t0 = now_s();
         dev->opt.lr = train_lr(step, a->steps, a->warmup, a->lr, a->min_lr);
-        corpus_batch(corpus.train, corpus.n_train, (int)io.block, (int)io.batch, (uint64_t)a->seed,
-                     (uint64_t)step, x, y);
+        /* this rank's rows of the global batch (all of it in one process) */
+        corpus_batch_rows(corpus.train, corpus.n_train, (int)io.block, (int64_t)dist.rank * io.batch,
+                          (int)io.batch, (uint64_t)a->seed, (uint64_t)step, x, y);
         if (model_set_tokens(&m, io.idx, x, err, sizeof err) ||
             model_set_tokens(&m, io.targets, y, err, sizeof err))
             goto fail;
-        dev->ops->run(dev, 0, adam); /* forward, backward, gradient norm */
         double loss;
-        model_read_value(&m, m.g.loss, &loss);
+        if (!dist.active) {
+            dev->ops->run(dev, 0, adam); /* forward, backward, gradient norm */
+            model_read_value(&m, m.g.loss, &loss);
+        } else { /* ---- data parallel: the ranks' mean gradient and loss, then its norm */
+            dist.step = step;
+            dev->ops->run(dev, 0, gnorm);
+            model_read_value(&m, m.g.loss, &loss);
+            double c0 = now_s(); /* the tiny loss mean first: it waits for the slowest rank */
+            if (dist_mean(&dist, &loss, 1, err, sizeof err)) goto fail;
+            double c1 = now_s();
+            if (dist_average_grads(&dist, dev, err, sizeof err)) goto fail;
+            wait_s += c1 - c0;
+            comm_s += now_s() - c1;
+            dev->ops->run(dev, gnorm, adam);
+        }
         double applied = applied_grad_norm(dev->grad_norm, a->clip);
         if (!isfinite(loss) || !isfinite(dev->grad_norm) || applied > TRAIN_MAX_GRAD_NORM) {
             progress_end(&bar);
@@ -687,25 +742,35 @@ int train_run(TrainArgs *a)
                 snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
                          isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
                          (long long)step + 1, dev->grad_norm);
-            status = stop_diverged(a, why, last_saved);
+            /* the mean loss and the norm of the mean gradient are the same on every rank:
+               all stop, rank 0 says why */
+            status = dist.rank == 0 ? stop_diverged(a, why, last_saved) : 3;
+            agreed = 1;
             goto done;
         }
-        dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
+        if (zero.active) { /* ZeRO-1: AdamW on this rank's slice, the slices all-gathered */
+            double c0 = now_s();
+            if (dist_zero_step(&dist, &zero, dev, err, sizeof err)) goto fail;
+            comm_s += now_s() - c0;
+        } else {
+            dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
+        }
         double ms = 1e3 * (now_s() - t0);
         int64_t done_steps = step + 1;
         char json_terms[512], log_terms[512], flops_json[128], flops_log[128];
         loss_terms(&m, json_terms, log_terms, sizeof json_terms);
+        /* FLOP/s and MFU per rank (one device's share); tok/s of the global batch */
         peak_step_terms(&peak, step_flops * (double)ntok / (ms / 1e3), flops_log, flops_json, sizeof flops_log);
         if (metrics_line(metrics, a->out, err, sizeof err,
                          "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
                          "%s\"tok_s\":%.1f}\n",
                          (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms, flops_json,
-                         (double)ntok / (ms / 1e3)))
+                         step_tokens / (ms / 1e3)))
             goto stop_kept;
         if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
             progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s",
                          (long long)done_steps, (long long)a->steps, loss, log_terms, dev->opt.lr,
-                         dev->grad_norm, ms, (double)ntok / (ms / 1e3), flops_log);
+                         dev->grad_norm, ms, step_tokens / (ms / 1e3), flops_log);
         progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
             double vl;
@@ -725,10 +790,29 @@ int train_run(TrainArgs *a)
         if (grid_update_due(a, done_steps) &&
             grid_update(a, &m, &probe, &io, &corpus, done_steps, x, y, metrics, &bar, err, sizeof err))
             goto stop_kept;
+        if (dist.active && a->check_every > 0 && done_steps % a->check_every == 0 &&
+            train_dist_check_weights(&dist, dev, err, sizeof err))
+            goto fail;
         if ((a->save_every > 0 && done_steps % a->save_every == 0) || done_steps == a->steps) {
-            cJSON *st = state_json(a);
-            int rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
-            cJSON_Delete(st);
+            if (zero.active && dist_zero_gather(&dist, &zero, dev, err, sizeof err)) goto fail;
+            int rc = 0;
+            if (dist.rank == 0) { /* rank 0 alone writes */
+                cJSON *st = state_json(a);
+                rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
+                cJSON_Delete(st);
+            }
+            if (zero.active) dist_zero_release(&zero, dev);
+            if (dist.active) { /* every rank learns how rank 0's save went, and stops with it */
+                int r0 = train_dist_rank0_outcome(&dist, rc == CKPT_REFUSED ? 2 : rc != 0, err, sizeof err);
+                if (r0 < 0) goto fail;
+                agreed = r0 > 0;
+                if (r0 > 0 && dist.rank > 0) {
+                    fprintf(stderr, "kanrun train: rank %d: stopping: rank 0 could not write the checkpoint of "
+                            "step %lld\n", dist.rank, (long long)done_steps);
+                    status = r0 == 2 ? 3 : 1;
+                    goto done;
+                }
+            }
             if (rc == CKPT_REFUSED) { /* the update made weights no checkpoint may hold */
                 progress_end(&bar);
                 status = stop_diverged(a, err, last_saved);
@@ -736,11 +820,18 @@ int train_run(TrainArgs *a)
             }
             if (rc) goto fail;
             last_saved = done_steps;
+            if (dist.active) { /* what a rank stopped by the launcher reports */
+                char kept[512];
+                kept_text(a, last_saved, kept, sizeof kept);
+                train_dist_note_checkpoint(&dist, kept);
+            }
         }
     }
     progress_end(&bar);
+    if (dist.active) train_dist_print_end(&dist, zero.active, comm_s, wait_s, a->steps - start);
     printf("kanrun: done, checkpoint in %s (step %lld)\n", a->out, (long long)last_saved);
     status = 0;
+    agreed = 1;
     goto done;
 stop_kept: { /* the run stops (a metrics line or a grid update failed); its checkpoint stays */
     progress_end(&bar);
@@ -750,7 +841,8 @@ stop_kept: { /* the run stops (a metrics line or a grid update failed); its chec
     snprintf(err + n, sizeof err - n, "; stopping: %s", kept);
 }
 fail:
-    fprintf(stderr, "kanrun train: error: %s\n", err);
+    if (dist.size > 1) fprintf(stderr, "kanrun train: rank %d: error: %s\n", dist.rank, err);
+    else fprintf(stderr, "kanrun train: error: %s\n", err);
     status = 1;
 done:
     if (metrics && fclose(metrics) != 0 && status == 0) {
@@ -772,6 +864,9 @@ done:
     model_free(&m);
     if (default_out) a->out = NULL;
     free(default_out);
+    dist_zero_free(&zero);
+    if (dist.size > 1 && !agreed) dist_abort(&dist, status); /* this rank alone stops: the job stops */
+    dist_finalize(&dist);
     return status;
 }
 

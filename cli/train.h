@@ -19,6 +19,10 @@ typedef struct {
     const char *grid_mode;
     int64_t seed;
     int64_t threads;
+    /* data parallel (runtime/dist): the weights' fingerprint compared across the
+       ranks every N steps (0: never), ZeRO stage (0, 1), the longest wait in a collective */
+    int64_t check_every, zero;
+    double dist_timeout;
     int quiet;         /* no per-step lines (tests) */
     int force;         /* --force: move a run already in --out aside */
     double peak_tflops; /* --peak-tflops: the MFU's peak (0: the GPU table, else none) */

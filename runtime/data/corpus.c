@@ -432,13 +432,13 @@ int corpus_check_batch(const Corpus *c, int block_size, int batch, char *err, si
     return 0;
 }
 
-static void fill(const int32_t *tokens, size_t n, int block, int batch, uint64_t seed, uint64_t stream, int32_t *x,
-                 int32_t *y)
+static void fill(const int32_t *tokens, size_t n, int block, int64_t first_row, int batch, uint64_t seed,
+                 uint64_t stream, int32_t *x, int32_t *y)
 {
     if (block < 1 || n < (size_t)block + 1) die("corpus_batch: %zu tokens cannot fill a window of %d + 1", n, block);
     uint64_t starts = (uint64_t)(n - (size_t)block);
     for (int b = 0; b < batch; b++) {
-        uint64_t r = kanc_rng_bits(seed, stream, (uint64_t)b);
+        uint64_t r = kanc_rng_bits(seed, stream, (uint64_t)(first_row + b));
         size_t s = (size_t)(((unsigned __int128)r * starts) >> 64); /* uniform in [0, starts) */
         const int32_t *w = tokens + s;
         memcpy(x + (size_t)b * (size_t)block, w, (size_t)block * sizeof *x);
@@ -449,11 +449,17 @@ static void fill(const int32_t *tokens, size_t n, int block, int batch, uint64_t
 void corpus_batch(const int32_t *tokens, size_t n, int block, int batch, uint64_t seed, uint64_t step, int32_t *x,
                   int32_t *y)
 {
-    fill(tokens, n, block, batch, seed, step, x, y);
+    fill(tokens, n, block, 0, batch, seed, step, x, y);
+}
+
+void corpus_batch_rows(const int32_t *tokens, size_t n, int block, int64_t first_row, int batch, uint64_t seed,
+                       uint64_t step, int32_t *x, int32_t *y)
+{
+    fill(tokens, n, block, first_row, batch, seed, step, x, y);
 }
 
 void corpus_eval_batch(const int32_t *tokens, size_t n, int block, int batch, uint64_t seed, uint64_t j, int32_t *x,
                        int32_t *y)
 {
-    fill(tokens, n, block, batch, seed, CORPUS_EVAL_STREAM + j, x, y);
+    fill(tokens, n, block, 0, batch, seed, CORPUS_EVAL_STREAM + j, x, y);
 }

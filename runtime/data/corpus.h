@@ -67,6 +67,14 @@ int corpus_check_batch(const Corpus *c, int block_size, int batch, char *err, si
 void corpus_batch(const int32_t *tokens, size_t n, int block, int batch, uint64_t seed, uint64_t step, int32_t *x,
                   int32_t *y);
 
+/* Rows first_row .. first_row + batch - 1 of the training batch of `step`
+ * (corpus_batch draws row b from index b): rank r of a data-parallel job
+ * with `batch` rows per rank reads rows r * batch .. of the global batch, so
+ * the ranks' parts are disjoint and N ranks together read what one process
+ * with batch N x batch reads. */
+void corpus_batch_rows(const int32_t *tokens, size_t n, int block, int64_t first_row, int batch, uint64_t seed,
+                       uint64_t step, int32_t *x, int32_t *y);
+
 /* Evaluation batch number j: like corpus_batch but drawn from the stream
  * CORPUS_EVAL_STREAM + j, which no training step uses, so evaluating
  * batches 0..k-1 with the same seed always scores the same fixed windows. */

@@ -238,5 +238,9 @@ int cuda_print_status(FILE *f);
 
 /* Device bytes allocated by a CUDA device (arena, state areas, workspace). */
 int64_t device_cuda_bytes(const Device *dev);
+/* An area's device buffer, the device's stream and its API table, for
+   collectives on device memory (runtime/dist: NCCL on the gradients). Returns
+   0, or -1 when dev is not a CUDA (or emu) device. */
+int device_cuda_area(Device *dev, KancArea area, CUdeviceptr *ptr, CUstream *stream, const CudaApi **api);
 
 #endif

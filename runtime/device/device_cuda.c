@@ -302,6 +302,16 @@ int64_t device_cuda_bytes(const Device *d)
     return ((const CudaDevice *)d)->bytes;
 }
 
+int device_cuda_area(Device *d, KancArea area, CUdeviceptr *ptr, CUstream *stream, const CudaApi **api)
+{
+    if (!d || d->ops != &CUDA_OPS || area < 0 || area >= KANC_N_AREAS) return -1;
+    CudaDevice *c = cd_of(d);
+    *ptr = c->area[area];
+    *stream = c->stream;
+    *api = c->api;
+    return 0;
+}
+
 static int alloc(CudaDevice *c, CUdeviceptr *p, size_t n, char *err, size_t errlen)
 {
     size_t sz = n ? (n + 255) / 256 * 256 : 256;
