@@ -189,6 +189,8 @@ EmuHostFn emu_module_lookup(EmuModule *m, const char *name)
     return fn;
 }
 
+void *emu_module_symbol(EmuModule *m, const char *symbol) { return dlsym(m->dl, symbol); }
+
 static void *area_ptr(const KancArgs *a, int area, int64_t off)
 {
     uint64_t base = 0;

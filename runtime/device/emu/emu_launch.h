@@ -58,6 +58,8 @@ void emu_module_free(EmuModule *m);
 
 /* The host entry of kernel `name` (without "__host"), or NULL. */
 EmuHostFn emu_module_lookup(EmuModule *m, const char *name);
+/* Any exported symbol of the module (tests' own host entries), or NULL. */
+void *emu_module_symbol(EmuModule *m, const char *symbol);
 
 /* A LAUNCH_GEMM on the CPU (cblas_sgemm; beta == 0 never reads C). */
 void emu_gemm(const GemmDesc *d, const KancArgs *args);

@@ -1,0 +1,156 @@
+/* emu_checks.cu: kernels for tests/test_emu.c, with and without the bugs the
+ * emulator must catch (runtime/device/emu/cuda_emu.h).
+ *
+ * The same source compiles with NVRTC (the real CUDA headers) and under the
+ * emulation prelude (KANC_EMU). Under emulation each kernel NAME gets the host
+ * entry NAME__test(grid, block, smem, args), defined here on the prelude's
+ * kanc_emu_launch so that the tests do not depend on the generated kernels'
+ * calling convention (KANC_EMU_HOST).
+ *
+ *   shift_*     out[i] = in[i - 1] through shared memory: right only when
+ *               thread i - 1 stores before thread i loads (the missing barrier
+ *               passes in forward order, fails in reverse and shuffled order)
+ *   reduce_*    a tree sum in shared memory: without the barrier between
+ *               levels it passes in reverse order and fails forward and
+ *               shuffled
+ *   chain_*     block b reads what block b - 1 wrote (no order between blocks
+ *               on a GPU): passes forward only
+ *   uninit_*    reads shared memory that no thread of the block wrote (static
+ *               and dynamic): NaN from the emulator's poison
+ *   bf16_*      the cuda_bf16.h API: conversions, pairs, arithmetic
+ */
+
+struct EmuTestArgs {
+    const float *in;
+    float *out;
+    unsigned short *bits; /* bf16 results, as raw bits */
+    int n;
+};
+
+#ifdef KANC_EMU
+#define EMU_TEST_ENTRY(NAME, SYNC)                                                                \
+    static void NAME##__emu(const void *a) { NAME((const EmuTestArgs *)a); }                     \
+    extern "C" __attribute__((visibility("default"))) void NAME##__test(                         \
+        dim3 grid, dim3 block, unsigned smem, const EmuTestArgs *args)                           \
+    {                                                                                             \
+        kanc_emu_launch(#NAME, NAME##__emu, grid, block, smem, (const void *)args, SYNC);       \
+    }
+#define EMU_DYN_SMEM(T, name) T *name = (T *)kanc_emu_dyn_smem()
+#else
+#define EMU_TEST_ENTRY(NAME, SYNC)
+#define EMU_DYN_SMEM(T, name)                                                                     \
+    extern __shared__ __align__(16) unsigned char emu_dyn_smem_[];                                \
+    T *name = (T *)emu_dyn_smem_
+#endif
+
+#define TPB 256
+
+/* ---- a neighbour's value through shared memory ---- */
+
+__global__ void shift_missing_sync(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    int t = threadIdx.x, i = blockIdx.x * TPB + t;
+    s[t] = a->in[i];
+    __syncthreads(); /* makes this a fiber kernel; the bug is below */
+    s[t] += 1.0f;
+    /* missing: __syncthreads(); */
+    a->out[i] = t ? s[t - 1] : 0.0f;
+}
+EMU_TEST_ENTRY(shift_missing_sync, 1)
+
+__global__ void shift_synced(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    int t = threadIdx.x, i = blockIdx.x * TPB + t;
+    s[t] = a->in[i];
+    __syncthreads();
+    s[t] += 1.0f;
+    __syncthreads();
+    a->out[i] = t ? s[t - 1] : 0.0f;
+}
+EMU_TEST_ENTRY(shift_synced, 1)
+
+/* ---- a block sum ---- */
+
+__global__ void reduce_missing_sync(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    int t = threadIdx.x;
+    s[t] = a->in[blockIdx.x * TPB + t];
+    __syncthreads();
+    for (int h = TPB / 2; h > 0; h >>= 1) {
+        if (t < h) s[t] += s[t + h];
+        /* missing: __syncthreads(); */
+    }
+    __syncthreads();
+    if (t == 0) a->out[blockIdx.x] = s[0];
+}
+EMU_TEST_ENTRY(reduce_missing_sync, 1)
+
+__global__ void reduce_synced(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    int t = threadIdx.x;
+    s[t] = a->in[blockIdx.x * TPB + t];
+    __syncthreads();
+    for (int h = TPB / 2; h > 0; h >>= 1) {
+        if (t < h) s[t] += s[t + h];
+        __syncthreads();
+    }
+    if (t == 0) a->out[blockIdx.x] = s[0];
+}
+EMU_TEST_ENTRY(reduce_synced, 1)
+
+/* ---- blocks that assume an order (one thread each, no barriers) ---- */
+
+__global__ void chain_blocks(const EmuTestArgs *a)
+{
+    int b = blockIdx.x;
+    a->out[b] = b ? a->out[b - 1] + 1.0f : 1.0f;
+}
+EMU_TEST_ENTRY(chain_blocks, 0)
+
+/* the same work without the dependence: block order does not matter */
+__global__ void chain_free(const EmuTestArgs *a)
+{
+    int b = blockIdx.x;
+    a->out[b] = (float)b + 1.0f;
+}
+EMU_TEST_ENTRY(chain_free, 0)
+
+/* ---- shared memory read before it is written ---- */
+
+/* only the first half of the threads store; every thread loads its own slot */
+__global__ void uninit_static(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    int t = threadIdx.x, i = blockIdx.x * TPB + t;
+    if (t < TPB / 2) s[t] = a->in[i];
+    __syncthreads();
+    a->out[i] = s[t];
+}
+EMU_TEST_ENTRY(uninit_static, 1)
+
+__global__ void uninit_dynamic(const EmuTestArgs *a)
+{
+    EMU_DYN_SMEM(float, s);
+    int t = threadIdx.x, i = blockIdx.x * TPB + t;
+    if (t < TPB / 2) s[t] = a->in[i];
+    __syncthreads();
+    a->out[i] = s[t];
+}
+EMU_TEST_ENTRY(uninit_dynamic, 1)
+
+/* every slot written before it is read: the poison never shows */
+__global__ void init_static(const EmuTestArgs *a)
+{
+    __shared__ float s[TPB];
+    EMU_DYN_SMEM(float, d);
+    int t = threadIdx.x, i = blockIdx.x * TPB + t;
+    s[t] = a->in[i];
+    d[t] = 2.0f * a->in[i];
+    __syncthreads();
+    a->out[i] = s[TPB - 1 - t] + d[TPB - 1 - t];
+}
+EMU_TEST_ENTRY(init_static, 1)
