@@ -3,6 +3,8 @@
  *   - thread and block order (KANC_EMU_ORDER): a missing __syncthreads and
  *     blocks that assume an order give wrong results in some order, the
  *     correct kernels pass in every order; shuffles are reproducible;
+ *   - static and dynamic shared memory poisoned (NaN) before every block, in
+ *     each loaded module;
  *
  * The kernels are tests/cuda/emu_checks.cu, built with the emulator
  * (runtime/device/emu) as a generated source is.
@@ -165,4 +167,64 @@ Test(emu, a_bad_order_is_refused, .signal = SIGABRT)
     set_order("sideways");
     float want[1] = {1};
     wrong_outputs(m, "chain_free", 1, 1, NULL, want, 1, 0);
+}
+
+/* ------------------------------------------------------------ shared memory poisoned per block */
+
+/* the first half of each block's threads store, the second half read slots
+   nobody wrote: NaN in every block (not zero from the static's initial value,
+   not the previous block's values) */
+static void expect_poison(EmuModule *m, const char *kernel, unsigned smem, const char *what)
+{
+    float *in = xmalloc(sizeof(float) * N), *out = xmalloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) in[i] = (float)i, out[i] = 0;
+    EmuTestArgs a = {.in = in, .out = out, .n = N};
+    launch(m, kernel, NB, TPB, smem, &a);
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += i % TPB < TPB / 2 ? out[i] != in[i] : !isnan(out[i]);
+    cr_expect(bad == 0, "%s: %d of %d values neither the stored value nor the poison", what, bad, N);
+    free(in);
+    free(out);
+}
+
+Test(emu, shared_memory_read_before_written_is_poison)
+{
+    EmuModule *m = build_checks();
+    for (int rep = 0; rep < 2; rep++) { /* a second launch sees no leftovers either */
+        expect_poison(m, "uninit_static", 0, "static __shared__");
+        expect_poison(m, "uninit_dynamic", TPB * sizeof(float), "dynamic shared memory");
+    }
+    /* a kernel that writes before it reads never sees the poison */
+    float *in = xmalloc(sizeof(float) * N), *want = xmalloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) in[i] = (float)i;
+    for (int i = 0; i < N; i++) want[i] = 3.0f * in[i / TPB * TPB + TPB - 1 - i % TPB];
+    cr_expect(wrong_outputs(m, "init_static", NB, TPB, in, want, N, TPB * sizeof(float)) == 0);
+    free(in);
+    free(want);
+    emu_module_free(m);
+}
+
+/* each dlopen'd module poisons its own section (the bounds are hidden symbols) */
+Test(emu, two_modules_poison_their_own_shared_memory)
+{
+    EmuModule *m1 = build_checks(), *m2 = build_checks();
+    expect_poison(m2, "uninit_static", 0, "second module");
+    expect_poison(m1, "uninit_static", 0, "first module");
+    expect_poison(m2, "uninit_static", 0, "second module again");
+    emu_module_free(m2);
+    expect_poison(m1, "uninit_static", 0, "first module, the second unloaded");
+    emu_module_free(m1);
+}
+
+/* exactly the module's __shared__ arrays are poisoned: six kernels with one
+   float[256] each (tests/cuda/emu_checks.cu), nothing of the prelude's state */
+Test(emu, the_poisoned_variables_are_the_shared_ones)
+{
+    EmuModule *m = build_checks();
+    void *p = emu_module_symbol(m, "kanc_emu_shared_bytes");
+    cr_assert(p);
+    size_t (*bytes)(void);
+    memcpy(&bytes, &p, sizeof bytes);
+    cr_expect(bytes() == 6 * TPB * sizeof(float), "%zu bytes of static shared memory", bytes());
+    emu_module_free(m);
 }

@@ -331,6 +331,12 @@ static CUresult m_module_load(CUmodule *mod, const void *image)
             fprintf(stderr, "emu: cannot load %s: %s\n", s + strlen(MOCK_SO_MAGIC), dlerror());
             return CUDA_ERROR_INVALID_IMAGE;
         }
+        char err[512];
+        if (emu_register_shared(m.so, s + strlen(MOCK_SO_MAGIC), err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            dlclose(m.so);
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
     } else {
         return CUDA_ERROR_INVALID_IMAGE; /* e.g. a real cubin: the mock cannot run it */
     }

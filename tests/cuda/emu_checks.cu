@@ -121,15 +121,18 @@ EMU_TEST_ENTRY(chain_free, 0)
 
 /* ---- shared memory read before it is written ---- */
 
-/* only the first half of the threads store; every thread loads its own slot */
-__global__ void uninit_static(const EmuTestArgs *a)
+/* only the first half of the threads store; every thread loads its own slot
+   (the array in a template, as the library's are: GCC places those apart) */
+template <typename T, int NT> __device__ void uninit_half(const EmuTestArgs *a)
 {
-    __shared__ float s[TPB];
-    int t = threadIdx.x, i = blockIdx.x * TPB + t;
-    if (t < TPB / 2) s[t] = a->in[i];
+    __shared__ T s[NT];
+    int t = threadIdx.x, i = blockIdx.x * NT + t;
+    if (t < NT / 2) s[t] = a->in[i];
     __syncthreads();
     a->out[i] = s[t];
 }
+
+__global__ void uninit_static(const EmuTestArgs *a) { uninit_half<float, TPB>(a); }
 EMU_TEST_ENTRY(uninit_static, 1)
 
 __global__ void uninit_dynamic(const EmuTestArgs *a)

@@ -62,7 +62,10 @@
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __shared__ static /* blocks run one at a time: one copy is the block's */
+/* Blocks run one at a time: one copy is the block's. The emulation build
+   finds every such variable in the module's symbol table and hands the list
+   to kanc_emu_set_shared, so that each is poisoned before every block. */
+#define __shared__ static
 #define __constant__ static
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -103,6 +106,7 @@ static struct {
     unsigned char slot[KANC_EMU_MAX_THREADS][8]; /* values deposited by warp primitives */
     unsigned char *dyn;                 /* dynamic shared memory */
     size_t dyn_cap;
+    unsigned smem;                      /* this launch's dynamic shared bytes */
     int order;                          /* KANC_EMU_FORWARD ... (KANC_EMU_ORDER) */
     uint64_t rng;                       /* the shuffle's state */
     uint64_t launches;                  /* launches of this module so far */
@@ -330,8 +334,45 @@ static inline float __uint_as_float(unsigned x)
     return f;
 }
 
-/* dynamic shared memory of the current launch (smem bytes; garbage-filled) */
+/* dynamic shared memory of the current launch (smem bytes, poisoned per block) */
 static inline unsigned char *kanc_emu_dyn_smem(void) { return kanc_emu.dyn; }
+
+/* The module's static __shared__ variables: address and size of each, set
+   once after loading (emu_launch.c reads them from the ELF symbol table:
+   every function-local static in writable memory, which in CUDA code is what
+   __shared__ declares; the prelude itself has none). The section attribute
+   would be simpler, but GCC ignores it on the statics of template functions. */
+struct KancEmuRange {
+    void *addr;
+    size_t size;
+};
+static struct KancEmuRange *kanc_emu_shared_vars;
+static int kanc_emu_n_shared;
+static size_t kanc_emu_shared_total;
+
+extern "C" __attribute__((visibility("default"))) int kanc_emu_set_shared(const struct KancEmuRange *r, int n)
+{
+    free(kanc_emu_shared_vars);
+    kanc_emu_shared_vars = (struct KancEmuRange *)malloc(sizeof *r * (size_t)(n > 0 ? n : 1));
+    if (!kanc_emu_shared_vars) return -1;
+    if (n > 0) memcpy(kanc_emu_shared_vars, r, sizeof *r * (size_t)n);
+    kanc_emu_n_shared = n;
+    kanc_emu_shared_total = 0;
+    for (int i = 0; i < n; i++) kanc_emu_shared_total += r[i].size;
+    return 0;
+}
+
+/* bytes of static shared memory that are poisoned per block (tests) */
+extern "C" __attribute__((visibility("default"))) size_t kanc_emu_shared_bytes(void) { return kanc_emu_shared_total; }
+
+/* Before each block: 0xff bytes (NaN as float, -1 as an integer) in every
+   static and dynamic shared variable, so a read before a write shows. */
+static inline void kanc_emu_poison(void)
+{
+    for (int i = 0; i < kanc_emu_n_shared; i++)
+        memset(kanc_emu_shared_vars[i].addr, 0xff, kanc_emu_shared_vars[i].size);
+    if (kanc_emu.smem) memset(kanc_emu.dyn, 0xff, kanc_emu.smem);
+}
 
 /* ---- the order threads and blocks run in ---- */
 
@@ -416,6 +457,9 @@ __attribute__((destructor)) static void kanc_emu_release(void)
     free(kanc_emu.stacks);
     free(kanc_emu.dyn);
     free(kanc_emu.bperm);
+    free(kanc_emu_shared_vars);
+    kanc_emu_shared_vars = NULL;
+    kanc_emu_n_shared = 0;
     kanc_emu.bperm = NULL;
     kanc_emu.bperm_cap = 0;
     kanc_emu.f = NULL;
@@ -492,7 +536,7 @@ static void kanc_emu_launch(const char *name, void (*fn)(const void *), dim3 gri
         kanc_emu.dyn = (unsigned char *)aligned_alloc(64, (smem + 63) / 64 * 64);
         kanc_emu.dyn_cap = smem;
     }
-    if (smem) memset(kanc_emu.dyn, 0xff, smem); /* NaN: shared memory starts undefined */
+    kanc_emu.smem = smem;
     kanc_emu.grid = grid;
     kanc_emu.block = block;
     kanc_emu.nthreads = (int)nthreads;
@@ -521,6 +565,7 @@ static void kanc_emu_launch(const char *name, void (*fn)(const void *), dim3 gri
         kanc_emu.bid.x = (unsigned)(b % grid.x);
         kanc_emu.bid.y = (unsigned)(b / grid.x % grid.y);
         kanc_emu.bid.z = (unsigned)(b / ((size_t)grid.x * grid.y));
+        kanc_emu_poison();
         kanc_emu_block();
     }
     kanc_emu_tidp = &kanc_emu_tid0;

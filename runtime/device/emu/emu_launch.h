@@ -58,6 +58,12 @@ void emu_module_free(EmuModule *m);
 
 /* The host entry of kernel `name` (without "__host"), or NULL. */
 EmuHostFn emu_module_lookup(EmuModule *m, const char *name);
+/* Hands a loaded module (dlopen handle dl of file so) the list of its static
+   __shared__ variables, which the prelude poisons before every block (see
+   emu_launch.c; emu_module_build does it; a module without the prelude's
+   entry is left alone). 0, or -1 with err. */
+int emu_register_shared(void *dl, const char *so, char *err, size_t errlen);
+
 /* Any exported symbol of the module (tests' own host entries), or NULL. */
 void *emu_module_symbol(EmuModule *m, const char *symbol);
 
