@@ -20,6 +20,8 @@
  *   bf16_*      the cuda_bf16.h API: conversions, pairs, arithmetic
  */
 
+#include <cuda_bf16.h>
+
 struct EmuTestArgs {
     const float *in;
     float *out;
@@ -157,3 +159,52 @@ __global__ void init_static(const EmuTestArgs *a)
     a->out[i] = s[TPB - 1 - t] + d[TPB - 1 - t];
 }
 EMU_TEST_ENTRY(init_static, 1)
+
+/* ---- bf16 (cuda_bf16.h): one input per thread ---- */
+
+/* bits[8i ..]: the conversions of in[i]; out[4i ..]: values back in float */
+__global__ void bf16_convert(const EmuTestArgs *a)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a->n) return;
+    float x = a->in[i];
+    __nv_bfloat16 h = __float2bfloat16(x), r = __float2bfloat16_rn(x), z = __float2bfloat16_rz(x);
+    __nv_bfloat16 c = x; /* the implicit conversion */
+    __nv_bfloat16 d = __double2bfloat16((double)x);
+    __nv_bfloat162 p = __floats2bfloat162_rn(x, -x);
+    __nv_bfloat162 q = __float22bfloat162_rn(make_float2(-x, x));
+    unsigned short *b = a->bits + 8 * i;
+    b[0] = __bfloat16_as_ushort(h);
+    b[1] = __bfloat16_as_ushort(r);
+    b[2] = __bfloat16_as_ushort(z);
+    b[3] = __bfloat16_as_ushort(c);
+    b[4] = __bfloat16_as_ushort(d);
+    b[5] = __bfloat16_as_ushort(__low2bfloat16(p));
+    b[6] = __bfloat16_as_ushort(__high2bfloat16(p));
+    b[7] = __bfloat16_as_ushort(__halves2bfloat162(__high2bfloat16(q), __low2bfloat16(q)).y);
+    float *o = a->out + 4 * i;
+    o[0] = __bfloat162float(h);
+    o[1] = __low2float(p);
+    o[2] = __high2float(p);
+    o[3] = (float)c;
+}
+EMU_TEST_ENTRY(bf16_convert, 0)
+
+/* in[3i ..] = a, b, c (bf16 values); bits[6i ..] = a + b, a - b, a * b, a / b,
+   fma(a, b, c), and the pair sum's high half */
+__global__ void bf16_arith(const EmuTestArgs *a)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= a->n) return;
+    __nv_bfloat16 x = __float2bfloat16(a->in[3 * i]), y = __float2bfloat16(a->in[3 * i + 1]),
+                  z = __float2bfloat16(a->in[3 * i + 2]);
+    __nv_bfloat162 px = __halves2bfloat162(z, x), py = __halves2bfloat162(z, y);
+    unsigned short *b = a->bits + 6 * i;
+    b[0] = __bfloat16_as_ushort(x + y);
+    b[1] = __bfloat16_as_ushort(__hsub(x, y));
+    b[2] = __bfloat16_as_ushort(x * y);
+    b[3] = __bfloat16_as_ushort(__hdiv(x, y));
+    b[4] = __bfloat16_as_ushort(__hfma(x, y, z));
+    b[5] = __bfloat16_as_ushort(__high2bfloat16(__hadd2(px, py)));
+}
+EMU_TEST_ENTRY(bf16_arith, 0)

@@ -6,7 +6,8 @@
  *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -x c++ \
  *         -include runtime/device/emu/cuda_emu.h kernels.cu -o kernels.so
  *
- * (runtime/device/emu/emu_launch.c does exactly that). It defines KANC_EMU, the
+ * (runtime/device/emu/emu_launch.c does exactly that, with -isystem
+ * runtime/device/emu/include, where the emulated cuda_bf16.h is). It defines KANC_EMU, the
  * CUDA keywords (__global__, __device__, __shared__ ...), dim3 and uint3,
  * threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp and the
  * warp shuffles, atomicAdd, the CUDA-only math functions, the fast warp
@@ -78,6 +79,16 @@ struct dim3 {
     unsigned x, y, z;
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
+
+/* the vector types that CUDA has built in (the bf16 pairs convert to float2) */
+struct float2 {
+    float x, y;
+};
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
 
 /* ---- launch state ---- */
 enum { KANC_EMU_MAX_THREADS = 1024, KANC_EMU_STACK = 64 * 1024 };

@@ -223,12 +223,20 @@ EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
     }
     const char *cxx = getenv("KANC_EMU_CXX");
     if (!cxx || !cxx[0]) cxx = "c++";
-    size_t cmdlen = strlen(cxx) + strlen(prelude) + 4 * PATH_MAX + 256;
+    /* the emulated CUDA headers (cuda_bf16.h) beside the prelude */
+    char incdir[PATH_MAX];
+    snprintf(incdir, sizeof incdir, "%s", prelude);
+    char *slash = strrchr(incdir, '/');
+    if (slash)
+        snprintf(slash + 1, sizeof incdir - (size_t)(slash + 1 - incdir), "include");
+    else
+        snprintf(incdir, sizeof incdir, "include");
+    size_t cmdlen = strlen(cxx) + strlen(prelude) + 5 * PATH_MAX + 256;
     char *cmd = malloc(cmdlen);
     snprintf(cmd, cmdlen,
              "%s -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -Wno-unknown-pragmas "
-             "-x c++ -include '%s' '%s' -o '%s' -lm > '%s' 2>&1",
-             cxx, prelude, src, so, logp);
+             "-isystem '%s' -x c++ -include '%s' '%s' -o '%s' -lm > '%s' 2>&1",
+             cxx, incdir, prelude, src, so, logp);
     int rc = system(cmd);
     free(cmd);
     if (rc != 0) {

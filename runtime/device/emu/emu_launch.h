@@ -19,8 +19,9 @@
  *     emu_module_free(m);
  *
  * The compiler: $KANC_EMU_CXX, else `c++`, invoked as
- *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -x c++
- *         -include <prelude> <dir>/kernels.cu -o <dir>/kernels.so
+ *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -isystem <prelude dir>/include
+ *         -x c++ -include <prelude> <dir>/kernels.cu -o <dir>/kernels.so
+ * (<prelude dir>/include holds the emulated cuda_bf16.h).
  * The prelude is found (first that exists): $KANC_EMU_PRELUDE; the path in
  * the compile-time define KANC_EMU_PRELUDE (-DKANC_EMU_PRELUDE="\"/abs/cuda_emu.h\"");
  * $KANC_ROOT/runtime/device/emu/cuda_emu.h; relative to the executable,
