@@ -4,7 +4,10 @@
  * the prelude runtime/device/emu/cuda_emu.h into a shared object in a fresh
  * temporary directory, and loaded with dlopen. Each kernel NAME then has a
  * host entry NAME__host that runs all of its blocks (see cuda_emu.h for how
- * threads, shared memory and barriers are emulated); LAUNCH_GEMM steps run as
+ * threads, shared memory and barriers are emulated, and $KANC_EMU_ORDER for
+ * the order they run in); after loading, the module is told where its static
+ * __shared__ variables are (emu_register_shared) so that they are poisoned
+ * before every block; LAUNCH_GEMM steps run as
  * a CPU GEMM (OpenBLAS). Storage is host memory: a KancArgs whose fields
  * hold host pointers cast to uint64_t (scalars -> a host KancScalars).
  *
