@@ -12,11 +12,13 @@
 #include <cblas.h>
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "bf16.h"
 #include "dynlib.h"
 #include "emu_launch.h"
 #include "util.h"
@@ -103,6 +105,7 @@ static void load_cublaslt(CudaApi *api)
         {(void **)&api->cublasLtMatmulDescSetAttribute, "cublasLtMatmulDescSetAttribute"},
         {(void **)&api->cublasLtMatrixLayoutCreate, "cublasLtMatrixLayoutCreate"},
         {(void **)&api->cublasLtMatrixLayoutDestroy, "cublasLtMatrixLayoutDestroy"},
+        {(void **)&api->cublasLtMatrixLayoutSetAttribute, "cublasLtMatrixLayoutSetAttribute"},
         {(void **)&api->cublasLtMatmulPreferenceCreate, "cublasLtMatmulPreferenceCreate"},
         {(void **)&api->cublasLtMatmulPreferenceDestroy, "cublasLtMatmulPreferenceDestroy"},
         {(void **)&api->cublasLtMatmulPreferenceSetAttribute,
@@ -331,6 +334,12 @@ static CUresult m_module_load(CUmodule *mod, const void *image)
             fprintf(stderr, "emu: cannot load %s: %s\n", s + strlen(MOCK_SO_MAGIC), dlerror());
             return CUDA_ERROR_INVALID_IMAGE;
         }
+        char err[512];
+        if (emu_register_shared(m.so, s + strlen(MOCK_SO_MAGIC), err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            dlclose(m.so);
+            return CUDA_ERROR_INVALID_IMAGE;
+        }
     } else {
         return CUDA_ERROR_INVALID_IMAGE; /* e.g. a real cubin: the mock cannot run it */
     }
@@ -387,79 +396,259 @@ static CUresult m_error_string(CUresult r, const char **s)
     return CUDA_SUCCESS;
 }
 
-/* cuBLASLt, column-major as the library reads its descriptors */
+/* cuBLASLt, column-major as the library reads its descriptors, and strict:
+   what a real cuBLASLt refuses is refused with the same status, and the reason
+   (naming the descriptor and field) kept for cuda_mock_lt_error. */
 struct KancLtDesc {
-    int compute, scale, transa, transb;
+    int compute, scale, transa, transb, transc, pointer_mode;
+    uint32_t epilogue;
 };
 struct KancLtLayout {
-    int type;
+    int type, order;
     uint64_t rows, cols;
     int64_t ld;
+    int32_t batch;
+    int64_t stride;
 };
 struct KancLtPref {
-    size_t max_ws;
+    uint64_t max_ws;
+    uint32_t align[4]; /* A, B, C, D promised alignment (bytes) */
 };
 
-static cublasStatus_t lt_create(cublasLtHandle_t *h) { *h = (cublasLtHandle_t)(uintptr_t)3; return 0; }
+enum { LT_ALGO_MAGIC = 0x6b616e63, LT_ALGO_WS = 1 << 20 };
+
+static char lt_err[512];
+static cublasStatus_t lt_last = CUBLAS_STATUS_SUCCESS;
+
+const char *cuda_mock_lt_error(void) { return lt_err; }
+
+static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(lt_err, sizeof lt_err, fmt, ap);
+    va_end(ap);
+    lt_last = s;
+    return s;
+}
+static cublasStatus_t lt_ok(void)
+{
+    lt_err[0] = 0;
+    lt_last = CUBLAS_STATUS_SUCCESS;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+static const char *lt_type_name(int t)
+{
+    switch (t) {
+    case CUDA_R_32F: return "CUDA_R_32F";
+    case CUDA_R_16F: return "CUDA_R_16F";
+    case CUDA_R_16BF: return "CUDA_R_16BF";
+    default: return "an unknown type";
+    }
+}
+static size_t lt_elem(int t) { return t == CUDA_R_32F ? 4 : 2; }
+
+static cublasStatus_t lt_create(cublasLtHandle_t *h)
+{
+    if (!h) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtCreate: handle pointer is NULL");
+    *h = (cublasLtHandle_t)(uintptr_t)3;
+    return lt_ok();
+}
 static cublasStatus_t lt_destroy(cublasLtHandle_t h) { return 0; }
 static cublasStatus_t lt_desc_create(cublasLtMatmulDesc_t *d, int compute, int scale)
 {
-    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32)
-        return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32 &&
+        compute != CUBLAS_COMPUTE_32F_FAST_16BF)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "matmul desc: compute type %d (the mock has the 32F ones)",
+                       compute);
     *d = xcalloc(1, sizeof **d);
     (*d)->compute = compute;
     (*d)->scale = scale;
-    return 0;
+    (*d)->epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    return lt_ok();
 }
 static cublasStatus_t lt_desc_destroy(cublasLtMatmulDesc_t d) { free(d); return 0; }
 static cublasStatus_t lt_desc_set(cublasLtMatmulDesc_t d, int attr, const void *buf, size_t size)
 {
-    if (size != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!d || !buf) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matmul desc attribute %d: NULL", attr);
     int32_t v;
+    if (size != sizeof v)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matmul desc attribute %d: %zu bytes, expected 4", attr, size);
     memcpy(&v, buf, sizeof v);
-    if (v != CUBLAS_OP_N && v != CUBLAS_OP_T) return CUBLAS_STATUS_INVALID_VALUE;
-    if (attr == CUBLASLT_MATMUL_DESC_TRANSA) d->transa = v;
-    else if (attr == CUBLASLT_MATMUL_DESC_TRANSB) d->transb = v;
-    else return CUBLAS_STATUS_INVALID_VALUE;
-    return 0;
+    switch (attr) {
+    case CUBLASLT_MATMUL_DESC_TRANSA:
+    case CUBLASLT_MATMUL_DESC_TRANSB:
+    case CUBLASLT_MATMUL_DESC_TRANSC:
+        if (v != CUBLAS_OP_N && v != CUBLAS_OP_T && v != CUBLAS_OP_C)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "CUBLASLT_MATMUL_DESC_TRANS%c: %d is not an operation",
+                           "ABC"[attr - CUBLASLT_MATMUL_DESC_TRANSA], v);
+        if (attr == CUBLASLT_MATMUL_DESC_TRANSA) d->transa = v != CUBLAS_OP_N; /* C is T for real types */
+        else if (attr == CUBLASLT_MATMUL_DESC_TRANSB) d->transb = v != CUBLAS_OP_N;
+        else d->transc = v;
+        return lt_ok();
+    case CUBLASLT_MATMUL_DESC_SCALE_TYPE: d->scale = v; return lt_ok();
+    case CUBLASLT_MATMUL_DESC_POINTER_MODE: d->pointer_mode = v; return lt_ok();
+    case CUBLASLT_MATMUL_DESC_EPILOGUE: d->epilogue = (uint32_t)v; return lt_ok();
+    default: return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matmul desc attribute %d: not one the mock knows", attr);
+    }
 }
 static cublasStatus_t lt_layout_create(cublasLtMatrixLayout_t *l, int type, uint64_t rows,
                                        uint64_t cols, int64_t ld)
 {
-    if (type != CUDA_R_32F) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (ld < (int64_t)(rows ? rows : 1)) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!l) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matrix layout: NULL");
     *l = xcalloc(1, sizeof **l);
-    **l = (struct KancLtLayout){type, rows, cols, ld};
-    return 0;
+    **l = (struct KancLtLayout){type, CUBLASLT_ORDER_COL, rows, cols, ld, 1, 0};
+    return lt_ok();
 }
 static cublasStatus_t lt_layout_destroy(cublasLtMatrixLayout_t l) { free(l); return 0; }
-static cublasStatus_t lt_pref_create(cublasLtMatmulPreference_t *p) { *p = xcalloc(1, sizeof **p); return 0; }
+static cublasStatus_t lt_layout_set(cublasLtMatrixLayout_t l, int attr, const void *buf, size_t size)
+{
+    if (!l || !buf) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matrix layout attribute %d: NULL", attr);
+    size_t want = attr == CUBLASLT_MATRIX_LAYOUT_ROWS || attr == CUBLASLT_MATRIX_LAYOUT_COLS ||
+                          attr == CUBLASLT_MATRIX_LAYOUT_LD || attr == CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET
+                      ? 8
+                      : 4;
+    if (attr < CUBLASLT_MATRIX_LAYOUT_TYPE || attr > CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matrix layout attribute %d: not one the mock knows", attr);
+    if (size != want)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "matrix layout attribute %d: %zu bytes, expected %zu", attr,
+                       size, want);
+    int32_t v32 = 0;
+    int64_t v64 = 0;
+    if (want == 4) memcpy(&v32, buf, 4);
+    else memcpy(&v64, buf, 8);
+    switch (attr) {
+    case CUBLASLT_MATRIX_LAYOUT_TYPE: l->type = v32; break;
+    case CUBLASLT_MATRIX_LAYOUT_ORDER: l->order = v32; break;
+    case CUBLASLT_MATRIX_LAYOUT_ROWS: l->rows = (uint64_t)v64; break;
+    case CUBLASLT_MATRIX_LAYOUT_COLS: l->cols = (uint64_t)v64; break;
+    case CUBLASLT_MATRIX_LAYOUT_LD: l->ld = v64; break;
+    case CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT: l->batch = v32; break;
+    case CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET: l->stride = v64; break;
+    }
+    return lt_ok();
+}
+static cublasStatus_t lt_pref_create(cublasLtMatmulPreference_t *p)
+{
+    *p = xcalloc(1, sizeof **p);
+    for (int i = 0; i < 4; i++) (*p)->align[i] = 256; /* cuBLASLt's default promise */
+    return lt_ok();
+}
 static cublasStatus_t lt_pref_destroy(cublasLtMatmulPreference_t p) { free(p); return 0; }
 static cublasStatus_t lt_pref_set(cublasLtMatmulPreference_t p, int attr, const void *buf, size_t size)
 {
     if (attr >= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES && attr <= CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES) {
         uint32_t a;
-        if (size != sizeof a) return CUBLAS_STATUS_INVALID_VALUE;
+        char x = "ABCD"[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES];
+        if (size != sizeof a)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES: %zu bytes, expected 4",
+                           x, size);
         memcpy(&a, buf, sizeof a);
-        return a && !(a & (a - 1)) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
+        if (!a || (a & (a - 1)))
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE,
+                           "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES: %u is not a power of two", x, a);
+        p->align[attr - CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES] = a;
+        return lt_ok();
     }
-    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES || size != sizeof(uint64_t))
-        return CUBLAS_STATUS_INVALID_VALUE;
-    uint64_t v;
-    memcpy(&v, buf, sizeof v);
-    p->max_ws = (size_t)v;
-    return 0;
+    if (attr != CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "preference attribute %d: not one the mock knows", attr);
+    if (size != sizeof(uint64_t))
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES: %zu bytes, expected 8",
+                       size);
+    memcpy(&p->max_ws, buf, sizeof p->max_ws);
+    return lt_ok();
 }
-/* shapes of op(A) (m x k), op(B) (k x n), C (m x n); 0 when consistent */
-static int lt_shapes(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
-                     cublasLtMatrixLayout_t c, uint64_t *m, uint64_t *n, uint64_t *k)
+
+/* Every check a real cuBLASLt makes of the descriptors (heuristic and
+   matmul); the shapes of op(A) (m x k), op(B) (k x n), C and D (m x n). */
+static cublasStatus_t lt_check(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
+                               cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd, uint64_t *m, uint64_t *n,
+                               uint64_t *k)
 {
+    if (!d || !a || !b || !c || !dd)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "a NULL descriptor (%s)",
+                       !d ? "computeDesc" : !a ? "Adesc" : !b ? "Bdesc" : !c ? "Cdesc" : "Ddesc");
+    if (d->scale != CUDA_R_32F)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_SCALE_TYPE %s with a 32F compute type "
+                       "(alpha and beta are CUDA_R_32F)", lt_type_name(d->scale));
+    int ab32 = a->type == CUDA_R_32F && b->type == CUDA_R_32F, ab16 = a->type == CUDA_R_16BF && b->type == CUDA_R_16BF;
+    int ok = d->compute == CUBLAS_COMPUTE_32F
+                 ? (ab32 && c->type == CUDA_R_32F) || (ab16 && (c->type == CUDA_R_32F || c->type == CUDA_R_16BF))
+                 : ab32 && c->type == CUDA_R_32F;
+    if (!ok || dd->type != c->type)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED,
+                       "no matmul for Atype %s, Btype %s, Ctype %s, Dtype %s with compute type %d (the mock has "
+                       "32F/32F/32F/32F, 16BF/16BF/16BF/16BF and 16BF/16BF/32F/32F)",
+                       lt_type_name(a->type), lt_type_name(b->type), lt_type_name(c->type), lt_type_name(dd->type),
+                       d->compute);
+    if (d->pointer_mode != CUBLASLT_POINTER_MODE_HOST)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_POINTER_MODE %d (the mock has host)",
+                       d->pointer_mode);
+    if (d->epilogue != CUBLASLT_EPILOGUE_DEFAULT)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_EPILOGUE %u (the mock has the default)",
+                       d->epilogue);
+    if (d->transc != CUBLAS_OP_N)
+        return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "CUBLASLT_MATMUL_DESC_TRANSC must be CUBLAS_OP_N");
+    cublasLtMatrixLayout_t l[4] = {a, b, c, dd};
+    for (int i = 0; i < 4; i++) {
+        char x = "ABCD"[i];
+        if (l[i]->order != CUBLASLT_ORDER_COL)
+            return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "%cdesc: CUBLASLT_MATRIX_LAYOUT_ORDER %d (the mock has "
+                           "CUBLASLT_ORDER_COL)", x, l[i]->order);
+        if (l[i]->ld < (int64_t)(l[i]->rows ? l[i]->rows : 1))
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%cdesc: CUBLASLT_MATRIX_LAYOUT_LD %lld < rows %llu", x,
+                           (long long)l[i]->ld, (unsigned long long)l[i]->rows);
+        if (l[i]->rows > INT32_MAX || l[i]->cols > INT32_MAX || l[i]->ld > INT32_MAX)
+            return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "%cdesc: rows, columns or ld past int32", x);
+        if (l[i]->batch < 1)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%cdesc: CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT %d < 1", x,
+                           l[i]->batch);
+        if (l[i]->stride < 0)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%cdesc: CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET %lld < 0",
+                           x, (long long)l[i]->stride);
+        if (l[i]->batch != a->batch)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%cdesc: CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT %d, Adesc's is %d",
+                           x, l[i]->batch, a->batch);
+    }
     uint64_t am = d->transa ? a->cols : a->rows, ak = d->transa ? a->rows : a->cols;
     uint64_t bk = d->transb ? b->cols : b->rows, bn = d->transb ? b->rows : b->cols;
-    if (am != c->rows || bn != c->cols || ak != bk) return -1;
+    if (ak != bk)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "op(A) is %llu x %llu but op(B) is %llu x %llu (k differs)",
+                       (unsigned long long)am, (unsigned long long)ak, (unsigned long long)bk, (unsigned long long)bn);
+    if (c->rows != am || c->cols != bn)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "Cdesc is %llu x %llu, op(A) op(B) is %llu x %llu",
+                       (unsigned long long)c->rows, (unsigned long long)c->cols, (unsigned long long)am,
+                       (unsigned long long)bn);
+    if (dd->rows != c->rows || dd->cols != c->cols)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "Ddesc is %llu x %llu, Cdesc %llu x %llu",
+                       (unsigned long long)dd->rows, (unsigned long long)dd->cols, (unsigned long long)c->rows,
+                       (unsigned long long)c->cols);
     *m = am, *n = bn, *k = ak;
-    return 0;
+    return lt_ok();
 }
+
+/* the alignment the mock's algorithm needs of matrix x: 16 bytes (vector loads)
+   when every column and batch starts on 16 bytes and the caller promised it */
+static uint32_t lt_need_align(cublasLtMatrixLayout_t l, uint32_t promised)
+{
+    size_t e = lt_elem(l->type);
+    if ((l->ld * e) % 16 || (l->batch > 1 && (l->stride * e) % 16) || promised < 16) return (uint32_t)e;
+    return 16;
+}
+
+/* a fingerprint of the configuration an algorithm was chosen for */
+static uint64_t lt_config(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t l[4])
+{
+    uint64_t h = 1469598103934665603ull;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ull)
+    MIX(d->compute), MIX(d->transa), MIX(d->transb);
+    for (int i = 0; i < 4; i++) MIX(l[i]->type), MIX(l[i]->rows), MIX(l[i]->cols), MIX(l[i]->ld), MIX(l[i]->batch);
+#undef MIX
+    return h;
+}
+
 static cublasStatus_t lt_heuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
                                    cublasLtMatrixLayout_t a, cublasLtMatrixLayout_t b,
                                    cublasLtMatrixLayout_t c, cublasLtMatrixLayout_t dd,
@@ -467,13 +656,39 @@ static cublasStatus_t lt_heuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d,
                                    cublasLtMatmulHeuristicResult_t *res, int *returned)
 {
     uint64_t m, n, k;
-    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
-    if (lt_shapes(d, a, b, c, &m, &n, &k)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    cublasStatus_t s;
+    if (!pref || !res || !returned)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoGetHeuristic: a NULL argument");
+    if (requested < 1) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "requestedAlgoCount %d < 1", requested);
+    if ((s = lt_check(d, a, b, c, dd, &m, &n, &k))) return s;
+    cublasLtMatrixLayout_t l[4] = {a, b, c, dd};
     memset(res, 0, sizeof *res);
-    res->algo.data[0] = 0x6b616e63; /* "kanc" */
+    *returned = 0;
+    for (int i = 0; i < 4; i++)
+        if (pref->align[i] < lt_elem(l[i]->type))
+            return lt_fail(CUBLAS_STATUS_NOT_SUPPORTED, "no algorithm for %c aligned to %u bytes (elements of %zu)",
+                           "ABCD"[i], pref->align[i], lt_elem(l[i]->type));
+    res->algo.data[0] = LT_ALGO_MAGIC;
+    for (int i = 0; i < 4; i++) res->algo.data[1 + i] = lt_need_align(l[i], pref->align[i]);
+    res->workspaceSize = pref->max_ws < LT_ALGO_WS ? (size_t)pref->max_ws : LT_ALGO_WS;
+    res->algo.data[5] = res->workspaceSize;
+    res->algo.data[6] = lt_config(d, l);
+    res->wavesCount = 1;
     *returned = 1;
-    return 0;
+    return lt_ok();
 }
+
+/* stored matrix (rows x cols, ld, type) -> dense float (ld = rows) */
+static void lt_load(const void *p, cublasLtMatrixLayout_t l, float *dst)
+{
+    for (uint64_t j = 0; j < l->cols; j++)
+        for (uint64_t i = 0; i < l->rows; i++) {
+            uint64_t at = i + j * (uint64_t)l->ld;
+            dst[i + j * l->rows] = l->type == CUDA_R_16BF ? kanc_bf16_to_f32(((const uint16_t *)p)[at])
+                                                           : ((const float *)p)[at];
+        }
+}
+
 static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void *alpha,
                                 const void *A, cublasLtMatrixLayout_t adesc, const void *B,
                                 cublasLtMatrixLayout_t bdesc, const void *beta, const void *C,
@@ -482,23 +697,89 @@ static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cons
                                 CUstream stream)
 {
     uint64_t m, n, k;
-    if (lt_shapes(d, adesc, bdesc, cdesc, &m, &n, &k)) return CUBLAS_STATUS_INVALID_VALUE;
-    if (ddesc->rows != cdesc->rows || ddesc->cols != cdesc->cols) return CUBLAS_STATUS_INVALID_VALUE;
+    cublasStatus_t s;
+    if ((s = lt_check(d, adesc, bdesc, cdesc, ddesc, &m, &n, &k))) return s;
+    cublasLtMatrixLayout_t l[4] = {adesc, bdesc, cdesc, ddesc};
+    if (!alpha || !beta) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%s is NULL", !alpha ? "alpha" : "beta");
     float al = *(const float *)alpha, be = *(const float *)beta;
-    if (C != D) { /* D = C first, then D = alpha op(A) op(B) + beta D */
-        for (uint64_t j = 0; j < n; j++)
-            memmove((float *)D + j * (uint64_t)ddesc->ld, (const float *)C + j * (uint64_t)cdesc->ld,
-                    m * sizeof(float));
+    /* no algorithm: cuBLASLt runs its heuristic with default preferences (256-byte
+       promise, no workspace) */
+    uint64_t need[4] = {16, 16, 16, 16}, need_ws = 0;
+    for (int i = 0; i < 4 && !algo; i++) need[i] = lt_need_align(l[i], 256);
+    if (algo) {
+        if (algo->data[0] != LT_ALGO_MAGIC)
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "algo: not one cublasLtMatmulAlgoGetHeuristic returned");
+        if (algo->data[6] != lt_config(d, l))
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE,
+                           "algo: chosen for another configuration (types, shapes, transposes or lds differ)");
+        for (int i = 0; i < 4; i++) need[i] = algo->data[1 + i];
+        need_ws = algo->data[5];
     }
-    if (!m || !n) return 0;
-    if (be == 0) /* C is not read: it may hold garbage (NaN) */
-        for (uint64_t j = 0; j < n; j++) memset((float *)D + j * (uint64_t)ddesc->ld, 0, m * sizeof(float));
-    cblas_sgemm(CblasColMajor, d->transa ? CblasTrans : CblasNoTrans,
-                d->transb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k, al, A,
-                (int)adesc->ld, B, (int)bdesc->ld, be, D, (int)ddesc->ld);
-    return 0;
+    if (wsb < need_ws)
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "workspaceSizeInBytes %zu < the algorithm's %llu", wsb,
+                       (unsigned long long)need_ws);
+    if (wsb && !ws) return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "workspace is NULL with workspaceSizeInBytes %zu", wsb);
+    const void *ptr[4] = {A, B, C, D};
+    int empty = !m || !n;
+    for (int i = 0; i < 4; i++) {
+        if (!ptr[i] && !empty && (i == 3 || (i < 2 && k) || (i == 2 && be != 0)))
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE, "%c is NULL", "ABCD"[i]);
+        if (ptr[i] && (uintptr_t)ptr[i] % need[i])
+            return lt_fail(CUBLAS_STATUS_INVALID_VALUE,
+                           "%c (%p) is not aligned to the %llu bytes the algorithm needs (set "
+                           "CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_%c_BYTES to the real alignment)",
+                           "ABCD"[i], ptr[i], (unsigned long long)need[i], "ABCD"[i]);
+    }
+    if (C == D && C && (cdesc->ld != ddesc->ld || cdesc->stride != ddesc->stride))
+        return lt_fail(CUBLAS_STATUS_INVALID_VALUE,
+                       "C == D (in place) needs Cdesc == Ddesc: ld %lld vs %lld, batch stride %lld vs %lld",
+                       (long long)cdesc->ld, (long long)ddesc->ld, (long long)cdesc->stride,
+                       (long long)ddesc->stride);
+    if (need_ws) memset(ws, 0xff, (size_t)need_ws); /* a real algorithm's scratch */
+    lt_ok();
+    if (empty) return CUBLAS_STATUS_SUCCESS;
+    float *fa = xmalloc(sizeof(float) * (adesc->rows * adesc->cols + 1));
+    float *fb = xmalloc(sizeof(float) * (bdesc->rows * bdesc->cols + 1));
+    float *fd = xmalloc(sizeof(float) * m * n);
+    for (int32_t q = 0; q < adesc->batch; q++) {
+        const char *pa = (const char *)A + (size_t)q * adesc->stride * lt_elem(adesc->type);
+        const char *pb = (const char *)B + (size_t)q * bdesc->stride * lt_elem(bdesc->type);
+        const char *pc = (const char *)C + (size_t)q * cdesc->stride * lt_elem(cdesc->type);
+        char *pd = (char *)D + (size_t)q * ddesc->stride * lt_elem(ddesc->type);
+        if (be != 0)
+            lt_load(pc, cdesc, fd);
+        else /* C is not read: it may hold garbage (NaN) */
+            memset(fd, 0, sizeof(float) * m * n);
+        if (k) {
+            lt_load(pa, adesc, fa);
+            lt_load(pb, bdesc, fb);
+            cblas_sgemm(CblasColMajor, d->transa ? CblasTrans : CblasNoTrans, d->transb ? CblasTrans : CblasNoTrans,
+                        (int)m, (int)n, (int)k, al, fa, (int)(adesc->rows ? adesc->rows : 1), fb,
+                        (int)(bdesc->rows ? bdesc->rows : 1), be, fd, (int)m);
+        } else {
+            for (uint64_t i = 0; i < m * n; i++) fd[i] *= be;
+        }
+        for (uint64_t j = 0; j < n; j++)
+            for (uint64_t i = 0; i < m; i++) {
+                uint64_t at = i + j * (uint64_t)ddesc->ld;
+                if (ddesc->type == CUDA_R_16BF)
+                    ((uint16_t *)pd)[at] = kanc_f32_to_bf16(fd[i + j * m]);
+                else
+                    ((float *)pd)[at] = fd[i + j * m];
+            }
+    }
+    free(fa), free(fb), free(fd);
+    return CUBLAS_STATUS_SUCCESS;
 }
-static const char *lt_status(cublasStatus_t s) { return cublas_status_string(NULL, s); }
+static const char *lt_status(cublasStatus_t s)
+{
+    static char buf[700];
+    if (s == lt_last && lt_err[0]) {
+        snprintf(buf, sizeof buf, "%s (mock cuBLASLt: %s)", cublas_status_string(NULL, s), lt_err);
+        return buf;
+    }
+    return cublas_status_string(NULL, s);
+}
 
 static const CudaApi mock_api = {
     .kind = "emu",
@@ -545,6 +826,7 @@ static const CudaApi mock_api = {
     .cublasLtMatmulDescSetAttribute = lt_desc_set,
     .cublasLtMatrixLayoutCreate = lt_layout_create,
     .cublasLtMatrixLayoutDestroy = lt_layout_destroy,
+    .cublasLtMatrixLayoutSetAttribute = lt_layout_set,
     .cublasLtMatmulPreferenceCreate = lt_pref_create,
     .cublasLtMatmulPreferenceDestroy = lt_pref_destroy,
     .cublasLtMatmulPreferenceSetAttribute = lt_pref_set,

@@ -79,11 +79,31 @@ typedef struct {
 #define CUBLAS_STATUS_NOT_SUPPORTED 15
 #define CUBLAS_OP_N 0
 #define CUBLAS_OP_T 1
+#define CUBLAS_OP_C 2
 #define CUDA_R_32F 0
+#define CUDA_R_16F 2
+#define CUDA_R_16BF 14
 #define CUBLAS_COMPUTE_32F 68
+#define CUBLAS_COMPUTE_32F_FAST_16BF 75
 #define CUBLAS_COMPUTE_32F_FAST_TF32 77
+#define CUBLASLT_MATMUL_DESC_COMPUTE_TYPE 0
+#define CUBLASLT_MATMUL_DESC_SCALE_TYPE 1
+#define CUBLASLT_MATMUL_DESC_POINTER_MODE 2 /* int32_t; CUBLASLT_POINTER_MODE_HOST 0 */
 #define CUBLASLT_MATMUL_DESC_TRANSA 3
 #define CUBLASLT_MATMUL_DESC_TRANSB 4
+#define CUBLASLT_MATMUL_DESC_TRANSC 5
+#define CUBLASLT_MATMUL_DESC_EPILOGUE 7 /* uint32_t; CUBLASLT_EPILOGUE_DEFAULT 1 */
+#define CUBLASLT_POINTER_MODE_HOST 0
+#define CUBLASLT_EPILOGUE_DEFAULT 1
+#define CUBLASLT_ORDER_COL 0
+#define CUBLASLT_ORDER_ROW 1
+#define CUBLASLT_MATRIX_LAYOUT_TYPE 0                 /* uint32_t */
+#define CUBLASLT_MATRIX_LAYOUT_ORDER 1                /* int32_t */
+#define CUBLASLT_MATRIX_LAYOUT_ROWS 2                 /* uint64_t */
+#define CUBLASLT_MATRIX_LAYOUT_COLS 3                 /* uint64_t */
+#define CUBLASLT_MATRIX_LAYOUT_LD 4                   /* int64_t */
+#define CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT 5          /* int32_t, default 1 */
+#define CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET 6 /* int64_t elements, default 0 */
 #define CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES 1
 #define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES 5 /* uint32_t each; default 256 */
 #define CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES 6
@@ -143,6 +163,8 @@ typedef struct CudaApi {
     cublasStatus_t (*cublasLtMatrixLayoutCreate)(cublasLtMatrixLayout_t *l, int type,
                                                  uint64_t rows, uint64_t cols, int64_t ld);
     cublasStatus_t (*cublasLtMatrixLayoutDestroy)(cublasLtMatrixLayout_t l);
+    cublasStatus_t (*cublasLtMatrixLayoutSetAttribute)(cublasLtMatrixLayout_t l, int attr,
+                                                       const void *buf, size_t size);
     cublasStatus_t (*cublasLtMatmulPreferenceCreate)(cublasLtMatmulPreference_t *p);
     cublasStatus_t (*cublasLtMatmulPreferenceDestroy)(cublasLtMatmulPreference_t p);
     cublasStatus_t (*cublasLtMatmulPreferenceSetAttribute)(cublasLtMatmulPreference_t p, int attr,
@@ -185,6 +207,25 @@ int cuda_available(void);
 /* A description of the result code of a driver or cuBLASLt call. */
 const char *cuda_error_string(const CudaApi *api, CUresult r);
 const char *cublas_status_string(const CudaApi *api, cublasStatus_t s);
+
+/* The mock cuBLASLt's reason for its last refusal ("Ddesc: ld 3 < rows 4"),
+   naming the descriptor field as a real call's status would; "" when none.
+   Its cublasLtGetStatusString appends it to the status name.
+
+   What the mock accepts (a real cuBLASLt's rules, or a narrower subset):
+   compute CUBLAS_COMPUTE_32F with scale CUDA_R_32F and A, B in CUDA_R_32F or
+   CUDA_R_16BF (C and D both CUDA_R_32F, or both CUDA_R_16BF with bf16 A, B);
+   _FAST_TF32 / _FAST_16BF with all CUDA_R_32F; column order; ld >= rows; op
+   N or T (C for real types) on A and B, N on C; op(A) m x k, op(B) k x n, C
+   and D m x n of one type, batch count and order; C == D (in place) only with
+   equal layouts; equal batch counts, strides >= 0; host pointer mode, the
+   default epilogue. The heuristic's algorithm needs each pointer aligned to
+   16 bytes (the vector loads of tensor-core kernels) unless the preference's
+   MIN_ALIGNMENT_x_BYTES promises less or a leading dimension or batch stride
+   is not a multiple of 16 bytes (then the element size), and min(1 MiB,
+   MAX_WORKSPACE_BYTES) of workspace, which the matmul checks and overwrites
+   (0xff) as a real algorithm would use it. */
+const char *cuda_mock_lt_error(void);
 
 /* Module images for the mock's cuModuleLoadData (free with free()): the
    generated source, which the mock builds with the emulator (runtime/device/emu);

@@ -6,7 +6,8 @@
  *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -x c++ \
  *         -include runtime/device/emu/cuda_emu.h kernels.cu -o kernels.so
  *
- * (runtime/device/emu/emu_launch.c does exactly that). It defines KANC_EMU, the
+ * (runtime/device/emu/emu_launch.c does exactly that, with -isystem
+ * runtime/device/emu/include, where the emulated cuda_bf16.h is). It defines KANC_EMU, the
  * CUDA keywords (__global__, __device__, __shared__ ...), dim3 and uint3,
  * threadIdx / blockIdx / blockDim / gridDim, __syncthreads, __syncwarp and the
  * warp shuffles, atomicAdd, the CUDA-only math functions, the fast warp
@@ -29,8 +30,17 @@
  * thread it waits for (all live threads of the block, or of the warp) has
  * arrived. Threads that have returned no longer count (as on the GPU). A
  * state where no thread can run is reported (barrier divergence) and aborts.
- * Kernels without barriers (SYNC = 0) run their threads as plain calls, in
- * order; a barrier reached in such a kernel aborts with the kernel's name.
+ * Kernels without barriers (SYNC = 0) run their threads as plain calls; a
+ * barrier reached in such a kernel aborts with the kernel's name.
+ *
+ * The order is not fixed, so that code which only works in one order (a
+ * missing __syncthreads, blocks that assume an order) gives wrong results
+ * here as it would on a GPU: $KANC_EMU_ORDER is `forward` (threads and
+ * blocks by increasing index), `reverse`, or `shuffle[:SEED]` (the default,
+ * seed 1): a fresh random permutation of the block order per launch, of the
+ * threads per block (SYNC = 0) and of the runnable threads at every round of
+ * the scheduler (SYNC = 1, i.e. between barriers). The permutations come from
+ * the seed and a per-module launch counter: a run is reproducible.
  *
  * Warp primitives compute what the GPU computes: a shuffle reads the value the
  * source lane deposited; kanc_emu_warp_sum/max apply the same xor butterfly as
@@ -57,7 +67,10 @@
 #define __forceinline__ inline __attribute__((always_inline))
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
-#define __shared__ static /* blocks run one at a time: one copy is the block's */
+/* Blocks run one at a time: one copy is the block's. The emulation build
+   finds every such variable in the module's symbol table and hands the list
+   to kanc_emu_set_shared, so that each is poisoned before every block. */
+#define __shared__ static
 #define __constant__ static
 #define __align__(n) __attribute__((aligned(n)))
 
@@ -71,6 +84,16 @@ struct dim3 {
     dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 
+/* the vector types that CUDA has built in (the bf16 pairs convert to float2) */
+struct float2 {
+    float x, y;
+};
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+static inline float2 make_float2(float x, float y) { return float2{x, y}; }
+static inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+
 /* ---- launch state ---- */
 enum { KANC_EMU_MAX_THREADS = 1024, KANC_EMU_STACK = 64 * 1024 };
 enum { KANC_EMU_RUN, KANC_EMU_AT_BAR, KANC_EMU_AT_WARP, KANC_EMU_DONE };
@@ -80,6 +103,8 @@ struct KancEmuFiber {
     uint3 tid;
     int state;
 };
+
+enum { KANC_EMU_FORWARD, KANC_EMU_REVERSE, KANC_EMU_SHUFFLE };
 
 static struct {
     dim3 grid, block;
@@ -96,6 +121,13 @@ static struct {
     unsigned char slot[KANC_EMU_MAX_THREADS][8]; /* values deposited by warp primitives */
     unsigned char *dyn;                 /* dynamic shared memory */
     size_t dyn_cap;
+    unsigned smem;                      /* this launch's dynamic shared bytes */
+    int order;                          /* KANC_EMU_FORWARD ... (KANC_EMU_ORDER) */
+    uint64_t rng;                       /* the shuffle's state */
+    uint64_t launches;                  /* launches of this module so far */
+    unsigned perm[KANC_EMU_MAX_THREADS]; /* this round's thread order */
+    unsigned *bperm;                    /* this launch's block order (shuffle) */
+    size_t bperm_cap;
 } kanc_emu;
 
 /* the running thread's index: a volatile pointer, so it is re-read after
@@ -156,7 +188,9 @@ static __attribute__((noinline)) void kanc_emu_wait(int state)
     else
         kanc_emu.warp_count[w]++;
     kanc_emu_check(w);
-    if (f[me].state != KANC_EMU_RUN) swapcontext(&f[me].ctx, &kanc_emu.sched);
+    /* yield even when this thread released the barrier: the threads it
+       released run in the scheduler's order, not this one first */
+    swapcontext(&f[me].ctx, &kanc_emu.sched);
     __asm__ __volatile__("" ::: "memory");
 }
 
@@ -315,8 +349,95 @@ static inline float __uint_as_float(unsigned x)
     return f;
 }
 
-/* dynamic shared memory of the current launch (smem bytes; garbage-filled) */
+/* dynamic shared memory of the current launch (smem bytes, poisoned per block) */
 static inline unsigned char *kanc_emu_dyn_smem(void) { return kanc_emu.dyn; }
+
+/* The module's static __shared__ variables: address and size of each, set
+   once after loading (emu_launch.c reads them from the ELF symbol table:
+   every function-local static in writable memory, which in CUDA code is what
+   __shared__ declares; the prelude itself has none). The section attribute
+   would be simpler, but GCC ignores it on the statics of template functions. */
+struct KancEmuRange {
+    void *addr;
+    size_t size;
+};
+static struct KancEmuRange *kanc_emu_shared_vars;
+static int kanc_emu_n_shared;
+static size_t kanc_emu_shared_total;
+
+extern "C" __attribute__((visibility("default"))) int kanc_emu_set_shared(const struct KancEmuRange *r, int n)
+{
+    free(kanc_emu_shared_vars);
+    kanc_emu_shared_vars = (struct KancEmuRange *)malloc(sizeof *r * (size_t)(n > 0 ? n : 1));
+    if (!kanc_emu_shared_vars) return -1;
+    if (n > 0) memcpy(kanc_emu_shared_vars, r, sizeof *r * (size_t)n);
+    kanc_emu_n_shared = n;
+    kanc_emu_shared_total = 0;
+    for (int i = 0; i < n; i++) kanc_emu_shared_total += r[i].size;
+    return 0;
+}
+
+/* bytes of static shared memory that are poisoned per block (tests) */
+extern "C" __attribute__((visibility("default"))) size_t kanc_emu_shared_bytes(void) { return kanc_emu_shared_total; }
+
+/* Before each block: 0xff bytes (NaN as float, -1 as an integer) in every
+   static and dynamic shared variable, so a read before a write shows. */
+static inline void kanc_emu_poison(void)
+{
+    for (int i = 0; i < kanc_emu_n_shared; i++)
+        memset(kanc_emu_shared_vars[i].addr, 0xff, kanc_emu_shared_vars[i].size);
+    if (kanc_emu.smem) memset(kanc_emu.dyn, 0xff, kanc_emu.smem);
+}
+
+/* ---- the order threads and blocks run in ---- */
+
+static uint64_t kanc_emu_next(void) /* splitmix64 */
+{
+    uint64_t z = (kanc_emu.rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* p[0..n) := 0..n-1 in the launch's order */
+static void kanc_emu_permute(unsigned *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) p[i] = (unsigned)(kanc_emu.order == KANC_EMU_REVERSE ? n - 1 - i : i);
+    if (kanc_emu.order != KANC_EMU_SHUFFLE) return;
+    for (size_t i = n; i > 1; i--) { /* Fisher-Yates; the multiply maps 64 bits onto [0, i) */
+        size_t j = (size_t)(((unsigned __int128)kanc_emu_next() * i) >> 64);
+        unsigned t = p[i - 1];
+        p[i - 1] = p[j];
+        p[j] = t;
+    }
+}
+
+/* reads $KANC_EMU_ORDER (every launch: tests change it) and seeds this launch */
+static void kanc_emu_read_order(void)
+{
+    const char *e = getenv("KANC_EMU_ORDER");
+    uint64_t seed = 1;
+    if (!e || !*e || !strncmp(e, "shuffle", 7)) {
+        kanc_emu.order = KANC_EMU_SHUFFLE;
+        const char *s = e && *e ? e + 7 : "";
+        if (*s) {
+            char *end;
+            seed = strtoull(s + 1, &end, 0);
+            if (*s != ':' || end == s + 1 || *end) {
+                fprintf(stderr, "kanc emu: KANC_EMU_ORDER=%s: expected forward, reverse, shuffle or shuffle:SEED\n", e);
+                abort();
+            }
+        }
+    } else if (!strcmp(e, "forward")) {
+        kanc_emu.order = KANC_EMU_FORWARD;
+    } else if (!strcmp(e, "reverse")) {
+        kanc_emu.order = KANC_EMU_REVERSE;
+    } else {
+        fprintf(stderr, "kanc emu: KANC_EMU_ORDER=%s: expected forward, reverse, shuffle or shuffle:SEED\n", e);
+        abort();
+    }
+    kanc_emu.rng = seed * 0x2545f4914f6cdd1dull + kanc_emu.launches++ * 0x9e3779b97f4a7c15ull;
+}
 
 /* ---- launching ---- */
 
@@ -350,6 +471,12 @@ __attribute__((destructor)) static void kanc_emu_release(void)
     free(kanc_emu.f);
     free(kanc_emu.stacks);
     free(kanc_emu.dyn);
+    free(kanc_emu.bperm);
+    free(kanc_emu_shared_vars);
+    kanc_emu_shared_vars = NULL;
+    kanc_emu_n_shared = 0;
+    kanc_emu.bperm = NULL;
+    kanc_emu.bperm_cap = 0;
     kanc_emu.f = NULL;
     kanc_emu.stacks = NULL;
     kanc_emu.dyn = NULL;
@@ -363,8 +490,11 @@ static void kanc_emu_block(void)
     kanc_emu.ndone = kanc_emu.bar_count = 0;
     memset(kanc_emu.warp_count, 0, sizeof kanc_emu.warp_count);
     memset(kanc_emu.warp_done, 0, sizeof kanc_emu.warp_done);
+    unsigned *perm = kanc_emu.perm;
     if (!kanc_emu.fibers) {
-        for (int t = 0; t < n; t++) {
+        kanc_emu_permute(perm, (size_t)n);
+        for (int i = 0; i < n; i++) {
+            int t = (int)perm[i];
             kanc_emu.cur = t;
             kanc_emu_tidp = &f[t].tid;
             kanc_emu.fn(kanc_emu.arg);
@@ -380,7 +510,9 @@ static void kanc_emu_block(void)
     }
     while (kanc_emu.ndone < n) {
         int ran = 0;
-        for (int t = 0; t < n; t++) {
+        kanc_emu_permute(perm, (size_t)n); /* a new order for every round */
+        for (int i = 0; i < n; i++) {
+            int t = (int)perm[i];
             if (f[t].state != KANC_EMU_RUN) continue;
             kanc_emu.cur = t;
             kanc_emu_tidp = &f[t].tid;
@@ -419,7 +551,7 @@ static void kanc_emu_launch(const char *name, void (*fn)(const void *), dim3 gri
         kanc_emu.dyn = (unsigned char *)aligned_alloc(64, (smem + 63) / 64 * 64);
         kanc_emu.dyn_cap = smem;
     }
-    if (smem) memset(kanc_emu.dyn, 0xff, smem); /* NaN: shared memory starts undefined */
+    kanc_emu.smem = smem;
     kanc_emu.grid = grid;
     kanc_emu.block = block;
     kanc_emu.nthreads = (int)nthreads;
@@ -431,14 +563,26 @@ static void kanc_emu_launch(const char *name, void (*fn)(const void *), dim3 gri
         kanc_emu.f[t].tid.y = (unsigned)t / block.x % block.y;
         kanc_emu.f[t].tid.z = (unsigned)t / (block.x * block.y);
     }
-    for (unsigned z = 0; z < grid.z; z++)
-        for (unsigned y = 0; y < grid.y; y++)
-            for (unsigned x = 0; x < grid.x; x++) {
-                kanc_emu.bid.x = x;
-                kanc_emu.bid.y = y;
-                kanc_emu.bid.z = z;
-                kanc_emu_block();
-            }
+    kanc_emu_read_order();
+    size_t nblocks = (size_t)grid.x * grid.y * grid.z;
+    if (kanc_emu.order == KANC_EMU_SHUFFLE && nblocks > kanc_emu.bperm_cap) {
+        if (nblocks > 0xffffffffu) kanc_emu_fail("more than 2^32 blocks to shuffle");
+        free(kanc_emu.bperm);
+        kanc_emu.bperm = (unsigned *)malloc(nblocks * sizeof *kanc_emu.bperm);
+        kanc_emu.bperm_cap = nblocks;
+        if (!kanc_emu.bperm) kanc_emu_fail("out of memory for the block order");
+    }
+    if (kanc_emu.order == KANC_EMU_SHUFFLE) kanc_emu_permute(kanc_emu.bperm, nblocks);
+    for (size_t i = 0; i < nblocks; i++) {
+        size_t b = kanc_emu.order == KANC_EMU_FORWARD   ? i
+                   : kanc_emu.order == KANC_EMU_REVERSE ? nblocks - 1 - i
+                                                        : kanc_emu.bperm[i];
+        kanc_emu.bid.x = (unsigned)(b % grid.x);
+        kanc_emu.bid.y = (unsigned)(b / grid.x % grid.y);
+        kanc_emu.bid.z = (unsigned)(b / ((size_t)grid.x * grid.y));
+        kanc_emu_poison();
+        kanc_emu_block();
+    }
     kanc_emu_tidp = &kanc_emu_tid0;
     kanc_emu.kernel = NULL;
 }

@@ -4,13 +4,17 @@
 
 #include <cblas.h>
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
+#include <link.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "util.h"
 
 struct EmuModule {
     void *dl;
@@ -115,6 +119,84 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+/* What the prelude's kanc_emu_set_shared takes. */
+typedef struct {
+    void *addr;
+    size_t size;
+} SharedRange;
+
+/* The static shared variables of the loaded module `dl` (file so): every
+   function-local static object in writable memory (Itanium names _ZZ...: in
+   CUDA code these are the __shared__ declarations), handed to the module's
+   kanc_emu_set_shared so that they are poisoned before every block. A module
+   without that entry (not built on the prelude) is left alone. 0, or -1 with
+   err. Every offset is checked against the file before it is read through. */
+int emu_register_shared(void *dl, const char *so, char *err, size_t errlen)
+{
+    void *entry = dlsym(dl, "kanc_emu_set_shared");
+    if (!entry) return 0;
+    int (*set_shared)(const SharedRange *, int);
+    memcpy(&set_shared, &entry, sizeof set_shared);
+    struct link_map *lm = NULL;
+    if (dlinfo(dl, RTLD_DI_LINKMAP, &lm) || !lm) {
+        snprintf(err, errlen, "emu: dlinfo %s: %s", so, dlerror());
+        return -1;
+    }
+    size_t len = 0;
+    char *img = read_file(so, &len);
+    if (!img) {
+        snprintf(err, errlen, "emu: cannot read %s back to find its shared variables", so);
+        return -1;
+    }
+    const char *bad = NULL;
+    SharedRange *r = NULL;
+    int n = 0, cap = 0;
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)img;
+    if (len < sizeof *eh || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64)
+        bad = "not a 64-bit ELF file";
+    else if (eh->e_shentsize != sizeof(Elf64_Shdr) || eh->e_shoff > len ||
+             (len - eh->e_shoff) / sizeof(Elf64_Shdr) < eh->e_shnum)
+        bad = "section header table outside the file";
+    const Elf64_Shdr *sh = bad ? NULL : (const Elf64_Shdr *)(img + eh->e_shoff);
+    for (int i = 0; !bad && i < eh->e_shnum; i++) {
+        if (sh[i].sh_type != SHT_SYMTAB) continue;
+        const Elf64_Shdr *sym = &sh[i], *str = sym->sh_link < eh->e_shnum ? &sh[sym->sh_link] : NULL;
+        if (!str || sym->sh_offset > len || sym->sh_size > len - sym->sh_offset || str->sh_offset > len ||
+            str->sh_size > len - str->sh_offset || sym->sh_entsize != sizeof(Elf64_Sym)) {
+            bad = "symbol table outside the file";
+            break;
+        }
+        const Elf64_Sym *syms = (const Elf64_Sym *)(img + sym->sh_offset);
+        const char *names = img + str->sh_offset;
+        for (size_t k = 0; k < sym->sh_size / sizeof *syms; k++) {
+            const Elf64_Sym *y = &syms[k];
+            if (ELF64_ST_TYPE(y->st_info) != STT_OBJECT || !y->st_size || y->st_shndx == SHN_UNDEF ||
+                y->st_shndx >= eh->e_shnum || y->st_name + 4 > str->sh_size)
+                continue;
+            const Elf64_Shdr *home = &sh[y->st_shndx];
+            if (!(home->sh_flags & SHF_WRITE) || !(home->sh_flags & SHF_ALLOC)) continue;
+            if (strncmp(names + y->st_name, "_ZZ", 3)) continue; /* not a function-local static */
+            if (y->st_value < home->sh_addr || y->st_size > home->sh_size ||
+                y->st_value - home->sh_addr > home->sh_size - y->st_size) {
+                bad = "a shared variable outside its section";
+                break;
+            }
+            if (n == cap) r = xrealloc(r, sizeof *r * (size_t)(cap = cap ? 2 * cap : 16));
+            r[n++] = (SharedRange){(void *)(uintptr_t)(lm->l_addr + y->st_value), (size_t)y->st_size};
+        }
+    }
+    free(img);
+    if (bad) {
+        snprintf(err, errlen, "emu: %s: %s", so, bad);
+        free(r);
+        return -1;
+    }
+    int rc = set_shared(r, n);
+    free(r);
+    if (rc) snprintf(err, errlen, "emu: %s: out of memory for the shared variables", so);
+    return rc ? -1 : 0;
+}
+
 EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
 {
     const char *prelude = emu_prelude_path();
@@ -141,12 +223,20 @@ EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
     }
     const char *cxx = getenv("KANC_EMU_CXX");
     if (!cxx || !cxx[0]) cxx = "c++";
-    size_t cmdlen = strlen(cxx) + strlen(prelude) + 4 * PATH_MAX + 256;
+    /* the emulated CUDA headers (cuda_bf16.h) beside the prelude */
+    char incdir[PATH_MAX];
+    snprintf(incdir, sizeof incdir, "%s", prelude);
+    char *slash = strrchr(incdir, '/');
+    if (slash)
+        snprintf(slash + 1, sizeof incdir - (size_t)(slash + 1 - incdir), "include");
+    else
+        snprintf(incdir, sizeof incdir, "include");
+    size_t cmdlen = strlen(cxx) + strlen(prelude) + 5 * PATH_MAX + 256;
     char *cmd = malloc(cmdlen);
     snprintf(cmd, cmdlen,
              "%s -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -Wno-unknown-pragmas "
-             "-x c++ -include '%s' '%s' -o '%s' -lm > '%s' 2>&1",
-             cxx, prelude, src, so, logp);
+             "-isystem '%s' -x c++ -include '%s' '%s' -o '%s' -lm > '%s' 2>&1",
+             cxx, incdir, prelude, src, so, logp);
     int rc = system(cmd);
     free(cmd);
     if (rc != 0) {
@@ -161,6 +251,10 @@ EmuModule *emu_module_build(const char *source, char *err, size_t errlen)
     void *dl = dlopen(so, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         snprintf(err, errlen, "emu: dlopen %s: %s", so, dlerror());
+        return NULL;
+    }
+    if (emu_register_shared(dl, so, err, errlen)) {
+        dlclose(dl);
         return NULL;
     }
     if (getenv("KANC_EMU_KEEP"))
@@ -188,6 +282,8 @@ EmuHostFn emu_module_lookup(EmuModule *m, const char *name)
     memcpy(&fn, &p, sizeof fn);
     return fn;
 }
+
+void *emu_module_symbol(EmuModule *m, const char *symbol) { return dlsym(m->dl, symbol); }
 
 static void *area_ptr(const KancArgs *a, int area, int64_t off)
 {

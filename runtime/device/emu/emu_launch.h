@@ -4,7 +4,10 @@
  * the prelude runtime/device/emu/cuda_emu.h into a shared object in a fresh
  * temporary directory, and loaded with dlopen. Each kernel NAME then has a
  * host entry NAME__host that runs all of its blocks (see cuda_emu.h for how
- * threads, shared memory and barriers are emulated); LAUNCH_GEMM steps run as
+ * threads, shared memory and barriers are emulated, and $KANC_EMU_ORDER for
+ * the order they run in); after loading, the module is told where its static
+ * __shared__ variables are (emu_register_shared) so that they are poisoned
+ * before every block; LAUNCH_GEMM steps run as
  * a CPU GEMM (OpenBLAS). Storage is host memory: a KancArgs whose fields
  * hold host pointers cast to uint64_t (scalars -> a host KancScalars).
  *
@@ -19,8 +22,9 @@
  *     emu_module_free(m);
  *
  * The compiler: $KANC_EMU_CXX, else `c++`, invoked as
- *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -x c++
- *         -include <prelude> <dir>/kernels.cu -o <dir>/kernels.so
+ *     c++ -std=c++17 -O1 -fPIC -shared -fvisibility=hidden -isystem <prelude dir>/include
+ *         -x c++ -include <prelude> <dir>/kernels.cu -o <dir>/kernels.so
+ * (<prelude dir>/include holds the emulated cuda_bf16.h).
  * The prelude is found (first that exists): $KANC_EMU_PRELUDE; the path in
  * the compile-time define KANC_EMU_PRELUDE (-DKANC_EMU_PRELUDE="\"/abs/cuda_emu.h\"");
  * $KANC_ROOT/runtime/device/emu/cuda_emu.h; relative to the executable,
@@ -60,6 +64,14 @@ void emu_module_free(EmuModule *m);
 
 /* The host entry of kernel `name` (without "__host"), or NULL. */
 EmuHostFn emu_module_lookup(EmuModule *m, const char *name);
+/* Hands a loaded module (dlopen handle dl of file so) the list of its static
+   __shared__ variables, which the prelude poisons before every block (see
+   emu_launch.c; emu_module_build does it; a module without the prelude's
+   entry is left alone). 0, or -1 with err. */
+int emu_register_shared(void *dl, const char *so, char *err, size_t errlen);
+
+/* Any exported symbol of the module (tests' own host entries), or NULL. */
+void *emu_module_symbol(EmuModule *m, const char *symbol);
 
 /* A LAUNCH_GEMM on the CPU (cblas_sgemm; beta == 0 never reads C). */
 void emu_gemm(const GemmDesc *d, const KancArgs *args);
