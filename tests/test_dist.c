@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "run_check.h"
 #include "test_util.h"
 #include "util.h"
 
@@ -59,59 +60,17 @@ static char *write_text(void)
     return path;
 }
 
-/* the losses of metrics.jsonl's step lines, as printed (and as numbers) */
-static int read_losses(const char *dir, char lines[][64], double *v, int max)
-{
-    char *path = xasprintf("%s/metrics.jsonl", dir);
-    char *text = read_file(path, NULL);
-    free(path);
-    cr_assert(text, "no metrics in %s", dir);
-    int n = 0;
-    for (char *l = strtok(text, "\n"); l && n < max; l = strtok(NULL, "\n")) {
-        char *p = strstr(l, "\"loss\":");
-        if (!p) continue;
-        snprintf(lines[n], 64, "%.*s", (int)strcspn(p + 7, ","), p + 7);
-        if (v) v[n] = atof(lines[n]);
-        n++;
-    }
-    free(text);
-    return n;
-}
-
-static void *read_area(Model *m, KancArea a, size_t *bytes)
-{
-    *bytes = (size_t)device_area_elems(m->dev, a) * 4;
-    void *p = xmalloc(*bytes + 4);
-    m->dev->ops->read_area(m->dev, a, p);
-    return p;
-}
-
-static void load_ckpt(const char *dir, Model *m)
-{
-    CkptInfo info;
-    char err[512];
-    cJSON *state = NULL;
-    cr_assert_eq(ckpt_info(dir, &info, err, sizeof err), 0, "%s", err);
-    ConfigSets cs;
-    ckpt_sets(&info, &cs);
-    cr_assert_eq(model_compile(m, info.model_path, info.source, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu", stderr), 0);
-    cr_assert_eq(ckpt_load(dir, m, &state, err, sizeof err), 0, "%s", err);
-    cJSON_Delete(state);
-    config_sets_free(&cs);
-    ckpt_info_free(&info);
-}
-
 /* the two checkpoints hold the same parameters, moments and step, to the bit */
 static void expect_same_state(const char *a, const char *b, const char *what)
 {
     Model ma, mb;
-    load_ckpt(a, &ma);
-    load_ckpt(b, &mb);
+    run_load_ckpt(a, &ma, NULL);
+    run_load_ckpt(b, &mb, NULL);
     KancArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
     const char *names[] = {"parameters", "first moments", "second moments"};
     for (int i = 0; i < 3; i++) {
         size_t na, nb;
-        void *x = read_area(&ma, areas[i], &na), *y = read_area(&mb, areas[i], &nb);
+        void *x = run_read_area(&ma, areas[i], &na), *y = run_read_area(&mb, areas[i], &nb);
         cr_expect(na == nb && !memcmp(x, y, na), "%s: the %s differ", what, names[i]);
         free(x);
         free(y);
@@ -211,9 +170,9 @@ Test(dist, two_ranks_equal_one_process_with_the_doubled_batch_and_repeat_bit_for
     free(out);
     char l1[16][64], la[16][64], lb[16][64];
     double v1[16], va[16];
-    cr_assert_eq(read_losses(one, l1, v1, 16), 12);
-    cr_assert_eq(read_losses(a, la, va, 16), 12, "rank 0 alone writes metrics.jsonl, each step once");
-    cr_assert_eq(read_losses(b, lb, NULL, 16), 12);
+    cr_assert_eq(run_read_losses(one, l1, v1, 16), 12);
+    cr_assert_eq(run_read_losses(a, la, va, 16), 12, "rank 0 alone writes metrics.jsonl, each step once");
+    cr_assert_eq(run_read_losses(b, lb, NULL, 16), 12);
     for (int i = 0; i < 12; i++) {
         cr_expect_str_eq(la[i], lb[i], "2 ranks twice, step %d", i + 1);
         cr_expect(fabs(va[i] - v1[i]) <= SAME_AS_ONE_PROCESS * fabs(v1[i]),
@@ -235,8 +194,8 @@ Test(dist, zero1_gives_the_same_run_and_its_checkpoint_reads_anywhere, .timeout 
     cr_expect(strstr(out, "ZeRO-1: rank 0 keeps the AdamW moments of 168608 of 337216 parameters"), "%s", out);
     free(out);
     char la[16][64], lz[16][64];
-    cr_assert_eq(read_losses(a, la, NULL, 16), 8);
-    cr_assert_eq(read_losses(z, lz, NULL, 16), 8);
+    cr_assert_eq(run_read_losses(a, la, NULL, 16), 8);
+    cr_assert_eq(run_read_losses(z, lz, NULL, 16), 8);
     for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lz[i], "ZeRO-1 vs unsharded, step %d", i + 1);
     /* the checkpoint holds the gathered moments: the same as unsharded */
     expect_same_state(a, z, "ZeRO-1 vs unsharded");
@@ -246,7 +205,7 @@ Test(dist, zero1_gives_the_same_run_and_its_checkpoint_reads_anywhere, .timeout 
     cr_assert_eq(test_run(&out, "$KANRUN train --resume %s --steps 9 --quiet", z), 0, "%s", out);
     free(out);
     char lr[16][64];
-    cr_expect_eq(read_losses(z, lr, NULL, 16), 9);
+    cr_expect_eq(run_read_losses(z, lr, NULL, 16), 9);
 }
 
 Test(dist, a_killed_rank_stops_the_job_and_the_checkpoint_resumes_exactly, .timeout = 300)
@@ -274,8 +233,8 @@ Test(dist, a_killed_rank_stops_the_job_and_the_checkpoint_resumes_exactly, .time
     cr_assert_eq(test_run(&out, MPIRUN " $KANRUN train --resume %s --quiet", b), 0, "%s", out);
     free(out);
     char la[16][64], lb[16][64];
-    cr_assert_eq(read_losses(a, la, NULL, 16), 10);
-    cr_assert_eq(read_losses(b, lb, NULL, 16), 10, "the resumed run's metrics hold every step once");
+    cr_assert_eq(run_read_losses(a, la, NULL, 16), 10);
+    cr_assert_eq(run_read_losses(b, lb, NULL, 16), 10, "the resumed run's metrics hold every step once");
     for (int i = 0; i < 10; i++) cr_expect_str_eq(la[i], lb[i], "resumed vs uninterrupted, step %d", i + 1);
     expect_same_state(a, b, "resumed vs uninterrupted");
 }
@@ -335,8 +294,8 @@ Test(dist, nccl_path_through_the_mock_matches_cpu_ranks, .timeout = 300)
     free(out);
     char lc[8][64], le[8][64];
     double vc[8], ve[8];
-    cr_assert_eq(read_losses(c, lc, vc, 8), 3);
-    cr_assert_eq(read_losses(e, le, ve, 8), 3);
+    cr_assert_eq(run_read_losses(c, lc, vc, 8), 3);
+    cr_assert_eq(run_read_losses(e, le, ve, 8), 3);
     for (int i = 0; i < 3; i++)
         cr_expect(fabs(vc[i] - ve[i]) <= 1e-5 * fabs(vc[i]), "step %d: cpu %s, emu %s", i + 1, lc[i], le[i]);
 }

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "run_check.h"
 #include "test_util.h"
 #include "util.h"
 
@@ -23,49 +24,10 @@
 #define TINY "--set n_layer=2 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 4"
 
 /* the losses of metrics.jsonl's step lines, as printed */
-static int read_losses(const char *dir, char lines[][64], int max)
-{
-    char *path = xasprintf("%s/metrics.jsonl", dir);
-    char *text = read_file(path, NULL);
-    free(path);
-    cr_assert(text, "no metrics in %s", dir);
-    int n = 0;
-    for (char *l = strtok(text, "\n"); l && n < max; l = strtok(NULL, "\n")) {
-        char *p = strstr(l, "\"loss\":");
-        if (!p) continue;
-        snprintf(lines[n++], 64, "%.*s", (int)strcspn(p + 7, ","), p + 7);
-    }
-    free(text);
-    return n;
-}
-
-static void *read_area(Model *m, KancArea a, size_t *bytes)
-{
-    *bytes = (size_t)device_area_elems(m->dev, a) * 4;
-    void *p = xmalloc(*bytes + 4);
-    m->dev->ops->read_area(m->dev, a, p);
-    return p;
-}
-
-/* loads a checkpoint directory into a fresh model */
-static void load_ckpt(const char *dir, Model *m, cJSON **state)
-{
-    CkptInfo info;
-    char err[512];
-    cr_assert_eq(ckpt_info(dir, &info, err, sizeof err), 0, "%s", err);
-    ConfigSets cs;
-    ckpt_sets(&info, &cs);
-    cr_assert_eq(model_compile(m, info.model_path, info.source, cs.sets, cs.n, MODEL_TRAIN, 4, "cpu",
-                               stderr), 0);
-    cr_assert_eq(ckpt_load(dir, m, state, err, sizeof err), 0, "%s", err);
-    config_sets_free(&cs);
-    ckpt_info_free(&info);
-}
-
 static int same_area(Model *a, Model *b, KancArea area)
 {
     size_t na, nb;
-    void *x = read_area(a, area, &na), *y = read_area(b, area, &nb);
+    void *x = run_read_area(a, area, &na), *y = run_read_area(b, area, &nb);
     int same = na == nb && !memcmp(x, y, na);
     free(x);
     free(y);
@@ -89,15 +51,15 @@ Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 30
     cr_assert_eq(test_run(&out, "$KANRUN train --resume %s", b), 0, "%s", out);
     free(out);
     char la[16][64], lb[16][64];
-    int na = read_losses(a, la, 16), nb = read_losses(b, lb, 16);
+    int na = run_read_losses(a, la, NULL, 16), nb = run_read_losses(b, lb, NULL, 16);
     cr_assert_eq(na, 8);
     cr_assert_eq(nb, 8, "the resumed run's metrics hold every step once");
     for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lb[i], "loss of step %d", i + 1);
     /* and the final state is identical to the bit */
     Model ma, mb;
     cJSON *sa = NULL, *sb = NULL;
-    load_ckpt(a, &ma, &sa);
-    load_ckpt(b, &mb, &sb);
+    run_load_ckpt(a, &ma, &sa);
+    run_load_ckpt(b, &mb, &sb);
     cr_expect(same_area(&ma, &mb, AREA_PARAMS), "parameters differ after resume");
     cr_expect(same_area(&ma, &mb, AREA_M) && same_area(&ma, &mb, AREA_V), "AdamW moments differ");
     cr_expect_eq(ma.dev->step, 8);
@@ -110,7 +72,7 @@ Test(train, same_seed_same_losses_and_resume_equals_uninterrupted, .timeout = 30
                  "%s", out);
     free(out);
     char lc[16][64];
-    cr_assert_eq(read_losses(c, lc, 16), 8);
+    cr_assert_eq(run_read_losses(c, lc, NULL, 16), 8);
     for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lc[i], "same seed, step %d", i + 1);
 }
 
@@ -123,11 +85,11 @@ Test(train, checkpoint_round_trip_is_bit_exact, .timeout = 120)
     free(out);
     Model m, m2;
     cJSON *st = NULL, *st2 = NULL;
-    load_ckpt(dir, &m, &st);
+    run_load_ckpt(dir, &m, &st);
     /* save it elsewhere, load that: every area and the step survive exactly */
     char *dir2 = test_tmpdir(), err[512];
     cr_assert_eq(ckpt_save(dir2, &m, NULL, st, err, sizeof err), 0, "%s", err);
-    load_ckpt(dir2, &m2, &st2);
+    run_load_ckpt(dir2, &m2, &st2);
     cr_expect(same_area(&m, &m2, AREA_PARAMS));
     cr_expect(same_area(&m, &m2, AREA_BUFFERS));
     cr_expect(same_area(&m, &m2, AREA_M));
@@ -158,9 +120,9 @@ Test(train, a_checkpoint_killed_mid_write_leaves_the_previous_one, .timeout = 20
     free(out);
     Model m;
     cJSON *st = NULL;
-    load_ckpt(dir, &m, &st);
+    run_load_ckpt(dir, &m, &st);
     size_t nbytes;
-    void *before = read_area(&m, AREA_PARAMS, &nbytes);
+    void *before = run_read_area(&m, AREA_PARAMS, &nbytes);
     /* children that start overwriting the checkpoint (as step 3) and are
        killed at increasing moments; after each, the directory still loads */
     for (int attempt = 0; attempt < 6; attempt++) {
@@ -176,9 +138,9 @@ Test(train, a_checkpoint_killed_mid_write_leaves_the_previous_one, .timeout = 20
         waitpid(pid, NULL, 0);
         Model m2;
         cJSON *st2 = NULL;
-        load_ckpt(dir, &m2, &st2);
+        run_load_ckpt(dir, &m2, &st2);
         size_t n2;
-        void *after = read_area(&m2, AREA_PARAMS, &n2);
+        void *after = run_read_area(&m2, AREA_PARAMS, &n2);
         cr_expect(n2 == nbytes && !memcmp(before, after, nbytes), "parameters survive a kill");
         cr_expect(m2.dev->step == 2 || m2.dev->step == 3, "a whole checkpoint, step %lld",
                   (long long)m2.dev->step);
@@ -296,10 +258,10 @@ Test(train, a_nan_loss_stops_the_run_and_keeps_the_last_checkpoint, .timeout = 1
     free(out);
     Model m;
     cJSON *state = NULL;
-    load_ckpt(dir, &m, &state);
+    run_load_ckpt(dir, &m, &state);
     cr_expect_eq(m.dev->step, 1);
     size_t n;
-    float *p = read_area(&m, AREA_PARAMS, &n);
+    float *p = run_read_area(&m, AREA_PARAMS, &n);
     for (size_t i = 0; i < n / 4; i++)
         if (!isfinite(p[i])) cr_assert_fail("parameter %zu of the kept checkpoint is %g", i, p[i]);
     free(p);
