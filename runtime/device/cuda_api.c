@@ -273,11 +273,13 @@ struct CUgraphExec_st {
 };
 struct CUstream_st {
     int capturing, invalidated;
+    int64_t refusals0; /* mock_refusals when the capture began */
     struct CUgraph_st *graph;
 };
 
 static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
 static int mock_captures;          /* streams capturing now */
+static int64_t mock_refusals;      /* calls refused because some stream captured: they invalidate every capture */
 static int64_t mock_graph_launches;
 typedef struct {
     char *p;
@@ -290,6 +292,13 @@ static void mock_node_free(MockNode *nd);
 static CUresult mock_node_run(const MockNode *nd);
 
 static int capturing(CUstream s) { return s && s->capturing; }
+static int invalidated(CUstream s)
+{
+    pthread_mutex_lock(&mock_lock);
+    int inv = s->invalidated || s->refusals0 != mock_refusals;
+    pthread_mutex_unlock(&mock_lock);
+    return inv;
+}
 
 /* a call the driver refuses during capture: the capture becomes invalid */
 static CUresult capture_refuse(CUstream s)
@@ -303,6 +312,7 @@ static int any_capture_refuse(void)
 {
     pthread_mutex_lock(&mock_lock);
     int n = mock_captures;
+    if (n) mock_refusals++;
     pthread_mutex_unlock(&mock_lock);
     return n;
 }
@@ -364,6 +374,7 @@ static CUresult m_begin_capture(CUstream s, int mode)
     s->invalidated = 0;
     s->graph = xcalloc(1, sizeof *s->graph);
     pthread_mutex_lock(&mock_lock);
+    s->refusals0 = mock_refusals;
     mock_captures++;
     pthread_mutex_unlock(&mock_lock);
     return CUDA_SUCCESS;
@@ -381,11 +392,12 @@ static CUresult m_end_capture(CUstream s, CUgraph *g)
     if (!g) return CUDA_ERROR_INVALID_VALUE;
     *g = NULL;
     if (!s || !s->capturing) return CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
+    int inv = invalidated(s);
     s->capturing = 0;
     pthread_mutex_lock(&mock_lock);
     mock_captures--;
     pthread_mutex_unlock(&mock_lock);
-    if (s->invalidated) {
+    if (inv) {
         m_graph_destroy(s->graph);
         s->graph = NULL;
         return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
@@ -398,7 +410,7 @@ static CUresult m_is_capturing(CUstream s, int *status)
 {
     if (!status) return CUDA_ERROR_INVALID_VALUE;
     *status = !s || !s->capturing ? CU_STREAM_CAPTURE_STATUS_NONE
-              : s->invalidated    ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+              : invalidated(s)    ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
                                   : CU_STREAM_CAPTURE_STATUS_ACTIVE;
     return CUDA_SUCCESS;
 }

@@ -25,6 +25,7 @@
  * mode "emu" runs exactly this code over the mock table of cuda_api.c: the
  * program is built by the emulator (runtime/device/emu) instead of NVRTC.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,28 @@
 #include "util.h"
 
 #define LT_WORKSPACE ((size_t)32 << 20)
+#define STAGE_SLOTS 4   /* page-locked copies of one host value in flight */
+#define MAX_GRAPHS 8    /* captured ranges kept */
+#define LOG_SLOTS 1024  /* step records on their way to the host */
+#define LOG_FLOATS (DEVICE_LOG_NODES + 2) /* per record: the log nodes, grad_norm, clip_scale */
+
+/* Page-locked copies of a host value, so that an async copy needs no
+   synchronisation: a slot is reused once its copy (STAGE_SLOTS writes ago) ran. */
+typedef struct {
+    void *host[STAGE_SLOTS];
+    CUevent done[STAGE_SLOTS];
+    int used[STAGE_SLOTS];
+    int next;
+    size_t bytes;
+} Staging;
+
+/* A range of nodes run as a CUDA graph: captured at its second run (a range run
+   once, as verify's node-by-node checks do, is not worth instantiating). */
+typedef struct {
+    int from, to;
+    int64_t runs;
+    CUgraphExec exec;
+} RangeGraph;
 
 
 typedef struct {
@@ -68,6 +91,14 @@ typedef struct {
     int64_t bytes;
     int sm;
     int sync_each;     /* $KANC_CUDA_SYNC=1: synchronise after every launch (debugging) */
+    int use_graphs;    /* 0 with KANC_CUDA_SYNC=1 or KANC_CUDA_GRAPH=0 */
+    RangeGraph graph[MAX_GRAPHS];
+    int n_graphs;
+    Staging scal_stage;  /* KancScalars */
+    Staging *in_stage;   /* per node: the inputs (tokens) */
+    float *h_res;        /* page-locked grad_norm, clip_scale */
+    float *h_log;        /* page-locked step records, LOG_SLOTS x LOG_FLOATS */
+    int64_t log_step[LOG_SLOTS], log_head, log_tail; /* records [head, tail) not moved to the host log */
 } CudaDevice;
 
 static CudaDevice *cd_of(Device *d) { return (CudaDevice *)d; }
@@ -139,10 +170,57 @@ static void copy_out(CudaDevice *c, void *dst, CUdeviceptr src, size_t n)
     CU_CHECK(c, cuStreamSynchronize(c->stream));
 }
 
+static void *host_alloc(CudaDevice *c, size_t n)
+{
+    void *p = NULL;
+    CU_CHECK(c, cuMemAllocHost(&p, n ? n : 1));
+    return p;
+}
+
+/* a free page-locked slot of st for n bytes: the copy that last read it has run */
+static void *stage_begin(CudaDevice *c, Staging *st, size_t n)
+{
+    if (!st->bytes) {
+        for (int k = 0; k < STAGE_SLOTS; k++) {
+            st->host[k] = host_alloc(c, n);
+            CU_CHECK(c, cuEventCreate(&st->done[k], CU_EVENT_DEFAULT));
+        }
+        st->bytes = n;
+    }
+    if (n > st->bytes) die("cuda: a staged value grew from %zu to %zu bytes", st->bytes, n);
+    int k = st->next;
+    if (st->used[k]) CU_CHECK(c, cuEventSynchronize(st->done[k]));
+    return st->host[k];
+}
+/* after the slot's copies are queued */
+static void stage_end(CudaDevice *c, Staging *st)
+{
+    int k = st->next;
+    CU_CHECK(c, cuEventRecord(st->done[k], c->stream));
+    st->used[k] = 1;
+    st->next = (k + 1) % STAGE_SLOTS;
+}
+static void stage_free(CudaDevice *c, Staging *st)
+{
+    for (int k = 0; st->bytes && k < STAGE_SLOTS; k++) {
+        c->api->cuMemFreeHost(st->host[k]);
+        c->api->cuEventDestroy(st->done[k]);
+    }
+    memset(st, 0, sizeof *st);
+}
+
 static void cuda_write_value(Device *d, int node, const void *host)
 {
     CudaDevice *c = cd_of(d);
-    copy_in(c, value_ptr(c, node), host, value_bytes(c, node));
+    size_t n = value_bytes(c, node);
+    if (d->plan->g->nodes[node].op == OP_INPUT && n) { /* tokens, every step: no synchronisation */
+        void *slot = stage_begin(c, &c->in_stage[node], n);
+        memcpy(slot, host, n);
+        CU_CHECK(c, cuMemcpyHtoDAsync(value_ptr(c, node), slot, n, c->stream));
+        stage_end(c, &c->in_stage[node]);
+        return;
+    }
+    copy_in(c, value_ptr(c, node), host, n);
 }
 
 static void cuda_read_value(Device *d, int node, void *host)
@@ -188,32 +266,13 @@ static void launch_gemm(CudaDevice *c, const CudaLaunch *l, const GemmPlan *gp)
                                (void *)(uintptr_t)c->lt_ws, LT_WORKSPACE, c->stream));
 }
 
-static void cuda_run(Device *d, int from, int to)
+/* the launches of nodes [from, to) in order, and the gradients' zeroing when
+   the range starts the backward (as the CPU): what a graph of the range holds */
+static void enqueue_range(CudaDevice *c, int from, int to)
 {
-    CudaDevice *c = cd_of(d);
-    const Graph *g = d->plan->g;
-    if (from < 0) from = 0;
-    if (to > g->n) to = g->n;
-    if (from >= to) return;
-    if (from <= g->n_forward && to > g->n_forward) /* the range starts the backward (as the CPU) */
+    const Graph *g = c->dev.plan->g;
+    if (from <= g->n_forward && to > g->n_forward)
         CU_CHECK(c, cuMemsetD8Async(c->area[AREA_GRADS], 0, c->area_bytes[AREA_GRADS], c->stream));
-    KancScalars *s = &c->scal;
-    s->lr = (float)d->opt.lr;
-    s->beta1 = (float)d->opt.beta1;
-    s->beta2 = (float)d->opt.beta2;
-    s->eps = (float)d->opt.eps;
-    s->weight_decay = (float)d->opt.weight_decay;
-    s->clip = (float)d->opt.clip;
-    s->seed = d->seed;
-    s->step = (uint64_t)d->step;
-    s->training = d->training;
-    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars, s, sizeof *s, c->stream));
-    int logged = 0, adamw = 0;
-    for (int i = from; i < to; i++) {
-        GOp op = g->nodes[i].op;
-        logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
-        adamw += op == OP_ADAMW;
-    }
     for (int i = 0; i < c->prog.n_launch; i++) {
         if (c->owner[i] < from || c->owner[i] >= to) continue;
         const CudaLaunch *l = &c->prog.launch[i];
@@ -242,14 +301,107 @@ static void cuda_run(Device *d, int from, int to)
             }
         }
     }
-    if (logged) {
-        /* grad_norm and clip_scale: the two floats after the six settings */
-        CU_CHECK(c, cuMemcpyDtoHAsync(&s->grad_norm, c->d_scalars + offsetof(KancScalars, grad_norm),
+}
+
+/* the range's graph slot (NULL when graphs are off or the table is full) */
+static RangeGraph *range_graph(CudaDevice *c, int from, int to)
+{
+    if (!c->use_graphs) return NULL;
+    for (int i = 0; i < c->n_graphs; i++)
+        if (c->graph[i].from == from && c->graph[i].to == to) return &c->graph[i];
+    if (c->n_graphs == MAX_GRAPHS) return NULL;
+    c->graph[c->n_graphs] = (RangeGraph){.from = from, .to = to};
+    return &c->graph[c->n_graphs++];
+}
+
+/* the step's record after an optimizer step: async copies of the log nodes'
+   values and of grad_norm, clip_scale into a page-locked slot */
+static void log_enqueue(CudaDevice *c, int64_t step)
+{
+    Device *d = &c->dev;
+    if (!c->h_log) c->h_log = host_alloc(c, sizeof(float) * LOG_SLOTS * LOG_FLOATS);
+    if (c->log_tail - c->log_head == LOG_SLOTS) d->ops->sync(d); /* the caller reads seldom: move them */
+    int64_t k = c->log_tail % LOG_SLOTS;
+    float *rec = c->h_log + k * LOG_FLOATS;
+    for (int i = 0; i < d->n_log_nodes && i < DEVICE_LOG_NODES; i++) {
+        int node = d->log_nodes[i];
+        if (node < 0 || node >= d->plan->g->n || shape_numel(&d->plan->g->nodes[node].shape) != 1 ||
+            d->plan->g->nodes[node].dtype == DT_I32)
+            die("cuda: log node %d is not a float scalar", node);
+        CU_CHECK(c, cuMemcpyDtoHAsync(&rec[i], value_ptr(c, node), sizeof(float), c->stream));
+    }
+    CU_CHECK(c, cuMemcpyDtoHAsync(&rec[DEVICE_LOG_NODES], c->d_scalars + offsetof(KancScalars, grad_norm),
+                                  2 * sizeof(float), c->stream));
+    c->log_step[k] = step;
+    c->log_tail++;
+}
+
+static void cuda_sync(Device *d)
+{
+    CudaDevice *c = cd_of(d);
+    CU_CHECK(c, cuStreamSynchronize(c->stream));
+    for (; c->log_head < c->log_tail; c->log_head++) {
+        int64_t k = c->log_head % LOG_SLOTS;
+        const float *rec = c->h_log + k * LOG_FLOATS;
+        DeviceStepLog r = {.step = c->log_step[k], .grad_norm = rec[DEVICE_LOG_NODES],
+                           .clip_scale = rec[DEVICE_LOG_NODES + 1]};
+        for (int i = 0; i < DEVICE_LOG_NODES; i++) r.value[i] = i < d->n_log_nodes ? rec[i] : 0;
+        device_log_push(d, &r);
+    }
+}
+
+static void cuda_run(Device *d, int from, int to)
+{
+    CudaDevice *c = cd_of(d);
+    const Graph *g = d->plan->g;
+    if (from < 0) from = 0;
+    if (to > g->n) to = g->n;
+    if (from >= to) return;
+    /* the settings, from page-locked memory; grad_norm and clip_scale, which the
+       device writes and AdamW reads, are left alone */
+    KancScalars *s = stage_begin(c, &c->scal_stage, sizeof(KancScalars));
+    *s = (KancScalars){.lr = (float)d->opt.lr, .beta1 = (float)d->opt.beta1, .beta2 = (float)d->opt.beta2,
+                       .eps = (float)d->opt.eps, .weight_decay = (float)d->opt.weight_decay,
+                       .clip = (float)d->opt.clip, .seed = d->seed, .step = (uint64_t)d->step,
+                       .training = d->training};
+    size_t mid = offsetof(KancScalars, grad_norm), rest = offsetof(KancScalars, seed);
+    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars, s, mid, c->stream));
+    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars + rest, (char *)s + rest, sizeof *s - rest, c->stream));
+    stage_end(c, &c->scal_stage);
+    int logged = 0, adamw = 0;
+    for (int i = from; i < to; i++) {
+        GOp op = g->nodes[i].op;
+        logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
+        adamw += op == OP_ADAMW;
+    }
+    RangeGraph *rg = range_graph(c, from, to);
+    if (rg && !rg->exec && rg->runs >= 1) { /* the second run of this range: capture it */
+        CU_CHECK(c, cuStreamBeginCapture(c->stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        enqueue_range(c, from, to);
+        CUgraph graph = NULL;
+        CUresult r = c->api->cuStreamEndCapture(c->stream, &graph);
+        if (r != CUDA_SUCCESS)
+            die("%s:%d: cuStreamEndCapture of nodes [%d, %d) failed: %s (CUDA error %d): a call inside the "
+                "step cannot be captured (a synchronisation or a pageable copy?); KANC_CUDA_GRAPH=0 runs "
+                "launch by launch", __FILE__, __LINE__, from, to, cuda_error_string(c->api, r), r);
+        CU_CHECK(c, cuGraphInstantiate(&rg->exec, graph, 0));
+        CU_CHECK(c, cuGraphDestroy(graph));
+    }
+    if (rg && rg->exec)
+        CU_CHECK(c, cuGraphLaunch(rg->exec, c->stream));
+    else
+        enqueue_range(c, from, to);
+    if (rg) rg->runs++;
+    if (logged && !d->deferred) {
+        CU_CHECK(c, cuMemcpyDtoHAsync(c->h_res, c->d_scalars + offsetof(KancScalars, grad_norm),
                                       2 * sizeof(float), c->stream));
         CU_CHECK(c, cuStreamSynchronize(c->stream));
-        d->grad_norm = s->grad_norm;
-        d->clip_scale = s->clip_scale;
+        d->grad_norm = c->h_res[0];
+        d->clip_scale = c->h_res[1];
+    } else if (logged) { /* deferred: the step's record has them */
+        d->grad_norm = d->clip_scale = NAN;
     }
+    if (adamw && d->n_log_nodes > 0) log_enqueue(c, d->step);
     d->step += adamw;
 }
 
@@ -261,6 +413,12 @@ static void cuda_destroy(Device *d)
     const CudaApi *api = c->api;
     if (api) {
         if (c->stream) api->cuStreamSynchronize(c->stream);
+        for (int i = 0; i < c->n_graphs; i++)
+            if (c->graph[i].exec) api->cuGraphExecDestroy(c->graph[i].exec);
+        stage_free(c, &c->scal_stage);
+        for (int i = 0; c->in_stage && i < c->dev.plan->g->n; i++) stage_free(c, &c->in_stage[i]);
+        if (c->h_res) api->cuMemFreeHost(c->h_res);
+        if (c->h_log) api->cuMemFreeHost(c->h_log);
         for (int i = 0; c->gemm && i < c->prog.n_launch; i++) {
             GemmPlan *gp = &c->gemm[i];
             if (gp->desc) api->cublasLtMatmulDescDestroy(gp->desc);
@@ -282,6 +440,8 @@ static void cuda_destroy(Device *d)
     free(c->fn);
     free(c->la);
     free(c->gemm);
+    free(c->in_stage);
+    device_log_free(&c->dev);
     cuda_program_free(&c->prog);
     free(c);
 }
@@ -294,6 +454,7 @@ static const DeviceOps CUDA_OPS = {
     .read_area = cuda_read_area,
     .write_area = cuda_write_area,
     .destroy = cuda_destroy,
+    .sync = cuda_sync,
 };
 
 int64_t device_cuda_bytes(const Device *d)
@@ -338,11 +499,14 @@ static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode
 {
     CudaDevice *c = xcalloc(1, sizeof *c);
     c->api = api;
-    c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1};
+    c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1, .queued = 1};
     c->dev.opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
                                .weight_decay = 0.1, .clip = 1.0};
     const char *sync = getenv("KANC_CUDA_SYNC");
     c->sync_each = sync && *sync == '1';
+    const char *graphs = getenv("KANC_CUDA_GRAPH");
+    c->use_graphs = !c->sync_each && !(graphs && !strcmp(graphs, "0"));
+    c->in_stage = xcalloc((size_t)plan->g->n + 1, sizeof *c->in_stage);
     const char *ord = getenv("KANC_CUDA_DEVICE");
     int ordinal = ord ? atoi(ord) : 0, count = 0;
     CU_TRY(c, cuDeviceGetCount(&count));
@@ -533,6 +697,7 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             return -1;
     c->scal = (KancScalars){.clip_scale = 1};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_scalars, &c->scal, sizeof c->scal, c->stream));
+    CU_TRY(c, cuMemAllocHost((void **)&c->h_res, 2 * sizeof(float)));
     CU_TRY(c, cuStreamSynchronize(c->stream));
     return 0;
 fail:
