@@ -494,6 +494,20 @@ static uint32_t align_of(int64_t off, int64_t ld)
     return (uint32_t)(x & -x);
 }
 
+/* a strided batch on the three layouts (cuBLASLt's A is our B, its B our A) */
+static cublasStatus_t set_batch(const CudaApi *api, GemmPlan *gp, const GemmDesc *m)
+{
+    int32_t n = m->batch;
+    int64_t st[3] = {m->stride_b, m->stride_a, m->stride_c};
+    cublasLtMatrixLayout_t l[3] = {gp->la, gp->lb, gp->lc};
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 3 && !s; i++)
+        if (!(s = api->cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof n)))
+            s = api->cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
+                                                      sizeof st[i]);
+    return s;
+}
+
 /* the device, context and stream */
 static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode, char *err, size_t errlen)
 {
@@ -617,10 +631,13 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             /* every operand inside its area (a damaged plan must not make the GPU stray) */
             int64_t ra = m->trans_a ? m->k : m->m, ca = m->trans_a ? m->m : m->k;
             int64_t rb = m->trans_b ? m->n : m->k, cb = m->trans_b ? m->k : m->n;
-            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca) * 4, m->off_b + ((rb - 1) * m->ldb + cb) * 4,
-                               m->off_c + ((m->m - 1) * m->ldc + m->n) * 4};
+            int64_t nb = m->batch > 1 ? m->batch - 1 : 0; /* a strided batch's last matrices */
+            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca + nb * m->stride_a) * 4,
+                               m->off_b + ((rb - 1) * m->ldb + cb + nb * m->stride_b) * 4,
+                               m->off_c + ((m->m - 1) * m->ldc + m->n + nb * m->stride_c) * 4};
             int areas[3] = {m->area_a, m->area_b, m->area_c};
-            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n;
+            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n ||
+                      m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0;
             for (int q = 0; q < 3 && !bad; q++) bad = ends[q] > (int64_t)c->area_bytes[areas[q]];
             if (bad) {
                 snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld) does not fit its "
@@ -636,8 +653,9 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             cublasLtMatmulHeuristicResult_t res;
             /* the real alignment of each operand (cuBLASLt assumes 256 bytes unless told):
                its byte offset in a 256-byte aligned area, and its row stride */
-            uint32_t al[4] = {align_of(m->off_b, m->ldb), align_of(m->off_a, m->lda),
-                              align_of(m->off_c, m->ldc), align_of(m->off_c, m->ldc)};
+            int64_t sa = nb ? m->stride_a * 4 : 0, sb = nb ? m->stride_b * 4 : 0, sc = nb ? m->stride_c * 4 : 0;
+            uint32_t al[4] = {align_of(m->off_b | sb, m->ldb), align_of(m->off_a | sa, m->lda),
+                              align_of(m->off_c | sc, m->ldc), align_of(m->off_c | sc, m->ldc)};
             for (int q = 0; q < 4 && ps == CUBLAS_STATUS_SUCCESS; q++)
                 ps = api->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + q,
                                                                &al[q], sizeof al[q]);
@@ -652,6 +670,7 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
                 (ps = api->cublasLtMatrixLayoutCreate(&gp->lb, CUDA_R_32F, m->trans_a ? m->m : m->k,
                                                       m->trans_a ? m->k : m->m, m->lda)) ||
                 (ps = api->cublasLtMatrixLayoutCreate(&gp->lc, CUDA_R_32F, m->n, m->m, m->ldc)) ||
+                (nb && (ps = set_batch(api, gp, m))) ||
                 (ps = api->cublasLtMatmulAlgoGetHeuristic(c->lt, gp->desc, gp->la, gp->lb, gp->lc, gp->lc,
                                                           pref, 1, &res, &nres))) {
                 snprintf(err, errlen, "cuBLASLt setup of GEMM %s (m %lld n %lld k %lld, trans %d %d, "
