@@ -4,19 +4,24 @@
  * areas (params, grads, AdamW m and v), the buffers, the kernels' workspace,
  * the KancArgs block and the KancScalars block. A run of nodes [from, to):
  *
+ *   write the settings (lr, betas, eps, decay, clip, seed, step, training)
+ *     by async copies from page-locked memory;
  *   zero the gradient area when the range starts the backward (from <=
  *     n_forward < to: exec_cpu.c's rule, so run(adam, adam + 1) keeps them);
- *   write the scalars (lr, betas, eps, decay, clip, seed, step, training);
  *   launch every launch of nodes [from, to) in order: kernels with their two
  *     parameters (the device address of KancArgs, and the launch's
  *     KancLaunchArgs: its tensors' device addresses, resolved once at open),
  *     LAUNCH_GEMM through cuBLASLt (32 MiB workspace; row-major by swapping
- *     the operands);
- *   read back grad_norm and clip_scale (the only host synchronisation inside
- *     a step) when the range holds OP_GRAD_NORM or OP_ADAMW, and count the
- *     optimizer step after OP_ADAMW (the CPU device's semantics).
+ *     the operands); or, from the range's second run, replay it as a CUDA
+ *     graph (captured then; KANC_CUDA_SYNC=1 or KANC_CUDA_GRAPH=0: never);
+ *   read back grad_norm and clip_scale when the range holds OP_GRAD_NORM or
+ *     OP_ADAMW, unless the run is deferred (device.h): then the step's record
+ *     (log nodes, grad_norm, clip_scale) is copied into page-locked memory
+ *     and read at device_read_log; count the optimizer step after OP_ADAMW
+ *     (the CPU device's semantics).
  *
- * Values, gradients and areas move with synchronous copies on the stream.
+ * Token inputs go through page-locked staging (async, no synchronisation);
+ * other values, gradients and areas move with synchronous copies.
  * Every driver and cuBLASLt call is checked; a failure names the call, the
  * file and line and the CUDA error string. Errors while opening the device
  * are returned; a failure inside a step is fatal (the Device interface has no
