@@ -46,6 +46,7 @@
 #define LT_WORKSPACE ((size_t)32 << 20)
 #define STAGE_SLOTS 4   /* page-locked copies of one host value in flight */
 #define MAX_GRAPHS 8    /* captured ranges kept */
+#define MAX_RANGES 64   /* ranges whose runs are counted (a one-off range gives its place up) */
 #define LOG_SLOTS 1024  /* step records on their way to the host */
 #define LOG_FLOATS (DEVICE_LOG_NODES + 2) /* per record: the log nodes, grad_norm, clip_scale */
 
@@ -97,8 +98,8 @@ typedef struct {
     int sm;
     int sync_each;     /* $KANC_CUDA_SYNC=1: synchronise after every launch (debugging) */
     int use_graphs;    /* 0 with KANC_CUDA_SYNC=1 or KANC_CUDA_GRAPH=0 */
-    RangeGraph graph[MAX_GRAPHS];
-    int n_graphs;
+    RangeGraph graph[MAX_RANGES];
+    int n_graphs, n_captured;
     Staging scal_stage;  /* KancScalars */
     Staging *in_stage;   /* per node: the inputs (tokens) */
     float *h_res;        /* page-locked grad_norm, clip_scale */
@@ -308,15 +309,22 @@ static void enqueue_range(CudaDevice *c, int from, int to)
     }
 }
 
-/* the range's graph slot (NULL when graphs are off or the table is full) */
+/* the range's entry (NULL when graphs are off); when the table is full, a
+   range not captured and run least often gives its place up */
 static RangeGraph *range_graph(CudaDevice *c, int from, int to)
 {
     if (!c->use_graphs) return NULL;
     for (int i = 0; i < c->n_graphs; i++)
         if (c->graph[i].from == from && c->graph[i].to == to) return &c->graph[i];
-    if (c->n_graphs == MAX_GRAPHS) return NULL;
-    c->graph[c->n_graphs] = (RangeGraph){.from = from, .to = to};
-    return &c->graph[c->n_graphs++];
+    int at = -1;
+    if (c->n_graphs < MAX_RANGES)
+        at = c->n_graphs++;
+    else
+        for (int i = 0; i < MAX_RANGES; i++)
+            if (!c->graph[i].exec && (at < 0 || c->graph[i].runs < c->graph[at].runs)) at = i;
+    if (at < 0) return NULL;
+    c->graph[at] = (RangeGraph){.from = from, .to = to};
+    return &c->graph[at];
 }
 
 /* the step's record after an optimizer step: async copies of the log nodes'
@@ -380,7 +388,7 @@ static void cuda_run(Device *d, int from, int to)
         adamw += op == OP_ADAMW;
     }
     RangeGraph *rg = range_graph(c, from, to);
-    if (rg && !rg->exec && rg->runs >= 1) { /* the second run of this range: capture it */
+    if (rg && !rg->exec && rg->runs >= 1 && c->n_captured < MAX_GRAPHS) { /* its second run: capture it */
         CU_CHECK(c, cuStreamBeginCapture(c->stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
         enqueue_range(c, from, to);
         CUgraph graph = NULL;
@@ -391,6 +399,7 @@ static void cuda_run(Device *d, int from, int to)
                 "launch by launch", __FILE__, __LINE__, from, to, cuda_error_string(c->api, r), r);
         CU_CHECK(c, cuGraphInstantiate(&rg->exec, graph, 0));
         CU_CHECK(c, cuGraphDestroy(graph));
+        c->n_captured++;
     }
     if (rg && rg->exec)
         CU_CHECK(c, cuGraphLaunch(rg->exec, c->stream));
