@@ -483,25 +483,50 @@ out:
     return rc;
 }
 
+static int grid_update_due(const TrainArgs *a, int64_t done);
+
 /* The terms of a composite loss: every scalar output of the model besides the
    loss and the main output (`return logits, loss, reg` logs reg), as
    `"reg":0.012345,` for metrics.jsonl and ` (reg 0.0123)` for the step line;
-   both empty when there are none. */
-static void loss_terms(Model *m, char *json, char *log, size_t n)
+   both empty when there are none. value[j]: the j-th term's value (as the step
+   record holds them, after the loss: loss_term_nodes' order). */
+static void loss_terms(Model *m, const double *value, char *json, char *log, size_t n)
 {
     json[0] = log[0] = 0;
     size_t nj = 0, nl = 0;
-    for (int i = 0; i < m->g.n_outputs; i++) {
+    for (int i = 0, j = 0; i < m->g.n_outputs && j < DEVICE_LOG_NODES - 1; i++) {
         int node = m->g.outputs[i];
         if (node == m->g.loss || node == m->g.output || m->g.nodes[node].shape.nd != 0) continue;
-        double v;
-        model_read_value(m, node, &v);
+        double v = value[j++];
         const char *name = m->g.output_names[i];
         nj += (size_t)snprintf(json + nj, nj < n ? n - nj : 0, "\"%s\":%.6f,", name, v);
         nl += (size_t)snprintf(log + nl, nl < n ? n - nl : 0, "%s%s %.4f", nl ? ", " : " (", name, v);
         if (nj >= n || nl + 2 >= n) break;
     }
     if (nl && nl + 2 < n) strcat(log, ")");
+}
+
+/* The step record's nodes: the loss, then loss_terms' (as many as a record holds). */
+static int loss_term_nodes(const Model *m, int *nodes)
+{
+    int n = 0;
+    nodes[n++] = m->g.loss;
+    for (int i = 0; i < m->g.n_outputs && n < DEVICE_LOG_NODES; i++) {
+        int node = m->g.outputs[i];
+        if (node != m->g.loss && node != m->g.output && m->g.nodes[node].shape.nd == 0) nodes[n++] = node;
+    }
+    return n;
+}
+
+/* A one-process run reads its step records (loss, terms, gradient norm) only
+   after steps that report or need the model as it is (device.h: deferred runs);
+   a synchronous device (the CPU) after every step. */
+static int records_due(const TrainArgs *a, const Device *dev, int64_t step, int64_t start)
+{
+    int64_t done = step + 1;
+    return !dev->queued || step == start || done % a->log_every == 0 || done == a->steps ||
+           (a->eval_every > 0 && done % a->eval_every == 0) || grid_update_due(a, done) ||
+           (a->save_every > 0 && done % a->save_every == 0);
 }
 
 /* A grid update is due after `done` steps (0: before the first), from step 0
@@ -548,6 +573,7 @@ int train_run(TrainArgs *a)
     double *out_of_grid = NULL;
     int status = 1;
     int32_t *x = NULL, *y = NULL;
+    DeviceStepLog *recs = NULL; /* step records read at once */
     int lock = -1;
     char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
     char *default_out = NULL; /* runs/MODEL when --out is not given */
@@ -705,8 +731,18 @@ int train_run(TrainArgs *a)
     if (start == 0 && grid_update_due(a, 0) &&
         grid_update(a, &m, &probe, &io, &corpus, 0, x, y, metrics, &bar, err, sizeof err))
         goto stop_kept;
+    /* one process: each step queued whole (forward, backward, norm, AdamW), its
+       record (loss, terms, norm) read at the steps records_due names */
+    if (!dist.active) {
+        dev->deferred = 1;
+        dev->n_log_nodes = loss_term_nodes(&m, dev->log_nodes);
+    }
+    int64_t max_recs = (a->log_every < a->steps - start ? a->log_every : a->steps - start) + 1;
+    recs = xmalloc(sizeof *recs * (size_t)max_recs);
+    double span_t0 = -1; /* when the steps whose records are unread began */
     for (int64_t step = start; step < a->steps; step++) {
         double t0 = now_s();
+        if (span_t0 < 0) span_t0 = t0;
         dev->opt.lr = train_lr(step, a->steps, a->warmup, a->lr, a->min_lr);
         /* this rank's rows of the global batch (all of it in one process) */
         corpus_batch_rows(corpus.train, corpus.n_train, (int)io.block, (int64_t)dist.rank * io.batch,
@@ -714,11 +750,16 @@ int train_run(TrainArgs *a)
         if (model_set_tokens(&m, io.idx, x, err, sizeof err) ||
             model_set_tokens(&m, io.targets, y, err, sizeof err))
             goto fail;
-        double loss;
+        int nrec = 1;
         if (!dist.active) {
-            dev->ops->run(dev, 0, adam); /* forward, backward, gradient norm */
-            model_read_value(&m, m.g.loss, &loss);
+            dev->ops->run(dev, 0, adam + 1); /* the whole step */
+            if (!records_due(a, dev, step, start)) continue;
+            nrec = device_read_log(dev, recs, (int)max_recs);
+            if (nrec < 1 || recs[nrec - 1].step != step)
+                die("train: the device kept %d step records, the last of step %lld, after step %lld", nrec,
+                    nrec > 0 ? (long long)recs[nrec - 1].step : -1LL, (long long)step);
         } else { /* ---- data parallel: the ranks' mean gradient and loss, then its norm */
+            double loss;
             dist.step = step;
             dev->ops->run(dev, 0, gnorm);
             model_read_value(&m, m.g.loss, &loss);
@@ -729,49 +770,62 @@ int train_run(TrainArgs *a)
             wait_s += c1 - c0;
             comm_s += now_s() - c1;
             dev->ops->run(dev, gnorm, adam);
+            int nodes[DEVICE_LOG_NODES];
+            int nn = loss_term_nodes(&m, nodes);
+            recs[0] = (DeviceStepLog){.step = step, .value = {loss}, .grad_norm = dev->grad_norm};
+            for (int j = 1; j < nn; j++) model_read_value(&m, nodes[j], &recs[0].value[j]);
         }
-        double applied = applied_grad_norm(dev->grad_norm, a->clip);
-        if (!isfinite(loss) || !isfinite(dev->grad_norm) || applied > TRAIN_MAX_GRAD_NORM) {
-            progress_end(&bar);
-            char why[256];
-            if (isfinite(loss) && isfinite(dev->grad_norm))
-                snprintf(why, sizeof why, "the gradient norm is %.3g at step %lld (loss %g), past %.3g, "
-                         "the most AdamW's float32 moments can take", applied, (long long)step + 1,
-                         loss, TRAIN_MAX_GRAD_NORM);
-            else
-                snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
-                         isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
-                         (long long)step + 1, dev->grad_norm);
-            /* the mean loss and the norm of the mean gradient are the same on every rank:
-               all stop, rank 0 says why */
-            status = dist.rank == 0 ? stop_diverged(a, why, last_saved) : 3;
-            agreed = 1;
-            goto done;
+        /* wall time per step: the span since the last records, evenly */
+        double span_ms = 1e3 * (now_s() - span_t0) / nrec;
+        span_t0 = -1;
+        for (int r = 0; r < nrec; r++) {
+            int64_t rstep = recs[r].step, done_steps = rstep + 1;
+            double loss = recs[r].value[0], norm = recs[r].grad_norm, lr;
+            lr = train_lr(rstep, a->steps, a->warmup, a->lr, a->min_lr);
+            double applied = applied_grad_norm(norm, a->clip);
+            if (!isfinite(loss) || !isfinite(norm) || applied > TRAIN_MAX_GRAD_NORM) {
+                /* a queued run found it at this record: the steps after it ran, unreported and unsaved */
+                progress_end(&bar);
+                char why[256];
+                if (isfinite(loss) && isfinite(norm))
+                    snprintf(why, sizeof why, "the gradient norm is %.3g at step %lld (loss %g), past %.3g, "
+                             "the most AdamW's float32 moments can take", applied, (long long)done_steps,
+                             loss, TRAIN_MAX_GRAD_NORM);
+                else
+                    snprintf(why, sizeof why, "the loss is %s at step %lld (gradient norm %g)",
+                             isfinite(loss) ? "finite but the gradient is not" : (isnan(loss) ? "NaN" : "infinite"),
+                             (long long)done_steps, norm);
+                /* the mean loss and the norm of the mean gradient are the same on every rank:
+                   all stop, rank 0 says why */
+                status = dist.rank == 0 ? stop_diverged(a, why, last_saved) : 3;
+                agreed = 1;
+                goto done;
+            }
+            if (zero.active) { /* ZeRO-1: AdamW on this rank's slice, the slices all-gathered */
+                double c0 = now_s();
+                if (dist_zero_step(&dist, &zero, dev, err, sizeof err)) goto fail;
+                comm_s += now_s() - c0;
+            } else if (dist.active) {
+                dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
+            }
+            double ms = dist.active ? 1e3 * (now_s() - t0) : span_ms;
+            char json_terms[512], log_terms[512], flops_json[128], flops_log[128];
+            loss_terms(&m, recs[r].value + 1, json_terms, log_terms, sizeof json_terms);
+            /* FLOP/s and MFU per rank (one device's share); tok/s of the global batch */
+            peak_step_terms(&peak, step_flops * (double)ntok / (ms / 1e3), flops_log, flops_json, sizeof flops_log);
+            if (metrics_line(metrics, a->out, err, sizeof err,
+                             "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
+                             "%s\"tok_s\":%.1f}\n",
+                             (long long)done_steps, loss, json_terms, lr, norm, ms, flops_json,
+                             step_tokens / (ms / 1e3)))
+                goto stop_kept;
+            if (done_steps % a->log_every == 0 || done_steps == a->steps || rstep == start)
+                progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s",
+                             (long long)done_steps, (long long)a->steps, loss, log_terms, lr, norm, ms,
+                             step_tokens / (ms / 1e3), flops_log);
+            progress_update(&bar, done_steps, loss, ms);
         }
-        if (zero.active) { /* ZeRO-1: AdamW on this rank's slice, the slices all-gathered */
-            double c0 = now_s();
-            if (dist_zero_step(&dist, &zero, dev, err, sizeof err)) goto fail;
-            comm_s += now_s() - c0;
-        } else {
-            dev->ops->run(dev, adam, adam + 1); /* clip + AdamW */
-        }
-        double ms = 1e3 * (now_s() - t0);
         int64_t done_steps = step + 1;
-        char json_terms[512], log_terms[512], flops_json[128], flops_log[128];
-        loss_terms(&m, json_terms, log_terms, sizeof json_terms);
-        /* FLOP/s and MFU per rank (one device's share); tok/s of the global batch */
-        peak_step_terms(&peak, step_flops * (double)ntok / (ms / 1e3), flops_log, flops_json, sizeof flops_log);
-        if (metrics_line(metrics, a->out, err, sizeof err,
-                         "{\"step\":%lld,\"loss\":%.6f,%s\"lr\":%.6e,\"grad_norm\":%.6f,\"ms\":%.3f,"
-                         "%s\"tok_s\":%.1f}\n",
-                         (long long)done_steps, loss, json_terms, dev->opt.lr, dev->grad_norm, ms, flops_json,
-                         step_tokens / (ms / 1e3)))
-            goto stop_kept;
-        if (done_steps % a->log_every == 0 || done_steps == a->steps || step == start)
-            progress_log(&bar, "step %6lld/%lld | loss %.4f%s | lr %.2e | norm %.3f | %.1f ms | %.0f tok/s%s",
-                         (long long)done_steps, (long long)a->steps, loss, log_terms, dev->opt.lr,
-                         dev->grad_norm, ms, step_tokens / (ms / 1e3), flops_log);
-        progress_update(&bar, done_steps, loss, ms);
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
             double vl;
             if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &probe, out_of_grid, &vl,
@@ -858,6 +912,7 @@ done:
     free(out_of_grid);
     free(x);
     free(y);
+    free(recs);
     corpus_free(&corpus);
     cJSON_Delete(saved);
     if (tok) tok_close(tok);

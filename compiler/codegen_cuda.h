@@ -51,13 +51,17 @@ typedef enum { LAUNCH_KERNEL, LAUNCH_GEMM } LaunchKind;
    k x n, stored as B (k x n) or, with trans_b, as B^T (n x k), row stride ldb.
    beta == 0: C is not read (it may hold garbage). For cuBLAS (column-major),
    the row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T:
-   swap A and B (and m and n), keep each operand's own transpose flag. */
+   swap A and B (and m and n), keep each operand's own transpose flag.
+   batch > 1: that many products, matrix q's operands at off + q * stride
+   (elements; cuBLASLt's strided batch), e.g. attention's per-head products. */
 typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k, lda, ldb, ldc;
     float alpha, beta;
     int area_a, area_b, area_c; /* KancArea */
     int64_t off_a, off_b, off_c; /* byte offsets in their areas */
+    int batch;                            /* products (0 or 1: one) */
+    int64_t stride_a, stride_b, stride_c; /* elements between the batch's matrices */
 } GemmDesc;
 
 /* An argument of a kernel launch (la.v[i]): a tensor, {area, byte offset},

@@ -129,4 +129,54 @@ __device__ __forceinline__ void kanc_attention_bwd_dqk(float *dqkv, const float 
     }
 }
 
+/* ---- attention on GEMMs: QK^T, PV and the backward's four products are
+   cuBLASLt strided-batched GEMMs (one per head, batched over B); these are the
+   kernels between them. The scores S = q k^T / sqrt(D) come as whole rows (the
+   causal mask's half too). ---- */
+
+/* P = softmax(S) in place, causal rows over j <= i and 0 after (as P is
+   saved). One warp per row u = (b*H + h)*T + i of P[B,H,T,T]; each lane
+   touches only its own entries. */
+template <int CAUSAL>
+__device__ __forceinline__ void kanc_attention_softmax(float *P, int B, int T, int H)
+{
+    int lane = threadIdx.x & 31;
+    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (u >= (long long)B * H * T) return; /* whole warps leave together */
+    int i = (int)(u % T), jn = CAUSAL ? i + 1 : T;
+    float *pr = P + u * T;
+    float mx = -KANC_BIG;
+    for (int j = lane; j < jn; j += 32) mx = fmaxf(mx, pr[j]);
+    mx = kanc_warp_max(mx);
+    double sum = 0.0;
+    for (int j = lane; j < jn; j += 32) {
+        pr[j] = expf(pr[j] - mx);
+        sum += pr[j];
+    }
+    float inv = (float)(1.0 / kanc_warp_sum(sum));
+    for (int j = lane; j < jn; j += 32) pr[j] *= inv;
+    for (int j = jn + lane; j < T; j += 32) pr[j] = 0.0f;
+}
+
+/* dS = P (dP - rowsum(P dP)) / sqrt(D), written over head h's rows of P;
+   dP[B,T,T] is the head's dy v^T (a GEMM into the workspace). One warp per
+   row u = b*T + i. */
+template <int CAUSAL>
+__device__ __forceinline__ void kanc_attention_softmax_bwd(float *PdS, const float *dP, int B, int T, int H,
+                                                           int h, float sc)
+{
+    int lane = threadIdx.x & 31;
+    long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (u >= (long long)B * T) return; /* whole warps leave together */
+    long long b = u / T;
+    int i = (int)(u % T), jn = CAUSAL ? i + 1 : T;
+    float *row = PdS + ((b * H + h) * T + i) * T;
+    const float *dr = dP + u * T;
+    double rowdot = 0.0;
+    for (int j = lane; j < jn; j += 32) rowdot += (double)row[j] * dr[j];
+    rowdot = kanc_warp_sum(rowdot);
+    for (int j = lane; j < jn; j += 32) row[j] = (float)(row[j] * ((double)dr[j] - rowdot)) * sc;
+    for (int j = jn + lane; j < T; j += 32) row[j] = 0.0f;
+}
+
 #endif

@@ -105,10 +105,118 @@ static void att_consts(CudaGen *G, const AttDims *a)
             cg_flit(b1, (float)(1.0 / sqrt((double)(a->C / a->H)))), cg_flit(b2, cg_keep_scale(a->p)));
 }
 
+/* Attention on cuBLASLt when GEMMs go there (CudaOptions.use_cublas) and
+   there is no dropout: the products as strided-batched GEMMs (per head,
+   batched over B: cuBLASLt takes one stride, and qkv's heads and batches
+   stride differently), softmax and its backward as kernels. With dropout the
+   fused kernels below stay (a dropped copy of P would be another tensor as
+   large as P), and they are the path for generated GEMMs (use_cublas 0). */
+static int att_on_gemms(const CudaGen *G, const AttDims *a) { return G->o.use_cublas && a->p == 0; }
+
+/* a strided-batched GEMM for the runtime: C = alpha op(A) op(B) + beta C per
+   batch, operands at a, b, c plus the head's element offsets */
+static void att_gemm(CudaGen *G, const char *what, int h, GemmDesc m, CgLoc a, CgLoc b, CgLoc c,
+                     const char *note)
+{
+    char name[64];
+    snprintf(name, sizeof name, "n%d_%s_h%d", G->n->id, what, h);
+    m.area_a = a.area, m.area_b = b.area, m.area_c = c.area;
+    m.off_a += a.off, m.off_b += b.off, m.off_c += c.off;
+    CudaLaunch *l = cg_add_launch(G, LAUNCH_GEMM, name);
+    l->gemm = m;
+    sb_printf(&G->src,
+              "/* node %d %s: %s, head %d\n   launch %s: strided-batched GEMM for the runtime (cuBLASLt): %d x "
+              "C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld */\n\n",
+              G->n->id, op_name(G->n->op), note, h, name, m.batch, (long long)m.m, (long long)m.n,
+              (double)m.alpha, (double)m.beta, m.trans_a, m.trans_b, (long long)m.k);
+}
+
+/* forward: S_h = q_h k_h^T / sqrt(D) into P (per head), softmax in place, y_h = P_h v_h */
+static void att_fwd_gemms(CudaGen *G, const AttDims *a)
+{
+    const GNode *n = G->n;
+    int64_t B = a->B, T = a->T, C = a->C, H = a->H, D = C / H, C3 = 3 * C;
+    CgLoc qkv = cg_value_loc(G, n->in[0]), P = cg_aux_loc(G, n->id), y = cg_out_loc(G, n);
+    float scale = (float)(1.0 / sqrt((double)D));
+    char s1[96];
+    for (int64_t h = 0; h < H; h++)
+        att_gemm(G, "attention_qk", (int)h,
+                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .lda = C3, .ldb = C3, .ldc = T, .alpha = scale,
+                            .off_a = h * D * 4, .off_b = (C + h * D) * 4, .off_c = h * T * T * 4, .batch = (int)B,
+                            .stride_a = T * C3, .stride_b = T * C3, .stride_c = H * T * T},
+                 qkv, qkv, P, "S = q k^T / sqrt(D) into P");
+    cg_kernel_begin(G, "attention_softmax", (unsigned)cg_cdiv(B * H * T, CG_WARPS_PER_BLOCK), 1,
+                    32 * CG_WARPS_PER_BLOCK, 1, "%s softmax of the scores in place: P%s; one warp per row",
+                    a->causal ? "causal" : "bidirectional", cg_shp(&n->aux, s1));
+    cg_ptr(G, "float", "P", P, &n->aux, "scores in, softmax out");
+    cg_line(G, "kanc_attention_softmax<%d>(P, %lld, %lld, %lld);", a->causal, (long long)B, (long long)T,
+            (long long)H);
+    cg_kernel_end(G);
+    for (int64_t h = 0; h < H; h++)
+        att_gemm(G, "attention_pv", (int)h,
+                 (GemmDesc){.m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C, .alpha = 1, .off_a = h * T * T * 4,
+                            .off_b = (2 * C + h * D) * 4, .off_c = h * D * 4, .batch = (int)B, .stride_a = H * T * T,
+                            .stride_b = T * C3, .stride_c = T * C},
+                 P, qkv, y, "y = P v");
+}
+
+/* backward: dv_h (+)= P_h^T dy_h for every head (before dS overwrites P);
+   per head dP = dy_h v_h^T (workspace), dS_h over P_h; dq_h (+)= dS_h k_h,
+   dk_h (+)= dS_h^T q_h */
+static void att_bwd_gemms(CudaGen *G, const AttDims *a)
+{
+    const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
+    int64_t B = a->B, T = a->T, C = a->C, H = a->H, D = C / H, C3 = 3 * C;
+    CgLoc dy = cg_value_loc(G, n->in[0]), qkv = cg_value_loc(G, n->in[1]), P = cg_aux_loc(G, f->id);
+    CgLoc dq = cg_out_loc(G, n), ws = {AREA_WS, 0};
+    float beta = cg_node_acc(n) ? 1.0f : 0.0f;
+    cg_need_ws(G, B * T * T * 4);
+    for (int64_t h = 0; h < H; h++)
+        att_gemm(G, "attention_dv", (int)h,
+                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .lda = T, .ldb = C, .ldc = C3, .alpha = 1,
+                            .beta = beta, .off_a = h * T * T * 4, .off_b = h * D * 4, .off_c = (2 * C + h * D) * 4,
+                            .batch = (int)B, .stride_a = H * T * T, .stride_b = T * C, .stride_c = T * C3},
+                 P, dy, dq, "dv (+)= P^T dy");
+    GShape dps = shape_of(3, B, T, T);
+    char b1[32];
+    for (int64_t h = 0; h < H; h++) {
+        att_gemm(G, "attention_dp", (int)h,
+                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .lda = C, .ldb = C3, .ldc = T, .alpha = 1,
+                            .off_a = h * D * 4, .off_b = (2 * C + h * D) * 4, .batch = (int)B, .stride_a = T * C,
+                            .stride_b = T * C3, .stride_c = T * T},
+                 dy, qkv, ws, "dP = dy v^T (workspace)");
+        cg_kernel_begin(G, "attention_softmax_bwd", (unsigned)cg_cdiv(B * T, CG_WARPS_PER_BLOCK), 1,
+                        32 * CG_WARPS_PER_BLOCK, 1,
+                        "dS = P (dP - rowsum(P dP)) / sqrt(D) over one head's rows of P; one warp per row");
+        cg_ptr(G, "float", "PdS", P, &f->aux, "P in, dS out");
+        cg_ptr(G, "const float", "dP", ws, &dps, "dy v^T of the head (workspace)");
+        int ha = cg_arg(G, CUDA_ARG_INT, h);
+        cg_line(G, "kanc_attention_softmax_bwd<%d>(PdS, dP, %lld, %lld, %lld, (int)la.v[%d], %s);", a->causal,
+                (long long)B, (long long)T, (long long)H, ha, cg_flit(b1, (float)(1.0 / sqrt((double)D))));
+        cg_kernel_end(G);
+    }
+    for (int64_t h = 0; h < H; h++) {
+        att_gemm(G, "attention_dq", (int)h,
+                 (GemmDesc){.m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C3, .alpha = 1, .beta = beta,
+                            .off_a = h * T * T * 4, .off_b = (C + h * D) * 4, .off_c = h * D * 4, .batch = (int)B,
+                            .stride_a = H * T * T, .stride_b = T * C3, .stride_c = T * C3},
+                 P, qkv, dq, "dq (+)= dS k");
+        att_gemm(G, "attention_dk", (int)h,
+                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C3, .alpha = 1,
+                            .beta = beta, .off_a = h * T * T * 4, .off_b = h * D * 4, .off_c = (C + h * D) * 4,
+                            .batch = (int)B, .stride_a = H * T * T, .stride_b = T * C3, .stride_c = T * C3},
+                 P, qkv, dq, "dk (+)= dS^T q");
+    }
+}
+
 void cuda_emit_attention(CudaGen *G)
 {
     const GNode *n = G->n;
     AttDims a = att_dims(n);
+    if (att_on_gemms(G, &a)) {
+        att_fwd_gemms(G, &a);
+        return;
+    }
     int64_t rows = a.B * a.H * a.T;
     char s1[96];
     cg_kernel_begin(G, "attention_fwd", (unsigned)cg_cdiv(rows, CG_WARPS_PER_BLOCK), 1,
@@ -132,6 +240,10 @@ void cuda_emit_attention_bwd(CudaGen *G)
 {
     const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
     AttDims a = att_dims(f);
+    if (att_on_gemms(G, &a)) {
+        att_bwd_gemms(G, &a);
+        return;
+    }
     int64_t rows = a.B * a.H * a.T, nv = a.B * a.T * a.C;
     char dims[96];
     snprintf(dims, sizeof dims, "%lld, %lld, %lld, %lld", (long long)a.B, (long long)a.T, (long long)a.C,

@@ -82,6 +82,15 @@ static int load_driver(CudaApi *api, char *err, size_t errlen)
     SYM(l, cuFuncGetAttribute, "cuFuncGetAttribute");
     SYM(l, cuFuncSetAttribute, "cuFuncSetAttribute");
     SYM(l, cuLaunchKernel, "cuLaunchKernel");
+    SYM(l, cuMemAllocHost, "cuMemAllocHost_v2");
+    SYM(l, cuMemFreeHost, "cuMemFreeHost");
+    SYM(l, cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+    SYM(l, cuStreamEndCapture, "cuStreamEndCapture");
+    SYM(l, cuStreamIsCapturing, "cuStreamIsCapturing");
+    SYM(l, cuGraphInstantiate, "cuGraphInstantiateWithFlags");
+    SYM(l, cuGraphLaunch, "cuGraphLaunch");
+    SYM(l, cuGraphExecDestroy, "cuGraphExecDestroy");
+    SYM(l, cuGraphDestroy, "cuGraphDestroy");
     SYM(l, cuGetErrorString, "cuGetErrorString");
     SYM(l, cuGetErrorName, "cuGetErrorName");
     return 0;
@@ -182,6 +191,9 @@ const char *cuda_error_string(const CudaApi *api, CUresult r)
     case CUDA_ERROR_INVALID_IMAGE: return "device kernel image is invalid";
     case CUDA_ERROR_NOT_FOUND: return "named symbol not found";
     case 34: return "CUDA_ERROR_STUB_LIBRARY: the CUDA toolkit's stub libcuda.so, not a driver";
+    case CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED: return "operation not permitted when stream is capturing";
+    case CUDA_ERROR_STREAM_CAPTURE_INVALIDATED: return "operation failed due to a previous error during capture";
+    case CUDA_ERROR_STREAM_CAPTURE_UNMATCHED: return "capture was not initiated in this stream";
     default: return "unknown error";
     }
 }
@@ -234,7 +246,231 @@ typedef struct {
 char *cuda_mock_image(const char *source) { return xasprintf("%s%s", MOCK_SRC_MAGIC, source); }
 char *cuda_mock_image_so(const char *so_path) { return xasprintf("%s%s", MOCK_SO_MAGIC, so_path); }
 
-static CUresult m_ok(void) { return CUDA_SUCCESS; }
+/* ---- streams, capture and graphs (CU_STREAM_CAPTURE_MODE_GLOBAL's rules) */
+
+typedef enum { MN_KERNEL, MN_MEMSET, MN_COPY, MN_GEMM, MN_EVENT } MockNodeKind;
+struct MockGemm;
+typedef struct {
+    MockNodeKind kind;
+    EmuHostFn fn; /* kernel: entry, dimensions and both parameters by value */
+    unsigned grid[3], block[3], smem;
+    CUdeviceptr args;
+    KancLaunchArgs la;
+    void *dst; /* memset, copy */
+    const void *src;
+    size_t n;
+    unsigned char value;
+    struct MockGemm *gemm; /* cuBLASLt: descriptors and scalars by value */
+    CUevent ev;
+} MockNode;
+struct CUgraph_st {
+    MockNode *node;
+    int n, cap;
+};
+struct CUgraphExec_st {
+    MockNode *node;
+    int n;
+};
+struct CUstream_st {
+    int capturing, invalidated;
+    int64_t refusals0; /* mock_refusals when the capture began */
+    struct CUgraph_st *graph;
+};
+
+static pthread_mutex_t mock_lock = PTHREAD_MUTEX_INITIALIZER;
+static int mock_captures;          /* streams capturing now */
+static int64_t mock_refusals;      /* calls refused because some stream captured: they invalidate every capture */
+static int64_t mock_graph_launches;
+typedef struct {
+    char *p;
+    size_t n;
+} PinnedRange;
+static PinnedRange *mock_pinned;   /* cuMemAllocHost's blocks */
+static int mock_npinned, mock_cap_pinned;
+
+static void mock_node_free(MockNode *nd);
+static CUresult mock_node_run(const MockNode *nd);
+
+static int capturing(CUstream s) { return s && s->capturing; }
+static int invalidated(CUstream s)
+{
+    pthread_mutex_lock(&mock_lock);
+    int inv = s->invalidated || s->refusals0 != mock_refusals;
+    pthread_mutex_unlock(&mock_lock);
+    return inv;
+}
+
+/* a call the driver refuses during capture: the capture becomes invalid */
+static CUresult capture_refuse(CUstream s)
+{
+    if (s && s->capturing) s->invalidated = 1;
+    return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+}
+/* a call refused while any stream captures (global mode: synchronous copies,
+   context synchronisation, allocation): every capture becomes invalid */
+static int any_capture_refuse(void)
+{
+    pthread_mutex_lock(&mock_lock);
+    int n = mock_captures;
+    if (n) mock_refusals++;
+    pthread_mutex_unlock(&mock_lock);
+    return n;
+}
+
+static void record(CUstream s, const MockNode *nd)
+{
+    struct CUgraph_st *g = s->graph;
+    if (g->n == g->cap) {
+        g->cap = g->cap ? 2 * g->cap : 64;
+        g->node = xrealloc(g->node, sizeof *g->node * (size_t)g->cap);
+    }
+    g->node[g->n++] = *nd;
+}
+
+/* page-locked: the whole range [p, p + n) inside one cuMemAllocHost block */
+static int is_pinned(const void *p, size_t n)
+{
+    pthread_mutex_lock(&mock_lock);
+    int ok = 0;
+    for (int i = 0; i < mock_npinned && !ok; i++)
+        ok = (const char *)p >= mock_pinned[i].p && (const char *)p + n <= mock_pinned[i].p + mock_pinned[i].n;
+    pthread_mutex_unlock(&mock_lock);
+    return ok;
+}
+static CUresult m_alloc_host(void **p, size_t n)
+{
+    if (!p) return CUDA_ERROR_INVALID_VALUE;
+    if (any_capture_refuse()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    *p = xmalloc(n ? n : 1);
+    memset(*p, 0xff, n);
+    pthread_mutex_lock(&mock_lock);
+    if (mock_npinned == mock_cap_pinned) {
+        mock_cap_pinned = mock_cap_pinned ? 2 * mock_cap_pinned : 16;
+        mock_pinned = xrealloc(mock_pinned, sizeof *mock_pinned * (size_t)mock_cap_pinned);
+    }
+    mock_pinned[mock_npinned++] = (PinnedRange){*p, n};
+    pthread_mutex_unlock(&mock_lock);
+    return CUDA_SUCCESS;
+}
+static CUresult m_free_host(void *p)
+{
+    pthread_mutex_lock(&mock_lock);
+    int at = -1;
+    for (int i = 0; i < mock_npinned; i++)
+        if (mock_pinned[i].p == p) at = i;
+    if (at >= 0) mock_pinned[at] = mock_pinned[--mock_npinned];
+    pthread_mutex_unlock(&mock_lock);
+    if (at < 0) return CUDA_ERROR_INVALID_VALUE;
+    free(p);
+    return CUDA_SUCCESS;
+}
+
+static CUresult m_begin_capture(CUstream s, int mode)
+{
+    if (!s) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED; /* the legacy stream cannot capture */
+    if (mode != CU_STREAM_CAPTURE_MODE_GLOBAL) return CUDA_ERROR_NOT_SUPPORTED; /* the mock has global */
+    if (s->capturing) return CUDA_ERROR_ILLEGAL_STATE;
+    s->capturing = 1;
+    s->invalidated = 0;
+    s->graph = xcalloc(1, sizeof *s->graph);
+    pthread_mutex_lock(&mock_lock);
+    s->refusals0 = mock_refusals;
+    mock_captures++;
+    pthread_mutex_unlock(&mock_lock);
+    return CUDA_SUCCESS;
+}
+static CUresult m_graph_destroy(CUgraph g)
+{
+    if (!g) return CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < g->n; i++) mock_node_free(&g->node[i]);
+    free(g->node);
+    free(g);
+    return CUDA_SUCCESS;
+}
+static CUresult m_end_capture(CUstream s, CUgraph *g)
+{
+    if (!g) return CUDA_ERROR_INVALID_VALUE;
+    *g = NULL;
+    if (!s || !s->capturing) return CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
+    int inv = invalidated(s);
+    s->capturing = 0;
+    pthread_mutex_lock(&mock_lock);
+    mock_captures--;
+    pthread_mutex_unlock(&mock_lock);
+    if (inv) {
+        m_graph_destroy(s->graph);
+        s->graph = NULL;
+        return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+    }
+    *g = s->graph;
+    s->graph = NULL;
+    return CUDA_SUCCESS;
+}
+static CUresult m_is_capturing(CUstream s, int *status)
+{
+    if (!status) return CUDA_ERROR_INVALID_VALUE;
+    *status = !s || !s->capturing ? CU_STREAM_CAPTURE_STATUS_NONE
+              : invalidated(s)    ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+                                  : CU_STREAM_CAPTURE_STATUS_ACTIVE;
+    return CUDA_SUCCESS;
+}
+static struct MockGemm *mock_gemm_copy(const struct MockGemm *g);
+static CUresult m_graph_instantiate(CUgraphExec *e, CUgraph g, unsigned long long flags)
+{
+    if (!e || !g) return CUDA_ERROR_INVALID_VALUE;
+    if (any_capture_refuse()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+    struct CUgraphExec_st *x = xcalloc(1, sizeof *x);
+    x->n = g->n;
+    x->node = xmalloc(sizeof *x->node * (size_t)(g->n + 1));
+    for (int i = 0; i < g->n; i++) {
+        x->node[i] = g->node[i];
+        if (g->node[i].gemm) x->node[i].gemm = mock_gemm_copy(g->node[i].gemm); /* the graph may go first */
+    }
+    *e = x;
+    return CUDA_SUCCESS;
+}
+static CUresult m_graph_launch(CUgraphExec e, CUstream s)
+{
+    if (!e) return CUDA_ERROR_INVALID_VALUE;
+    if (capturing(s)) { /* a graph launched into a capture becomes its nodes */
+        for (int i = 0; i < e->n; i++) {
+            MockNode nd = e->node[i];
+            if (nd.gemm) nd.gemm = mock_gemm_copy(nd.gemm);
+            record(s, &nd);
+        }
+        return CUDA_SUCCESS;
+    }
+    for (int i = 0; i < e->n; i++) {
+        CUresult r = mock_node_run(&e->node[i]);
+        if (r != CUDA_SUCCESS) return r;
+    }
+    pthread_mutex_lock(&mock_lock);
+    mock_graph_launches++;
+    pthread_mutex_unlock(&mock_lock);
+    return CUDA_SUCCESS;
+}
+static CUresult m_graph_exec_destroy(CUgraphExec e)
+{
+    if (!e) return CUDA_ERROR_INVALID_VALUE;
+    for (int i = 0; i < e->n; i++) mock_node_free(&e->node[i]);
+    free(e->node);
+    free(e);
+    return CUDA_SUCCESS;
+}
+
+int cuda_mock_graph_nodes(CUgraph g) { return g ? g->n : -1; }
+int64_t cuda_mock_graph_launches(void)
+{
+    pthread_mutex_lock(&mock_lock);
+    int64_t n = mock_graph_launches;
+    pthread_mutex_unlock(&mock_lock);
+    return n;
+}
+
+static CUresult m_ctx_sync(void)
+{
+    return any_capture_refuse() ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS;
+}
 static CUresult m_init(unsigned f) { return CUDA_SUCCESS; }
 static CUresult m_driver_version(int *v) { *v = 13000; return CUDA_SUCCESS; }
 static CUresult m_count(int *n) { *n = 1; return CUDA_SUCCESS; }
@@ -262,9 +498,28 @@ static CUresult m_ctx_retain(CUcontext *c, CUdevice d) { *c = (CUcontext)(uintpt
 static CUresult m_ctx_release(CUdevice d) { return CUDA_SUCCESS; }
 static CUresult m_ctx_set(CUcontext c) { return CUDA_SUCCESS; }
 static CUresult m_mem_info(size_t *f, size_t *t) { *f = *t = (size_t)16 << 30; return CUDA_SUCCESS; }
-static CUresult m_stream_create(CUstream *s, unsigned f) { *s = (CUstream)(uintptr_t)2; return CUDA_SUCCESS; }
-static CUresult m_stream_destroy(CUstream s) { return CUDA_SUCCESS; }
-static CUresult m_stream_sync(CUstream s) { return CUDA_SUCCESS; }
+static CUresult m_stream_create(CUstream *s, unsigned f)
+{
+    *s = xcalloc(1, sizeof **s);
+    return CUDA_SUCCESS;
+}
+static CUresult m_stream_destroy(CUstream s)
+{
+    if (!s) return CUDA_ERROR_INVALID_VALUE;
+    if (s->capturing) {
+        pthread_mutex_lock(&mock_lock);
+        mock_captures--;
+        pthread_mutex_unlock(&mock_lock);
+        m_graph_destroy(s->graph);
+    }
+    free(s);
+    return CUDA_SUCCESS;
+}
+static CUresult m_stream_sync(CUstream s)
+{
+    if (capturing(s)) return capture_refuse(s);
+    return CUDA_SUCCESS;
+}
 
 static double mono_ms(void)
 {
@@ -278,8 +533,19 @@ static CUresult m_event_create(CUevent *e, unsigned f)
     return CUDA_SUCCESS;
 }
 static CUresult m_event_destroy(CUevent e) { free(e); return CUDA_SUCCESS; }
-static CUresult m_event_record(CUevent e, CUstream s) { *(double *)e = mono_ms(); return CUDA_SUCCESS; }
-static CUresult m_event_sync(CUevent e) { return CUDA_SUCCESS; }
+static CUresult m_event_record(CUevent e, CUstream s)
+{
+    if (capturing(s)) {
+        record(s, &(MockNode){.kind = MN_EVENT, .ev = e});
+        return CUDA_SUCCESS;
+    }
+    *(double *)e = mono_ms();
+    return CUDA_SUCCESS;
+}
+static CUresult m_event_sync(CUevent e)
+{
+    return any_capture_refuse() ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS;
+}
 static CUresult m_event_elapsed(float *ms, CUevent a, CUevent b)
 {
     *ms = (float)(*(double *)b - *(double *)a);
@@ -290,6 +556,7 @@ static CUresult m_event_elapsed(float *ms, CUevent a, CUevent b)
    reminder that device memory starts with garbage. */
 static CUresult m_alloc(CUdeviceptr *p, size_t n)
 {
+    if (any_capture_refuse()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     size_t sz = (n + 255) / 256 * 256;
     void *q = aligned_alloc(256, sz ? sz : 256);
     if (!q) return CUDA_ERROR_OUT_OF_MEMORY;
@@ -300,21 +567,53 @@ static CUresult m_alloc(CUdeviceptr *p, size_t n)
 static CUresult m_free(CUdeviceptr p) { free((void *)(uintptr_t)p); return CUDA_SUCCESS; }
 static CUresult m_htod(CUdeviceptr d, const void *s, size_t n)
 {
+    if (any_capture_refuse()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     if (!d && n) return CUDA_ERROR_INVALID_VALUE;
     if (n) memcpy((void *)(uintptr_t)d, s, n);
     return CUDA_SUCCESS;
 }
 static CUresult m_dtoh(void *d, CUdeviceptr s, size_t n)
 {
+    if (any_capture_refuse()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
     if (!s && n) return CUDA_ERROR_INVALID_VALUE;
     if (n) memcpy(d, (const void *)(uintptr_t)s, n);
     return CUDA_SUCCESS;
 }
-static CUresult m_htod_async(CUdeviceptr d, const void *s, size_t n, CUstream st) { return m_htod(d, s, n); }
-static CUresult m_dtoh_async(void *d, CUdeviceptr s, size_t n, CUstream st) { return m_dtoh(d, s, n); }
+/* async copies: inside a capture only from or to page-locked memory (a pageable
+   one is staged by the host, which a capture cannot hold) */
+static CUresult m_copy_async(void *dst, const void *src, size_t n, const void *host, CUstream st)
+{
+    if (!capturing(st)) {
+        if ((!dst || !src) && n) return CUDA_ERROR_INVALID_VALUE;
+        if (n) memcpy(dst, src, n);
+        return CUDA_SUCCESS;
+    }
+    if (!is_pinned(host, n)) return capture_refuse(st);
+    if ((!dst || !src) && n) {
+        st->invalidated = 1;
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    record(st, &(MockNode){.kind = MN_COPY, .dst = dst, .src = src, .n = n});
+    return CUDA_SUCCESS;
+}
+static CUresult m_htod_async(CUdeviceptr d, const void *s, size_t n, CUstream st)
+{
+    return m_copy_async((void *)(uintptr_t)d, s, n, s, st);
+}
+static CUresult m_dtoh_async(void *d, CUdeviceptr s, size_t n, CUstream st)
+{
+    return m_copy_async(d, (const void *)(uintptr_t)s, n, d, st);
+}
 static CUresult m_memset8(CUdeviceptr d, unsigned char v, size_t n, CUstream st)
 {
-    if (!d && n) return CUDA_ERROR_INVALID_VALUE;
+    if (!d && n) {
+        if (capturing(st)) st->invalidated = 1;
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+    if (capturing(st)) {
+        record(st, &(MockNode){.kind = MN_MEMSET, .dst = (void *)(uintptr_t)d, .n = n, .value = v});
+        return CUDA_SUCCESS;
+    }
     if (n) memset((void *)(uintptr_t)d, v, n);
     return CUDA_SUCCESS;
 }
@@ -379,14 +678,23 @@ static CUresult m_launch(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, u
                          unsigned by, unsigned bz, unsigned smem, CUstream stream, void **params,
                          void **extra)
 {
-    if (!fn || !params || !params[0] || !gx || !gy || !gz || !bx || !by || !bz ||
-        (uint64_t)bx * by * bz > 1024)
+    if (!fn || !params || !params[0] || !params[1] || !gx || !gy || !gz || !bx || !by || !bz ||
+        (uint64_t)bx * by * bz > 1024) {
+        if (capturing(stream)) stream->invalidated = 1;
         return CUDA_ERROR_INVALID_VALUE;
+    }
     EmuHostFn entry;
     memcpy(&entry, &fn, sizeof entry);
     /* kernelParams as the driver takes them: params[0] -> the device address of
-       KancArgs (here a host pointer), params[1] -> the KancLaunchArgs */
-    if (!params[1]) return CUDA_ERROR_INVALID_VALUE;
+       KancArgs (here a host pointer), params[1] -> the KancLaunchArgs; a
+       captured launch keeps their values, as a graph's kernel node does */
+    if (capturing(stream)) {
+        MockNode nd = {.kind = MN_KERNEL, .fn = entry, .grid = {gx, gy, gz}, .block = {bx, by, bz}, .smem = smem};
+        memcpy(&nd.args, params[0], sizeof nd.args);
+        memcpy(&nd.la, params[1], sizeof nd.la);
+        record(stream, &nd);
+        return CUDA_SUCCESS;
+    }
     entry((KancDim3){gx, gy, gz}, (KancDim3){bx, by, bz}, smem, params);
     return CUDA_SUCCESS;
 }
@@ -416,6 +724,21 @@ struct KancLtPref {
 };
 
 enum { LT_ALGO_MAGIC = 0x6b616e63, LT_ALGO_WS = 1 << 20 };
+
+/* a captured matmul: what the call passed, by value */
+struct MockGemm {
+    struct KancLtDesc desc;
+    struct KancLtLayout l[4];
+    const void *A, *B, *C;
+    void *D;
+    float alpha, beta;
+    void *ws;
+    uint64_t need_ws, m, n, k;
+};
+static void lt_compute(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t adesc, cublasLtMatrixLayout_t bdesc,
+                       cublasLtMatrixLayout_t cdesc, cublasLtMatrixLayout_t ddesc, const void *A, const void *B,
+                       const void *C, void *D, float al, float be, void *ws, uint64_t need_ws, uint64_t m,
+                       uint64_t n, uint64_t k);
 
 static char lt_err[512];
 static cublasStatus_t lt_last = CUBLAS_STATUS_SUCCESS;
@@ -735,9 +1058,25 @@ static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cons
                        "C == D (in place) needs Cdesc == Ddesc: ld %lld vs %lld, batch stride %lld vs %lld",
                        (long long)cdesc->ld, (long long)ddesc->ld, (long long)cdesc->stride,
                        (long long)ddesc->stride);
-    if (need_ws) memset(ws, 0xff, (size_t)need_ws); /* a real algorithm's scratch */
     lt_ok();
-    if (empty) return CUBLAS_STATUS_SUCCESS;
+    if (capturing(stream)) { /* a kernel node with these descriptors and scalars */
+        struct MockGemm *g = xcalloc(1, sizeof *g);
+        *g = (struct MockGemm){*d, {*adesc, *bdesc, *cdesc, *ddesc}, A, B, C, D, al, be, ws, need_ws, m, n, k};
+        record(stream, &(MockNode){.kind = MN_GEMM, .gemm = g});
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    lt_compute(d, adesc, bdesc, cdesc, ddesc, A, B, C, D, al, be, ws, need_ws, m, n, k);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+/* the product itself, on descriptors that passed lt_matmul's checks */
+static void lt_compute(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t adesc, cublasLtMatrixLayout_t bdesc,
+                       cublasLtMatrixLayout_t cdesc, cublasLtMatrixLayout_t ddesc, const void *A, const void *B,
+                       const void *C, void *D, float al, float be, void *ws, uint64_t need_ws, uint64_t m,
+                       uint64_t n, uint64_t k)
+{
+    if (need_ws) memset(ws, 0xff, (size_t)need_ws); /* a real algorithm's scratch */
+    if (!m || !n) return;
     float *fa = xmalloc(sizeof(float) * (adesc->rows * adesc->cols + 1));
     float *fb = xmalloc(sizeof(float) * (bdesc->rows * bdesc->cols + 1));
     float *fd = xmalloc(sizeof(float) * m * n);
@@ -769,7 +1108,39 @@ static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cons
             }
     }
     free(fa), free(fb), free(fd);
-    return CUBLAS_STATUS_SUCCESS;
+}
+
+static struct MockGemm *mock_gemm_copy(const struct MockGemm *g)
+{
+    struct MockGemm *c = xmalloc(sizeof *c);
+    *c = *g;
+    return c;
+}
+static void mock_node_free(MockNode *nd) { free(nd->gemm); }
+
+/* one node of a graph, run as the call it was captured from */
+static CUresult mock_node_run(const MockNode *nd)
+{
+    switch (nd->kind) {
+    case MN_KERNEL: {
+        CUdeviceptr args = nd->args;
+        KancLaunchArgs la = nd->la;
+        void *params[2] = {&args, &la};
+        nd->fn((KancDim3){nd->grid[0], nd->grid[1], nd->grid[2]},
+               (KancDim3){nd->block[0], nd->block[1], nd->block[2]}, nd->smem, params);
+        return CUDA_SUCCESS;
+    }
+    case MN_MEMSET: memset(nd->dst, nd->value, nd->n); return CUDA_SUCCESS;
+    case MN_COPY: memcpy(nd->dst, nd->src, nd->n); return CUDA_SUCCESS;
+    case MN_EVENT: *(double *)nd->ev = mono_ms(); return CUDA_SUCCESS;
+    case MN_GEMM: {
+        struct MockGemm *g = nd->gemm;
+        lt_compute(&g->desc, &g->l[0], &g->l[1], &g->l[2], &g->l[3], g->A, g->B, g->C, g->D, g->alpha, g->beta,
+                   g->ws, g->need_ws, g->m, g->n, g->k);
+        return CUDA_SUCCESS;
+    }
+    }
+    return CUDA_ERROR_INVALID_VALUE;
 }
 static const char *lt_status(cublasStatus_t s)
 {
@@ -794,7 +1165,7 @@ static const CudaApi mock_api = {
     .cuDevicePrimaryCtxRetain = m_ctx_retain,
     .cuDevicePrimaryCtxRelease = m_ctx_release,
     .cuCtxSetCurrent = m_ctx_set,
-    .cuCtxSynchronize = m_ok,
+    .cuCtxSynchronize = m_ctx_sync,
     .cuMemGetInfo = m_mem_info,
     .cuStreamCreate = m_stream_create,
     .cuStreamDestroy = m_stream_destroy,
@@ -817,6 +1188,15 @@ static const CudaApi mock_api = {
     .cuFuncGetAttribute = m_func_get_attr,
     .cuFuncSetAttribute = m_func_set_attr,
     .cuLaunchKernel = m_launch,
+    .cuMemAllocHost = m_alloc_host,
+    .cuMemFreeHost = m_free_host,
+    .cuStreamBeginCapture = m_begin_capture,
+    .cuStreamEndCapture = m_end_capture,
+    .cuStreamIsCapturing = m_is_capturing,
+    .cuGraphInstantiate = m_graph_instantiate,
+    .cuGraphLaunch = m_graph_launch,
+    .cuGraphExecDestroy = m_graph_exec_destroy,
+    .cuGraphDestroy = m_graph_destroy,
     .cuGetErrorString = m_error_string,
     .cuGetErrorName = m_error_string,
     .cublasLtCreate = lt_create,

@@ -33,6 +33,8 @@ typedef struct CUstream_st *CUstream;
 typedef struct CUmod_st *CUmodule;
 typedef struct CUfunc_st *CUfunction;
 typedef struct CUevent_st *CUevent;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
 
 #define CUDA_SUCCESS 0
 #define CUDA_ERROR_INVALID_VALUE 1
@@ -40,9 +42,13 @@ typedef struct CUevent_st *CUevent;
 #define CUDA_ERROR_NOT_INITIALIZED 3
 #define CUDA_ERROR_NO_DEVICE 100
 #define CUDA_ERROR_INVALID_IMAGE 200
+#define CUDA_ERROR_ILLEGAL_STATE 401
 #define CUDA_ERROR_NOT_FOUND 500
 #define CUDA_ERROR_LAUNCH_FAILED 719
 #define CUDA_ERROR_NOT_SUPPORTED 801
+#define CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED 900 /* not permitted while the stream captures */
+#define CUDA_ERROR_STREAM_CAPTURE_INVALIDATED 901 /* the capture was invalidated by an earlier error */
+#define CUDA_ERROR_STREAM_CAPTURE_UNMATCHED 903   /* end of a capture this stream did not begin */
 #define CUDA_ERROR_UNKNOWN 999
 
 #define CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK 8
@@ -55,6 +61,10 @@ typedef struct CUevent_st *CUevent;
 #define CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES 8
 #define CU_STREAM_NON_BLOCKING 1
 #define CU_EVENT_DEFAULT 0
+#define CU_STREAM_CAPTURE_MODE_GLOBAL 0 /* CUstreamCaptureMode */
+#define CU_STREAM_CAPTURE_STATUS_NONE 0 /* CUstreamCaptureStatus */
+#define CU_STREAM_CAPTURE_STATUS_ACTIVE 1
+#define CU_STREAM_CAPTURE_STATUS_INVALIDATED 2
 
 /* ---- cuBLASLt types (cublasLt.h, cublas_api.h, library_types.h) ---- */
 typedef int cublasStatus_t;
@@ -150,6 +160,17 @@ typedef struct CudaApi {
     CUresult (*cuLaunchKernel)(CUfunction fn, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                                unsigned by, unsigned bz, unsigned smem, CUstream stream,
                                void **params, void **extra);
+    /* page-locked host memory: async copies from / to it may run inside a graph */
+    CUresult (*cuMemAllocHost)(void **ptr, size_t bytes);
+    CUresult (*cuMemFreeHost)(void *ptr);
+    /* stream capture and graphs: the launches between begin and end, replayed */
+    CUresult (*cuStreamBeginCapture)(CUstream stream, int mode);
+    CUresult (*cuStreamEndCapture)(CUstream stream, CUgraph *graph);
+    CUresult (*cuStreamIsCapturing)(CUstream stream, int *status);
+    CUresult (*cuGraphInstantiate)(CUgraphExec *exec, CUgraph graph, unsigned long long flags);
+    CUresult (*cuGraphLaunch)(CUgraphExec exec, CUstream stream);
+    CUresult (*cuGraphExecDestroy)(CUgraphExec exec);
+    CUresult (*cuGraphDestroy)(CUgraph graph);
     CUresult (*cuGetErrorString)(CUresult err, const char **str);
     CUresult (*cuGetErrorName)(CUresult err, const char **str);
 
@@ -226,6 +247,19 @@ const char *cublas_status_string(const CudaApi *api, cublasStatus_t s);
    MAX_WORKSPACE_BYTES) of workspace, which the matmul checks and overwrites
    (0xff) as a real algorithm would use it. */
 const char *cuda_mock_lt_error(void);
+
+/* The mock's stream capture follows the driver in CU_STREAM_CAPTURE_MODE_GLOBAL:
+   while a stream captures, kernel launches, cuMemsetD8Async, async copies
+   between device memory and page-locked host memory (cuMemAllocHost) and
+   cublasLtMatmul on it are recorded, not run (cuBLASLt's checks are made at
+   the call, as a real one makes them); cuGraphLaunch runs the recorded nodes
+   in order. A synchronisation (stream, context, event), a synchronous copy,
+   an async copy from or to pageable host memory, or cuMemAlloc during a
+   capture fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED and invalidates the
+   capture (cuStreamEndCapture then fails with _INVALIDATED and no graph).
+   Nodes recorded during the last capture, and graph launches so far (tests): */
+int cuda_mock_graph_nodes(CUgraph graph);
+int64_t cuda_mock_graph_launches(void);
 
 /* Module images for the mock's cuModuleLoadData (free with free()): the
    generated source, which the mock builds with the emulator (runtime/device/emu);

@@ -19,6 +19,33 @@ int64_t device_area_elems(const Device *dev, KancArea area)
     return area == AREA_BUFFERS ? dev->plan->n_buffer_elems : dev->plan->n_param_elems;
 }
 
+void device_log_push(Device *d, const DeviceStepLog *rec)
+{
+    if (d->log_len == d->log_cap) {
+        d->log_cap = d->log_cap ? 2 * d->log_cap : 64;
+        d->log = xrealloc(d->log, sizeof *d->log * (size_t)d->log_cap);
+    }
+    d->log[d->log_len++] = *rec;
+}
+
+void device_log_free(Device *d)
+{
+    free(d->log);
+    d->log = NULL;
+    d->log_len = d->log_cap = 0;
+}
+
+int device_read_log(Device *d, DeviceStepLog *out, int max)
+{
+    if (d->ops->sync) d->ops->sync(d);
+    int n = d->log_len < max ? d->log_len : max;
+    if (n <= 0) return 0;
+    memcpy(out, d->log, sizeof *out * (size_t)n);
+    memmove(d->log, d->log + n, sizeof *d->log * (size_t)(d->log_len - n));
+    d->log_len -= n;
+    return n;
+}
+
 static void cpu_run(Device *d, int from, int to)
 {
     CpuExec *e = ex_of(d);
@@ -26,10 +53,19 @@ static void cpu_run(Device *d, int from, int to)
     e->step = d->step;
     e->training = d->training;
     e->opt = d->opt;
+    int64_t step = d->step;
     cpu_exec_run(e, from, to);
     d->step = e->step;
     d->grad_norm = e->grad_norm;
     d->clip_scale = e->clip_scale;
+    if (d->n_log_nodes > 0 && d->step > step) { /* an optimizer step: its record */
+        DeviceStepLog rec = {.step = step, .grad_norm = e->grad_norm, .clip_scale = e->clip_scale};
+        for (int i = 0; i < d->n_log_nodes && i < DEVICE_LOG_NODES; i++) {
+            const void *v = cpu_exec_value(e, d->log_nodes[i]);
+            rec.value[i] = d->plan->real_size == 8 ? *(const double *)v : *(const float *)v;
+        }
+        device_log_push(d, &rec);
+    }
 }
 
 static size_t value_bytes(Device *d, int node)
@@ -78,6 +114,7 @@ static void cpu_write_area(Device *d, KancArea a, const void *host)
 static void cpu_destroy(Device *d)
 {
     cpu_exec_free(ex_of(d));
+    device_log_free(d);
     free(d);
 }
 

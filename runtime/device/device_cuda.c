@@ -4,19 +4,24 @@
  * areas (params, grads, AdamW m and v), the buffers, the kernels' workspace,
  * the KancArgs block and the KancScalars block. A run of nodes [from, to):
  *
+ *   write the settings (lr, betas, eps, decay, clip, seed, step, training)
+ *     by async copies from page-locked memory;
  *   zero the gradient area when the range starts the backward (from <=
  *     n_forward < to: exec_cpu.c's rule, so run(adam, adam + 1) keeps them);
- *   write the scalars (lr, betas, eps, decay, clip, seed, step, training);
  *   launch every launch of nodes [from, to) in order: kernels with their two
  *     parameters (the device address of KancArgs, and the launch's
  *     KancLaunchArgs: its tensors' device addresses, resolved once at open),
  *     LAUNCH_GEMM through cuBLASLt (32 MiB workspace; row-major by swapping
- *     the operands);
- *   read back grad_norm and clip_scale (the only host synchronisation inside
- *     a step) when the range holds OP_GRAD_NORM or OP_ADAMW, and count the
- *     optimizer step after OP_ADAMW (the CPU device's semantics).
+ *     the operands); or, from the range's second run, replay it as a CUDA
+ *     graph (captured then; KANC_CUDA_SYNC=1 or KANC_CUDA_GRAPH=0: never);
+ *   read back grad_norm and clip_scale when the range holds OP_GRAD_NORM or
+ *     OP_ADAMW, unless the run is deferred (device.h): then the step's record
+ *     (log nodes, grad_norm, clip_scale) is copied into page-locked memory
+ *     and read at device_read_log; count the optimizer step after OP_ADAMW
+ *     (the CPU device's semantics).
  *
- * Values, gradients and areas move with synchronous copies on the stream.
+ * Token inputs go through page-locked staging (async, no synchronisation);
+ * other values, gradients and areas move with synchronous copies.
  * Every driver and cuBLASLt call is checked; a failure names the call, the
  * file and line and the CUDA error string. Errors while opening the device
  * are returned; a failure inside a step is fatal (the Device interface has no
@@ -25,6 +30,7 @@
  * mode "emu" runs exactly this code over the mock table of cuda_api.c: the
  * program is built by the emulator (runtime/device/emu) instead of NVRTC.
  */
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +44,29 @@
 #include "util.h"
 
 #define LT_WORKSPACE ((size_t)32 << 20)
+#define STAGE_SLOTS 4   /* page-locked copies of one host value in flight */
+#define MAX_GRAPHS 8    /* captured ranges kept */
+#define MAX_RANGES 64   /* ranges whose runs are counted (a one-off range gives its place up) */
+#define LOG_SLOTS 1024  /* step records on their way to the host */
+#define LOG_FLOATS (DEVICE_LOG_NODES + 2) /* per record: the log nodes, grad_norm, clip_scale */
+
+/* Page-locked copies of a host value, so that an async copy needs no
+   synchronisation: a slot is reused once its copy (STAGE_SLOTS writes ago) ran. */
+typedef struct {
+    void *host[STAGE_SLOTS];
+    CUevent done[STAGE_SLOTS];
+    int used[STAGE_SLOTS];
+    int next;
+    size_t bytes;
+} Staging;
+
+/* A range of nodes run as a CUDA graph: captured at its second run (a range run
+   once, as verify's node-by-node checks do, is not worth instantiating). */
+typedef struct {
+    int from, to;
+    int64_t runs;
+    CUgraphExec exec;
+} RangeGraph;
 
 
 typedef struct {
@@ -68,6 +97,14 @@ typedef struct {
     int64_t bytes;
     int sm;
     int sync_each;     /* $KANC_CUDA_SYNC=1: synchronise after every launch (debugging) */
+    int use_graphs;    /* 0 with KANC_CUDA_SYNC=1 or KANC_CUDA_GRAPH=0 */
+    RangeGraph graph[MAX_RANGES];
+    int n_graphs, n_captured;
+    Staging scal_stage;  /* KancScalars */
+    Staging *in_stage;   /* per node: the inputs (tokens) */
+    float *h_res;        /* page-locked grad_norm, clip_scale */
+    float *h_log;        /* page-locked step records, LOG_SLOTS x LOG_FLOATS */
+    int64_t log_step[LOG_SLOTS], log_head, log_tail; /* records [head, tail) not moved to the host log */
 } CudaDevice;
 
 static CudaDevice *cd_of(Device *d) { return (CudaDevice *)d; }
@@ -139,10 +176,57 @@ static void copy_out(CudaDevice *c, void *dst, CUdeviceptr src, size_t n)
     CU_CHECK(c, cuStreamSynchronize(c->stream));
 }
 
+static void *host_alloc(CudaDevice *c, size_t n)
+{
+    void *p = NULL;
+    CU_CHECK(c, cuMemAllocHost(&p, n ? n : 1));
+    return p;
+}
+
+/* a free page-locked slot of st for n bytes: the copy that last read it has run */
+static void *stage_begin(CudaDevice *c, Staging *st, size_t n)
+{
+    if (!st->bytes) {
+        for (int k = 0; k < STAGE_SLOTS; k++) {
+            st->host[k] = host_alloc(c, n);
+            CU_CHECK(c, cuEventCreate(&st->done[k], CU_EVENT_DEFAULT));
+        }
+        st->bytes = n;
+    }
+    if (n > st->bytes) die("cuda: a staged value grew from %zu to %zu bytes", st->bytes, n);
+    int k = st->next;
+    if (st->used[k]) CU_CHECK(c, cuEventSynchronize(st->done[k]));
+    return st->host[k];
+}
+/* after the slot's copies are queued */
+static void stage_end(CudaDevice *c, Staging *st)
+{
+    int k = st->next;
+    CU_CHECK(c, cuEventRecord(st->done[k], c->stream));
+    st->used[k] = 1;
+    st->next = (k + 1) % STAGE_SLOTS;
+}
+static void stage_free(CudaDevice *c, Staging *st)
+{
+    for (int k = 0; st->bytes && k < STAGE_SLOTS; k++) {
+        c->api->cuMemFreeHost(st->host[k]);
+        c->api->cuEventDestroy(st->done[k]);
+    }
+    memset(st, 0, sizeof *st);
+}
+
 static void cuda_write_value(Device *d, int node, const void *host)
 {
     CudaDevice *c = cd_of(d);
-    copy_in(c, value_ptr(c, node), host, value_bytes(c, node));
+    size_t n = value_bytes(c, node);
+    if (d->plan->g->nodes[node].op == OP_INPUT && n) { /* tokens, every step: no synchronisation */
+        void *slot = stage_begin(c, &c->in_stage[node], n);
+        memcpy(slot, host, n);
+        CU_CHECK(c, cuMemcpyHtoDAsync(value_ptr(c, node), slot, n, c->stream));
+        stage_end(c, &c->in_stage[node]);
+        return;
+    }
+    copy_in(c, value_ptr(c, node), host, n);
 }
 
 static void cuda_read_value(Device *d, int node, void *host)
@@ -188,32 +272,13 @@ static void launch_gemm(CudaDevice *c, const CudaLaunch *l, const GemmPlan *gp)
                                (void *)(uintptr_t)c->lt_ws, LT_WORKSPACE, c->stream));
 }
 
-static void cuda_run(Device *d, int from, int to)
+/* the launches of nodes [from, to) in order, and the gradients' zeroing when
+   the range starts the backward (as the CPU): what a graph of the range holds */
+static void enqueue_range(CudaDevice *c, int from, int to)
 {
-    CudaDevice *c = cd_of(d);
-    const Graph *g = d->plan->g;
-    if (from < 0) from = 0;
-    if (to > g->n) to = g->n;
-    if (from >= to) return;
-    if (from <= g->n_forward && to > g->n_forward) /* the range starts the backward (as the CPU) */
+    const Graph *g = c->dev.plan->g;
+    if (from <= g->n_forward && to > g->n_forward)
         CU_CHECK(c, cuMemsetD8Async(c->area[AREA_GRADS], 0, c->area_bytes[AREA_GRADS], c->stream));
-    KancScalars *s = &c->scal;
-    s->lr = (float)d->opt.lr;
-    s->beta1 = (float)d->opt.beta1;
-    s->beta2 = (float)d->opt.beta2;
-    s->eps = (float)d->opt.eps;
-    s->weight_decay = (float)d->opt.weight_decay;
-    s->clip = (float)d->opt.clip;
-    s->seed = d->seed;
-    s->step = (uint64_t)d->step;
-    s->training = d->training;
-    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars, s, sizeof *s, c->stream));
-    int logged = 0, adamw = 0;
-    for (int i = from; i < to; i++) {
-        GOp op = g->nodes[i].op;
-        logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
-        adamw += op == OP_ADAMW;
-    }
     for (int i = 0; i < c->prog.n_launch; i++) {
         if (c->owner[i] < from || c->owner[i] >= to) continue;
         const CudaLaunch *l = &c->prog.launch[i];
@@ -242,14 +307,115 @@ static void cuda_run(Device *d, int from, int to)
             }
         }
     }
-    if (logged) {
-        /* grad_norm and clip_scale: the two floats after the six settings */
-        CU_CHECK(c, cuMemcpyDtoHAsync(&s->grad_norm, c->d_scalars + offsetof(KancScalars, grad_norm),
+}
+
+/* the range's entry (NULL when graphs are off); when the table is full, a
+   range not captured and run least often gives its place up */
+static RangeGraph *range_graph(CudaDevice *c, int from, int to)
+{
+    if (!c->use_graphs) return NULL;
+    for (int i = 0; i < c->n_graphs; i++)
+        if (c->graph[i].from == from && c->graph[i].to == to) return &c->graph[i];
+    int at = -1;
+    if (c->n_graphs < MAX_RANGES)
+        at = c->n_graphs++;
+    else
+        for (int i = 0; i < MAX_RANGES; i++)
+            if (!c->graph[i].exec && (at < 0 || c->graph[i].runs < c->graph[at].runs)) at = i;
+    if (at < 0) return NULL;
+    c->graph[at] = (RangeGraph){.from = from, .to = to};
+    return &c->graph[at];
+}
+
+/* the step's record after an optimizer step: async copies of the log nodes'
+   values and of grad_norm, clip_scale into a page-locked slot */
+static void log_enqueue(CudaDevice *c, int64_t step)
+{
+    Device *d = &c->dev;
+    if (!c->h_log) c->h_log = host_alloc(c, sizeof(float) * LOG_SLOTS * LOG_FLOATS);
+    if (c->log_tail - c->log_head == LOG_SLOTS) d->ops->sync(d); /* the caller reads seldom: move them */
+    int64_t k = c->log_tail % LOG_SLOTS;
+    float *rec = c->h_log + k * LOG_FLOATS;
+    for (int i = 0; i < d->n_log_nodes && i < DEVICE_LOG_NODES; i++) {
+        int node = d->log_nodes[i];
+        if (node < 0 || node >= d->plan->g->n || shape_numel(&d->plan->g->nodes[node].shape) != 1 ||
+            d->plan->g->nodes[node].dtype == DT_I32)
+            die("cuda: log node %d is not a float scalar", node);
+        CU_CHECK(c, cuMemcpyDtoHAsync(&rec[i], value_ptr(c, node), sizeof(float), c->stream));
+    }
+    CU_CHECK(c, cuMemcpyDtoHAsync(&rec[DEVICE_LOG_NODES], c->d_scalars + offsetof(KancScalars, grad_norm),
+                                  2 * sizeof(float), c->stream));
+    c->log_step[k] = step;
+    c->log_tail++;
+}
+
+static void cuda_sync(Device *d)
+{
+    CudaDevice *c = cd_of(d);
+    CU_CHECK(c, cuStreamSynchronize(c->stream));
+    for (; c->log_head < c->log_tail; c->log_head++) {
+        int64_t k = c->log_head % LOG_SLOTS;
+        const float *rec = c->h_log + k * LOG_FLOATS;
+        DeviceStepLog r = {.step = c->log_step[k], .grad_norm = rec[DEVICE_LOG_NODES],
+                           .clip_scale = rec[DEVICE_LOG_NODES + 1]};
+        for (int i = 0; i < DEVICE_LOG_NODES; i++) r.value[i] = i < d->n_log_nodes ? rec[i] : 0;
+        device_log_push(d, &r);
+    }
+}
+
+static void cuda_run(Device *d, int from, int to)
+{
+    CudaDevice *c = cd_of(d);
+    const Graph *g = d->plan->g;
+    if (from < 0) from = 0;
+    if (to > g->n) to = g->n;
+    if (from >= to) return;
+    /* the settings, from page-locked memory; grad_norm and clip_scale, which the
+       device writes and AdamW reads, are left alone */
+    KancScalars *s = stage_begin(c, &c->scal_stage, sizeof(KancScalars));
+    *s = (KancScalars){.lr = (float)d->opt.lr, .beta1 = (float)d->opt.beta1, .beta2 = (float)d->opt.beta2,
+                       .eps = (float)d->opt.eps, .weight_decay = (float)d->opt.weight_decay,
+                       .clip = (float)d->opt.clip, .seed = d->seed, .step = (uint64_t)d->step,
+                       .training = d->training};
+    size_t mid = offsetof(KancScalars, grad_norm), rest = offsetof(KancScalars, seed);
+    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars, s, mid, c->stream));
+    CU_CHECK(c, cuMemcpyHtoDAsync(c->d_scalars + rest, (char *)s + rest, sizeof *s - rest, c->stream));
+    stage_end(c, &c->scal_stage);
+    int logged = 0, adamw = 0;
+    for (int i = from; i < to; i++) {
+        GOp op = g->nodes[i].op;
+        logged |= op == OP_GRAD_NORM || op == OP_ADAMW;
+        adamw += op == OP_ADAMW;
+    }
+    RangeGraph *rg = range_graph(c, from, to);
+    if (rg && !rg->exec && rg->runs >= 1 && c->n_captured < MAX_GRAPHS) { /* its second run: capture it */
+        CU_CHECK(c, cuStreamBeginCapture(c->stream, CU_STREAM_CAPTURE_MODE_GLOBAL));
+        enqueue_range(c, from, to);
+        CUgraph graph = NULL;
+        CUresult r = c->api->cuStreamEndCapture(c->stream, &graph);
+        if (r != CUDA_SUCCESS)
+            die("%s:%d: cuStreamEndCapture of nodes [%d, %d) failed: %s (CUDA error %d): a call inside the "
+                "step cannot be captured (a synchronisation or a pageable copy?); KANC_CUDA_GRAPH=0 runs "
+                "launch by launch", __FILE__, __LINE__, from, to, cuda_error_string(c->api, r), r);
+        CU_CHECK(c, cuGraphInstantiate(&rg->exec, graph, 0));
+        CU_CHECK(c, cuGraphDestroy(graph));
+        c->n_captured++;
+    }
+    if (rg && rg->exec)
+        CU_CHECK(c, cuGraphLaunch(rg->exec, c->stream));
+    else
+        enqueue_range(c, from, to);
+    if (rg) rg->runs++;
+    if (logged && !d->deferred) {
+        CU_CHECK(c, cuMemcpyDtoHAsync(c->h_res, c->d_scalars + offsetof(KancScalars, grad_norm),
                                       2 * sizeof(float), c->stream));
         CU_CHECK(c, cuStreamSynchronize(c->stream));
-        d->grad_norm = s->grad_norm;
-        d->clip_scale = s->clip_scale;
+        d->grad_norm = c->h_res[0];
+        d->clip_scale = c->h_res[1];
+    } else if (logged) { /* deferred: the step's record has them */
+        d->grad_norm = d->clip_scale = NAN;
     }
+    if (adamw && d->n_log_nodes > 0) log_enqueue(c, d->step);
     d->step += adamw;
 }
 
@@ -261,6 +427,12 @@ static void cuda_destroy(Device *d)
     const CudaApi *api = c->api;
     if (api) {
         if (c->stream) api->cuStreamSynchronize(c->stream);
+        for (int i = 0; i < c->n_graphs; i++)
+            if (c->graph[i].exec) api->cuGraphExecDestroy(c->graph[i].exec);
+        stage_free(c, &c->scal_stage);
+        for (int i = 0; c->in_stage && i < c->dev.plan->g->n; i++) stage_free(c, &c->in_stage[i]);
+        if (c->h_res) api->cuMemFreeHost(c->h_res);
+        if (c->h_log) api->cuMemFreeHost(c->h_log);
         for (int i = 0; c->gemm && i < c->prog.n_launch; i++) {
             GemmPlan *gp = &c->gemm[i];
             if (gp->desc) api->cublasLtMatmulDescDestroy(gp->desc);
@@ -282,6 +454,8 @@ static void cuda_destroy(Device *d)
     free(c->fn);
     free(c->la);
     free(c->gemm);
+    free(c->in_stage);
+    device_log_free(&c->dev);
     cuda_program_free(&c->prog);
     free(c);
 }
@@ -294,6 +468,7 @@ static const DeviceOps CUDA_OPS = {
     .read_area = cuda_read_area,
     .write_area = cuda_write_area,
     .destroy = cuda_destroy,
+    .sync = cuda_sync,
 };
 
 int64_t device_cuda_bytes(const Device *d)
@@ -333,16 +508,33 @@ static uint32_t align_of(int64_t off, int64_t ld)
     return (uint32_t)(x & -x);
 }
 
+/* a strided batch on the three layouts (cuBLASLt's A is our B, its B our A) */
+static cublasStatus_t set_batch(const CudaApi *api, GemmPlan *gp, const GemmDesc *m)
+{
+    int32_t n = m->batch;
+    int64_t st[3] = {m->stride_b, m->stride_a, m->stride_c};
+    cublasLtMatrixLayout_t l[3] = {gp->la, gp->lb, gp->lc};
+    cublasStatus_t s = CUBLAS_STATUS_SUCCESS;
+    for (int i = 0; i < 3 && !s; i++)
+        if (!(s = api->cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &n, sizeof n)))
+            s = api->cublasLtMatrixLayoutSetAttribute(l[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &st[i],
+                                                      sizeof st[i]);
+    return s;
+}
+
 /* the device, context and stream */
 static CudaDevice *open_context(const CudaApi *api, Plan *plan, const char *mode, char *err, size_t errlen)
 {
     CudaDevice *c = xcalloc(1, sizeof *c);
     c->api = api;
-    c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1};
+    c->dev = (Device){.name = mode, .ops = &CUDA_OPS, .plan = plan, .clip_scale = 1, .queued = 1};
     c->dev.opt = (AdamWConfig){.lr = 3e-4, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
                                .weight_decay = 0.1, .clip = 1.0};
     const char *sync = getenv("KANC_CUDA_SYNC");
     c->sync_each = sync && *sync == '1';
+    const char *graphs = getenv("KANC_CUDA_GRAPH");
+    c->use_graphs = !c->sync_each && !(graphs && !strcmp(graphs, "0"));
+    c->in_stage = xcalloc((size_t)plan->g->n + 1, sizeof *c->in_stage);
     const char *ord = getenv("KANC_CUDA_DEVICE");
     int ordinal = ord ? atoi(ord) : 0, count = 0;
     CU_TRY(c, cuDeviceGetCount(&count));
@@ -453,10 +645,13 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             /* every operand inside its area (a damaged plan must not make the GPU stray) */
             int64_t ra = m->trans_a ? m->k : m->m, ca = m->trans_a ? m->m : m->k;
             int64_t rb = m->trans_b ? m->n : m->k, cb = m->trans_b ? m->k : m->n;
-            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca) * 4, m->off_b + ((rb - 1) * m->ldb + cb) * 4,
-                               m->off_c + ((m->m - 1) * m->ldc + m->n) * 4};
+            int64_t nb = m->batch > 1 ? m->batch - 1 : 0; /* a strided batch's last matrices */
+            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca + nb * m->stride_a) * 4,
+                               m->off_b + ((rb - 1) * m->ldb + cb + nb * m->stride_b) * 4,
+                               m->off_c + ((m->m - 1) * m->ldc + m->n + nb * m->stride_c) * 4};
             int areas[3] = {m->area_a, m->area_b, m->area_c};
-            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n;
+            int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n ||
+                      m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0;
             for (int q = 0; q < 3 && !bad; q++) bad = ends[q] > (int64_t)c->area_bytes[areas[q]];
             if (bad) {
                 snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld) does not fit its "
@@ -472,8 +667,9 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             cublasLtMatmulHeuristicResult_t res;
             /* the real alignment of each operand (cuBLASLt assumes 256 bytes unless told):
                its byte offset in a 256-byte aligned area, and its row stride */
-            uint32_t al[4] = {align_of(m->off_b, m->ldb), align_of(m->off_a, m->lda),
-                              align_of(m->off_c, m->ldc), align_of(m->off_c, m->ldc)};
+            int64_t sa = nb ? m->stride_a * 4 : 0, sb = nb ? m->stride_b * 4 : 0, sc = nb ? m->stride_c * 4 : 0;
+            uint32_t al[4] = {align_of(m->off_b | sb, m->ldb), align_of(m->off_a | sa, m->lda),
+                              align_of(m->off_c | sc, m->ldc), align_of(m->off_c | sc, m->ldc)};
             for (int q = 0; q < 4 && ps == CUBLAS_STATUS_SUCCESS; q++)
                 ps = api->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + q,
                                                                &al[q], sizeof al[q]);
@@ -488,6 +684,7 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
                 (ps = api->cublasLtMatrixLayoutCreate(&gp->lb, CUDA_R_32F, m->trans_a ? m->m : m->k,
                                                       m->trans_a ? m->k : m->m, m->lda)) ||
                 (ps = api->cublasLtMatrixLayoutCreate(&gp->lc, CUDA_R_32F, m->n, m->m, m->ldc)) ||
+                (nb && (ps = set_batch(api, gp, m))) ||
                 (ps = api->cublasLtMatmulAlgoGetHeuristic(c->lt, gp->desc, gp->la, gp->lb, gp->lc, gp->lc,
                                                           pref, 1, &res, &nres))) {
                 snprintf(err, errlen, "cuBLASLt setup of GEMM %s (m %lld n %lld k %lld, trans %d %d, "
@@ -533,6 +730,7 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             return -1;
     c->scal = (KancScalars){.clip_scale = 1};
     CU_TRY(c, cuMemcpyHtoDAsync(c->d_scalars, &c->scal, sizeof c->scal, c->stream));
+    CU_TRY(c, cuMemAllocHost((void **)&c->h_res, 2 * sizeof(float)));
     CU_TRY(c, cuStreamSynchronize(c->stream));
     return 0;
 fail:

@@ -605,6 +605,12 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
             cJSON_AddItemToObject(e, "a", operand(m->area_a, m->off_a));
             cJSON_AddItemToObject(e, "b", operand(m->area_b, m->off_b));
             cJSON_AddItemToObject(e, "c", operand(m->area_c, m->off_c));
+            if (m->batch > 1) { /* a strided batch (attention's per-head products) */
+                cJSON_AddNumberToObject(e, "batch", m->batch);
+                cJSON_AddNumberToObject(e, "stride_a", (double)m->stride_a);
+                cJSON_AddNumberToObject(e, "stride_b", (double)m->stride_b);
+                cJSON_AddNumberToObject(e, "stride_c", (double)m->stride_c);
+            }
         }
         cJSON_AddItemToArray(ls, e);
     }
@@ -937,7 +943,11 @@ int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *
             m->lda = jint(e, "lda", -1), m->ldb = jint(e, "ldb", -1), m->ldc = jint(e, "ldc", -1);
             m->alpha = (float)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "alpha"));
             m->beta = (float)cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "beta"));
-            bad = m->m < 0 || m->n < 0 || m->k < 0 || m->lda < 1 || m->ldb < 1 || m->ldc < 1 ||
+            m->batch = (int)jint(e, "batch", 1);
+            m->stride_a = jint(e, "stride_a", 0), m->stride_b = jint(e, "stride_b", 0);
+            m->stride_c = jint(e, "stride_c", 0);
+            bad = m->m < 0 || m->n < 0 || m->k < 0 || m->lda < 1 || m->ldb < 1 || m->ldc < 1 || m->batch < 1 ||
+                  m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0 ||
                   read_operand(cJSON_GetObjectItemCaseSensitive(e, "a"), &m->area_a, &m->off_a) ||
                   read_operand(cJSON_GetObjectItemCaseSensitive(e, "b"), &m->area_b, &m->off_b) ||
                   read_operand(cJSON_GetObjectItemCaseSensitive(e, "c"), &m->area_c, &m->off_c);

@@ -302,6 +302,12 @@ static void *area_ptr(const KancArgs *a, int area, int64_t off)
 
 void emu_gemm(const GemmDesc *d, const KancArgs *args)
 {
+    for (int q = 1; q < d->batch; q++) { /* a strided batch: each product on its own */
+        GemmDesc one = *d;
+        one.batch = 1;
+        one.off_a += q * d->stride_a * 4, one.off_b += q * d->stride_b * 4, one.off_c += q * d->stride_c * 4;
+        emu_gemm(&one, args);
+    }
     const float *A = area_ptr(args, d->area_a, d->off_a), *B = area_ptr(args, d->area_b, d->off_b);
     float *C = area_ptr(args, d->area_c, d->off_c);
     if (d->m <= 0 || d->n <= 0) return;
