@@ -107,6 +107,18 @@ KD void kanc_sum_axis(float *y, const float *x, long long A, long long K, long l
     }
 }
 
+/* the last axis (B = 1): y[a] = s sum_k x[a, k], one block per row (coalesced
+   reads; the block's fixed tree) */
+KD void kanc_sum_rows(float *y, const float *x, long long K, double s)
+{
+    long long a = blockIdx.x;
+    const float *xa = x + a * K;
+    double sum = 0.0;
+    for (long long k = threadIdx.x; k < K; k += blockDim.x) sum += xa[k];
+    sum = kanc_block_sum(sum);
+    if (threadIdx.x == 0) y[a] = (float)(s * sum);
+}
+
 /* dx[a, k, b] (+)= s dy[a, b] */
 template <int ACC>
 __device__ __forceinline__ void kanc_sum_axis_bwd(float *dx, const float *dy, long long A, long long K,

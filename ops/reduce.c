@@ -128,12 +128,22 @@ void cuda_emit_softmax_bwd(CudaGen *G)
     cg_kernel_end(G);
 }
 
-/* out[a, b] = s sum_k x[a, k, b]: a thread per output element, k in order */
+/* out[a, b] = s sum_k x[a, k, b]: a thread per output element, k in order;
+   over the last axis (B = 1) a block per row, whose reads coalesce */
 void cuda_emit_sum_axis(CudaGen *G)
 {
     const GShape *xs = &CG_IN(0)->shape;
     int64_t A = xs->d[0], K = xs->d[1], B = xs->d[2];
     char b[32];
+    if (B == 1 && K >= 32) {
+        cg_kernel_begin(G, "sum_rows", (unsigned)A, 1, cg_row_threads(K), 1,
+                        "y[a] = s * sum over k of x[a, k]; one block per row");
+        cg_out_ptr(G, "y");
+        cg_in_ptr(G, "x", 0);
+        cg_line(G, "kanc_sum_rows(y, x, %lldLL, %s);", (long long)K, cg_dlit(b, G->n->a.scale));
+        cg_kernel_end(G);
+        return;
+    }
     cg_kernel_begin(G, "sum_axis", cg_blocks_for(A * B), 1, CG_BLOCK, 0,
                     "y[a, b] = s * sum over k of x[a, k, b] (x viewed as [%lld, %lld, %lld])", (long long)A,
                     (long long)K, (long long)B);

@@ -848,11 +848,13 @@ Test(cuda_codegen, softmax)
     softmax_case(92, s2(3, 700));
 }
 
-/* axis sums of [A, K, B] views: a middle axis, the last (B = 1), the first (A = 1), K = 1 */
+/* axis sums of [A, K, B] views: a middle axis, the last (B = 1: a block per
+   row, rows longer than a block; a short row: a thread per row), the first
+   (A = 1), K = 1 */
 Test(cuda_codegen, sum_axis)
 {
-    int64_t dims[4][3] = {{3, 17, 5}, {13, 70, 1}, {1, 300, 7}, {9, 1, 4}};
-    for (int i = 0; i < 4; i++) {
+    int64_t dims[6][3] = {{3, 17, 5}, {13, 70, 1}, {1, 300, 7}, {9, 1, 4}, {4, 700, 1}, {11, 5, 1}};
+    for (int i = 0; i < 6; i++) {
         Case c = {.seed = 95 + (uint64_t)i};
         graph_init(&c.g);
         int64_t A = dims[i][0], K = dims[i][1], B = dims[i][2];
