@@ -73,6 +73,12 @@ const char *cg_act_short(int act)
     case ACT_SILU: return "silu";
     case ACT_GELU: return "gelu";
     case ACT_RELU: return "relu";
+    case ACT_TANH: return "tanh";
+    case ACT_SIGMOID: return "sigmoid";
+    case ACT_EXP: return "exp";
+    case ACT_LOG: return "log";
+    case ACT_ABS: return "abs";
+    case ACT_RECIP: return "recip";
     default: return "identity";
     }
 }
@@ -83,6 +89,12 @@ const char *cg_act_name(int act)
     case ACT_SILU: return "KANC_ACT_SILU";
     case ACT_GELU: return "KANC_ACT_GELU";
     case ACT_RELU: return "KANC_ACT_RELU";
+    case ACT_TANH: return "KANC_ACT_TANH";
+    case ACT_SIGMOID: return "KANC_ACT_SIGMOID";
+    case ACT_EXP: return "KANC_ACT_EXP";
+    case ACT_LOG: return "KANC_ACT_LOG";
+    case ACT_ABS: return "KANC_ACT_ABS";
+    case ACT_RECIP: return "KANC_ACT_RECIP";
     default: return "KANC_ACT_NONE";
     }
 }

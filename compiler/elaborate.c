@@ -186,6 +186,7 @@ typedef struct Elab {
     int depth, nest;
     long steps;
     int stop;            /* a limit was hit: unwind without more messages */
+    int listed_layers;   /* an unknown callee's hint has listed the layers */
     NameMap names;
     uint64_t seen[MAX_SEEN]; /* errors already reported (loops repeat them) */
     int nseen;
@@ -520,6 +521,20 @@ static Value F_abs(Elab *E, Args *A)
     return el_arg_num(E, A, 0, 0, &x) ? vfloat(fabs(x)) : VERR;
 }
 
+static Value F_exp(Elab *E, Args *A)
+{
+    double x;
+    if (!el_arg_num(E, A, 0, 0, &x)) return VERR;
+    return isfinite(exp(x)) ? vfloat(exp(x)) : (el_bad_arg(E, A, 0, "is too large: exp overflows"), VERR);
+}
+
+static Value F_log(Elab *E, Args *A)
+{
+    double x;
+    if (!el_arg_num(E, A, 0, 0, &x)) return VERR;
+    return x > 0 ? vfloat(log(x)) : (el_bad_arg(E, A, 0, "must be positive"), VERR);
+}
+
 static Value F_int(Elab *E, Args *A)
 {
     Value v = A->v[0];
@@ -568,11 +583,15 @@ static Value F_min(Elab *E, Args *A) { return minmax(E, A, 0); }
 static Value F_max(Elab *E, Args *A) { return minmax(E, A, 1); }
 
 
-/* The builtins: the layers of ops/ops.def (LAYER, in that order), then the functions of values. */
+/* The builtins: the layers of ops/ops.def (LAYER, in that order), then the
+   functions of values. abs, exp and log are both: the layer on a tensor, the
+   function on a number (number_form, call_builtin). */
 static const Builtin FUNCTIONS[] = {
     {"shape", F_shape, 1, 0, 0, "shape(x)", {"x"}},
     {"sqrt", F_sqrt, 1, 0, 0, "sqrt(x)", {"x"}},
     {"abs", F_abs, 1, 0, 0, "abs(x)", {"x"}},
+    {"exp", F_exp, 1, 0, 0, "exp(x)", {"x"}},
+    {"log", F_log, 1, 0, 0, "log(x)", {"x"}},
     {"int", F_int, 1, 0, 0, "int(x)", {"x"}},
     {"float", F_float, 1, 0, 0, "float(x)", {"x"}},
     {"len", F_len, 1, 0, 0, "len(list)", {"list"}},
@@ -593,6 +612,8 @@ static const Builtin *const BUILTINS[] = {
     &FUNCTIONS[5],
     &FUNCTIONS[6],
     &FUNCTIONS[7],
+    &FUNCTIONS[8],
+    &FUNCTIONS[9],
 };
 
 #define N_BUILTINS ((int)(sizeof BUILTINS / sizeof BUILTINS[0]))
@@ -601,6 +622,15 @@ static const Builtin *find_builtin(const char *name)
 {
     for (int i = 0; i < N_BUILTINS; i++)
         if (!strcmp(BUILTINS[i]->name, name)) return BUILTINS[i];
+    return NULL;
+}
+
+/* the function of numbers that shares layer b's name (abs, exp, log), or NULL */
+static const Builtin *number_form(const Builtin *b)
+{
+    if (!b || !b->layer) return NULL;
+    for (size_t i = 0; i < sizeof FUNCTIONS / sizeof FUNCTIONS[0]; i++)
+        if (!strcmp(FUNCTIONS[i].name, b->name)) return &FUNCTIONS[i];
     return NULL;
 }
 
@@ -777,16 +807,31 @@ static Value compare(Elab *E, const Node *n, Value a, Value b)
     }
 }
 
-/* tensor (+ - *) tensor, with trailing-dims broadcast; tensor * or / number */
+/* An elementwise op of one tensor at the operator's place. */
+static int tensor_unary(Elab *E, const Node *n, GOp op, int x, GAttr at)
+{
+    return el_emit(E, n->loc, cur_scope(E), op, &x, 1, el_tshape(E, x), &at);
+}
+
+/* tensor (+ - * /) tensor, with trailing-dims broadcast; a / b is a * (1 / b).
+   tensor (+ - * /) number and number (+ - * /) tensor: the affine op scale
+   (y = s x + c), and c / x = c * (1 / x). */
 static Value tensor_binary(Elab *E, const Node *n, Value a, Value b)
 {
     const char *op = binop_str(n->op);
+    int arith = n->op == BIN_ADD || n->op == BIN_SUB || n->op == BIN_MUL || n->op == BIN_DIV;
     if (a.k == V_TENSOR && b.k == V_TENSOR) {
-        if (n->op != BIN_ADD && n->op != BIN_SUB && n->op != BIN_MUL)
-            return el_err(E, n->loc, "'%s' is not defined on two tensors", op);
+        if (!arith) return el_err(E, n->loc, "'%s' is not defined on two tensors", op);
         if (E->g->nodes[a.t].dtype != DT_REAL || E->g->nodes[b.t].dtype != DT_REAL)
             return el_err(E, n->loc, "'%s' needs real tensors, not token ids", op);
         GShape sa = el_tshape(E, a.t), sb = el_tshape(E, b.t);
+        if (n->op == BIN_DIV) { /* a * (1 / b): b is the operand that may broadcast, or a */
+            if (!shape_is_suffix(&sa, &sb) && !shape_is_suffix(&sb, &sa))
+                return el_err(E, n->loc, "shape mismatch in '%s': %s and %s", op,
+                           el_shape_text(E, &sa), el_shape_text(E, &sb));
+            b = vnode(tensor_unary(E, n, OP_RECIP, b.t, (GAttr){0}));
+            if (b.k == V_ERR) return VERR;
+        }
         if (!shape_is_suffix(&sa, &sb)) {
             if (!shape_is_suffix(&sb, &sa))
                 return el_err(E, n->loc, "shape mismatch in '%s': %s and %s", op,
@@ -804,22 +849,34 @@ static Value tensor_binary(Elab *E, const Node *n, Value a, Value b)
         GOp gop = n->op == BIN_ADD ? OP_ADD : n->op == BIN_SUB ? OP_SUB : OP_MUL;
         return vnode(el_emit(E, n->loc, cur_scope(E), gop, (int[]){a.t, b.t}, 2, sa, NULL));
     }
-    Value t = a.k == V_TENSOR ? a : b, s = a.k == V_TENSOR ? b : a;
+    int tensor_left = a.k == V_TENSOR;
+    Value t = tensor_left ? a : b, s = tensor_left ? b : a;
     if (!is_num(s))
         return el_err(E, n->loc, "'%s' between a tensor and %s is not defined", op, el_kind_name(s.k));
-    double f = num(s);
-    if (n->op == BIN_DIV && a.k == V_TENSOR) {
-        if (f == 0) return div_zero(E, n);
-        f = 1.0 / f;
-    } else if (n->op != BIN_MUL) {
+    if (!arith) {
         el_err(E, n->loc, "'%s' between a tensor and a number is not defined", op);
-        diag_hint(E->d, "a number can multiply a tensor (2 * x, x * 2) or divide it (x / 2)");
+        diag_hint(E->d, "a tensor and a number combine with +, -, * and / (x + 1, 1 - x, 2 * x, x / 2, 1 / x)");
         return VERR;
     }
     if (E->g->nodes[t.t].dtype != DT_REAL)
         return el_err(E, n->loc, "'%s' needs a real tensor, not token ids", op);
-    GAttr at = {.scale = f};
-    return vnode(el_emit(E, n->loc, cur_scope(E), OP_SCALE, &t.t, 1, el_tshape(E, t.t), &at));
+    double f = num(s);
+    GAttr at = {.scale = 1};
+    switch (n->op) {
+    case BIN_ADD: at.shift = f; break;
+    case BIN_SUB: at.scale = tensor_left ? 1 : -1, at.shift = tensor_left ? -f : f; break;
+    case BIN_MUL: at.scale = f; break;
+    default: /* x / c, or c / x = c * (1 / x) */
+        if (tensor_left) {
+            if (f == 0) return div_zero(E, n);
+            at.scale = 1.0 / f;
+        } else {
+            int r = tensor_unary(E, n, OP_RECIP, t.t, (GAttr){0});
+            if (r < 0 || f == 1) return vnode(r);
+            t.t = r, at.scale = f;
+        }
+    }
+    return vnode(tensor_unary(E, n, OP_SCALE, t.t, at));
 }
 
 static Value eval_logic(Elab *E, const Node *n)
@@ -1026,12 +1083,15 @@ static int bind_args(Elab *E, const char *callee, const char *usage, const char 
     return 1;
 }
 
+/* b's arguments bound and checked, then b called; number: b's function of
+   numbers, called instead when the first argument is not a tensor */
 static Value call_builtin(Elab *E, const Builtin *b, const Preset *p, const Node *call,
-                          const char *scope)
+                          const char *scope, const Builtin *number)
 {
     int nav;
     ArgVal *av = eval_args(E, call, &nav);
     if (!av) return VERR;
+    if (number && nav > 0 && av[0].v.k != V_TENSOR && av[0].v.k != V_ERR) b = number;
     Args A = {0};
     A.b = b;
     A.callee = call->name;
@@ -1141,8 +1201,31 @@ static Value unknown_callee(Elab *E, const Node *n)
     for (int i = 0; i < E->nblocks; i++) cands[nc++] = E->blocks[i]->name;
     for (int i = 0; i < E->npresets; i++) cands[nc++] = E->presets[i].name;
     const char *near = diag_closest(n->name, cands, nc);
-    if (near) diag_hint(E->d, "did you mean '%s'?", near);
+    /* a short name is close only one edit away: 'mean' is not 'kan' */
+    if (near && strlen(n->name) < 5 && diag_edit_distance(n->name, near) > 1) near = NULL;
     free(cands);
+    if (near) {
+        diag_hint(E->d, "did you mean '%s'?", near);
+        return VERR;
+    }
+    /* nothing close: what there is (the layers, then this file's presets and
+       blocks), once per compile */
+    if (E->listed_layers) {
+        diag_hint(E->d, "the layers and blocks are listed above");
+        return VERR;
+    }
+    E->listed_layers = 1;
+    StrBuf list = {0};
+    for (int i = 0; i < N_BUILTINS; i++)
+        if (BUILTINS[i]->layer) sb_printf(&list, "%s%s", list.n ? ", " : "", BUILTINS[i]->name);
+    for (int i = 0; i < E->npresets; i++) sb_printf(&list, ", %s", E->presets[i].name);
+    diag_hint(E->d, "the layers are %s", list.s);
+    if (E->nblocks) {
+        list.n = 0;
+        for (int i = 0; i < E->nblocks; i++) sb_printf(&list, "%s%s", i ? ", " : "", E->blocks[i]->name);
+        diag_hint(E->d, "the blocks are %s", list.s);
+    }
+    free(list.s);
     return VERR;
 }
 
@@ -1154,6 +1237,8 @@ static Value eval_call(Elab *E, const Node *n)
     const Node *blk = p ? NULL : find_block(E, n->name);
     const Builtin *b = p ? p->base : blk ? NULL : find_builtin(n->name);
     if (!p && !blk && !b) return unknown_callee(E, n);
+    const Builtin *number = p ? NULL : number_form(b);
+    if (number && !E->fr) b = number, number = NULL; /* outside a block every value is a number */
     if (n->label && b && !b->layer)
         return el_err(E, n->label->loc, "a label names parameters, but '%s' makes none", n->name);
     if (!E->fr && (blk || b->layer))
@@ -1164,7 +1249,7 @@ static Value eval_call(Elab *E, const Node *n)
         if (!label) return VERR;
         scope = scope_join(E, scope, label);
     }
-    return blk ? call_block(E, blk, n, scope) : call_builtin(E, b, p, n, scope);
+    return blk ? call_block(E, blk, n, scope) : call_builtin(E, b, p, n, scope, number);
 }
 
 /* ======================================================================

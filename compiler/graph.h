@@ -35,8 +35,12 @@ typedef enum {
     OP__COUNT
 } GOp;
 
-/* activation kinds: OP_KAN's base activation and OP_ACT_BWD */
-typedef enum { ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU } GAct;
+/* activation kinds: OP_KAN's base activation (NONE .. RELU) and OP_ACT_BWD
+   (every kind: the unary ops of ops/elementwise.c; RECIP is 1/x, for c / x) */
+typedef enum {
+    ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU,
+    ACT_TANH, ACT_SIGMOID, ACT_EXP, ACT_LOG, ACT_ABS, ACT_RECIP
+} GAct;
 
 /* how a parameter or buffer is initialised when training from scratch */
 typedef enum {
@@ -67,6 +71,7 @@ typedef enum {
     R(double, p)                             /* dropout probability (also attention's) */ \
     R(double, eps)                           /* layernorm */                     \
     R(double, scale)                         /* scale, acc */                    \
+    R(double, shift)                         /* scale: y = scale x + shift */    \
     R(double, reg_activation) R(double, reg_entropy) /* kan_reg: the terms' weights */
 
 typedef struct {

@@ -99,11 +99,17 @@ KD float kanc_block_max(float v)
     return s;
 }
 
-/* ---- activations (GAct numbering), as runtime/cpu_kernels.inc ---- */
+/* ---- activations and the unary ops (GAct numbering), as runtime/exec/cpu_common.inc ---- */
 #define KANC_ACT_NONE 0
 #define KANC_ACT_SILU 1
 #define KANC_ACT_GELU 2
 #define KANC_ACT_RELU 3
+#define KANC_ACT_TANH 4
+#define KANC_ACT_SIGMOID 5
+#define KANC_ACT_EXP 6
+#define KANC_ACT_LOG 7
+#define KANC_ACT_ABS 8
+#define KANC_ACT_RECIP 9
 #define KANC_GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 #define KANC_GELU_A 0.044715f
 
@@ -114,6 +120,12 @@ KD float kanc_act(int act, float x)
     case KANC_ACT_GELU:
         return 0.5f * x * (1.0f + tanhf(KANC_GELU_C * (x + KANC_GELU_A * x * x * x)));
     case KANC_ACT_RELU: return x > 0.0f ? x : 0.0f;
+    case KANC_ACT_TANH: return tanhf(x);
+    case KANC_ACT_SIGMOID: return 1.0f / (1.0f + expf(-x));
+    case KANC_ACT_EXP: return expf(x);
+    case KANC_ACT_LOG: return logf(x);
+    case KANC_ACT_ABS: return fabsf(x);
+    case KANC_ACT_RECIP: return 1.0f / x;
     default: return x;
     }
 }
@@ -131,6 +143,18 @@ KD float kanc_act_grad(int act, float x)
                0.5f * x * (1.0f - t * t) * KANC_GELU_C * (1.0f + 3.0f * KANC_GELU_A * x * x);
     }
     case KANC_ACT_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    case KANC_ACT_TANH: {
+        float t = tanhf(x);
+        return 1.0f - t * t;
+    }
+    case KANC_ACT_SIGMOID: {
+        float s = 1.0f / (1.0f + expf(-x));
+        return s * (1.0f - s);
+    }
+    case KANC_ACT_EXP: return expf(x);
+    case KANC_ACT_LOG: return 1.0f / x;
+    case KANC_ACT_ABS: return x > 0.0f ? 1.0f : x < 0.0f ? -1.0f : 0.0f;
+    case KANC_ACT_RECIP: return -1.0f / (x * x);
     default: return 1.0f;
     }
 }

@@ -1,4 +1,5 @@
-/* kanc_reduce.cuh: fixed-order reductions: whole-tensor sums and column sums. */
+/* kanc_reduce.cuh: fixed-order reductions: whole-tensor sums, column sums, the
+ * softmax over rows and the axis sum (ops/reduce.c). */
 #ifndef KANC_REDUCE_CUH
 #define KANC_REDUCE_CUH
 
@@ -56,6 +57,77 @@ KD void kanc_col_finish(float *out, const double *part, long long nout, int nchu
         double sum = 0.0;
         for (int c = 0; c < nchunks; c++) sum += part[(long long)c * nout + j];
         out[j] = (float)((ACC ? (double)out[j] : 0.0) + s * sum);
+    }
+}
+
+/* ---- softmax over rows of C: one block per row, the max and the sum by the
+   block's fixed tree ---- */
+
+/* y[r, :] = exp(x - max) / sum exp(x - max) */
+KD void kanc_softmax_fwd(float *y, const float *x, int C)
+{
+    long long r = blockIdx.x;
+    const float *xr = x + r * C;
+    float *yr = y + r * C;
+    float mx = -KANC_BIG;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) mx = fmaxf(mx, xr[j]);
+    mx = kanc_block_max(mx);
+    double s = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += expf(xr[j] - mx);
+    s = kanc_block_sum(s);
+    float inv = (float)(1.0 / s);
+    for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = expf(xr[j] - mx) * inv;
+}
+
+/* dx[r, :] (+)= y (dy - sum(dy y)) */
+template <int ACC>
+__device__ __forceinline__ void kanc_softmax_bwd(float *dx, const float *dy, const float *y, int C)
+{
+    long long r = blockIdx.x;
+    const float *dyr = dy + r * C, *yr = y + r * C;
+    float *dxr = dx + r * C;
+    double s = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += (double)dyr[j] * yr[j];
+    float sf = (float)kanc_block_sum(s);
+    for (int j = threadIdx.x; j < C; j += blockDim.x)
+        dxr[j] = (ACC ? dxr[j] : 0.0f) + yr[j] * (dyr[j] - sf);
+}
+
+/* ---- the sum over the middle axis of x[A, K, B] ---- */
+
+/* y[a, b] = s sum_k x[a, k, b]: a thread per output, k in order */
+KD void kanc_sum_axis(float *y, const float *x, long long A, long long K, long long B, double s)
+{
+    for (long long e = kanc_gtid(); e < A * B; e += kanc_gstride()) {
+        long long a = e / B, b = e % B;
+        const float *xa = x + a * K * B + b;
+        double sum = 0.0;
+        for (long long k = 0; k < K; k++) sum += xa[k * B];
+        y[e] = (float)(s * sum);
+    }
+}
+
+/* the last axis (B = 1): y[a] = s sum_k x[a, k], one block per row (coalesced
+   reads; the block's fixed tree) */
+KD void kanc_sum_rows(float *y, const float *x, long long K, double s)
+{
+    long long a = blockIdx.x;
+    const float *xa = x + a * K;
+    double sum = 0.0;
+    for (long long k = threadIdx.x; k < K; k += blockDim.x) sum += xa[k];
+    sum = kanc_block_sum(sum);
+    if (threadIdx.x == 0) y[a] = (float)(s * sum);
+}
+
+/* dx[a, k, b] (+)= s dy[a, b] */
+template <int ACC>
+__device__ __forceinline__ void kanc_sum_axis_bwd(float *dx, const float *dy, long long A, long long K,
+                                                  long long B, double s)
+{
+    float sf = (float)s;
+    for (long long e = kanc_gtid(); e < A * K * B; e += kanc_gstride()) {
+        long long a = e / (K * B), b = e % B;
+        dx[e] = (ACC ? dx[e] : 0.0f) + sf * dy[a * B + b];
     }
 }
 

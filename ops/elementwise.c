@@ -1,5 +1,7 @@
-/* elementwise.c: add, sub, mul (with trailing broadcast), scale, the activations
- * and dropout; their gradients reduce over the broadcast dimensions. */
+/* elementwise.c: add, sub, mul (with trailing broadcast), scale (affine: s x + c),
+ * the activations, the unary ops (tanh, sigmoid, exp, log, abs, recip) and
+ * dropout; their gradients reduce over the broadcast dimensions. The unary ops
+ * and activations share one backward op, act_bwd, told the function by attr.act. */
 #include <stdio.h>
 
 #include "autodiff.h"
@@ -10,14 +12,37 @@
 static double numel_of(const Graph *g, int node) { return (double)shape_numel(&g->nodes[node].shape); }
 
 /* FLOPs per element of an activation (tanh-form GELU: x^3, 3 multiplies, 2
-   adds, tanh; SiLU: exp, add, divide) and of its derivative times dy */
+   adds, tanh; SiLU and sigmoid: exp, add, divide) and of its derivative times
+   dy (tanh: 1 - t^2 times dy, 4; sigmoid: s (1 - s) dy, 6; 1/x: -1/x^2 dy, 3) */
 static double act_cost(GAct act, int derivative)
 {
     switch (act) {
     case ACT_GELU: return derivative ? 17 : 9;
     case ACT_SILU: return derivative ? 8 : 3;
     case ACT_RELU: return 1;
+    case ACT_TANH: return derivative ? 4 : 1;
+    case ACT_SIGMOID: return derivative ? 6 : 3;
+    case ACT_EXP: case ACT_LOG: return derivative ? 2 : 1;
+    case ACT_ABS: return 1;
+    case ACT_RECIP: return derivative ? 3 : 1;
     default: return 0;
+    }
+}
+
+/* the function of a forward activation or unary op */
+static GAct unary_act(GOp op)
+{
+    switch (op) {
+    case OP_GELU: return ACT_GELU;
+    case OP_SILU: return ACT_SILU;
+    case OP_RELU: return ACT_RELU;
+    case OP_TANH: return ACT_TANH;
+    case OP_SIGMOID: return ACT_SIGMOID;
+    case OP_EXP: return ACT_EXP;
+    case OP_LOG: return ACT_LOG;
+    case OP_ABS: return ACT_ABS;
+    case OP_RECIP: return ACT_RECIP;
+    default: return ACT_NONE;
     }
 }
 
@@ -28,10 +53,11 @@ static double elementwise_arith(const Graph *g, const GNode *n)
 {
     double out = (double)shape_numel(&n->shape);
     switch (n->op) {
-    case OP_ADD: case OP_SUB: case OP_MUL: case OP_SCALE: case OP_DROPOUT: case OP_DROPOUT_BWD: return out;
-    case OP_GELU: return out * act_cost(ACT_GELU, 0);
-    case OP_SILU: return out * act_cost(ACT_SILU, 0);
-    case OP_RELU: return out * act_cost(ACT_RELU, 0);
+    case OP_ADD: case OP_SUB: case OP_MUL: case OP_DROPOUT: case OP_DROPOUT_BWD: return out;
+    case OP_SCALE: return out * (n->a.shift != 0 ? 2 : 1);
+    case OP_GELU: case OP_SILU: case OP_RELU: case OP_TANH: case OP_SIGMOID: case OP_EXP:
+    case OP_LOG: case OP_ABS: case OP_RECIP:
+        return out * act_cost(unary_act(n->op), 0);
     case OP_ACT_BWD: return out * act_cost(n->a.act, 1);
     case OP_ACC: {
         double dy = numel_of(g, n->in[0]);
@@ -59,6 +85,12 @@ static Value activation(Elab *E, Args *A, GOp op)
 static Value L_gelu(Elab *E, Args *A) { return activation(E, A, OP_GELU); }
 static Value L_silu(Elab *E, Args *A) { return activation(E, A, OP_SILU); }
 static Value L_relu(Elab *E, Args *A) { return activation(E, A, OP_RELU); }
+static Value L_tanh(Elab *E, Args *A) { return activation(E, A, OP_TANH); }
+static Value L_sigmoid(Elab *E, Args *A) { return activation(E, A, OP_SIGMOID); }
+/* on a tensor; on a number, elaborate.c calls the function of the same name instead */
+static Value L_exp(Elab *E, Args *A) { return activation(E, A, OP_EXP); }
+static Value L_log(Elab *E, Args *A) { return activation(E, A, OP_LOG); }
+static Value L_abs(Elab *E, Args *A) { return activation(E, A, OP_ABS); }
 
 static Value L_dropout(Elab *E, Args *A)
 {
@@ -73,6 +105,11 @@ static Value L_dropout(Elab *E, Args *A)
 const Builtin layer_gelu = {"gelu", L_gelu, 1, 0, 1, "gelu(x)", {"x"}};
 const Builtin layer_silu = {"silu", L_silu, 1, 0, 1, "silu(x)", {"x"}};
 const Builtin layer_relu = {"relu", L_relu, 1, 0, 1, "relu(x)", {"x"}};
+const Builtin layer_tanh = {"tanh", L_tanh, 1, 0, 1, "tanh(x)", {"x"}};
+const Builtin layer_sigmoid = {"sigmoid", L_sigmoid, 1, 0, 1, "sigmoid(x)", {"x"}};
+const Builtin layer_exp = {"exp", L_exp, 1, 0, 1, "exp(x)", {"x"}};
+const Builtin layer_log = {"log", L_log, 1, 0, 1, "log(x)", {"x"}};
+const Builtin layer_abs = {"abs", L_abs, 1, 0, 1, "abs(x)", {"x"}};
 const Builtin layer_dropout = {"dropout", L_dropout, 2, 0, 1, "dropout(x, p)", {"x", "p"}};
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
@@ -111,6 +148,12 @@ static void vjp_act(AdCtx *ad, const GNode *n, int dy, GAct act)
 void op_vjp_gelu(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_GELU); }
 void op_vjp_silu(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_SILU); }
 void op_vjp_relu(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_RELU); }
+void op_vjp_tanh(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_TANH); }
+void op_vjp_sigmoid(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_SIGMOID); }
+void op_vjp_exp(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_EXP); }
+void op_vjp_log(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_LOG); }
+void op_vjp_abs(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_ABS); }
+void op_vjp_recip(AdCtx *ad, const GNode *n, int dy) { vjp_act(ad, n, dy, ACT_RECIP); }
 
 /* dx = dy * mask / (1 - p), the forward's mask drawn again from its node id */
 void op_vjp_dropout(AdCtx *ad, const GNode *n, int dy)
@@ -143,11 +186,13 @@ void cuda_emit_scale(CudaGen *G)
 {
     char b[32], body[96];
     int64_t N = shape_numel(&G->n->shape);
-    cg_kernel_begin(G, "scale", cg_blocks_for(N), 1, CG_BLOCK, 0, "y = s x");
+    int shift = G->n->a.shift != 0;
+    cg_kernel_begin(G, "scale", cg_blocks_for(N), 1, CG_BLOCK, 0, shift ? "y = s x + c" : "y = s x");
     cg_out_ptr(G, "y");
     cg_in_ptr(G, "x", 0);
     cg_line(G, "const float s = %s;", cg_flit(b, (float)G->n->a.scale));
-    snprintf(body, sizeof body, "y[e] = s * x[e];");
+    if (shift) cg_line(G, "const float c = %s;", cg_flit(b, (float)G->n->a.shift));
+    snprintf(body, sizeof body, shift ? "y[e] = s * x[e] + c;" : "y[e] = s * x[e];");
     cg_loop(G, N, body);
     cg_kernel_end(G);
 }
@@ -156,7 +201,7 @@ void cuda_emit_scale(CudaGen *G)
 static void emit_activation(CudaGen *G)
 {
     const GNode *n = G->n;
-    int act = n->op == OP_GELU ? ACT_GELU : n->op == OP_SILU ? ACT_SILU : ACT_RELU;
+    int act = unary_act(n->op);
     int64_t N = shape_numel(&n->shape);
     char body[96];
     cg_kernel_begin(G, op_name(n->op), cg_blocks_for(N), 1, CG_BLOCK, 0, "y = %s(x)", op_name(n->op));
@@ -244,5 +289,11 @@ void cuda_emit_mul(CudaGen *G) { emit_binary(G); }
 void cuda_emit_gelu(CudaGen *G) { emit_activation(G); }
 void cuda_emit_silu(CudaGen *G) { emit_activation(G); }
 void cuda_emit_relu(CudaGen *G) { emit_activation(G); }
+void cuda_emit_tanh(CudaGen *G) { emit_activation(G); }
+void cuda_emit_sigmoid(CudaGen *G) { emit_activation(G); }
+void cuda_emit_exp(CudaGen *G) { emit_activation(G); }
+void cuda_emit_log(CudaGen *G) { emit_activation(G); }
+void cuda_emit_abs(CudaGen *G) { emit_activation(G); }
+void cuda_emit_recip(CudaGen *G) { emit_activation(G); }
 void cuda_emit_acc(CudaGen *G) { emit_col_reduce(G); }
 void cuda_emit_mul_bwd(CudaGen *G) { emit_col_reduce(G); }

@@ -5,6 +5,7 @@
 #include "cuda_emit.h"
 #include "layer.h"
 #include "ops.h"
+#include "reduce.h"
 
 /* per logit: cross-entropy's max, exp(x - max), sum (4); its gradient
    exp(x - lse) times the scale (3). The sum adds once per element. */
@@ -42,16 +43,13 @@ static Value L_cross_entropy(Elab *E, Args *A)
     return vnode(y);
 }
 
-static Value L_sum(Elab *E, Args *A)
-{
-    int x;
-    if (!el_arg_real(E, A, 0, 0, &x)) return VERR;
-    return vnode(el_emit(E, A->call, A->scope, OP_SUM, &x, 1, (GShape){0}, NULL));
-}
+/* sum(x): the scalar sum (OP_SUM); sum(x, axis, keepdim): ops/reduce.c's axis sum */
+static Value L_sum(Elab *E, Args *A) { return reduce_layer(E, A, 0); }
 
 const Builtin layer_cross_entropy = {
     "cross_entropy", L_cross_entropy, 2, 0, 1, "cross_entropy(logits, targets)", {"logits", "targets"}};
-const Builtin layer_sum = {"sum", L_sum, 1, 0, 1, "sum(x)", {"x"}};
+const Builtin layer_sum = {"sum", L_sum, 1, 0, 1, "sum(x) or sum(x, axis, keepdim = false)",
+                           {"x", "axis", "keepdim"}};
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 

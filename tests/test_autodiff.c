@@ -255,6 +255,57 @@ Test(autodiff, activations_and_dropout)
     }
 }
 
+/* the unary ops through an affine scale (y = s x + c, also checked): log and
+   1/x on x + 2.5, positive for the parameters' values in [-1, 1] */
+Test(autodiff, unary_ops_and_affine_scale)
+{
+    GOp ops[] = {OP_TANH, OP_SIGMOID, OP_EXP, OP_LOG, OP_ABS, OP_RECIP};
+    for (int i = 0; i < 6; i++) {
+        Case c = {.seed = 70 + (uint64_t)i};
+        graph_init(&c.g);
+        GShape s = shape_of(2, (int64_t)5, (int64_t)9);
+        int positive = ops[i] == OP_LOG || ops[i] == OP_RECIP;
+        int x = value(&c, "x", s);
+        int u = op(&c, OP_SCALE, &x, 1, s, positive ? (GAttr){.scale = 1, .shift = 2.5} : (GAttr){.scale = 1.5, .shift = -0.25});
+        int y = op(&c, ops[i], &u, 1, s, (GAttr){0});
+        int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0}); /* x's gradient accumulates */
+        finish(&c, z);
+        check(&c, NULL, TOL);
+    }
+}
+
+/* softmax over ragged rows, its input used again (the gradient accumulates) */
+Test(autodiff, softmax)
+{
+    Case c = {.seed = 80};
+    graph_init(&c.g);
+    GShape s = shape_of(3, (int64_t)2, (int64_t)3, (int64_t)7);
+    int x = value(&c, "x", s);
+    int y = op(&c, OP_SOFTMAX, &x, 1, s, (GAttr){0});
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    check(&c, NULL, TOL);
+}
+
+/* the axis sum: of a value (mean) and of a parameter directly (its gradient
+   goes to the gradient area), with K = 1 and A = 1 views */
+Test(autodiff, sum_axis)
+{
+    Case c = {.seed = 81};
+    graph_init(&c.g);
+    GShape s = shape_of(3, (int64_t)2, (int64_t)5, (int64_t)3), t = shape_of(2, (int64_t)2, (int64_t)3);
+    int x = value(&c, "x", s), w = param(&c, "w", shape_of(3, (int64_t)1, (int64_t)4, (int64_t)3));
+    int m = op(&c, OP_SUM_AXIS, &x, 1, t, (GAttr){.scale = 0.2});
+    int v = op(&c, OP_SUM_AXIS, &w, 1, shape_of(2, (int64_t)1, (int64_t)3), (GAttr){.scale = 1});
+    int r = op(&c, OP_RESHAPE, &x, 1, shape_of(3, (int64_t)6, (int64_t)1, (int64_t)5), (GAttr){0});
+    int k1 = op(&c, OP_SUM_AXIS, &r, 1, shape_of(2, (int64_t)6, (int64_t)5), (GAttr){.scale = 1});
+    int a = op(&c, OP_ADD, (int[]){m, v}, 2, t, (GAttr){0});
+    int b = op(&c, OP_RESHAPE, &k1, 1, shape_of(2, (int64_t)2, (int64_t)15), (GAttr){0});
+    int cat = op(&c, OP_CONCAT, (int[]){a, b}, 2, shape_of(2, (int64_t)2, (int64_t)18), (GAttr){0});
+    finish(&c, cat);
+    check(&c, NULL, TOL);
+}
+
 static void fill_tokens(Case *c, CpuExec *e)
 {
     for (int i = 0; i < c->g.n; i++) {

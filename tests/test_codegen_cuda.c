@@ -812,6 +812,73 @@ Test(cuda_codegen, activations_and_dropout)
     }
 }
 
+/* the unary ops behind an affine scale (log and 1/x of positive values), ragged */
+Test(cuda_codegen, unary_ops_and_affine_scale)
+{
+    GOp ops[] = {OP_TANH, OP_SIGMOID, OP_EXP, OP_LOG, OP_ABS, OP_RECIP};
+    for (int i = 0; i < 6; i++) {
+        Case c = {.seed = 70 + (uint64_t)i};
+        graph_init(&c.g);
+        GShape s = s3(3, 13, 9);
+        int positive = ops[i] == OP_LOG || ops[i] == OP_RECIP;
+        int x = value(&c, "x", s);
+        int u = op(&c, OP_SCALE, &x, 1, s, positive ? (GAttr){.scale = 1, .shift = 2.5} : (GAttr){.scale = 3, .shift = -0.5});
+        int y = op(&c, ops[i], &u, 1, s, (GAttr){0});
+        int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+        finish(&c, z);
+        char what[64];
+        snprintf(what, sizeof what, "%s", op_name(ops[i]));
+        cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+        graph_free(&c.g);
+    }
+}
+
+/* softmax rows shorter than a warp, of several warps, longer than a block */
+static void softmax_case(uint64_t seed, GShape s)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    int x = value(&c, "x", s);
+    int u = op(&c, OP_SCALE, &x, 1, s, (GAttr){.scale = 4}); /* logits in [-4, 4] */
+    int y = op(&c, OP_SOFTMAX, &u, 1, s, (GAttr){0});
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    char what[64];
+    snprintf(what, sizeof what, "softmax rows %lld x %lld", (long long)shape_rows(&s), (long long)shape_last(&s));
+    cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, softmax)
+{
+    softmax_case(90, s3(2, 7, 5));
+    softmax_case(91, s2(13, 70));
+    softmax_case(92, s2(3, 700));
+}
+
+/* axis sums of [A, K, B] views: a middle axis, the last (B = 1: a block per
+   row, rows longer than a block; a short row: a thread per row), the first
+   (A = 1), K = 1 */
+Test(cuda_codegen, sum_axis)
+{
+    int64_t dims[6][3] = {{3, 17, 5}, {13, 70, 1}, {1, 300, 7}, {9, 1, 4}, {4, 700, 1}, {11, 5, 1}};
+    for (int i = 0; i < 6; i++) {
+        Case c = {.seed = 95 + (uint64_t)i};
+        graph_init(&c.g);
+        int64_t A = dims[i][0], K = dims[i][1], B = dims[i][2];
+        int x = value(&c, "x", s3(A, K, B));
+        int y = op(&c, OP_SUM_AXIS, &x, 1, s2(A, B), (GAttr){.scale = i % 2 ? 1.0 : 1.0 / (double)K});
+        int w = param(&c, "w", s3(A, K, B)); /* a parameter's gradient straight from sum_axis_bwd */
+        int v = op(&c, OP_SUM_AXIS, &w, 1, s2(A, B), (GAttr){.scale = 1});
+        int z = op(&c, OP_MUL, (int[]){y, v}, 2, s2(A, B), (GAttr){0});
+        finish(&c, z);
+        char what[64];
+        snprintf(what, sizeof what, "sum_axis [%lld, %lld, %lld]", (long long)A, (long long)K, (long long)B);
+        cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+        graph_free(&c.g);
+    }
+}
+
 Test(cuda_codegen, embedding_and_cross_entropy)
 {
     for (int cublas = 0; cublas < 2; cublas++) {
@@ -942,7 +1009,7 @@ Test(cuda_codegen, nvrtc_compiles_every_template)
 {
     /* one source with every op and both GEMM paths' kernels: the transformer
        with generated GEMMs plus the leftover ops (slice, concat, reshape,
-       scale, sub, relu, silu, sum) in a second graph */
+       scale, sub, relu, silu, sum, the unary ops, softmax, sum_axis) in a second graph */
     Case c = {.seed = 62};
     build_transformer(&c);
     Plan p;
@@ -967,7 +1034,14 @@ Test(cuda_codegen, nvrtc_compiles_every_template)
     int cat = op(&d, OP_CONCAT, (int[]){r, si}, 2, s2(4, 10), (GAttr){0});
     int rs = op(&d, OP_RESHAPE, &cat, 1, s2(8, 5), (GAttr){0});
     int sub = op(&d, OP_SUB, (int[]){rs, rs}, 2, s2(8, 5), (GAttr){0});
-    finish(&d, sub);
+    /* the unary ops, affine scale, softmax and the axis sum */
+    int af = op(&d, OP_SCALE, &sub, 1, s2(8, 5), (GAttr){.scale = 0.5, .shift = 3});
+    int un = af;
+    GOp unary[] = {OP_TANH, OP_SIGMOID, OP_EXP, OP_LOG, OP_ABS, OP_RECIP, OP_SOFTMAX};
+    for (int i = 0; i < 7; i++) un = op(&d, unary[i], &un, 1, s2(8, 5), (GAttr){0});
+    int r3 = op(&d, OP_RESHAPE, &un, 1, s3(2, 4, 5), (GAttr){0});
+    int sa = op(&d, OP_SUM_AXIS, &r3, 1, s2(2, 5), (GAttr){.scale = 0.25});
+    finish(&d, sa);
     autodiff_add_optimizer(&d.g);
     plan_build(&p, &d.g, 4);
     cr_assert_eq(codegen_cuda(&p, &o, &prog, err, sizeof err), 0, "%s", err);

@@ -177,6 +177,12 @@ static double ref_act(int act, double x)
     case ACT_SILU: return x / (1 + exp(-x));
     case ACT_GELU: return 0.5 * x * (1 + tanh(sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
     case ACT_RELU: return x > 0 ? x : 0;
+    case ACT_TANH: return tanh(x);
+    case ACT_SIGMOID: return 1 / (1 + exp(-x));
+    case ACT_EXP: return exp(x);
+    case ACT_LOG: return log(x);
+    case ACT_ABS: return fabs(x);
+    case ACT_RECIP: return 1 / x;
     default: return x;
     }
 }
@@ -193,9 +199,21 @@ static double ref_act_grad(int act, double x)
         return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * c * (1 + 3 * 0.044715 * x * x);
     }
     case ACT_RELU: return x > 0 ? 1 : 0;
+    case ACT_TANH: return 1 - tanh(x) * tanh(x);
+    case ACT_SIGMOID: return exp(-x) / ((1 + exp(-x)) * (1 + exp(-x)));
+    case ACT_EXP: return exp(x);
+    case ACT_LOG: return 1 / x;
+    case ACT_ABS: return x > 0 ? 1 : x < 0 ? -1 : 0;
+    case ACT_RECIP: return -1 / (x * x);
     default: return 1;
     }
 }
+
+/* every GAct, and where to sample it: log and 1/x on positive inputs */
+#define N_ACTS 10
+static const int ALL_ACTS[N_ACTS] = {ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU, ACT_TANH,
+                                     ACT_SIGMOID, ACT_EXP, ACT_LOG, ACT_ABS, ACT_RECIP};
+static double act_lo(int act) { return act == ACT_LOG || act == ACT_RECIP ? 0.2 : -4; }
 
 static double ref_drop(double p, uint64_t seed, uint64_t stream, uint64_t idx)
 {
@@ -313,8 +331,11 @@ static void scale(int f)
     Buf x = brand(f, n, -2, 2), y = bconst(f, n, NAN);
     double *xd = bd(x), *ref = dalloc(n);
     for (int64_t i = 0; i < n; i++) ref[i] = -0.75 * xd[i];
-    KC(f, scale_fwd, y.p, x.p, n, -0.75);
+    KC(f, scale_fwd, y.p, x.p, n, -0.75, 0.0);
     expect_close(y, ref, "scale_fwd");
+    for (int64_t i = 0; i < n; i++) ref[i] = 2.5 * xd[i] - 1.25; /* the affine form: 2.5 x - 1.25 */
+    KC(f, scale_fwd, y.p, x.p, n, 2.5, -1.25);
+    expect_close(y, ref, "scale_fwd affine");
 }
 BOTH(scale)
 
@@ -469,9 +490,9 @@ BOTH(attention)
 static void act(int f)
 {
     int64_t n = 37;
-    int acts[4] = {ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU};
-    for (int k = 0; k < 4; k++) {
-        Buf x = brand(f, n, -4, 4), dy = brand(f, n, -1, 1), y = bconst(f, n, NAN);
+    const int *acts = ALL_ACTS;
+    for (int k = 0; k < N_ACTS; k++) {
+        Buf x = brand(f, n, act_lo(acts[k]), 4), dy = brand(f, n, -1, 1), y = bconst(f, n, NAN);
         double *xd = bd(x), *dyd = bd(dy), *yref = dalloc(n), *dref = dalloc(n);
         for (int64_t i = 0; i < n; i++) {
             yref[i] = ref_act(acts[k], xd[i]);
@@ -634,7 +655,78 @@ static void adamw(int f)
 }
 BOTH(adamw)
 
+/* ---- softmax over rows, the axis sum ---- */
+
+static void softmax(int f)
+{
+    int64_t dims[3][2] = {{5, 7}, {3, 300}, {1, 1}}; /* ragged rows, a long row, a single element */
+    for (int k = 0; k < 3; k++) {
+        int64_t N = dims[k][0], C = dims[k][1], n = N * C;
+        Buf x = brand(f, n, -6, 6), dy = brand(f, n, -1, 1), y = bconst(f, n, NAN);
+        bset(x, 0, 80); /* exp(80) overflows a float: the max shift must keep it finite */
+        double *xd = bd(x), *dyd = bd(dy), *yref = dalloc(n), *dref = dalloc(n);
+        for (int64_t r = 0; r < N; r++) {
+            double mx = -INFINITY, s = 0, sdy = 0;
+            for (int64_t j = 0; j < C; j++) mx = fmax(mx, xd[r * C + j]);
+            for (int64_t j = 0; j < C; j++) s += exp(xd[r * C + j] - mx);
+            for (int64_t j = 0; j < C; j++) yref[r * C + j] = exp(xd[r * C + j] - mx) / s;
+            for (int64_t j = 0; j < C; j++) sdy += dyd[r * C + j] * yref[r * C + j];
+            for (int64_t j = 0; j < C; j++) dref[r * C + j] = yref[r * C + j] * (dyd[r * C + j] - sdy);
+        }
+        KC(f, softmax_fwd, y.p, x.p, N, C);
+        expect_close(y, yref, "softmax_fwd");
+        CHECK_ACC(f, n, dref, "softmax_bwd", KC(f, softmax_bwd, OUT.p, dy.p, y.p, N, C, ACC));
+    }
+}
+BOTH(softmax)
+
+static void sum_axis(int f)
+{
+    int64_t dims[4][3] = {{3, 5, 7}, {1, 37, 1}, {4, 1, 6}, {2, 300, 3}};
+    for (int k = 0; k < 4; k++) {
+        int64_t A = dims[k][0], Kd = dims[k][1], B = dims[k][2];
+        double s = k % 2 ? 1.0 : 1.0 / (double)Kd; /* sum and mean */
+        Buf x = brand(f, A * Kd * B, -2, 2), dy = brand(f, A * B, -1, 1), y = bconst(f, A * B, NAN);
+        double *xd = bd(x), *dyd = bd(dy), *yref = dalloc(A * B), *dref = dalloc(A * Kd * B);
+        for (int64_t a = 0; a < A; a++)
+            for (int64_t b = 0; b < B; b++) {
+                double sum = 0;
+                for (int64_t j = 0; j < Kd; j++) {
+                    sum += xd[(a * Kd + j) * B + b];
+                    dref[(a * Kd + j) * B + b] = s * dyd[a * B + b];
+                }
+                yref[a * B + b] = s * sum;
+            }
+        KC(f, sum_axis_fwd, y.p, x.p, A, Kd, B, s);
+        expect_close(y, yref, "sum_axis_fwd");
+        CHECK_ACC(f, A * Kd * B, dref, "sum_axis_bwd", KC(f, sum_axis_bwd, OUT.p, dy.p, A, Kd, B, s, ACC));
+    }
+}
+BOTH(sum_axis)
+
 /* ---- backward kernels against finite differences of their forward (double) ---- */
+
+typedef struct {
+    double *y, *x;
+    int64_t N, C;
+} SoftmaxCtx;
+
+static void softmax_run(void *c)
+{
+    SoftmaxCtx *a = c;
+    softmax_fwd_f64(a->y, a->x, a->N, a->C);
+}
+
+Test(kernels, softmax_fd)
+{
+    int64_t N = 4, C = 9;
+    SoftmaxCtx a = {dalloc(N * C), drand(N * C, -3, 3), N, C};
+    double *r = drand(N * C, -1, 1), *g = dalloc(N * C);
+    FdLoss L = {softmax_run, &a, a.y, r, N * C};
+    fd_eval(&L);
+    softmax_bwd_f64(g, r, a.y, N, C, 0);
+    fd_check(&L, a.x, N * C, g, "softmax_bwd");
+}
 
 typedef struct {
     double *y, *P, *qkv;
@@ -704,9 +796,9 @@ static void act_run(void *c)
 Test(kernels, act_fd)
 {
     int64_t n = 37;
-    int acts[4] = {ACT_NONE, ACT_SILU, ACT_GELU, ACT_RELU};
-    for (int k = 0; k < 4; k++) {
-        ActCtx a = {acts[k], dalloc(n), drand(n, -3, 3), n};
+    const int *acts = ALL_ACTS;
+    for (int k = 0; k < N_ACTS; k++) {
+        ActCtx a = {acts[k], dalloc(n), drand(n, act_lo(acts[k]) < 0 ? -3 : 0.2, 3), n};
         double *r = drand(n, -1, 1), *g = dalloc(n);
         FdLoss L = {act_run, &a, a.y, r, n};
         act_bwd_f64(acts[k], g, r, a.x, n, 0);

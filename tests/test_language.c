@@ -927,6 +927,85 @@ Test(language, elementwise_and_shape_ops)
     graph_free(&g);
 }
 
+/* tensor-number arithmetic as the affine scale, / as * (1 / b), the unary ops
+   (abs, exp, log: the op on a tensor, the value on a number), softmax and the
+   axis sums with their shapes */
+Test(language, math_ops_and_tensor_arithmetic)
+{
+    Graph g;
+    KdlParams kp;
+    compile_ok("param k = abs(-3), e = exp(0), l = log(1.0)\n"
+               "model m(x: real[2, 3, 6], p: real[3, 6]) {\n"
+               "  a = x + 1\n"
+               "  b = 1 - x\n"
+               "  c = x - 2\n"
+               "  d = 2 / x\n"
+               "  f = x / p\n"
+               "  h = p / x\n"             /* p broadcasts: recip(x) first, p second */
+               "  u = abs(x) + tanh(x) * sigmoid(x) + exp(x) + log(x) + abs(-2) * k\n"
+               "  sm = softmax(x)\n"
+               "  m1 = mean(x, 1)\n"
+               "  s1 = sum(x, -1, keepdim = true)\n"
+               "  m0 = mean(x, 0)\n"
+               "  mt = mean(x)\n"
+               "  return a, b, c, d, f, h, u, sm, m1, s1, m0, mt\n}\n", NULL, 0, &g, &kp);
+    cr_assert_str_eq(kdl_param_get(&kp, "k"), "3");
+    cr_assert_str_eq(kdl_param_get(&kp, "e"), "1.0");
+    cr_assert_str_eq(kdl_param_get(&kp, "l"), "0.0");
+    kdl_params_free(&kp);
+    int x = find_leaf(&g, "x"), p = find_leaf(&g, "p");
+    const GNode *n = &g.nodes[g.outputs[0]];
+    cr_assert(n->op == OP_SCALE && n->a.scale == 1 && n->a.shift == 1 && n->in[0] == x);
+    n = &g.nodes[g.outputs[1]];
+    cr_assert(n->op == OP_SCALE && n->a.scale == -1 && n->a.shift == 1);
+    n = &g.nodes[g.outputs[2]];
+    cr_assert(n->op == OP_SCALE && n->a.scale == 1 && n->a.shift == -2);
+    n = &g.nodes[g.outputs[3]];
+    cr_assert(n->op == OP_SCALE && n->a.scale == 2 && n->a.shift == 0);
+    cr_assert(g.nodes[n->in[0]].op == OP_RECIP && g.nodes[n->in[0]].in[0] == x);
+    n = &g.nodes[g.outputs[4]];
+    cr_assert(n->op == OP_MUL && n->in[0] == x && g.nodes[n->in[1]].op == OP_RECIP &&
+              g.nodes[n->in[1]].in[0] == p);
+    n = &g.nodes[g.outputs[5]];
+    cr_assert(n->op == OP_MUL && n->in[1] == p && g.nodes[n->in[0]].op == OP_RECIP &&
+              g.nodes[n->in[0]].in[0] == x);
+    assert_shape(&g, g.outputs[5], "[2, 3, 6]");
+    GOp unary[] = {OP_ABS, OP_TANH, OP_SIGMOID, OP_EXP, OP_LOG};
+    for (int i = 0; i < 5; i++) cr_assert_eq(count_op(&g, unary[i]), 1, "%s", op_name(unary[i]));
+    cr_assert_eq(g.nodes[g.outputs[7]].op, OP_SOFTMAX);
+    assert_shape(&g, g.outputs[8], "[2, 6]");
+    cr_assert_eq(g.nodes[g.outputs[8]].op, OP_SUM_AXIS, "[2, 3, 6] over axis 1 needs no reshape");
+    cr_assert_float_eq(g.nodes[g.outputs[8]].a.scale, 1.0 / 3, 1e-15);
+    assert_shape(&g, g.outputs[9], "[2, 3, 1]");
+    n = &g.nodes[g.outputs[9]];
+    cr_assert(n->op == OP_RESHAPE && g.nodes[n->in[0]].op == OP_SUM_AXIS);
+    assert_shape(&g, n->in[0], "[6, 1]");
+    cr_assert_float_eq(g.nodes[n->in[0]].a.scale, 1, 0);
+    assert_shape(&g, g.outputs[10], "[3, 6]");
+    n = &g.nodes[g.outputs[11]];
+    cr_assert(n->op == OP_SCALE && g.nodes[n->in[0]].op == OP_SUM);
+    cr_assert_float_eq(n->a.scale, 1.0 / 36, 1e-15);
+    assert_shape(&g, g.outputs[11], "[]");
+    graph_free(&g);
+
+    const char *bad[][2] = {
+        {"model m(x: real[2, 3]) {\n  return mean(x, 2)\n}\n",
+         "argument 'axis' of 'mean' must be between -2 and 1, got 2"},
+        {"model m(x: real[2, 3]) {\n  return sum(x, keepdim = true)\n}\n",
+         "argument 'keepdim' of 'sum' needs an axis"},
+        {"model m(x: real[2, 3]) {\n  return x / 0\n}\n", "division by zero"},
+        {"model m(x: real[2, 3]) {\n  return x // 2\n}\n", "'//' between a tensor and a number is not defined"},
+        {"param a = log(0)\nmodel m(x: real[2, 3]) {\n  return x\n}\n", "argument 'x' of 'log' must be positive"},
+        {"model m(x: real[2, 3]) {\n  return softmax(3)\n}\n", "argument 'x' of 'softmax' must be a tensor"},
+        {"model m(x: real[2, 3], t: tokens[2]) {\n  return abs(t)\n}\n", "'abs'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *d = compile_err(bad[i][0], NULL, 0);
+        cr_expect(strstr(d, bad[i][1]), "want '%s' in:\n%s", bad[i][1], d);
+        free(d);
+    }
+}
+
 Test(language, statements)
 {
     Graph g;

@@ -18,8 +18,8 @@ void K(embedding_bwd)(REAL *dw, const int32_t *idx, const REAL *dy, int64_t n, i
 
 /* y[i] = a[i] op b[i % nb], op: 0 add, 1 sub, 2 mul; n % nb == 0 */
 void K(binary_fwd)(int op, REAL *y, const REAL *a, const REAL *b, int64_t n, int64_t nb);
-/* y[i] = s * x[i] */
-void K(scale_fwd)(REAL *y, const REAL *x, int64_t n, double s);
+/* y[i] = s * x[i] + c */
+void K(scale_fwd)(REAL *y, const REAL *x, int64_t n, double s, double c);
 /* out[j] (+)= s * sum over i with i % nout == j of dy[i]; n % nout == 0 */
 void K(acc_reduce)(REAL *out, const REAL *dy, int64_t n, int64_t nout, double s, int acc);
 /* out[j] (+)= sum over i with i % nout == j of dy[i] * other[i % nother] */
@@ -55,9 +55,19 @@ void K(attention_bwd)(REAL *dqkv, const REAL *dy, const REAL *qkv, const REAL *P
                       int64_t T, int64_t C, int64_t H, int causal, double p, uint64_t seed,
                       uint64_t stream, int acc);
 
-/* elementwise activations: act is GAct (ACT_SILU, ACT_GELU tanh form, ACT_RELU) */
+/* elementwise activations and unary ops: act is GAct (ACT_SILU, ACT_GELU tanh form, ACT_RELU,
+   ACT_TANH, ACT_SIGMOID, ACT_EXP, ACT_LOG, ACT_ABS, ACT_RECIP) */
 void K(act_fwd)(int act, REAL *y, const REAL *x, int64_t n);
 void K(act_bwd)(int act, REAL *dx, const REAL *dy, const REAL *x, int64_t n, int acc);
+
+/* y[r, :] = softmax(x[r, :]) over rows of C (max-shifted, the sum in double) */
+void K(softmax_fwd)(REAL *y, const REAL *x, int64_t N, int64_t C);
+/* dx[r, :] (+)= y[r, :] (dy[r, :] - sum_j dy[r, j] y[r, j]) */
+void K(softmax_bwd)(REAL *dx, const REAL *dy, const REAL *y, int64_t N, int64_t C, int acc);
+/* y[a, b] = s sum_k x[a, k, b]; x is [A, Kd, B] */
+void K(sum_axis_fwd)(REAL *y, const REAL *x, int64_t A, int64_t Kd, int64_t B, double s);
+/* dx[a, k, b] (+)= s dy[a, b] */
+void K(sum_axis_bwd)(REAL *dx, const REAL *dy, int64_t A, int64_t Kd, int64_t B, double s, int acc);
 
 /* keep element i when kanc_rng_uniform(seed, stream, i) >= p, scale 1/(1-p) */
 void K(dropout_fwd)(REAL *y, const REAL *x, int64_t n, double p, uint64_t seed, uint64_t stream);

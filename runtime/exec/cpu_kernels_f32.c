@@ -14,4 +14,5 @@
 #include "loss_cpu.inc"
 #include "norm_cpu.inc"
 #include "optim_cpu.inc"
+#include "reduce_cpu.inc"
 #include "shape_cpu.inc"

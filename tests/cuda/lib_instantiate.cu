@@ -109,6 +109,17 @@ KERNEL reductions(double *part, const float *x, float *out, const float *dy, con
     kanc_col_finish<1>(out, part, 8, 4, 0.5);
 }
 
+KERNEL softmax_and_axis_sums(float *y, const float *x, float *dx, const float *dy)
+{
+    kanc_softmax_fwd(y, x, 70);
+    kanc_softmax_bwd<0>(dx, dy, y, 70);
+    kanc_softmax_bwd<1>(dx, dy, y, 70);
+    kanc_sum_axis(y, x, 3, 17, 5, 0.5);
+    kanc_sum_rows(y, x, 300, 1.0);
+    kanc_sum_axis_bwd<0>(dx, dy, 3, 17, 5, 0.5);
+    kanc_sum_axis_bwd<1>(dx, dy, 3, 17, 5, 1.0);
+}
+
 KERNEL kan_reg(float *y, float *st, const float *w, float *dw)
 {
     kanc_kan_reg_fwd(y, st, w, 35, 8, 1.f, 1.f);
