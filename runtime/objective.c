@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "rng.h"
@@ -477,6 +478,10 @@ int objective_recorded(const char *run_dir, int64_t step, ObjRecord *r, char *er
     char *path = ckpt_optimizer_path(run_dir, step);
     StFile f;
     int rc = -1;
+    if (access(path, F_OK) != 0) { /* a weights file with no training state beside it records nothing */
+        rc = 0;
+        goto out;
+    }
     if (st_open(&f, path, err, errlen)) goto out;
     const char *text = st_meta(&f, "kanc_train");
     cJSON *state = text ? cJSON_Parse(text) : NULL;

@@ -140,7 +140,9 @@ void objective_mlm_mask(int32_t *x, int32_t *y, int64_t rows, int64_t block, int
 
 /* What a run recorded (its optimizer file's training state, "kanc_train"):
    the objective (lm when absent: runs from before objectives), mask_prob and
-   mask_id (mlm). Returns 0, or -1 with a message naming the file. */
+   mask_id (mlm). A folder without the optimizer file of `step` (weights
+   alone) records nothing: lm, as before objectives. Returns 0, or -1 with a
+   message naming the file (unreadable, or a recorded value out of range). */
 typedef struct {
     ObjKind kind;
     double mask_prob;
