@@ -230,8 +230,9 @@ Test(objectives, bad_csv_files_are_errors_with_their_line)
 /* a tiny kan-bert: 1 layer, 2 heads, 32 wide, context 32, batch 8 */
 #define TINY_BERT "--set n_layer=1 --set n_head=2 --set n_embd=32 --set block_size=32 --batch 8"
 
-/* The measured figure: val loss 2.93 after 150 steps from ln(257) = 5.55 at
-   step 0 (the byte unigram's entropy on the KJV is about 3.0 nats). */
+/* The measured figure: val loss 3.05 after 150 steps from ln(257) = 5.55 at
+   step 0 (the byte unigram's entropy on the KJV is 3.07 nats; 1500 steps reach
+   2.86). The bar, 3.2, says the masked bytes are learnt at least as a unigram. */
 Test(objectives, kan_bert_learns_masked_bytes_of_the_kjv, .timeout = 300)
 {
     char *dir = test_tmpdir(), *out = NULL;
