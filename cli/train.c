@@ -162,7 +162,7 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
     TrainSetting set[N_SETTINGS];
     int ns = train_settings(a, set);
     const CliOpt head[] = {
-        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens)"),
+        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens), or a CSV table (see below)"),
         CLI_STR("val", &a->val, "PATH", "validation text or CSV (default: the last 10% of the\ntokens or rows)"),
         CLI_STR("objective", &a->objective, "OBJ",
                 "lm (default), mlm, or table (default for a .csv);\nsee below"),
@@ -250,6 +250,7 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
         }
         *dst[i] = s->valuestring;
     }
+    int mask_given = !isnan(a->mask_prob);
     const cJSON *mp = saved ? cJSON_GetObjectItemCaseSensitive(saved, "mask_prob") : NULL;
     if (isnan(a->mask_prob) && mp) {
         if (!cJSON_IsNumber(mp) || !(mp->valuedouble > 0 && mp->valuedouble <= 1)) {
@@ -262,6 +263,10 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
     ObjKind kind;
     if (!a->objective) a->objective = objective_name(objective_default(a->data));
     if (objective_parse(a->objective, &kind, err, errlen)) return -1;
+    if (mask_given && kind != OBJ_MLM) {
+        set_err(err, errlen, "--mask-prob is for --objective mlm, not %s", a->objective);
+        return -1;
+    }
     KanGridMode mode;
     if (!a->grid_mode) a->grid_mode = "keep";
     if (kan_grid_mode_parse(a->grid_mode, &mode)) {
