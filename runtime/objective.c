@@ -339,6 +339,16 @@ int objective_train_batch(Objective *o, uint64_t seed, uint64_t step, int64_t fi
     return rc;
 }
 
+int objective_eval_batch(Objective *o, uint64_t seed, int64_t j, char *err, size_t errlen)
+{
+    if (o->kind != OBJ_TABLE) return token_batch(o, seed, CORPUS_EVAL_STREAM + (uint64_t)j, 0, 1, err, errlen);
+    size_t *rows = xmalloc((size_t)o->batch * sizeof *rows);
+    for (int64_t b = 0; b < o->batch; b++) rows[b] = ((size_t)j * (size_t)o->batch + (size_t)b) % o->val->nrows;
+    int rc = table_batch(o, o->val, rows, err, errlen);
+    free(rows);
+    return rc;
+}
+
 /* the probe's pieces of a forward pass, then the rest of it */
 static void forward(Objective *o, KanProbe *probe, double *frac, double *out_of_grid, double weight)
 {

@@ -115,6 +115,11 @@ void objective_free(Objective *o);
    first_row + batch - 1 of the global batch. Returns 0, or -1 with a message. */
 int objective_train_batch(Objective *o, uint64_t seed, uint64_t step, int64_t first_row, char *err, size_t errlen);
 
+/* Sets the model's inputs to fixed validation batch j (what objective_evaluate
+   scores; a table's batch j is its validation rows j * batch .., taken cyclically),
+   for readers of a model's activations (kanrun inspect). Returns 0, or -1. */
+int objective_eval_batch(Objective *o, uint64_t seed, int64_t j, char *err, size_t errlen);
+
 /* Scores the fixed validation batches 0..batches-1 (tables: every validation
    row; `batches` is unused) without dropout. With `probe` (kan_probe_init'ed)
    non-NULL, also each KAN layer's fraction of inputs outside its grid, into
