@@ -138,6 +138,13 @@ Test(objectives, a_table_run_resumed_equals_an_uninterrupted_one, .timeout = 60)
     cr_assert_eq(run_read_losses(a, la, NULL, 16), 8);
     cr_assert_eq(run_read_losses(b, lb, NULL, 16), 8);
     for (int i = 0; i < 8; i++) cr_expect_str_eq(la[i], lb[i], "loss of step %d", i + 1);
+    /* inspect and regrid read the table's rows too */
+    cr_expect_eq(test_run(&out, "$KANRUN inspect %s --data %s -o %s/inspect", a, train, dir), 0, "%s", out);
+    cr_expect(strstr(out, "layers.1") && !strstr(out, "out of grid -"), "inspect saw the rows' inputs:\n%s", out);
+    free(out);
+    cr_expect_eq(test_run(&out, "$KANRUN regrid %s", a), 0, "%s", out);
+    cr_expect(strstr(out, "2 layers") != NULL, "%s", out);
+    free(out);
     free(a), free(b), free(train), free(dir);
 }
 
