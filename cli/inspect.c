@@ -37,6 +37,7 @@
 #include "kan_op.h"
 #include "kan_probe.h"
 #include "lm.h"
+#include "objective.h"
 #include "plot.h"
 #include "run_folder.h"
 #include "tokenizer.h"
@@ -606,8 +607,6 @@ static int collect_data(Model *m, KanProbe *probe, Layer *layers, const char *ch
                         const CkptInfo *info, Tokenizer *tok, const char *data, int64_t batches, int64_t seed,
                         char *err, size_t errlen)
 {
-    LmIo io;
-    if (lm_find_io(m, &io, err, errlen)) return -1;
     char *run_data = NULL, *run_val = NULL, *cache = NULL, rerr[600];
     const char *val = NULL;
     /* the run's own data: its token cache, only read */
@@ -616,16 +615,24 @@ static int collect_data(Model *m, KanProbe *probe, Layer *layers, const char *ch
         val = run_val;
         cache = xasprintf("%s/tokens", run);
     }
+    /* the batches of the run's objective (objective.h): masked for mlm, rows of a table */
+    ObjRecord rec = {.kind = objective_default(data), .mask_prob = OBJ_DEFAULT_MASK_PROB, .mask_id = -1};
+    Objective o = {0};
+    Table tt = {0}, tv = {0};
     Corpus c = {0};
-    int rc = corpus_prepare_readonly(data, val, tok, cache, &c, err, errlen) ||
-                     corpus_check_batch(&c, (int)io.block, (int)io.batch, err, errlen)
+    int rc = run && objective_recorded(run, info->step, &rec, err, errlen) ? -1 : 0;
+    if (!rc && rec.kind == OBJ_TABLE)
+        rc = objective_load_tables(data, val, &tt, &tv, err, errlen) || objective_open_table(&o, m, &tt, &tv, err, errlen)
                  ? -1
                  : 0;
-    size_t n = (size_t)(io.batch * io.block);
-    int32_t *x = xmalloc(n * 4), *y = xmalloc(n * 4);
+    else if (!rc)
+        rc = objective_open_tokens(&o, m, rec.kind, tok_vocab_size(tok), rec.mask_prob, NULL, err, errlen) ||
+                     corpus_prepare_readonly(data, val, tok, cache, &c, err, errlen) ||
+                     objective_set_corpus(&o, &c, err, errlen)
+                 ? -1
+                 : 0;
     for (int64_t j = 0; j < batches && !rc; j++) {
-        corpus_eval_batch(c.val, c.n_val, (int)io.block, (int)io.batch, (uint64_t)seed, (uint64_t)j, x, y);
-        if (model_set_tokens(m, io.idx, x, err, errlen) || model_set_tokens(m, io.targets, y, err, errlen)) {
+        if (objective_eval_batch(&o, (uint64_t)seed, j, err, errlen)) {
             rc = -1;
             break;
         }
@@ -645,7 +652,9 @@ static int collect_data(Model *m, KanProbe *probe, Layer *layers, const char *ch
             if (!rc) layer_add_data(&layers[at++], P->x, P->rows);
         }
     }
-    free(x), free(y), free(run_data), free(run_val), free(cache);
+    free(run_data), free(run_val), free(cache);
+    objective_free(&o);
+    table_free(&tt), table_free(&tv);
     corpus_free(&c);
     return rc;
 }

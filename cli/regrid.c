@@ -14,6 +14,7 @@
 #include "kan_grid.h"
 #include "kan_probe.h"
 #include "lm.h"
+#include "objective.h"
 #include "run_folder.h"
 #include "tokenizer.h"
 #include "train.h"
@@ -33,23 +34,15 @@ static const char REGRID_EPILOG[] =
     "PATH defaults to the run's own --data.\n";
 
 typedef struct {
-    Model *m;
-    const LmIo *io;
-    const Corpus *c;
+    Objective *o;
     uint64_t seed, step;
-    int32_t *x, *y;
 } Batches;
 
-/* batch b: the one the run would train on at step + b */
+/* batch b: the one the run would train on at step + b (of its objective: masked for mlm, CSV rows for a table) */
 static int load_batch(void *ctx, int b, char *err, size_t errlen)
 {
     Batches *B = ctx;
-    corpus_batch(B->c->train, B->c->n_train, (int)B->io->block, (int)B->io->batch, B->seed, B->step + (uint64_t)b,
-                 B->x, B->y);
-    return model_set_tokens(B->m, B->io->idx, B->x, err, errlen) ||
-                   model_set_tokens(B->m, B->io->targets, B->y, err, errlen)
-               ? -1
-               : 0;
+    return objective_train_batch(B->o, B->seed, B->step + (uint64_t)b, 0, err, errlen);
 }
 
 /* RUN/model-step<N>-before-regrid[-K].safetensors: a second name for the weights
@@ -106,7 +99,8 @@ int regrid_main(int argc, char **argv)
     Corpus corpus = {0};
     KanProbe probe = {0};
     char *run = run_dir_of(pos[0]), *run_data = NULL, *run_val = NULL;
-    int32_t *x = NULL, *y = NULL;
+    Objective obj = {0};
+    Table table_train = {0}, table_val = {0};
     if (kan_grid_mode_parse(mode_name, &o.mode)) {
         fprintf(stderr, "kanrun regrid: error: --grid-mode %s: must be keep or efficient-kan\n", mode_name);
         rc = 2;
@@ -149,11 +143,17 @@ int regrid_main(int argc, char **argv)
     int own = recorded && (!data || run_same_path(data, run_data));
     if (!data) data = run_data;
     if (seed < 0) seed = (int64_t)config_number(state, "seed", 1337);
-    LmIo io;
+    ObjRecord rec;
+    if (objective_recorded(run, info.step, &rec, err, sizeof err)) goto fail;
     char *cache = own ? xasprintf("%s/tokens", run) : NULL;
-    int bad = lm_find_io(&m, &io, err, sizeof err) ||
+    int bad;
+    if (rec.kind == OBJ_TABLE)
+        bad = objective_load_tables(data, own ? run_val : NULL, &table_train, &table_val, err, sizeof err) ||
+              objective_open_table(&obj, &m, &table_train, &table_val, err, sizeof err);
+    else
+        bad = objective_open_tokens(&obj, &m, rec.kind, tok_vocab_size(tok), rec.mask_prob, NULL, err, sizeof err) ||
               corpus_prepare_readonly(data, own ? run_val : NULL, tok, cache, &corpus, err, sizeof err) ||
-              corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err);
+              objective_set_corpus(&obj, &corpus, err, sizeof err);
     free(cache);
     if (bad) goto fail;
     kan_probe_init(&probe, &m);
@@ -163,10 +163,7 @@ int regrid_main(int argc, char **argv)
         set_err(err, sizeof err, "%s: the run's model has no B-spline KAN layer to regrid", run);
         goto fail;
     }
-    size_t ntok = (size_t)(io.batch * io.block);
-    x = xmalloc(ntok * 4);
-    y = xmalloc(ntok * 4);
-    Batches B = {&m, &io, &corpus, (uint64_t)seed, (uint64_t)info.step, x, y};
+    Batches B = {&obj, (uint64_t)seed, (uint64_t)info.step};
     KanGridReport rep;
     if (kan_grid_update_model(&m, &probe, &o, (int)batches, load_batch, &B, &rep, err, sizeof err)) goto fail;
     const char *dest = out ? out : run;
@@ -196,7 +193,8 @@ fail:
 out:
     if (lock >= 0) close(lock);
     if (out_lock >= 0) close(out_lock);
-    free(x), free(y);
+    objective_free(&obj);
+    table_free(&table_train), table_free(&table_val);
     kan_probe_free(&probe);
     corpus_free(&corpus);
     cJSON_Delete(state);

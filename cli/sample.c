@@ -9,7 +9,9 @@
 #include "checkpoint.h"
 #include "cli_opts.h"
 #include "commands.h"
+#include "objective.h"
 #include "rng.h"
+#include "run_folder.h"
 #include "tokenizer.h"
 #include "train.h"
 #include "util.h"
@@ -113,6 +115,17 @@ int sample_main(int argc, char **argv)
     int rc = 1;
     /* one sequence */
     if (weights_open(&w, "1", "auto", "kanrun sample", &m, &info, &tok, err, sizeof err)) {
+        fprintf(stderr, "kanrun sample: error: %s\n", err);
+        goto out;
+    }
+    char *run = w.model ? NULL : run_dir_of(w.weights);
+    ObjRecord rec = {.kind = OBJ_LM};
+    int bad_run = run && objective_recorded(run, info.step, &rec, err, sizeof err);
+    free(run);
+    if (bad_run || rec.kind != OBJ_LM) { /* sampling continues text: only a next-token model can */
+        if (!bad_run)
+            snprintf(err, sizeof err, "%s was trained with --objective %s: kanrun sample generates text from "
+                     "a next-token model (--objective lm)", w.weights, objective_name(rec.kind));
         fprintf(stderr, "kanrun sample: error: %s\n", err);
         goto out;
     }

@@ -24,6 +24,7 @@
 #include "kan_grid.h"
 #include "kan_probe.h"
 #include "lm.h"
+#include "objective.h"
 #include "model.h"
 #include "peak.h"
 #include "progress.h"
@@ -52,6 +53,8 @@ double train_lr(int64_t t, int64_t steps, int64_t warmup, double lr, double min_
 
 static const char TRAIN_USAGE[] =
     "usage: kanrun train MODEL.kdl --data PATH [flags]\n"
+    "       kanrun train MODEL.kdl --data PATH --objective mlm [--mask-prob P] [flags]\n"
+    "       kanrun train MODEL.kdl --data FILE.csv [--val FILE.csv] [flags]\n"
     "       kanrun train MODEL.kdl --init-from FILE --data PATH [flags]\n"
     "       kanrun train --resume DIR [--steps N] [flags]\n";
 
@@ -67,6 +70,19 @@ static const char TRAIN_EPILOG[] =
     "export: safetensors.torch.save_file(model.state_dict(), FILE)), every name and\n"
     "shape exactly; minGPT's attn.bias masks are ignored, KAN grids are read. The\n"
     "run records FILE (init_from in its training state).\n"
+    "\n"
+    "Objectives (--objective; recorded in the run, kept by a resume and eval):\n"
+    "  lm     next-token prediction on text (inputs idx, targets tokens[batch,\n"
+    "         block_size]; the default)\n"
+    "  mlm    masked LM, BERT-style: each position is chosen with probability\n"
+    "         --mask-prob; of those 80% become the mask id (the tokenizer's vocab\n"
+    "         size; the model's vocab_size defaults to vocab + 1), 10% a random\n"
+    "         token, 10% stay; targets are the originals there, -1 elsewhere\n"
+    "  table  rows of a CSV (the default for --data FILE.csv): the header names\n"
+    "         the inputs: x: real[batch, n] reads x (n = 1) or x0..x{n-1},\n"
+    "         y: tokens[batch] reads a column y of class ids; the model returns\n"
+    "         its prediction besides loss (mse: MSE, RMSE; cross_entropy: loss,\n"
+    "         accuracy, scored on every validation row)\n"
     "\n"
     "Exit status: 0 done, 1 error, 2 bad usage, 3 diverged: stopped on a non-finite\n"
     "loss, a gradient too large for AdamW's float32 state, or weights no checkpoint\n"
@@ -124,7 +140,7 @@ void train_args_init(TrainArgs *a)
     memset(a, 0, sizeof *a);
     a->batch = a->steps = a->warmup = a->eval_every = a->eval_batches = -1;
     a->save_every = a->log_every = a->seed = a->grid_update_every = a->grid_update_until = -1;
-    a->lr = a->min_lr = a->weight_decay = a->clip = a->grid_margin = a->grid_eps = NAN;
+    a->lr = a->min_lr = a->weight_decay = a->clip = a->grid_margin = a->grid_eps = a->mask_prob = NAN;
     a->dist_timeout = 300;
 }
 
@@ -146,8 +162,11 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
     TrainSetting set[N_SETTINGS];
     int ns = train_settings(a, set);
     const CliOpt head[] = {
-        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens)"),
-        CLI_STR("val", &a->val, "PATH", "validation text (default: the last 10% of the tokens)"),
+        CLI_STR("data", &a->data, "PATH", "UTF-8 text file or folder of them (tokenized once,\ncached in OUT/tokens), or a CSV table (see below)"),
+        CLI_STR("val", &a->val, "PATH", "validation text or CSV (default: the last 10% of the\ntokens or rows)"),
+        CLI_STR("objective", &a->objective, "OBJ",
+                "lm (default), mlm, or table (default for a .csv);\nsee below"),
+        CLI_REAL_POS("mask-prob", &a->mask_prob, 1, "P", "mlm: the share of positions masked (default 0.15)"),
         CLI_STR("tokenizer", &a->tokenizer, "SPEC",
                 "bytes (default) or gpt2:DIR (DIR/encoder.json,\nDIR/vocab.bpe); the model's vocab_size follows it\nunless --set"),
         CLI_STR("out", &a->out, "DIR", "checkpoints, metrics.jsonl, token cache (default runs/MODEL)"),
@@ -219,17 +238,34 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
             *(double *)o->dst = v->valuedouble;
         if (bad) return -1;
     }
-    const char *const paths[] = {"data", "val", "grid_mode"};
-    const char **dst[] = {&a->data, &a->val, &a->grid_mode};
-    for (int i = 0; i < 3; i++) {
+    const char *const paths[] = {"data", "val", "grid_mode", "objective"};
+    const char **dst[] = {&a->data, &a->val, &a->grid_mode, &a->objective};
+    for (int i = 0; i < 4; i++) {
         const cJSON *s = saved ? cJSON_GetObjectItemCaseSensitive(saved, paths[i]) : NULL;
         if (*dst[i] || !s) continue;
         if (!cJSON_IsString(s) || !*s->valuestring) {
             set_err(err, errlen, "%s: %s needs %s (a non-empty string)", saved_path, paths[i],
-                    i < 2 ? "a path" : "a mode");
+                    i < 2 ? "a path" : i < 3 ? "a mode" : "an objective");
             return -1;
         }
         *dst[i] = s->valuestring;
+    }
+    int mask_given = !isnan(a->mask_prob);
+    const cJSON *mp = saved ? cJSON_GetObjectItemCaseSensitive(saved, "mask_prob") : NULL;
+    if (isnan(a->mask_prob) && mp) {
+        if (!cJSON_IsNumber(mp) || !(mp->valuedouble > 0 && mp->valuedouble <= 1)) {
+            set_err(err, errlen, "%s: mask_prob needs a number in (0, 1]", saved_path);
+            return -1;
+        }
+        a->mask_prob = mp->valuedouble;
+    }
+    if (isnan(a->mask_prob)) a->mask_prob = OBJ_DEFAULT_MASK_PROB;
+    ObjKind kind;
+    if (!a->objective) a->objective = objective_name(objective_default(a->data));
+    if (objective_parse(a->objective, &kind, err, errlen)) return -1;
+    if (mask_given && kind != OBJ_MLM) {
+        set_err(err, errlen, "--mask-prob is for --objective mlm, not %s", a->objective);
+        return -1;
     }
     KanGridMode mode;
     if (!a->grid_mode) a->grid_mode = "keep";
@@ -249,7 +285,7 @@ static int resolve_args(TrainArgs *a, const cJSON *saved, const char *saved_path
     return 0;
 }
 
-static cJSON *state_json(TrainArgs *a)
+static cJSON *state_json(TrainArgs *a, int64_t mask_id)
 {
     cJSON *o = cJSON_CreateObject();
     TrainSetting set[N_SETTINGS];
@@ -265,6 +301,11 @@ static cJSON *state_json(TrainArgs *a)
     if (a->val) cJSON_AddStringToObject(o, "val", a->val);
     cJSON_AddStringToObject(o, "grid_mode", a->grid_mode);
     if (a->init_from) cJSON_AddStringToObject(o, "init_from", a->init_from);
+    cJSON_AddStringToObject(o, "objective", a->objective);
+    if (!strcmp(a->objective, "mlm")) {
+        cJSON_AddNumberToObject(o, "mask_prob", a->mask_prob);
+        cJSON_AddNumberToObject(o, "mask_id", mask_id);
+    }
     return o;
 }
 
@@ -457,8 +498,10 @@ static int setup_model(TrainArgs *a, Model *m, Tokenizer **tok, cJSON **saved, c
     }
     if (!a->tokenizer) a->tokenizer = "bytes";
     if (!(*tok = tok_open(a->tokenizer, err, errlen))) goto out;
-    if (!a->resume) { /* the vocabulary follows the tokenizer unless set */
-        config_sets_add_int(&cs, "vocab_size", tok_vocab_size(*tok), 1);
+    if (!a->resume) { /* the vocabulary follows the tokenizer unless set; mlm adds the mask id */
+        ObjKind kind = objective_default(a->data);
+        if (a->objective && objective_parse(a->objective, &kind, err, errlen)) goto out;
+        config_sets_add_int(&cs, "vocab_size", tok_vocab_size(*tok) + (kind == OBJ_MLM), 1);
     }
     for (int i = 0; i < a->sets.n; i++) config_sets_add(&cs, a->sets.sets[i].name, a->sets.sets[i].value, 0);
     if (a->batch > 0) config_sets_add_int(&cs, "batch", a->batch, 0);
@@ -539,13 +582,10 @@ static int grid_update_due(const TrainArgs *a, int64_t done)
 
 /* The grid update after `done` steps, on the batch of the step that follows
    (the same batch on a resume: the run stays exact), logged. */
-static int grid_update(const TrainArgs *a, Model *m, KanProbe *probe, const LmIo *io, const Corpus *c,
-                       int64_t done, int32_t *x, int32_t *y, FILE *metrics, Progress *bar, char *err,
-                       size_t errlen)
+static int grid_update(const TrainArgs *a, Model *m, KanProbe *probe, Objective *obj, int64_t done, FILE *metrics,
+                       Progress *bar, char *err, size_t errlen)
 {
-    corpus_batch(c->train, c->n_train, (int)io->block, (int)io->batch, (uint64_t)a->seed, (uint64_t)done, x, y);
-    if (model_set_tokens(m, io->idx, x, err, errlen) || model_set_tokens(m, io->targets, y, err, errlen))
-        return -1;
+    if (objective_train_batch(obj, (uint64_t)a->seed, (uint64_t)done, 0, err, errlen)) return -1;
     KanGridOpts o = {.margin = a->grid_margin, .eps = a->grid_eps};
     kan_grid_mode_parse(a->grid_mode, &o.mode);
     KanGridReport r;
@@ -572,8 +612,9 @@ int train_run(TrainArgs *a)
     KanProbe probe = {0};
     double *out_of_grid = NULL;
     int status = 1;
-    int32_t *x = NULL, *y = NULL;
     DeviceStepLog *recs = NULL; /* step records read at once */
+    Objective obj = {0};
+    Table table_train = {0}, table_val = {0};
     int lock = -1;
     char *resume_dir = NULL, *data_abs = NULL, *val_abs = NULL, *init_abs = NULL;
     char *default_out = NULL; /* runs/MODEL when --out is not given */
@@ -641,11 +682,20 @@ int train_run(TrainArgs *a)
         free(name);
     }
     if (dist.rank == 0 && (lock = claim_out(a, m.dev->step, lock, err, sizeof err)) < 0) goto fail;
-    LmIo io;
-    if (lm_find_io(&m, &io, err, sizeof err)) goto fail;
-    if (io.vocab != tok_vocab_size(tok) && io.vocab < tok_vocab_size(tok)) {
+    ObjKind kind;
+    objective_parse(a->objective, &kind, err, sizeof err); /* checked by resolve_args */
+    if (kind == OBJ_TABLE) {
+        if (objective_load_tables(a->data, a->val, &table_train, &table_val, err, sizeof err) ||
+            objective_open_table(&obj, &m, &table_train, &table_val, err, sizeof err))
+            goto fail;
+        goto data_ready;
+    }
+    if (objective_open_tokens(&obj, &m, kind, tok_vocab_size(tok), a->mask_prob, dist.rank == 0 ? stderr : NULL,
+                              err, sizeof err))
+        goto fail;
+    if (obj.io.vocab != tok_vocab_size(tok) && obj.io.vocab < tok_vocab_size(tok)) {
         snprintf(err, sizeof err, "the model's vocabulary (%lld) is smaller than the tokenizer's (%d)",
-                 (long long)io.vocab, tok_vocab_size(tok));
+                 (long long)obj.io.vocab, tok_vocab_size(tok));
         goto fail;
     }
     char *cache = xasprintf("%s/tokens", a->out);
@@ -662,7 +712,10 @@ int train_run(TrainArgs *a)
         if (dist.rank > 0) crc = corpus_prepare_readonly(a->data, a->val, tok, cache, &corpus, err, sizeof err);
     }
     free(cache);
-    if (crc || corpus_check_batch(&corpus, (int)io.block, (int)io.batch, err, sizeof err)) goto fail;
+    if (crc || objective_set_corpus(&obj, &corpus, err, sizeof err)) goto fail;
+data_ready:;
+    /* a step's rows and their length: sequences of block_size tokens, or table rows */
+    int64_t rows = obj.batch, block = kind == OBJ_TABLE ? 1 : obj.io.block;
 
     if (!a->resume && !a->init_from && model_init_params(&m, (uint64_t)a->seed, err, sizeof err)) goto fail;
     Device *dev = m.dev;
@@ -686,14 +739,21 @@ int train_run(TrainArgs *a)
     int64_t params = 0;
     for (int i = 0; i < m.g.n; i++)
         if (m.g.nodes[i].op == OP_PARAM) params += shape_numel(&m.g.nodes[i].shape);
-    printf("kanrun: %s, %lld parameters, batch %lld x %lld, %s tokens %zu train / %zu val (%s)\n",
-           m.path, (long long)params, (long long)io.batch, (long long)io.block, tok_spec(tok),
-           corpus.n_train, corpus.n_val, corpus.cache_status);
+    if (kind == OBJ_TABLE)
+        printf("kanrun: %s, %lld parameters, batch %lld rows, table %s: %zu train / %zu val rows\n", m.path,
+               (long long)params, (long long)rows, a->data, table_train.nrows, table_val.nrows);
+    else
+        printf("kanrun: %s, %lld parameters, batch %lld x %lld, %s tokens %zu train / %zu val (%s)%s\n",
+               m.path, (long long)params, (long long)rows, (long long)block, tok_spec(tok),
+               corpus.n_train, corpus.n_val, corpus.cache_status, kind == OBJ_MLM ? ", objective mlm" : "");
+    if (kind == OBJ_MLM)
+        printf("kanrun: masked LM: %.3g of positions chosen (80%% mask id %d, 10%% random, 10%% kept)\n",
+               a->mask_prob, (int)obj.mask_id);
     printf("kanrun: steps %lld..%lld, lr %.3g (warmup %lld, cosine to %.3g), out %s\n",
            (long long)start, (long long)a->steps, a->lr, (long long)a->warmup, a->min_lr, a->out);
     if (a->init_from) printf("kanrun: initialised from %s\n", a->init_from);
     double fwd_flops, step_flops; /* per token: the model FLOPs of the step line's FLOP/s and MFU */
-    plan_flops(&m.plan, io.batch * io.block, &fwd_flops, &step_flops);
+    plan_flops(&m.plan, rows * block, &fwd_flops, &step_flops);
     Peak peak;
     if (peak_resolve(&peak, a->peak_tflops, a->measure_peak, !strcmp(dev->name, "cuda"), dev->gpu_name,
                      peak_run_precision(), err, sizeof err))
@@ -703,13 +763,11 @@ int train_run(TrainArgs *a)
                peak.flops / 1e12, peak.source);
     else
         printf("kanrun: %.4g FLOPs per token per step; %s\n", step_flops, peak.note);
-    if (dist.active) train_dist_print_start(&dist, &zero, &m, io.batch, io.block);
+    if (dist.active) train_dist_print_start(&dist, &zero, &m, rows, block);
     fflush(stdout);
 
-    size_t ntok = (size_t)(io.batch * io.block);
+    size_t ntok = (size_t)(rows * block);
     double step_tokens = (double)ntok * dist.size; /* the global batch's */
-    x = xmalloc(ntok * 4);
-    y = xmalloc(ntok * 4);
     int adam = m.g.n - 1; /* the optimizer's last node */
     int gnorm = adam - 1; /* the gradient norm: data-parallel ranks average the gradients before it */
     if (m.g.nodes[gnorm].op != OP_GRAD_NORM || m.g.nodes[adam].op != OP_ADAMW)
@@ -729,7 +787,7 @@ int train_run(TrainArgs *a)
     progress_start(&bar, start, a->steps, a->quiet);
     int64_t last_saved = start;
     if (start == 0 && grid_update_due(a, 0) &&
-        grid_update(a, &m, &probe, &io, &corpus, 0, x, y, metrics, &bar, err, sizeof err))
+        grid_update(a, &m, &probe, &obj, 0, metrics, &bar, err, sizeof err))
         goto stop_kept;
     /* one process: each step queued whole (forward, backward, norm, AdamW), its
        record (loss, terms, norm) read at the steps records_due names */
@@ -745,10 +803,8 @@ int train_run(TrainArgs *a)
         if (span_t0 < 0) span_t0 = t0;
         dev->opt.lr = train_lr(step, a->steps, a->warmup, a->lr, a->min_lr);
         /* this rank's rows of the global batch (all of it in one process) */
-        corpus_batch_rows(corpus.train, corpus.n_train, (int)io.block, (int64_t)dist.rank * io.batch,
-                          (int)io.batch, (uint64_t)a->seed, (uint64_t)step, x, y);
-        if (model_set_tokens(&m, io.idx, x, err, sizeof err) ||
-            model_set_tokens(&m, io.targets, y, err, sizeof err))
+        if (objective_train_batch(&obj, (uint64_t)a->seed, (uint64_t)step, (int64_t)dist.rank * rows, err,
+                                  sizeof err))
             goto fail;
         int nrec = 1;
         if (!dist.active) {
@@ -827,22 +883,22 @@ int train_run(TrainArgs *a)
         }
         int64_t done_steps = step + 1;
         if (a->eval_every > 0 && (done_steps % a->eval_every == 0 || done_steps == a->steps)) {
-            double vl;
-            if (lm_evaluate(&m, &io, &corpus, (uint64_t)a->seed, a->eval_batches, &probe, out_of_grid, &vl,
-                            err, sizeof err))
+            ObjMetrics mt;
+            if (objective_evaluate(&obj, (uint64_t)a->seed, a->eval_batches, &probe, out_of_grid, &mt, err,
+                                   sizeof err))
                 goto fail;
-            char grid_line[256], grid_json[8192];
+            char grid_line[256], grid_json[8192], val_line[256], val_json[256];
             kan_probe_report(&probe, out_of_grid, grid_line, grid_json, sizeof grid_json);
-            progress_log(&bar, "step %6lld/%lld | val loss %.4f | perplexity %.2f%s%s",
-                         (long long)done_steps, (long long)a->steps, vl, exp(vl), *grid_line ? " | " : "",
-                         grid_line);
-            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,%s\"val_loss\":%.6f}\n",
-                             (long long)done_steps, grid_json, vl))
+            objective_metrics_text(&obj, &mt, val_line, sizeof val_line, val_json, sizeof val_json);
+            progress_log(&bar, "step %6lld/%lld%s%s%s", (long long)done_steps, (long long)a->steps, val_line,
+                         *grid_line ? " | " : "", grid_line);
+            if (metrics_line(metrics, a->out, err, sizeof err, "{\"step\":%lld,%s%s}\n", (long long)done_steps,
+                             grid_json, val_json))
                 goto stop_kept;
         }
         /* before the checkpoint, which then holds the new grids */
         if (grid_update_due(a, done_steps) &&
-            grid_update(a, &m, &probe, &io, &corpus, done_steps, x, y, metrics, &bar, err, sizeof err))
+            grid_update(a, &m, &probe, &obj, done_steps, metrics, &bar, err, sizeof err))
             goto stop_kept;
         if (dist.active && a->check_every > 0 && done_steps % a->check_every == 0 &&
             train_dist_check_weights(&dist, dev, err, sizeof err))
@@ -851,7 +907,7 @@ int train_run(TrainArgs *a)
             if (zero.active && dist_zero_gather(&dist, &zero, dev, err, sizeof err)) goto fail;
             int rc = 0;
             if (dist.rank == 0) { /* rank 0 alone writes */
-                cJSON *st = state_json(a);
+                cJSON *st = state_json(a, obj.mask_id);
                 rc = ckpt_save(a->out, &m, tok, st, err, sizeof err);
                 cJSON_Delete(st);
             }
@@ -910,9 +966,10 @@ done:
     free(init_abs);
     kan_probe_free(&probe);
     free(out_of_grid);
-    free(x);
-    free(y);
     free(recs);
+    objective_free(&obj);
+    table_free(&table_train);
+    table_free(&table_val);
     corpus_free(&corpus);
     cJSON_Delete(saved);
     if (tok) tok_close(tok);

@@ -1,4 +1,4 @@
-/* kanc_loss.cuh: softmax cross-entropy forward and backward. */
+/* kanc_loss.cuh: softmax cross-entropy forward and backward; the mean squared error. */
 #ifndef KANC_LOSS_CUH
 #define KANC_LOSS_CUH
 
@@ -56,6 +56,20 @@ __device__ __forceinline__ void kanc_ce_bwd(float *dl, const float *gp, const fl
         float prev = ACC ? dl[e] : 0.0f;
         dl[e] = t == -1 ? prev : prev + g * (expf(logits[e] - lse[r]) - (j == t ? 1.0f : 0.0f));
     }
+}
+
+/* ---- mean squared error ---- */
+
+/* loss = mean (pred - target)^2: one block, thread t sums elements t, t + blockDim, ... */
+KD void kanc_mse(float *loss, const float *pred, const float *target, long long N)
+{
+    double s = 0.0;
+    for (long long i = threadIdx.x; i < N; i += blockDim.x) {
+        double d = (double)pred[i] - (double)target[i];
+        s += d * d;
+    }
+    s = kanc_block_sum(s);
+    if (threadIdx.x == 0) loss[0] = (float)(N > 0 ? s / (double)N : 0.0);
 }
 
 #endif

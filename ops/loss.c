@@ -1,4 +1,4 @@
-/* loss.c: softmax cross-entropy (mean over counted rows) and the sum. */
+/* loss.c: softmax cross-entropy (mean over counted rows), the sum, and the mean squared error. */
 #include <stdio.h>
 
 #include "autodiff.h"
@@ -8,13 +8,16 @@
 #include "reduce.h"
 
 /* per logit: cross-entropy's max, exp(x - max), sum (4); its gradient
-   exp(x - lse) times the scale (3). The sum adds once per element. */
+   exp(x - lse) times the scale (3). The sum adds once per element; the
+   squared error subtracts, squares and adds (3), its gradient 3 too. */
 static double loss_arith(const Graph *g, const GNode *n)
 {
     switch (n->op) {
     case OP_CROSS_ENTROPY: return 4 * (double)shape_numel(&g->nodes[n->in[0]].shape);
     case OP_CE_BWD: return 3 * (double)shape_numel(&n->shape);
     case OP_SUM: return (double)shape_numel(&g->nodes[n->in[0]].shape);
+    case OP_MSE: return 3 * (double)shape_numel(&g->nodes[n->in[0]].shape);
+    case OP_MSE_BWD: return 3 * (double)shape_numel(&n->shape);
     default: return 0;
     }
 }
@@ -46,10 +49,23 @@ static Value L_cross_entropy(Elab *E, Args *A)
 /* sum(x): the scalar sum (OP_SUM); sum(x, axis, keepdim): ops/reduce.c's axis sum */
 static Value L_sum(Elab *E, Args *A) { return reduce_layer(E, A, 0); }
 
+/* mse(pred, target): both real, the same shape -> [] mean of (pred - target)^2 */
+static Value L_mse(Elab *E, Args *A)
+{
+    int pred, target;
+    if (!el_arg_real(E, A, 0, 0, &pred) || !el_arg_real(E, A, 1, 0, &target)) return VERR;
+    GShape ps = el_tshape(E, pred), ts = el_tshape(E, target);
+    if (!shape_eq(&ps, &ts))
+        return el_err(E, el_arg_loc(A, 1), "argument 'target' of '%s' must have the shape of 'pred' %s, got %s",
+                      A->callee, el_shape_text(E, &ps), el_shape_text(E, &ts));
+    return vnode(el_emit(E, A->call, A->scope, OP_MSE, (int[]){pred, target}, 2, (GShape){0}, NULL));
+}
+
 const Builtin layer_cross_entropy = {
     "cross_entropy", L_cross_entropy, 2, 0, 1, "cross_entropy(logits, targets)", {"logits", "targets"}};
 const Builtin layer_sum = {"sum", L_sum, 1, 0, 1, "sum(x) or sum(x, axis, keepdim = false)",
                            {"x", "axis", "keepdim"}};
+const Builtin layer_mse = {"mse", L_mse, 2, 0, 1, "mse(pred, target)", {"pred", "target"}};
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
@@ -64,7 +80,48 @@ void op_vjp_sum(AdCtx *ad, const GNode *n, int dy)
     if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_SUM_BWD, &dy, 1, (GAttr){0});
 }
 
+/* d pred = 2 (pred - target) dloss / N, d target its negative (attr.scale +1, -1) */
+void op_vjp_mse(AdCtx *ad, const GNode *n, int dy)
+{
+    for (int k = 0; k < 2; k++)
+        if (ad_wants(ad, n->in[k]))
+            ad_contribute(ad, n->in[k], OP_MSE_BWD, (int[]){dy, n->in[0], n->in[1]}, 3,
+                          (GAttr){.scale = k ? -1.0 : 1.0});
+}
+
 /* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
+
+/* loss = mean (pred - target)^2: one block, a fixed share per thread, so the
+   sum is the same on every run */
+void cuda_emit_mse(CudaGen *G)
+{
+    int64_t N = shape_numel(&CG_IN(0)->shape);
+    cg_kernel_begin(G, "mse", 1, 1, CG_BLOCK, 1, "loss = mean of (pred - target)^2; one block");
+    cg_out_ptr(G, "loss");
+    cg_in_ptr(G, "pred", 0);
+    cg_in_ptr(G, "target", 1);
+    cg_line(G, "kanc_mse(loss, pred, target, %lldLL);", (long long)N);
+    cg_kernel_end(G);
+}
+
+void cuda_emit_mse_bwd(CudaGen *G)
+{
+    const GNode *n = G->n;
+    int64_t N = shape_numel(&n->shape);
+    char b[32], body[192];
+    cg_kernel_begin(G, "mse_bwd", cg_blocks_for(N), 1, CG_BLOCK, 0, "dx (+)= %s2 (pred - target) dloss / N",
+                    n->a.scale < 0 ? "-" : "");
+    cg_out_ptr(G, "dx");
+    cg_in_ptr(G, "dy", 0);
+    cg_in_ptr(G, "pred", 1);
+    cg_in_ptr(G, "target", 2);
+    /* the factor as the CPU rounds it: scale * 2 / N in double, then float */
+    snprintf(body, sizeof body, "dx[e] = %s%s * dy[0] * (pred[e] - target[e]);", cg_node_acc(n) ? "dx[e] + " : "",
+             cg_flit(b, (float)(n->a.scale * 2.0 / (double)N)));
+    cg_loop(G, N, body);
+    cg_kernel_end(G);
+}
+
 
 void cuda_emit_sum_bwd(CudaGen *G)
 {

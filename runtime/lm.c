@@ -1,10 +1,9 @@
-/* lm.c: token inputs and the validation loss of a language model. */
+/* lm.c: the token inputs of a language model; its validation loss through objective.c. */
 #include "lm.h"
 
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
 
+#include "objective.h"
 #include "util.h"
 
 int lm_find_io(Model *m, LmIo *io, char *err, size_t errlen)
@@ -30,40 +29,13 @@ int lm_find_io(Model *m, LmIo *io, char *err, size_t errlen)
 int lm_evaluate(Model *m, const LmIo *io, const Corpus *c, uint64_t seed, int64_t batches,
                 KanProbe *probe, double *out_of_grid, double *loss, char *err, size_t errlen)
 {
-    double *frac = probe ? xcalloc((size_t)probe->n + 1, sizeof *frac) : NULL;
-    if (probe)
-        for (int i = 0; i < probe->n; i++) out_of_grid[i] = 0;
-    size_t n = (size_t)(io->batch * io->block);
-    int32_t *x = xmalloc(n * 4), *y = xmalloc(n * 4);
-    double sum = 0;
-    int training = m->dev->training, rc = 0;
-    m->dev->training = 0;
-    for (int64_t j = 0; j < batches && !rc; j++) {
-        corpus_eval_batch(c->val, c->n_val, (int)io->block, (int)io->batch, seed, (uint64_t)j, x, y);
-        if (model_set_tokens(m, io->idx, x, err, errlen) || model_set_tokens(m, io->targets, y, err, errlen)) {
-            rc = -1;
-            break;
-        }
-        int from = 0;
-        if (probe) { /* the forward pass in pieces, reading each KAN layer's input */
-            from = kan_probe_collect(probe, m);
-            kan_probe_out_of_grid_all(probe, m, frac);
-            for (int i = 0; i < probe->n; i++) out_of_grid[i] += frac[i] / (double)batches;
-        }
-        m->dev->ops->run(m->dev, from, m->g.n_forward);
-        double l;
-        model_read_value(m, m->g.loss, &l);
-        if (!isfinite(l)) {
-            set_err(err, errlen, "the validation loss of batch %lld is %s: the weights are broken",
-                    (long long)j, isnan(l) ? "NaN" : "infinite");
-            rc = -1;
-        }
-        sum += l;
-    }
-    m->dev->training = training;
-    free(frac);
-    free(x);
-    free(y);
-    *loss = sum / (double)(batches > 0 ? batches : 1);
+    (void)io; /* the objective finds the same nodes */
+    Objective o;
+    if (objective_open_tokens(&o, m, OBJ_LM, c->vocab_size, OBJ_DEFAULT_MASK_PROB, NULL, err, errlen)) return -1;
+    o.corpus = c;
+    ObjMetrics mt;
+    int rc = objective_evaluate(&o, seed, batches, probe, out_of_grid, &mt, err, errlen);
+    *loss = mt.loss;
+    objective_free(&o);
     return rc;
 }

@@ -337,6 +337,22 @@ Test(autodiff, embedding_and_cross_entropy)
     check(&c, fill_tokens, TOL);
 }
 
+/* mse(pred, target): gradients into both sides; pred, a value, is the target of
+   a second mse too (its gradient accumulates) */
+Test(autodiff, mse)
+{
+    Case c = {.seed = 70};
+    graph_init(&c.g);
+    GShape s = shape_of(2, (int64_t)5, (int64_t)3);
+    int pred = value(&c, "pred", s), target = param(&c, "target", s);
+    int m = op(&c, OP_MSE, (int[]){pred, target}, 2, shape_of(0), (GAttr){0});
+    int other = value(&c, "other", s);
+    int m2 = op(&c, OP_MSE, (int[]){other, pred}, 2, shape_of(0), (GAttr){0}); /* pred as the target too */
+    int both = op(&c, OP_ADD, (int[]){m, m2}, 2, shape_of(0), (GAttr){0});
+    finish(&c, both);
+    check(&c, NULL, TOL);
+}
+
 Test(autodiff, rejects_what_it_cannot_differentiate)
 {
     Case c = {.seed = 60};

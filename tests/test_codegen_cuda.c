@@ -879,6 +879,20 @@ Test(cuda_codegen, sum_axis)
     }
 }
 
+Test(cuda_codegen, mse)
+{
+    Case c = {.seed = 71};
+    graph_init(&c.g);
+    GShape s = s2(37, 3);
+    int pred = value(&c, "pred", s), target = param(&c, "target", s);
+    int m = op(&c, OP_MSE, (int[]){pred, target}, 2, shape_of(0), (GAttr){0});
+    int other = value(&c, "other", s);
+    int m2 = op(&c, OP_MSE, (int[]){other, pred}, 2, shape_of(0), (GAttr){0}); /* pred's gradient accumulates */
+    finish(&c, op(&c, OP_ADD, (int[]){m, m2}, 2, shape_of(0), (GAttr){0}));
+    cr_expect_eq(run_case(&c, "mse", &(RunOpts){0}), 0);
+    graph_free(&c.g);
+}
+
 Test(cuda_codegen, embedding_and_cross_entropy)
 {
     for (int cublas = 0; cublas < 2; cublas++) {
