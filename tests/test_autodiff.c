@@ -222,6 +222,20 @@ Test(autodiff, layernorm)
     check(&c, NULL, TOL);
 }
 
+/* x feeds the norm and, through a product, the loss: dx accumulates */
+Test(autodiff, rmsnorm)
+{
+    Case c = {.seed = 21};
+    graph_init(&c.g);
+    GShape s = shape_of(3, (int64_t)2, (int64_t)3, (int64_t)7);
+    int x = value(&c, "x", s);
+    int w = param(&c, "w", shape_of(1, (int64_t)7));
+    int y = with_aux(&c, OP_RMSNORM, (int[]){x, w}, 2, s, (GAttr){.eps = 1e-6}, shape_of(1, (int64_t)6));
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    check(&c, NULL, TOL);
+}
+
 static void attention_case(uint64_t seed, int causal, double p)
 {
     Case c = {.seed = seed};
