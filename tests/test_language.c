@@ -839,6 +839,30 @@ Test(language, layer_presets)
     graph_free(&g);
 }
 
+/* 'layer' is a keyword at the start of a preset and a plain name in labels
+   (Hugging Face's encoder.layer.0...), both in one file */
+Test(language, layer_as_label_component)
+{
+    Graph g;
+    compile_ok("param C = 4\n"
+               "layer L = linear(bias = false)\n"
+               "block block_(x) { return dense: L(x, C) }\n"
+               "model m(x: real[2, C]) {\n"
+               "  repeat i in 2 { x = encoder.layer[i]: block_(x) }\n"
+               "  x = layer.out: L(x, C)\n"
+               "  return layer[3]: rmsnorm(x)\n"
+               "}\n", NULL, 0, &g, NULL);
+    static const char *const names[] = {"encoder.layer.0.dense.weight", "encoder.layer.1.dense.weight",
+                                        "layer.out.weight", "layer.3.weight"};
+    for (int i = 0; i < 4; i++) cr_expect_geq(find_leaf(&g, names[i]), 0, "%s", names[i]);
+    cr_expect_eq(count_op(&g, OP_PARAM), 4);
+    graph_free(&g);
+    /* a variable cannot be called 'layer': it stays a keyword where a statement starts */
+    char *d = compile_err("model m(x: real[2, 4]) {\n  layer = x\n  return x\n}\n", NULL, 0);
+    cr_expect(strstr(d, "test.kdl:2:3: error:") != NULL, "%s", d);
+    free(d);
+}
+
 Test(language, norm_attention_loss)
 {
     Graph g;
