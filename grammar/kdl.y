@@ -293,9 +293,11 @@ postfix
     : primary
     | postfix '[' expr ']'          { $$ = mk(X, ND_INDEX, &@2); $$->lhs = $1; $$->rhs = $3; }
     | postfix '.' IDENT             { $$ = mk_name(X, ND_MEMBER, &@3, $3); $$->lhs = $1; }
-    /* 'layer' starts a preset at the top level and is a plain name in
-       expressions, so labels can use Hugging Face's 'encoder.layer[i]' */
+    /* 'layer' and 'model' start an item at the top level and are plain
+       names in expressions, so labels can use Hugging Face's names
+       ('encoder.layer[i]', 'model.layers[i]') */
     | postfix '.' LAYER             { $$ = mk_name(X, ND_MEMBER, &@3, "layer"); $$->lhs = $1; }
+    | postfix '.' MODEL             { $$ = mk_name(X, ND_MEMBER, &@3, "model"); $$->lhs = $1; }
     ;
 
 primary
@@ -306,6 +308,7 @@ primary
     | FALSE                         { $$ = mk(X, ND_BOOL, &@1); $$->ival = 0; }
     | IDENT                         { $$ = mk_name(X, ND_VAR, &@1, $1); }
     | LAYER                         { $$ = mk_name(X, ND_VAR, &@1, "layer"); }
+    | MODEL                         { $$ = mk_name(X, ND_VAR, &@1, "model"); }
     | call
     | '(' expr ')'                  { $$ = $2; }
     | '[' list_items ']'            { $$ = mk(X, ND_LIST, &@1); $$->list = $2.head; }
@@ -354,7 +357,7 @@ static int starts_expr(yysymbol_kind_t s)
     static const char *const names[] = {"'('", "'['", "'-'", "'+'"};
     switch (s) {
     case YYSYMBOL_INT: case YYSYMBOL_FLOAT: case YYSYMBOL_STRING: case YYSYMBOL_TRUE:
-    case YYSYMBOL_FALSE: case YYSYMBOL_IDENT: case YYSYMBOL_NOT: case YYSYMBOL_LAYER:
+    case YYSYMBOL_FALSE: case YYSYMBOL_IDENT: case YYSYMBOL_NOT: case YYSYMBOL_LAYER: case YYSYMBOL_MODEL:
         return 1;
     default:
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -411,7 +414,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, KdlLex *X, yyscan_t sc
     for (int i = 0; i < n; i++) {
         if (expr && starts_expr(all[i])) continue;
         if (continues_expr(all[i])) continue;
-        if (ident && all[i] == YYSYMBOL_LAYER) continue; /* a name where a name goes: not news */
+        if (ident && (all[i] == YYSYMBOL_LAYER || all[i] == YYSYMBOL_MODEL)) continue; /* names where a name goes */
         names[m++] = yysymbol_name(all[i]);
     }
     int eof = yypcontext_token(ctx) == YYSYMBOL_YYEOF ||

@@ -839,8 +839,8 @@ Test(language, layer_presets)
     graph_free(&g);
 }
 
-/* 'layer' is a keyword at the start of a preset and a plain name in labels
-   (Hugging Face's encoder.layer.0...), both in one file */
+/* 'layer' and 'model' are keywords where an item starts and plain names in
+   labels (Hugging Face's encoder.layer.0..., model.layers.0...) */
 Test(language, layer_as_label_component)
 {
     Graph g;
@@ -850,12 +850,13 @@ Test(language, layer_as_label_component)
                "model m(x: real[2, C]) {\n"
                "  repeat i in 2 { x = encoder.layer[i]: block_(x) }\n"
                "  x = layer.out: L(x, C)\n"
+               "  x = model.layers[0].model: L(x, C)\n"
                "  return layer[3]: rmsnorm(x)\n"
                "}\n", NULL, 0, &g, NULL);
     static const char *const names[] = {"encoder.layer.0.dense.weight", "encoder.layer.1.dense.weight",
-                                        "layer.out.weight", "layer.3.weight"};
-    for (int i = 0; i < 4; i++) cr_expect_geq(find_leaf(&g, names[i]), 0, "%s", names[i]);
-    cr_expect_eq(count_op(&g, OP_PARAM), 4);
+                                        "layer.out.weight", "model.layers.0.model.weight", "layer.3.weight"};
+    for (int i = 0; i < 5; i++) cr_expect_geq(find_leaf(&g, names[i]), 0, "%s", names[i]);
+    cr_expect_eq(count_op(&g, OP_PARAM), 5);
     graph_free(&g);
     /* a variable cannot be called 'layer': it stays a keyword where a statement starts */
     char *d = compile_err("model m(x: real[2, 4]) {\n  layer = x\n  return x\n}\n", NULL, 0);
