@@ -481,6 +481,45 @@ int el_param(Elab *E, Args *A, const char *local, GShape sh, GInit init, double 
     return id;
 }
 
+/* The parameter argument i names (a string: its full state_dict name), made
+   earlier, to be used again with shape sh: one parameter, two uses, its
+   gradients summed. what says what it stands for ("weight"). */
+int el_tied_param(Elab *E, Args *A, int i, GShape sh, const char *what)
+{
+    Value v = A->v[i];
+    Loc at = el_arg_loc(A, i);
+    if (v.k != V_STR)
+        return el_err(E, at, "argument '%s' of '%s' must be a parameter's name in quotes "
+                      "(e.g. \"transformer.wte.weight\"), got %s", A->b->slots[i], A->callee, el_kind_name(v.k)),
+               -1;
+    int id = names_find(E, v.s);
+    if (id < 0 || E->g->nodes[id].op != OP_PARAM) {
+        el_err(E, at, "'%s' ties its %s to '%s', but no parameter of that name was made before it", A->callee,
+               what, v.s);
+        if (id >= 0) {
+            diag_note(E->d, node_loc(E, id), "'%s' is %s, not a parameter", v.s,
+                      E->g->nodes[id].op == OP_BUFFER ? "a buffer" : "an input");
+            return -1;
+        }
+        const char **cands = xmalloc(sizeof *cands * (size_t)(E->g->n ? E->g->n : 1));
+        int nc = 0;
+        for (int j = E->n0; j < E->g->n; j++)
+            if (E->g->nodes[j].op == OP_PARAM) cands[nc++] = E->g->nodes[j].name;
+        const char *near = diag_closest(v.s, cands, nc);
+        if (near) diag_hint(E->d, "did you mean '%s'?", near);
+        free(cands);
+        return -1;
+    }
+    const GNode *p = &E->g->nodes[id];
+    if (!shape_eq(&p->shape, &sh)) {
+        el_err(E, at, "'%s' ties its %s to '%s', but it needs %s and '%s' is %s", A->callee, what, v.s,
+               el_shape_text(E, &sh), v.s, el_shape_text(E, &p->shape));
+        diag_note(E->d, node_loc(E, id), "'%s' was made here, with shape %s", v.s, el_shape_text(E, &p->shape));
+        return -1;
+    }
+    return id;
+}
+
 int el_buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init)
 {
     int id = leaf(E, A->call, A->site, A->callee, OP_BUFFER, scope_join(E, A->scope, local), sh,

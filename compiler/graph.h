@@ -59,20 +59,21 @@ typedef enum {
 /* A node's attributes: I(type, name) integer and R(type, name) real fields.
    One list, so that the plan hash (runtime/io/artifact.c) covers every field. */
 #define GATTR_FIELDS(I, R)                                                       \
-    I(int, heads) I(int, causal)             /* attention */                     \
+    I(int, heads) I(int, causal)             /* attention; rope: rotated groups */ \
     I(int, grid_size) I(int, spline_order)   /* kan: the basis' G and k */       \
     I(int, has_scaler)                       /* kan: standalone spline_scaler */ \
     I(int, no_base)                          /* kan: no base branch (no base_weight input) */ \
     I(int, has_bias)                         /* linear */                        \
     I(GAct, act)                             /* kan base activation; act_bwd */  \
-    I(int64_t, start) I(int64_t, len)        /* slice */                         \
+    I(int64_t, start) I(int64_t, len)        /* slice; rope: len = rotated columns */ \
     I(int, acc)                              /* backward: last input is the partial sum */ \
     I(int, basis)                            /* kan: KanBasisId (ops/kan_basis.h) */ \
     R(double, p)                             /* dropout probability (also attention's) */ \
     R(double, eps)                           /* layernorm */                     \
     R(double, scale)                         /* scale, acc */                    \
     R(double, shift)                         /* scale: y = scale x + shift */    \
-    R(double, reg_activation) R(double, reg_entropy) /* kan_reg: the terms' weights */
+    R(double, reg_activation) R(double, reg_entropy) /* kan_reg: the terms' weights */ \
+    R(double, rope_base)                     /* rope: the frequencies' base (10000) */
 
 typedef struct {
 #define GATTR_FIELD(type, name) type name;

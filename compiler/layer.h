@@ -101,6 +101,12 @@ int el_arg_bool(Elab *E, Args *A, int i, int def, int *out);
    a bad shape). */
 int el_param(Elab *E, Args *A, const char *local, GShape sh, GInit init, double a, int decay);
 int el_buffer(Elab *E, Args *A, const char *local, GShape sh, GInit init);
+/* Weight tying: the parameter that argument i names (a string, the full
+   state_dict name of a parameter made earlier), used again with shape sh. Its
+   node id (the gradients of both uses add up in it; its name, init and decay
+   stay the first use's), or -1 after an error naming both places (no such
+   parameter, a buffer, another shape). what: "weight". */
+int el_tied_param(Elab *E, Args *A, int i, GShape sh, const char *what);
 /* An op node at `at`, named by its scope; its id, or -1 after an error. */
 int el_emit(Elab *E, Loc at, const char *scope, GOp op, const int *in, int nin, GShape sh, const GAttr *attr);
 

@@ -179,4 +179,29 @@ __device__ __forceinline__ void kanc_attention_softmax_bwd(float *PdS, const flo
     for (int j = jn + lane; j < T; j += 32) row[j] = 0.0f;
 }
 
+/* ---- rotary position embedding (rope): one thread per element ---- */
+
+/* y (+)= x rotated (INV: rotated back) as ops/attention_cpu.inc's rope: row
+   r = e / W at position t = r % T; in the first R columns, heads of D with
+   pairs (i, i + D/2) turned by t base^(-2i/D); the other columns copied */
+template <int INV, int ACC>
+__device__ __forceinline__ void kanc_rope(float *y, const float *x, long long n, int T, int W, int R, int D,
+                                          double base)
+{
+    int half = D / 2;
+    for (long long e = kanc_gtid(); e < n; e += kanc_gstride()) {
+        long long r = e / W;
+        int col = (int)(e - r * W);
+        double v;
+        if (col < R) {
+            int j = col % D, i = j < half ? j : j - half;
+            double ang = (double)(r % T) * pow(base, -2.0 * i / D), c = cos(ang), sn = INV ? -sin(ang) : sin(ang);
+            v = j < half ? (double)x[e] * c - (double)x[e + half] * sn : (double)x[e] * c + (double)x[e - half] * sn;
+        } else {
+            v = x[e];
+        }
+        y[e] = (float)((ACC ? (double)y[e] : 0.0) + v);
+    }
+}
+
 #endif

@@ -1,4 +1,4 @@
-/* kanc_norm.cuh: layernorm forward and backward. */
+/* kanc_norm.cuh: layernorm and rmsnorm forward and backward. */
 #ifndef KANC_NORM_CUH
 #define KANC_NORM_CUH
 
@@ -67,6 +67,51 @@ KD void kanc_layernorm_bwd_wb_partial(double *part, const float *dy, const float
     }
     part[(long long)blockIdx.y * C + c] = sw;
     part[((long long)nchunks + blockIdx.y) * C + c] = sb;
+}
+
+/* ---- rmsnorm: one block per row ---- */
+
+/* y = x rstd w; rstd[r] = 1/sqrt(mean(x^2) + eps) */
+KD void kanc_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int C, double eps)
+{
+    long long r = blockIdx.x;
+    const float *xr = x + r * C;
+    float *yr = y + r * C;
+    double s = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += (double)xr[j] * xr[j];
+    double rs = 1.0 / sqrt(kanc_block_sum(s) / C + eps);
+    if (threadIdx.x == 0) rstd[r] = (float)rs;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) yr[j] = (float)(xr[j] * rs * w[j]);
+}
+
+/* dx (+)= rstd (dy w - xhat mean(dy w xhat)), xhat = x rstd */
+template <int ACC>
+__device__ __forceinline__ void kanc_rmsnorm_bwd_x(float *dx, const float *dy, const float *x, const float *rstd,
+                                                   const float *w, int C)
+{
+    long long r = blockIdx.x;
+    const float *xr = x + r * C, *g = dy + r * C;
+    float *d = dx + r * C;
+    double rs = rstd[r], s = 0.0;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) s += (double)g[j] * w[j] * xr[j] * rs;
+    s = kanc_block_sum(s) / C;
+    for (int j = threadIdx.x; j < C; j += blockDim.x) {
+        double v = rs * ((double)g[j] * w[j] - xr[j] * rs * s);
+        d[j] = (float)((ACC ? (double)d[j] : 0.0) + v);
+    }
+}
+
+/* dw[c] += sum_r dy xhat, first launch: blocks (column tile, chunk of rows)
+   write part[chunk][c], rows in order; kanc_col_finish adds the chunks */
+KD void kanc_rmsnorm_bwd_w_partial(double *part, const float *dy, const float *x, const float *rstd, long long N,
+                                   int C, long long chunk)
+{
+    long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    long long r0 = (long long)blockIdx.y * chunk, r1 = r0 + chunk < N ? r0 + chunk : N;
+    if (c >= C) return;
+    double sw = 0.0;
+    for (long long r = r0; r < r1; r++) sw += (double)dy[r * C + c] * ((double)x[r * C + c] * rstd[r]);
+    part[(long long)blockIdx.y * C + c] = sw;
 }
 
 #endif

@@ -293,6 +293,11 @@ postfix
     : primary
     | postfix '[' expr ']'          { $$ = mk(X, ND_INDEX, &@2); $$->lhs = $1; $$->rhs = $3; }
     | postfix '.' IDENT             { $$ = mk_name(X, ND_MEMBER, &@3, $3); $$->lhs = $1; }
+    /* 'layer' and 'model' start an item at the top level and are plain
+       names in expressions, so labels can use Hugging Face's names
+       ('encoder.layer[i]', 'model.layers[i]') */
+    | postfix '.' LAYER             { $$ = mk_name(X, ND_MEMBER, &@3, "layer"); $$->lhs = $1; }
+    | postfix '.' MODEL             { $$ = mk_name(X, ND_MEMBER, &@3, "model"); $$->lhs = $1; }
     ;
 
 primary
@@ -302,6 +307,8 @@ primary
     | TRUE                          { $$ = mk(X, ND_BOOL, &@1); $$->ival = 1; }
     | FALSE                         { $$ = mk(X, ND_BOOL, &@1); $$->ival = 0; }
     | IDENT                         { $$ = mk_name(X, ND_VAR, &@1, $1); }
+    | LAYER                         { $$ = mk_name(X, ND_VAR, &@1, "layer"); }
+    | MODEL                         { $$ = mk_name(X, ND_VAR, &@1, "model"); }
     | call
     | '(' expr ')'                  { $$ = $2; }
     | '[' list_items ']'            { $$ = mk(X, ND_LIST, &@1); $$->list = $2.head; }
@@ -350,7 +357,7 @@ static int starts_expr(yysymbol_kind_t s)
     static const char *const names[] = {"'('", "'['", "'-'", "'+'"};
     switch (s) {
     case YYSYMBOL_INT: case YYSYMBOL_FLOAT: case YYSYMBOL_STRING: case YYSYMBOL_TRUE:
-    case YYSYMBOL_FALSE: case YYSYMBOL_IDENT: case YYSYMBOL_NOT:
+    case YYSYMBOL_FALSE: case YYSYMBOL_IDENT: case YYSYMBOL_NOT: case YYSYMBOL_LAYER: case YYSYMBOL_MODEL:
         return 1;
     default:
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -398,13 +405,16 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, KdlLex *X, yyscan_t sc
     yysymbol_kind_t all[YYNTOKENS];
     int n = yypcontext_expected_tokens(ctx, all, YYNTOKENS);
     if (n < 0) return n;
-    int expr = 0, m = 0;
+    int expr = 0, ident = 0, m = 0;
     const char *names[YYNTOKENS];
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         if (all[i] == YYSYMBOL_INT) expr = 1;
+        if (all[i] == YYSYMBOL_IDENT) ident = 1;
+    }
     for (int i = 0; i < n; i++) {
         if (expr && starts_expr(all[i])) continue;
         if (continues_expr(all[i])) continue;
+        if (ident && (all[i] == YYSYMBOL_LAYER || all[i] == YYSYMBOL_MODEL)) continue; /* names where a name goes */
         names[m++] = yysymbol_name(all[i]);
     }
     int eof = yypcontext_token(ctx) == YYSYMBOL_YYEOF ||

@@ -1,4 +1,6 @@
-/* attention.c: causal multi-head self-attention on a fused qkv (minGPT). */
+/* attention.c: causal multi-head self-attention on a fused qkv (minGPT), and
+   rotary position embeddings (RoPE) as an op of their own that attention's
+   rope = true puts before it. */
 #include <stdio.h>
 
 #include <math.h>
@@ -28,21 +30,52 @@ static double attention_arith(const Graph *g, const GNode *n)
     return scores * (n->op == OP_ATTENTION ? 6 + drop : 5 + drop);
 }
 
-const OpFamily op_family_attention = {.name = "attention", .flops = attention_flops,
-                                      .elementwise_flops = attention_arith};
+/* rope: per rotated element two products and a sum, and its pair's cos and
+   sin once per two elements (1); a copied column costs nothing */
+static double rope_arith(const Graph *g, const GNode *n)
+{
+    const GNode *f = n->fwd >= 0 ? &g->nodes[n->fwd] : n;
+    return 4 * (double)shape_rows(&f->shape) * (double)f->a.len;
+}
+
+static double attention_family_arith(const Graph *g, const GNode *n)
+{
+    return n->op == OP_ROPE || n->op == OP_ROPE_BWD ? rope_arith(g, n) : attention_arith(g, n);
+}
+
+static double attention_family_flops(const Graph *g, const GNode *n)
+{
+    return n->op == OP_ROPE || n->op == OP_ROPE_BWD ? 0 : attention_flops(g, n);
+}
+
+const OpFamily op_family_attention = {.name = "attention", .flops = attention_family_flops,
+                                      .elementwise_flops = attention_family_arith};
+
+/* the rope node on x [..., T, W]: rotates the first `cols` columns, `groups`
+   heads of D = cols / groups (even) each; -1 after an error */
+static int emit_rope(Elab *E, Args *A, int x, int64_t groups, int64_t cols, double base)
+{
+    GAttr at = {.heads = (int)groups, .len = cols, .rope_base = base};
+    return el_emit(E, A->call, A->scope, OP_ROPE, &x, 1, el_tshape(E, x), &at);
+}
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 
 /* attention(qkv [B, T, 3C], heads): multi-head self-attention. A causal one
-   also makes minGPT's mask buffer `bias` [1, 1, T, T] in the current scope. */
+   also makes minGPT's mask buffer `bias` [1, 1, T, T] in the current scope.
+   rope = true rotates q and k first (a rope node on qkv's first 2C columns). */
 static Value L_attention(Elab *E, Args *A)
 {
-    int qkv, causal;
+    int qkv, causal, rope;
     int64_t H;
-    double p;
+    double p, base;
     if (!el_arg_real(E, A, 0, 1, &qkv) || !el_arg_int(E, A, 1, 0, 1, INT64_MAX, &H) ||
-        !el_arg_bool(E, A, 2, 1, &causal) || !el_arg_prob(E, A, 3, &p))
+        !el_arg_bool(E, A, 2, 1, &causal) || !el_arg_prob(E, A, 3, &p) || !el_arg_bool(E, A, 4, 0, &rope) ||
+        !el_arg_num(E, A, 5, 10000.0, &base))
         return VERR;
+    if (!(base > 1)) return el_bad_arg(E, A, 5, "must be greater than 1"), VERR;
+    if (A->given[5] && !rope)
+        return el_err(E, el_arg_loc(A, 5), "'%s': rope_base is given but rope is false", A->callee);
     GShape s = el_tshape(E, qkv);
     if (s.nd != 3 || s.d[2] % 3)
         return el_err(E, el_arg_loc(A, 0), "argument 'qkv' of '%s' must have shape [B, T, 3*C], got %s",
@@ -51,6 +84,10 @@ static Value L_attention(Elab *E, Args *A)
     if (C % H)
         return el_err(E, el_arg_loc(A, 1), "'%s': the width C = %lld is not divisible by heads = %lld",
                       A->callee, (long long)C, (long long)H);
+    if (rope && (C / H) % 2)
+        return el_err(E, el_arg_loc(A, 4), "'%s': rope needs an even head width, got C / heads = %lld",
+                      A->callee, (long long)(C / H));
+    if (rope && (qkv = emit_rope(E, A, qkv, 2 * H, 2 * C, base)) < 0) return VERR;
     if (causal) {
         int mask = el_buffer(E, A, "bias", shape_of(4, (int64_t)1, (int64_t)1, T, T), INIT_TRIL);
         if (mask < 0) return VERR;
@@ -72,8 +109,29 @@ const Builtin layer_attention = {"attention",
                                  2,
                                  0,
                                  1,
-                                 "attention(qkv, heads, causal = true, dropout = 0.0)",
-                                 {"qkv", "heads", "causal", "dropout"}};
+                                 "attention(qkv, heads, causal = true, dropout = 0.0, rope = false, rope_base = 10000.0)",
+                                 {"qkv", "heads", "causal", "dropout", "rope", "rope_base"}};
+
+/* rope(x [..., T, C], heads, base): the rotary embedding of every head of x
+   (for q or k held apart from each other) */
+static Value L_rope(Elab *E, Args *A)
+{
+    int x;
+    int64_t H;
+    double base;
+    if (!el_arg_real(E, A, 0, 2, &x) || !el_arg_int(E, A, 1, 0, 1, INT64_MAX, &H) ||
+        !el_arg_num(E, A, 2, 10000.0, &base))
+        return VERR;
+    if (!(base > 1)) return el_bad_arg(E, A, 2, "must be greater than 1"), VERR;
+    GShape s = el_tshape(E, x);
+    int64_t C = shape_last(&s);
+    if (C % H || (C / H) % 2)
+        return el_err(E, el_arg_loc(A, 1), "'%s': the width C = %lld must split into heads = %lld of an even width",
+                      A->callee, (long long)C, (long long)H);
+    return vnode(emit_rope(E, A, x, H, C, base));
+}
+
+const Builtin layer_rope = {"rope", L_rope, 2, 0, 1, "rope(x, heads, base = 10000.0)", {"x", "heads", "base"}};
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 
@@ -82,6 +140,13 @@ void op_vjp_attention(AdCtx *ad, const GNode *n, int dy)
     GAttr a = n->a;
     a.acc = 0;
     if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_ATTENTION_BWD, (int[]){dy, n->in[0]}, 2, a);
+}
+
+/* the inverse rotation of dy (a rotation's transpose) */
+void op_vjp_rope(AdCtx *ad, const GNode *n, int dy)
+{
+    GAttr a = n->a;
+    if (ad_wants(ad, n->in[0])) ad_contribute(ad, n->in[0], OP_ROPE_BWD, &dy, 1, a);
 }
 
 /* ---- CUDA: the kernels of a node (compiler/cuda_emit.h) ---- */
@@ -277,3 +342,25 @@ void cuda_emit_attention_bwd(CudaGen *G)
     cg_line(G, "kanc_attention_bwd_dqk<%d, %d>(dqkv, dS, qkv, %s);", a.causal, cg_node_acc(n), dims);
     cg_kernel_end(G);
 }
+
+/* rope: one thread per element; the backward is the same kernel rotating back */
+static void emit_rope_kernel(CudaGen *G, const GNode *f, int inverse)
+{
+    const GShape *s = &f->shape;
+    int64_t n = shape_numel(s), W = shape_last(s), T = s->d[s->nd - 2], D = f->a.len / f->a.heads;
+    char b[32];
+    cg_kernel_begin(G, inverse ? "rope_bwd" : "rope_fwd", cg_blocks_for(n), 1, CG_BLOCK, 0,
+                    "%s: pairs (i, i + %lld) of %d heads of %lld, angle t base^(-2i/D); columns from %lld copied",
+                    inverse ? "dx (+)= the inverse rotation of dy" : "y = x rotated", (long long)(D / 2), f->a.heads,
+                    (long long)D, (long long)f->a.len);
+    cg_out_ptr(G, inverse ? "dx" : "y");
+    cg_in_ptr(G, inverse ? "dy" : "x", 0);
+    cg_line(G, "kanc_rope<%d, %d>(%s, %s, %lldLL, %lld, %lld, %lld, %lld, %s);", inverse, inverse && cg_node_acc(G->n),
+            inverse ? "dx" : "y", inverse ? "dy" : "x", (long long)n, (long long)T, (long long)W,
+            (long long)f->a.len, (long long)D, cg_dlit(b, f->a.rope_base));
+    cg_kernel_end(G);
+}
+
+void cuda_emit_rope(CudaGen *G) { emit_rope_kernel(G, G->n, 0); }
+
+void cuda_emit_rope_bwd(CudaGen *G) { emit_rope_kernel(G, &G->g->nodes[G->n->fwd], 1); }

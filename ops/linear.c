@@ -25,6 +25,8 @@ const OpFamily op_family_linear = {.name = "linear", .flops = linear_flops, .ele
 
 /* ---- the language: the builtin layers (compiler/layer.h) ---- */
 
+/* tie = "transformer.wte.weight": the weight is that parameter (an
+   embedding's [V, C] serves as the head's [out = V, in = C]), nanoGPT's tying */
 static Value L_linear(Elab *E, Args *A)
 {
     int x, bias;
@@ -35,7 +37,11 @@ static Value L_linear(Elab *E, Args *A)
         return VERR;
     if (!(std >= 0)) return el_bad_arg(E, A, 3, "must not be negative"), VERR;
     GShape xs = el_tshape(E, x);
-    int w = el_param(E, A, "weight", shape_of(2, out, shape_last(&xs)), INIT_NORMAL, std, 1);
+    GShape ws = shape_of(2, out, shape_last(&xs));
+    if (A->given[4] && A->given[3])
+        return el_err(E, el_arg_loc(A, 3), "'%s': init_std has no meaning for a tied weight (it keeps its own init)",
+                      A->callee);
+    int w = A->given[4] ? el_tied_param(E, A, 4, ws, "weight") : el_param(E, A, "weight", ws, INIT_NORMAL, std, 1);
     int b = bias && w >= 0 ? el_param(E, A, "bias", shape_of(1, out), INIT_ZEROS, 0, 0) : -2;
     if (w < 0 || b == -1) return VERR;
     GAttr at = {.has_bias = bias};
@@ -48,8 +54,8 @@ const Builtin layer_linear = {"linear",
                               2,
                               0,
                               1,
-                              "linear(x, out, bias = true, init_std = 0.02)",
-                              {"x", "out", "bias", "init_std"}};
+                              "linear(x, out, bias = true, init_std = 0.02, tie = \"name.weight\")",
+                              {"x", "out", "bias", "init_std", "tie"}};
 
 /* ---- autodiff: the VJP rules (compiler/autodiff.h) ---- */
 

@@ -222,6 +222,20 @@ Test(autodiff, layernorm)
     check(&c, NULL, TOL);
 }
 
+/* x feeds the norm and, through a product, the loss: dx accumulates */
+Test(autodiff, rmsnorm)
+{
+    Case c = {.seed = 21};
+    graph_init(&c.g);
+    GShape s = shape_of(3, (int64_t)2, (int64_t)3, (int64_t)7);
+    int x = value(&c, "x", s);
+    int w = param(&c, "w", shape_of(1, (int64_t)7));
+    int y = with_aux(&c, OP_RMSNORM, (int[]){x, w}, 2, s, (GAttr){.eps = 1e-6}, shape_of(1, (int64_t)6));
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    check(&c, NULL, TOL);
+}
+
 static void attention_case(uint64_t seed, int causal, double p)
 {
     Case c = {.seed = seed};
@@ -239,6 +253,80 @@ Test(autodiff, attention)
     attention_case(30, 1, 0);
     attention_case(31, 0, 0);
     attention_case(32, 1, 0.3);
+}
+
+/* rope on a qkv-like tensor: the first 8 of 12 columns rotated (heads of 4),
+   the rest copied; x also feeds the loss directly, so dx accumulates */
+Test(autodiff, rope)
+{
+    Case c = {.seed = 33};
+    graph_init(&c.g);
+    GShape s = shape_of(3, (int64_t)2, (int64_t)5, (int64_t)12);
+    int x = value(&c, "x", s);
+    int y = op(&c, OP_ROPE, &x, 1, s, (GAttr){.heads = 2, .len = 8, .rope_base = 10.0});
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    check(&c, NULL, TOL);
+}
+
+/* attention with rope = true: the rope node before attention, differentiated together */
+Test(autodiff, attention_with_rope)
+{
+    Case c = {.seed = 34};
+    graph_init(&c.g);
+    int64_t B = 2, T = 5, C = 8, H = 2;
+    int qkv = value(&c, "qkv", shape_of(3, B, T, 3 * C));
+    int r = op(&c, OP_ROPE, &qkv, 1, shape_of(3, B, T, 3 * C),
+               (GAttr){.heads = (int)(2 * H), .len = 2 * C, .rope_base = 10000.0});
+    int y = with_aux(&c, OP_ATTENTION, &r, 1, shape_of(3, B, T, C), (GAttr){.heads = (int)H, .causal = 1},
+                     shape_of(4, B, H, T, T));
+    finish(&c, y);
+    check(&c, NULL, TOL);
+}
+
+/* The rope op against a direct transcription of Hugging Face's LLaMA
+   (apply_rotary_pos_emb): inv_freq = 1 / base^(arange(0, D, 2) / D),
+   emb = cat(t inv_freq, t inv_freq), q' = q cos(emb) + rotate_half(q) sin(emb),
+   rotate_half(q) = cat(-q[D/2:], q[:D/2]). */
+Test(autodiff, rope_is_llamas_rotate_half)
+{
+    Case c = {.seed = 35};
+    graph_init(&c.g);
+    int64_t B = 2, T = 7, H = 3, D = 6, W = 2 * H * D + 5; /* q, k rotated; 5 more columns copied */
+    double base = 500.0;
+    GShape s = shape_of(3, B, T, W);
+    int x = param(&c, "x", s);
+    int y = op(&c, OP_ROPE, &x, 1, s, (GAttr){.heads = (int)(2 * H), .len = 2 * H * D, .rope_base = base});
+    c.g.n_forward = c.g.n;
+    Plan p;
+    plan_build(&p, &c.g, 8);
+    CpuExec e;
+    cpu_exec_init(&e, &p);
+    double *xv = cpu_exec_value(&e, x);
+    for (int64_t j = 0; j < B * T * W; j++) xv[j] = urand(9, 1, (uint64_t)j);
+    cpu_exec_run(&e, 0, c.g.n_forward);
+    const double *yv = cpu_exec_value(&e, y);
+    double maxerr = 0, moved = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) {
+            const double *xr = xv + (b * T + t) * W, *yr = yv + (b * T + t) * W;
+            for (int64_t h = 0; h < 2 * H; h++)
+                for (int64_t d = 0; d < D; d++) {
+                    double inv_freq = 1.0 / pow(base, (double)(2 * (d % (D / 2))) / (double)D);
+                    double emb = (double)t * inv_freq;
+                    const double *q = xr + h * D;
+                    double rot = d < D / 2 ? -q[d + D / 2] : q[d - D / 2];
+                    double want = q[d] * cos(emb) + rot * sin(emb);
+                    maxerr = fmax(maxerr, fabs(yr[h * D + d] - want));
+                    moved = fmax(moved, fabs(yr[h * D + d] - q[d]));
+                }
+            for (int64_t j = 2 * H * D; j < W; j++) maxerr = fmax(maxerr, fabs(yr[j] - xr[j]));
+        }
+    cr_expect(maxerr < 1e-12, "rope vs the reference: max error %.3e", maxerr);
+    cr_expect(moved > 0.1, "rope rotated nothing");
+    cpu_exec_free(&e);
+    plan_free(&p);
+    graph_free(&c.g);
 }
 
 Test(autodiff, activations_and_dropout)

@@ -757,6 +757,56 @@ Test(cuda_codegen, layernorm)
     layernorm_case(24, s2(333, 300));
 }
 
+static void rmsnorm_case(uint64_t seed, GShape s)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    int64_t C = shape_last(&s), N = shape_rows(&s);
+    int x = value(&c, "x", s);
+    int w = param(&c, "w", shape_of(1, C));
+    int y = with_aux(&c, OP_RMSNORM, (int[]){x, w}, 2, s, (GAttr){.eps = 1e-6}, shape_of(1, N));
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0}); /* x's gradient accumulates */
+    finish(&c, z);
+    char what[64];
+    snprintf(what, sizeof what, "rmsnorm N=%lld C=%lld", (long long)N, (long long)C);
+    cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, rmsnorm)
+{
+    rmsnorm_case(26, s3(2, 7, 6));
+    rmsnorm_case(27, s2(13, 70));
+    rmsnorm_case(28, s2(5, 300));
+    rmsnorm_case(29, s2(1000, 7)); /* dw in many row chunks */
+    rmsnorm_case(30, s2(333, 300)); /* and over two column tiles */
+}
+
+/* rope on [B, T, W] rotating the first R columns in heads of D; x's gradient
+   accumulates (the rope_bwd kernel's ACC) */
+static void rope_case(uint64_t seed, int64_t B, int64_t T, int64_t W, int64_t R, int64_t D)
+{
+    Case c = {.seed = seed};
+    graph_init(&c.g);
+    GShape s = s3(B, T, W);
+    int x = value(&c, "x", s);
+    int y = op(&c, OP_ROPE, &x, 1, s, (GAttr){.heads = (int)(R / D), .len = R, .rope_base = 10000.0});
+    int z = op(&c, OP_MUL, (int[]){y, x}, 2, s, (GAttr){0});
+    finish(&c, z);
+    char what[96];
+    snprintf(what, sizeof what, "rope B=%lld T=%lld W=%lld R=%lld D=%lld", (long long)B, (long long)T,
+             (long long)W, (long long)R, (long long)D);
+    cr_expect_eq(run_case(&c, what, &(RunOpts){0}), 0, "%s", what);
+    graph_free(&c.g);
+}
+
+Test(cuda_codegen, rope)
+{
+    rope_case(40, 2, 7, 30, 20, 10);   /* q and k of a qkv with C = 10, one head each */
+    rope_case(41, 3, 13, 18, 18, 6);   /* every column */
+    rope_case(42, 1, 129, 99, 64, 16); /* long positions, ragged width */
+}
+
 static void attention_case(uint64_t seed, int64_t B, int64_t T, int64_t C, int64_t H, int causal,
                            double p, int training, int cublas)
 {

@@ -839,6 +839,79 @@ Test(language, layer_presets)
     graph_free(&g);
 }
 
+/* 'layer' and 'model' are keywords where an item starts and plain names in
+   labels (Hugging Face's encoder.layer.0..., model.layers.0...) */
+Test(language, layer_as_label_component)
+{
+    Graph g;
+    compile_ok("param C = 4\n"
+               "layer L = linear(bias = false)\n"
+               "block block_(x) { return dense: L(x, C) }\n"
+               "model m(x: real[2, C]) {\n"
+               "  repeat i in 2 { x = encoder.layer[i]: block_(x) }\n"
+               "  x = layer.out: L(x, C)\n"
+               "  x = model.layers[0].model: L(x, C)\n"
+               "  return layer[3]: rmsnorm(x)\n"
+               "}\n", NULL, 0, &g, NULL);
+    static const char *const names[] = {"encoder.layer.0.dense.weight", "encoder.layer.1.dense.weight",
+                                        "layer.out.weight", "model.layers.0.model.weight", "layer.3.weight"};
+    for (int i = 0; i < 5; i++) cr_expect_geq(find_leaf(&g, names[i]), 0, "%s", names[i]);
+    cr_expect_eq(count_op(&g, OP_PARAM), 5);
+    graph_free(&g);
+    /* a variable cannot be called 'layer': it stays a keyword where a statement starts */
+    char *d = compile_err("model m(x: real[2, 4]) {\n  layer = x\n  return x\n}\n", NULL, 0);
+    cr_expect(strstr(d, "test.kdl:2:3: error:") != NULL, "%s", d);
+    free(d);
+}
+
+/* rmsnorm's one parameter; attention(rope = true) and rope() put a rope node
+   on q and k (qkv's first 2C columns) or on every column; their errors */
+Test(language, rmsnorm_and_rope)
+{
+    Graph g;
+    compile_ok("model m(x: real[2, 5, 12]) {\n"
+               "  h = norm: rmsnorm(x)\n"
+               "  a = attn: attention(h, heads = 2, rope = true, rope_base = 500.0)\n"
+               "  q = rope(a, heads = 2)\n"
+               "  return a, q\n}\n", NULL, 0, &g, NULL);
+    cr_assert_eq(count_op(&g, OP_PARAM), 1);
+    int w = find_leaf(&g, "norm.weight"), nrm = w + 1;
+    cr_assert_eq(g.nodes[w].init, INIT_ONES);
+    cr_assert_eq(g.nodes[nrm].op, OP_RMSNORM);
+    cr_assert_float_eq(g.nodes[nrm].a.eps, 1e-6, 1e-20);
+    cr_assert_str_eq(sh(&g.nodes[nrm].aux), "[10]");
+    cr_assert_eq(count_op(&g, OP_ROPE), 2);
+    int ra = -1, rq = -1;
+    for (int i = 0; i < g.n; i++)
+        if (g.nodes[i].op == OP_ROPE) *(ra < 0 ? &ra : &rq) = i;
+    cr_assert_eq(g.nodes[ra].in[0], nrm, "attention's rope rotates the attention's input");
+    cr_assert_eq(g.nodes[ra].a.len, 8);
+    cr_assert_eq(g.nodes[ra].a.heads, 4); /* 2 heads of q and 2 of k, D = 2 */
+    cr_assert_float_eq(g.nodes[ra].a.rope_base, 500.0, 1e-9);
+    int att = -1;
+    for (int i = 0; i < g.n; i++)
+        if (g.nodes[i].op == OP_ATTENTION) att = i;
+    cr_assert_eq(g.nodes[att].in[0], ra);
+    cr_assert_eq(g.nodes[rq].a.len, 4);
+    cr_assert_eq(g.nodes[rq].a.heads, 2);
+    cr_assert_float_eq(g.nodes[rq].a.rope_base, 10000.0, 1e-9);
+    graph_free(&g);
+    char *d = compile_err("model m(x: real[2, 5, 18]) {\n  return attention(x, heads = 2, rope = true)\n}\n",
+                          NULL, 0);
+    cr_expect(strstr(d, "rope needs an even head width, got C / heads = 3") != NULL, "%s", d);
+    free(d);
+    d = compile_err("model m(x: real[2, 5, 12]) {\n  return attention(x, heads = 2, rope_base = 100.0)\n}\n",
+                    NULL, 0);
+    cr_expect(strstr(d, "rope_base is given but rope is false") != NULL, "%s", d);
+    free(d);
+    d = compile_err("model m(x: real[2, 5, 12]) {\n  return rope(x, heads = 4)\n}\n", NULL, 0);
+    cr_expect(strstr(d, "must split into heads = 4 of an even width") != NULL, "%s", d);
+    free(d);
+    d = compile_err("model m(x: real[2, 5, 12]) {\n  return norm: rmsnorm(x, eps = 0)\n}\n", NULL, 0);
+    cr_expect(strstr(d, "argument 'eps' of 'rmsnorm' must be positive") != NULL, "%s", d);
+    free(d);
+}
+
 Test(language, norm_attention_loss)
 {
     Graph g;

@@ -47,7 +47,7 @@ Test(ops, kinds_are_in_enum_order)
 Test(ops, flags)
 {
     /* the backward ops that read their forward's aux: what plan.c keeps alive */
-    const GOp reads[] = {OP_LAYERNORM_BWD, OP_ATTENTION_BWD, OP_CE_BWD, OP_KAN_REG_BWD};
+    const GOp reads[] = {OP_LAYERNORM_BWD, OP_RMSNORM_BWD, OP_ATTENTION_BWD, OP_CE_BWD, OP_KAN_REG_BWD};
     int n = 0;
     for (int op = 0; op < OP__COUNT; op++)
         if (op_info(op)->flags & OPF_READS_FWD_AUX) {
@@ -57,7 +57,7 @@ Test(ops, flags)
             cr_assert(known, "%s reads the forward aux", op_name(op));
             cr_assert(op_is_backward(op));
         }
-    cr_assert_eq(n, 4);
+    cr_assert_eq(n, (int)(sizeof reads / sizeof *reads));
     GNode lnb = {.op = OP_LAYERNORM_BWD, .gparam = -1};
     cr_assert(op_writes_param_grads(&lnb), "layernorm_bwd writes dw and db");
     GNode acc = {.op = OP_ACC, .gparam = -1};
