@@ -349,9 +349,73 @@ void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q)
 /* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
 /* ------------------------------------------------------------------------ */
 
+/* bf16 copy of a GEMM operand stored as `rows` x `cols` fp32 with row stride ld:
+   a cast kernel into the operand copies at byte `at` (CG_AREA_CAST), rows padded
+   to a multiple of 8 elements (16 bytes, the tensor-core kernels' vector loads).
+   Returns the copy's row stride. */
+static int64_t cast_operand(CudaGen *G, const char *what, CgLoc src, int64_t rows, int64_t cols, int64_t ld,
+                            int64_t at, const char *name)
+{
+    int64_t ld16 = cg_cdiv(cols, 8) * 8;
+    char a1[32], a2[32], a3[32], a4[32];
+    cg_kernel_begin(G, "gemm_cast_bf16", cg_blocks_for(rows * cols), 1, CG_BLOCK, 0,
+                    "a GEMM operand [rows, cols] (row stride ld) in fp32 -> bf16 (round to nearest even, "
+                    "rows padded to 16 bytes); first: %s [%lld, %lld] for %s", name, (long long)rows,
+                    (long long)cols, what);
+    cg_ptr(G, "__nv_bfloat16", "dst", (CgLoc){CG_AREA_CAST, at}, NULL, "its bf16 copy (workspace)");
+    cg_ptr(G, "const float", "src", src, NULL, name);
+    snprintf(a1, sizeof a1, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, rows));
+    snprintf(a2, sizeof a2, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, cols));
+    snprintf(a3, sizeof a3, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, ld));
+    snprintf(a4, sizeof a4, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, ld16));
+    cg_line(G, "kanc_cast_bf16_rows(dst, src, %s, %s, %s, %s);", a1, a2, a3, a4);
+    cg_kernel_end(G);
+    return ld16;
+}
+
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note)
 {
     char ba[32], bb[32];
+    if (G->o.precision == CUDA_BF16 && G->o.use_cublas) {
+        CgGemm b = *q;
+        int64_t at = 0;
+        /* stored A is m x k (k x m transposed), B k x n (n x k) */
+        int64_t ra = q->ta ? q->k : q->m, ca = q->ta ? q->m : q->k;
+        int64_t rb = q->tb ? q->n : q->k, cb = q->tb ? q->k : q->n;
+        if (q->m && q->n && q->type_a != GEMM_BF16) {
+            b.lda = cast_operand(G, what, q->a, ra, ca, q->lda, at, q->na);
+            b.a = (CgLoc){CG_AREA_CAST, at};
+            at += cg_cdiv(ra * b.lda * 2, 256) * 256;
+        }
+        if (q->m && q->n && q->type_b != GEMM_BF16) {
+            b.ldb = cast_operand(G, what, q->b, rb, cb, q->ldb, at, q->nb);
+            b.b = (CgLoc){CG_AREA_CAST, at};
+            at += cg_cdiv(rb * b.ldb * 2, 256) * 256;
+        }
+        if (at > G->cast_bytes) G->cast_bytes = at;
+        b.type_a = b.type_b = GEMM_BF16;
+        q = &b;
+        /* the LAUNCH_GEMM below, with the copies as operands */
+        char name[64];
+        snprintf(name, sizeof name, "n%d_%s", G->n->id, what);
+        CudaLaunch *l = cg_add_launch(G, LAUNCH_GEMM, name);
+        l->gemm = (GemmDesc){.trans_a = q->ta, .trans_b = q->tb, .m = q->m, .n = q->n, .k = q->k,
+                             .lda = q->lda, .ldb = q->ldb, .ldc = q->ldc, .alpha = q->alpha, .beta = q->beta,
+                             .area_a = q->a.area, .area_b = q->b.area, .area_c = q->c.area,
+                             .off_a = q->a.off, .off_b = q->b.off, .off_c = q->c.off,
+                             .type_a = GEMM_BF16, .type_b = GEMM_BF16};
+        sb_printf(&G->src,
+                  "/* node %d %s: %s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
+                  "%g op(A) op(B) + %g C, trans %d %d, k %lld; A, B bf16, C fp32, fp32 accumulation;\n"
+                  "   A = %s, B = %s, C = %s */\n\n",
+                  G->n->id, op_name(G->n->op), note, name, (long long)q->m, (long long)q->n, (double)q->alpha,
+                  (double)q->beta, q->ta, q->tb, (long long)q->k, q->na, q->nb, q->nc);
+        return;
+    }
+    if (q->type_a != GEMM_F32 || q->type_b != GEMM_F32) {
+        cg_fail(G, "cuda: node %d: GEMM %s has a bf16 operand in an fp32 step", G->n->id, what);
+        return;
+    }
     if (G->o.use_cublas) {
         char name[64];
         snprintf(name, sizeof name, "n%d_%s", G->n->id, what);

@@ -422,6 +422,15 @@ static cublasStatus_t lt_last = CUBLAS_STATUS_SUCCESS;
 
 const char *cuda_mock_lt_error(void) { return lt_err; }
 
+/* matmuls run, by A's type: [0] fp32, [1] bf16 (cuda_mock_lt_counts) */
+static long lt_counts[2];
+
+void cuda_mock_lt_counts(long *fp32, long *bf16)
+{
+    *fp32 = __atomic_load_n(&lt_counts[0], __ATOMIC_RELAXED);
+    *bf16 = __atomic_load_n(&lt_counts[1], __ATOMIC_RELAXED);
+}
+
 static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...)
 {
@@ -737,6 +746,7 @@ static cublasStatus_t lt_matmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cons
                        (long long)ddesc->stride);
     if (need_ws) memset(ws, 0xff, (size_t)need_ws); /* a real algorithm's scratch */
     lt_ok();
+    __atomic_add_fetch(&lt_counts[adesc->type == CUDA_R_16BF], 1, __ATOMIC_RELAXED);
     if (empty) return CUBLAS_STATUS_SUCCESS;
     float *fa = xmalloc(sizeof(float) * (adesc->rows * adesc->cols + 1));
     float *fb = xmalloc(sizeof(float) * (bdesc->rows * bdesc->cols + 1));
