@@ -11,6 +11,7 @@
 typedef struct {
     const char *model, *data, *val, *tokenizer, *out, *resume, *device;
     const char *init_from; /* --init-from: a state_dict file (state_dict.h) for a new run */
+    const char *precision; /* --precision fp32|bf16 on a CUDA device (sets KANC_PRECISION; NULL: its default) */
     int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, clip;
     /* grid update (kan_grid.h) every N steps before step `until` (0: the whole run) */
