@@ -57,6 +57,7 @@ void cuda_options_default(CudaOptions *o)
     o->kan_kernel = KAN_KERNEL_AUTO;
     o->kan_block_bytes = 64ll << 20;
     o->precision = CUDA_FP32;
+    o->gemm_copy_bytes = 64ll << 20;
 }
 
 int cuda_kan_kernel_parse(const char *s, KanKernel *k)
@@ -89,6 +90,16 @@ int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen)
     if (pr && *pr && cuda_precision_parse(pr, &o->precision)) {
         snprintf(err, errlen, "KANC_PRECISION=%s: expected fp32 or bf16", pr);
         return -1;
+    }
+    const char *cb = getenv("KANC_GEMM_COPY_BYTES");
+    if (cb && *cb) {
+        char *end;
+        long long v = strtoll(cb, &end, 10);
+        if (*end || v < 256) {
+            snprintf(err, errlen, "KANC_GEMM_COPY_BYTES=%s: expected a number of bytes, at least 256", cb);
+            return -1;
+        }
+        o->gemm_copy_bytes = v;
     }
     return 0;
 }

@@ -121,6 +121,8 @@ typedef struct {
     int use_cublas;             /* plain GEMMs as LAUNCH_GEMM (1, default) or generated kernels (0) */
     CudaPrecision precision;    /* of the matrix products (default CUDA_FP32; the runtime's own
                                    compiles default to bf16 on a GPU, cuda_options_for_device) */
+    int64_t gemm_copy_bytes;    /* bf16: a GEMM's operand copies at most about this many bytes, else
+                                   it runs in parts (default 64 MiB; KANC_GEMM_COPY_BYTES) */
 } CudaOptions;
 
 typedef struct {
@@ -143,8 +145,8 @@ int cuda_kan_kernel_parse(const char *s, KanKernel *k);
 int cuda_precision_parse(const char *s, CudaPrecision *p);
 static inline const char *cuda_precision_name(CudaPrecision p) { return p == CUDA_BF16 ? "bf16" : "fp32"; }
 /* The options the environment sets for the runtime's own compiles:
-   KANC_KAN_KERNEL=auto|fused|blocked, KANC_PRECISION=fp32|bf16. Returns 0,
-   or -1 with a message. */
+   KANC_KAN_KERNEL=auto|fused|blocked, KANC_PRECISION=fp32|bf16,
+   KANC_GEMM_COPY_BYTES=N (at least 256). Returns 0, or -1 with a message. */
 int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen);
 /* The runtime's options for a device: precision bf16 on "cuda" (a GPU), fp32
    on "emu" (the emulator's default is the fp32 path it checks against the

@@ -236,3 +236,50 @@ Test(bf16, kanc_report_shows_the_operand_copies)
     cr_expect(out && strstr(out, "at precision fp32") && strstr(out, "copies 0.00 MiB"), "%s", out ? out : "");
     free(out);
 }
+
+/* A GEMM whose operand copies pass CudaOptions.gemm_copy_bytes runs in parts (along m, n or
+   k): more GEMM launches, smaller copies, and the same results within the bf16 tolerance */
+Test(bf16, large_operand_copies_run_in_parts)
+{
+    Model m;
+    tiny_model(&m, "mingpt.kdl");
+    CudaOptions o;
+    cuda_options_default(&o);
+    o.precision = CUDA_BF16;
+    char err[512];
+    CudaProgram whole, parts;
+    cr_assert(codegen_cuda(&m.plan, &o, &whole, err, sizeof err) == 0, "%s", err);
+    o.gemm_copy_bytes = 1024; /* below the tiny model's 3 KiB of copies */
+    cr_assert(codegen_cuda(&m.plan, &o, &parts, err, sizeof err) == 0, "%s", err);
+    int nw = 0, np = 0;
+    for (int i = 0; i < whole.n_launch; i++) nw += whole.launch[i].kind == LAUNCH_GEMM;
+    for (int i = 0; i < parts.n_launch; i++) np += parts.launch[i].kind == LAUNCH_GEMM;
+    cr_expect(np > nw, "%d GEMMs in parts, %d whole", np, nw);
+    cr_expect(parts.ws_cast_bytes < whole.ws_cast_bytes, "copies %lld in parts, %lld whole",
+              (long long)parts.ws_cast_bytes, (long long)whole.ws_cast_bytes);
+    cuda_program_free(&whole);
+    cuda_program_free(&parts);
+    model_free(&m);
+
+    for (int i = 0; i < 3; i++) {
+        double worst;
+        char *r;
+        long f0, b0, f1, b1, f2, b2;
+        cuda_mock_lt_counts(&f0, &b0);
+        verify_emu(CASES[i].model, CASES[i].fixture, "bf16", CASES[i].kan_kernel, &worst, &r);
+        free(r);
+        cuda_mock_lt_counts(&f1, &b1);
+        setenv("KANC_GEMM_COPY_BYTES", "512", 1);
+        int rc = verify_emu(CASES[i].model, CASES[i].fixture, "bf16", CASES[i].kan_kernel, &worst, &r);
+        unsetenv("KANC_GEMM_COPY_BYTES");
+        cuda_mock_lt_counts(&f2, &b2);
+        cr_expect(rc == 0, "%s in parts: rc %d\n%s", CASES[i].fixture, rc, r);
+        cr_expect(b2 - b1 > b1 - b0, "%s: %ld bf16 matmuls in parts, %ld whole", CASES[i].fixture, b2 - b1, b1 - b0);
+        free(r);
+    }
+    CudaOptions e;
+    setenv("KANC_GEMM_COPY_BYTES", "12kb", 1);
+    cr_expect_eq(cuda_options_from_env(&e, err, sizeof err), -1);
+    cr_expect(strstr(err, "KANC_GEMM_COPY_BYTES=12kb"), "%s", err);
+    unsetenv("KANC_GEMM_COPY_BYTES");
+}
