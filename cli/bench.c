@@ -43,7 +43,7 @@ int bench_main(int argc, char **argv)
     int64_t steps = 20, warmup = 3, threads = 0, seed = 1337, batch = 0;
     int profile = 0, measure_peak = 0;
     double lr = 3e-4, peak_tflops = 0;
-    const char *precision = NULL;
+    const char *precision = NULL, *gemm_precision = NULL;
     ConfigSets cs = {0};
     const CliOpt opts[] = {
         CLI_CALL("preset", config_cli_preset, "NAME", "hyperparameters from models/presets/NAME.set"),
@@ -58,7 +58,8 @@ int bench_main(int argc, char **argv)
         CLI_FLAG("profile", &profile, "also print the time per op kind on the CPU (stderr)"),
         CLI_REAL("peak-tflops", &peak_tflops, 0, INFINITY, "X", "the peak for the MFU, in TFLOP/s (default: the GPU's\nfrom a table; on the CPU none unless --measure-peak)"),
         CLI_FLAG("measure-peak", &measure_peak, "CPU: measure OpenBLAS sgemm after the steps (about\n1 s) and take it as the peak"),
-        CLI_STR("peak-precision", &precision, "P", "the GPU table's column: fp32 (default; tf32 with\nKANC_TF32=1), tf32 or bf16"),
+        CLI_STR("peak-precision", &precision, "P", "the GPU table's column: that of --precision (tf32\nfor fp32 with KANC_TF32=1), or fp32, tf32, bf16"),
+        CLI_STR("precision", &gemm_precision, "P", "the GEMM operands on a CUDA device: bf16 (default on\ncuda) or fp32 (default on emu; the only one on cpu)"),
     };
     CliSpec spec = {"kanrun bench", BENCH_USAGE,
                     "Prints one JSON line with the fields of ../shared/bench/torch_train.py,\n"
@@ -72,6 +73,10 @@ int bench_main(int argc, char **argv)
         return r > 0 ? 0 : 2;
     }
     const char *path = pos[0];
+    if (gemm_precision && device_precision_request("kanrun bench", gemm_precision, device)) {
+        config_sets_free(&cs);
+        return 2;
+    }
     PeakPrecision prec = peak_run_precision();
     if (precision && peak_precision_parse(precision, &prec)) {
         fprintf(stderr, "kanrun bench: error: --peak-precision %s: give fp32, tf32 or bf16\n", precision);
@@ -134,6 +139,15 @@ int bench_main(int argc, char **argv)
     double fwd_flops, step_flops; /* per token: the model FLOPs (matrix products) */
     plan_flops(&m.plan, ntok, &fwd_flops, &step_flops);
     double tok_s = (double)ntok / med, model_flops_s = step_flops * tok_s;
+    /* the GEMMs' precision as the device compiled them; the MFU's peak follows it */
+    CudaOptions co;
+    cuda_options_default(&co);
+    if (strcmp(d->name, "cpu") && cuda_options_for_device(&co, d->name, err, sizeof err)) {
+        fprintf(stderr, "kanrun bench: error: %s\n", err);
+        goto out;
+    }
+    const char *dtype = cuda_precision_name(co.precision);
+    if (!precision && co.precision == CUDA_BF16) prec = PEAK_BF16;
     Peak pk; /* measured after the steps, with the same threads: nothing else runs then */
     if (peak_resolve(&pk, peak_tflops, measure_peak, !strcmp(d->name, "cuda"), d->gpu_name, prec, err,
                      sizeof err)) {
@@ -154,13 +168,13 @@ int bench_main(int argc, char **argv)
                *ne = kdl_param_get(&m.params, "n_embd");
     /* on a GPU, the device memory this run allocated (the peer: torch's max allocated) */
     long long peak = device_cuda_bytes(d) > 0 ? (long long)device_cuda_bytes(d) : (long long)ru.ru_maxrss * 1024;
-    printf("{\"impl\": \"kanc\", \"device\": \"%s\", \"dtype\": \"fp32\", \"threads\": %lld, "
+    printf("{\"impl\": \"kanc\", \"device\": \"%s\", \"dtype\": \"%s\", \"threads\": %lld, "
            "\"model\": \"%s\", \"n_layer\": %s, \"n_head\": %s, \"n_embd\": %s, \"vocab\": %lld, "
            "\"block\": %lld, \"batch\": %lld, \"steps\": %lld, \"params\": %lld, \"ms_per_step\": %.3f, "
            "\"tokens_per_s\": %.1f, \"peak_bytes\": %lld, \"arena_bytes\": %lld, \"loss_first\": %.4f, "
            "\"loss_last\": %.4f, \"loss_tail\": %.4f, \"flops_per_token\": %.6g, \"model_flops_per_s\": %.6g, "
            "\"gpu_name\": %s, %s}\n",
-           d->name, (long long)threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
+           d->name, dtype, (long long)threads, path, nl ? nl : "null", nh ? nh : "null", ne ? ne : "null", (long long)V,
            (long long)T, (long long)B, (long long)steps, (long long)params, med * 1e3, tok_s,
            peak, (long long)m.plan.arena_bytes, losses[0],
            losses[steps + warmup - 1], tail, step_flops, model_flops_s, gpu_field, peak_fields);

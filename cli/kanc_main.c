@@ -17,11 +17,33 @@ static const char USAGE[] =
     "\n"
     "Compiles a model description into a training step.\n";
 
+/* --report: the CUDA step's workspace at precision prec (the bf16 operand
+   copies of the GEMMs are part of it), as kanc -o would generate it */
+static void report_cuda_workspace(const Plan *p, CudaPrecision prec)
+{
+    CudaOptions co;
+    char err[512];
+    CudaProgram prog;
+    cuda_options_default(&co);
+    co.precision = prec;
+    if (cuda_options_from_env(&co, err, sizeof err) || codegen_cuda(p, &co, &prog, err, sizeof err)) {
+        printf("cuda workspace:  not generated (%s)\n", err);
+        return;
+    }
+    int ng = 0;
+    for (int i = 0; i < prog.n_launch; i++) ng += prog.launch[i].kind == LAUNCH_GEMM;
+    printf("cuda workspace:  %.2f MiB at precision %s (%d GEMMs; bf16 operand copies %.2f MiB)\n",
+           (double)prog.ws_bytes / (1 << 20), cuda_precision_name(prog.precision), ng,
+           (double)prog.ws_cast_bytes / (1 << 20));
+    cuda_program_free(&prog);
+}
+
 int main(int argc, char **argv)
 {
     int report = 0, dump = 0, forward_only = 0;
     int64_t batch = 0;
     const char *out_path = NULL, *arch = NULL, *tokenizer = NULL, *emit_source = NULL, *kan_kernel = NULL;
+    const char *precision = NULL;
     const char *match = NULL, *vary = NULL;
     ConfigSets cs = {0};
     const CliOpt opts[] = {
@@ -45,6 +67,8 @@ int main(int argc, char **argv)
         CLI_STR("vary", &vary, "NAME", "the hyperparameter --match-params scans (default\nn_embd)"),
         CLI_STR("kan-kernel", &kan_kernel, "K",
                 "KAN layers as fused kernels, as blocked basis +\ncuBLASLt GEMMs, or auto (default: a cost model\npicks per layer; docs/cuda.md)"),
+        CLI_STR("precision", &precision, "P",
+                "the GEMM operands of the cubin (and of --report's\nCUDA workspace): bf16 (default; fp32 accumulation)\nor fp32"),
     };
     CliSpec spec = {"kanc", USAGE, NULL, opts, CLI_COUNT(opts), 1, 1, &cs};
     char *pos[1];
@@ -58,7 +82,8 @@ int main(int argc, char **argv)
     if (out_path || emit_source) { /* the CUDA artifact (runtime/io/artifact.h) */
         ArtifactOptions ao = {.model_path = path, .sets = cs.sets, .nsets = cs.n, .arch = arch,
                               .tokenizer = tokenizer, .out_path = out_path,
-                              .emit_source = emit_source, .verbose = 1, .kan_kernel = kan_kernel};
+                              .emit_source = emit_source, .verbose = 1, .kan_kernel = kan_kernel,
+                              .precision = precision};
         int arc = artifact_compile(&ao, stderr);
         config_sets_free(&cs);
         return arc;
@@ -73,8 +98,15 @@ int main(int argc, char **argv)
         config_sets_free(&cs);
         return mrc;
     }
-    if (arch || tokenizer || kan_kernel) {
-        fprintf(stderr, "kanc: error: --arch, --tokenizer and --kan-kernel go with -o FILE.cubin\n");
+    CudaPrecision prec = CUDA_BF16;
+    if (precision && cuda_precision_parse(precision, &prec)) {
+        fprintf(stderr, "kanc: error: --precision %s: expected fp32 or bf16\n", precision);
+        config_sets_free(&cs);
+        return 2;
+    }
+    if (arch || tokenizer || kan_kernel || (precision && !report)) {
+        fprintf(stderr, "kanc: error: --arch, --tokenizer, --kan-kernel and --precision go with -o FILE.cubin "
+                "(--precision also with --report)\n");
         config_sets_free(&cs);
         return 2;
     }
@@ -114,6 +146,7 @@ int main(int argc, char **argv)
             printf("%s%s = %s", i ? ", " : "hyperparameters: ", params.names[i], params.values[i]);
         printf("\n");
         plan_report(&p, tokens, stdout);
+        report_cuda_workspace(&p, prec);
         plan_free(&p);
     }
     if (!dump && !report) printf("%s: ok (%d nodes)\n", path, g.n);

@@ -19,6 +19,7 @@
 #include "cli_opts.h"
 #include "checkpoint.h"
 #include "corpus.h"
+#include "cuda_api.h"
 #include "train_dist.h"
 #include "kan_basis.h"
 #include "kan_grid.h"
@@ -189,6 +190,8 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
                 "keep (default): the refit keeps each layer's output on\nthe batch; efficient-kan: upstream's update_grid\n(scales the splines by spline_scaler once more)"),
         CLI_STR("device", &a->device, "D",
                 "auto (default: cuda when there is a GPU, else cpu),\ncpu, cuda, or emu (the CUDA path emulated on the\nCPU, for tests)"),
+        CLI_STR("precision", &a->precision, "P",
+                "the GEMM operands on a CUDA device: bf16 (default on\ncuda; fp32 accumulation) or fp32 (default on emu;\nthe only one on cpu)"),
         /* data parallel, under mpirun (see the README) */
         CLI_INT("check-every", &a->check_every, 0, CLI_INT_MAX, "N",
                 "under mpirun: check every N steps that every rank\nholds the same weights (default 0: never)"),
@@ -207,6 +210,7 @@ int train_parse_args(TrainArgs *a, int argc, char **argv)
     int np;
     int rc = cli_parse(&spec, argc, argv, pos, &np);
     if (rc == 0 && np) a->model = pos[0];
+    if (rc == 0 && a->precision && device_precision_request("kanrun train", a->precision, a->device)) rc = -1;
     return rc;
 }
 

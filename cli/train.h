@@ -13,6 +13,7 @@ typedef struct {
     const char *init_from; /* --init-from: a state_dict file (state_dict.h) for a new run */
     const char *objective; /* --objective lm, mlm, table (objective.h); default from --data */
     double mask_prob;      /* --mask-prob: mlm's share of masked positions */
+    const char *precision; /* --precision fp32|bf16 on a CUDA device (sets KANC_PRECISION; NULL: its default) */
     int64_t batch, steps, warmup, eval_every, eval_batches, save_every, log_every;
     double lr, min_lr, weight_decay, clip;
     /* grid update (kan_grid.h) every N steps before step `until` (0: the whole run) */

@@ -9,11 +9,17 @@
 #include "safetensors.h"
 
 #define VERIFY_TOLERANCE 1e-4 /* relative error ||ours - ref|| / ||ref|| per tensor */
+/* with bf16 GEMM operands: 8 unit roundoffs of bf16, 8 * 2^-8 (docs/cuda.md, "Precision") */
+#define VERIFY_TOLERANCE_BF16 0.03125
+#define VERIFY_TOLERANCE_AUTO (-1.0) /* verify_run: VERIFY_TOLERANCE or _BF16 by the device's precision */
 
 /* Prints one line per compared tensor and a verdict to out. Returns 0 when
    every tensor is within tol, 1 when one is not, 2 on an error (message on
    stderr: unreadable file, missing tensor, shape mismatch, bad model).
-   model_path NULL: the model the file's metadata names (verify_model_for). */
+   model_path NULL: the model the file's metadata names (verify_model_for).
+   The precision is the device's (cuda_options_for_device: KANC_PRECISION, else
+   bf16 on cuda, fp32 on emu; fp32 on cpu); tol VERIFY_TOLERANCE_AUTO takes
+   its default. */
 int verify_run(const char *model_path, const char *ref_path, const KdlSet *sets, int nsets,
                double tol, const char *device, FILE *out);
 

@@ -45,6 +45,10 @@
 
 typedef enum { LAUNCH_KERNEL, LAUNCH_GEMM } LaunchKind;
 
+/* The element type of a GEMM operand (GemmDesc.type_a / type_b): fp32, or
+   bf16 (cuBLASLt CUDA_R_16BF) with fp32 accumulation, C and D in fp32. */
+typedef enum { GEMM_F32 = 0, GEMM_BF16 = 1 } GemmType;
+
 /* A row-major GEMM C = alpha * op(A) op(B) + beta * C on areas of KancArgs:
    C is m x n with row stride ldc; op(A) is m x k, stored as A (m x k, row
    stride lda) or, with trans_a, as A^T (k x m, row stride lda); op(B) is
@@ -53,7 +57,9 @@ typedef enum { LAUNCH_KERNEL, LAUNCH_GEMM } LaunchKind;
    the row-major C = op(A) op(B) is the column-major C^T = op(B)^T op(A)^T:
    swap A and B (and m and n), keep each operand's own transpose flag.
    batch > 1: that many products, matrix q's operands at off + q * stride
-   (elements; cuBLASLt's strided batch), e.g. attention's per-head products. */
+   (elements; cuBLASLt's strided batch), e.g. attention's per-head products.
+   A and B are fp32 or bf16 (type_a, type_b; lda, ldb count their elements);
+   C is always fp32 and the product accumulates in fp32. */
 typedef struct {
     int trans_a, trans_b;
     int64_t m, n, k, lda, ldb, ldc;
@@ -62,7 +68,13 @@ typedef struct {
     int64_t off_a, off_b, off_c; /* byte offsets in their areas */
     int batch;                            /* products (0 or 1: one) */
     int64_t stride_a, stride_b, stride_c; /* elements between the batch's matrices */
+    int type_a;                 /* GemmType of A (0: fp32) */
+    int type_b;                 /* GemmType of B (0: fp32) */
 } GemmDesc;
+
+/* bytes of one element of a GEMM operand of type t */
+static inline int gemm_type_size(int t) { return t == GEMM_BF16 ? 2 : 4; }
+static inline const char *gemm_type_name(int t) { return t == GEMM_BF16 ? "bf16" : "fp32"; }
 
 /* An argument of a kernel launch (la.v[i]): a tensor, {area, byte offset},
    which the runtime turns into the area's base address + offset, or a plain
@@ -95,8 +107,8 @@ typedef struct {
                      tile_k outputs per stage.
    Inputs per stage shrink when a tile would pass 48 KiB of shared memory. */
 typedef enum {
-    CUDA_FP32, /* fp32 operands and accumulation (the only one implemented) */
-    CUDA_BF16, /* bf16 matrix operands, fp32 accumulation: later, with tensor cores */
+    CUDA_FP32, /* fp32 operands and accumulation */
+    CUDA_BF16, /* bf16 operands of every cuBLASLt GEMM, fp32 accumulation (docs/cuda.md, "Precision") */
 } CudaPrecision;
 
 /* How a KAN layer runs (docs/cuda.md, "KAN layers"): fused kernels that build
@@ -111,7 +123,10 @@ typedef struct {
     int64_t kan_block_bytes;    /* blocked KAN: the row block's bytes at most (default 64 MiB) */
     int64_t kan_block_rows;     /* blocked KAN: rows per block, overriding the budget (0: from it) */
     int use_cublas;             /* plain GEMMs as LAUNCH_GEMM (1, default) or generated kernels (0) */
-    CudaPrecision precision;    /* of the matrix products (default CUDA_FP32) */
+    CudaPrecision precision;    /* of the matrix products (default CUDA_FP32; the runtime's own
+                                   compiles default to bf16 on a GPU, cuda_options_for_device) */
+    int64_t gemm_copy_bytes;    /* bf16: a GEMM's operand copies at most about this many bytes, else
+                                   it runs in parts (default 64 MiB; KANC_GEMM_COPY_BYTES) */
 } CudaOptions;
 
 typedef struct {
@@ -120,7 +135,9 @@ typedef struct {
     CudaLaunch *launch;     /* execution order */
     int *node_first;        /* per graph node: first launch index, -1 if none */
     int *node_count;        /* per graph node: number of launches */
-    int64_t ws_bytes;       /* workspace the kernels need (in KancArgs.ws) */
+    int64_t ws_bytes;       /* workspace the kernels need (in KancArgs.ws), bf16 copies included */
+    int64_t ws_cast_bytes;  /* of which: the bf16 copies of GEMM operands (at the workspace's end) */
+    CudaPrecision precision; /* what it was generated for */
     int n_nodes;            /* entries of node_first / node_count (the graph's nodes) */
     int n_kernels;          /* distinct kernels in source (launches of one share its name) */
 } CudaProgram;
@@ -128,9 +145,17 @@ typedef struct {
 void cuda_options_default(CudaOptions *o);
 /* "auto", "fused" or "blocked" into *k; -1 for anything else */
 int cuda_kan_kernel_parse(const char *s, KanKernel *k);
+/* "fp32" or "bf16" into *p; -1 for anything else */
+int cuda_precision_parse(const char *s, CudaPrecision *p);
+static inline const char *cuda_precision_name(CudaPrecision p) { return p == CUDA_BF16 ? "bf16" : "fp32"; }
 /* The options the environment sets for the runtime's own compiles:
-   KANC_KAN_KERNEL=auto|fused|blocked. Returns 0, or -1 with a message. */
+   KANC_KAN_KERNEL=auto|fused|blocked, KANC_PRECISION=fp32|bf16,
+   KANC_GEMM_COPY_BYTES=N (at least 256). Returns 0, or -1 with a message. */
 int cuda_options_from_env(CudaOptions *o, char *err, size_t errlen);
+/* The runtime's options for a device: precision bf16 on "cuda" (a GPU), fp32
+   on "emu" (the emulator's default is the fp32 path it checks against the
+   CPU), then the environment (cuda_options_from_env) over them. */
+int cuda_options_for_device(CudaOptions *o, const char *mode, char *err, size_t errlen);
 /* Generates the program for plan p (real_size must be 4). Returns 0, or -1
    with a message in err (an op with no CUDA kernel). */
 int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *err, size_t errlen);

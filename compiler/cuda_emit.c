@@ -361,9 +361,173 @@ void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q)
 /* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
 /* ------------------------------------------------------------------------ */
 
+/* bf16 copy of a GEMM operand stored as `rows` x `cols` fp32 with row stride ld:
+   a cast kernel into the operand copies at byte `at` (CG_AREA_CAST), rows padded
+   to a multiple of 8 elements (16 bytes, the tensor-core kernels' vector loads).
+   Returns the copy's row stride. */
+static int64_t cast_operand(CudaGen *G, const char *what, CgLoc src, int64_t rows, int64_t cols, int64_t ld,
+                            int64_t at, const char *name)
+{
+    int64_t ld16 = cg_cdiv(cols, 8) * 8;
+    char a1[32], a2[32], a3[32], a4[32];
+    cg_kernel_begin(G, "gemm_cast_bf16", cg_blocks_for(rows * cols), 1, CG_BLOCK, 0,
+                    "a GEMM operand [rows, cols] (row stride ld) in fp32 -> bf16 (round to nearest even, "
+                    "rows padded to 16 bytes); first: %s [%lld, %lld] for %s", name, (long long)rows,
+                    (long long)cols, what);
+    cg_ptr(G, "__nv_bfloat16", "dst", (CgLoc){CG_AREA_CAST, at}, NULL, "its bf16 copy (workspace)");
+    cg_ptr(G, "const float", "src", src, NULL, name);
+    snprintf(a1, sizeof a1, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, rows));
+    snprintf(a2, sizeof a2, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, cols));
+    snprintf(a3, sizeof a3, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, ld));
+    snprintf(a4, sizeof a4, "(long long)la.v[%d]", cg_arg(G, CUDA_ARG_INT, ld16));
+    cg_line(G, "kanc_cast_bf16_rows(dst, src, %s, %s, %s, %s);", a1, a2, a3, a4);
+    cg_kernel_end(G);
+    return ld16;
+}
+
+/* One bf16 GEMM launch (its operands already bf16). */
+static void bf16_gemm_launch(CudaGen *G, const char *what, const CgGemm *q, const char *note, int part, int parts)
+{
+    char name[64];
+    if (parts > 1)
+        snprintf(name, sizeof name, "n%d_%s_%d", G->n->id, what, part);
+    else
+        snprintf(name, sizeof name, "n%d_%s", G->n->id, what);
+    CudaLaunch *l = cg_add_launch(G, LAUNCH_GEMM, name);
+    l->gemm = (GemmDesc){.trans_a = q->ta, .trans_b = q->tb, .m = q->m, .n = q->n, .k = q->k,
+                         .lda = q->lda, .ldb = q->ldb, .ldc = q->ldc, .alpha = q->alpha, .beta = q->beta,
+                         .area_a = q->a.area, .area_b = q->b.area, .area_c = q->c.area,
+                         .off_a = q->a.off, .off_b = q->b.off, .off_c = q->c.off,
+                         .type_a = GEMM_BF16, .type_b = GEMM_BF16};
+    sb_printf(&G->src,
+              "/* node %d %s: %s%s\n   launch %s: GEMM for the runtime (cuBLASLt): C[%lld,%lld] = "
+              "%g op(A) op(B) + %g C, trans %d %d, k %lld; A, B bf16, C fp32, fp32 accumulation;\n"
+              "   A = %s, B = %s, C = %s */\n\n",
+              G->n->id, op_name(G->n->op), note, parts > 1 ? " (a part of the operand copies' size)" : "", name,
+              (long long)q->m, (long long)q->n, (double)q->alpha, (double)q->beta, q->ta, q->tb, (long long)q->k,
+              q->na, q->nb, q->nc);
+}
+
+/* bytes of a bf16 copy of rows x cols (rows padded to 16 bytes, the piece to 256) */
+static int64_t copy_bytes(int64_t rows, int64_t cols) { return cg_cdiv(rows * cg_cdiv(cols, 8) * 8 * 2, 256) * 256; }
+
+/* An operand of a bf16 GEMM: its stored matrix, the GEMM dimension of its rows
+   and of its columns (0 m, 1 n, 2 k), whether it is stored in bf16 already. */
+typedef struct {
+    CgLoc loc;
+    int64_t ld;
+    int rdim, cdim;
+    int bf16;
+    const char *name;
+} Bf16Operand;
+
+/* Under CUDA_BF16: the operands' fp32 copies in parts of at most
+   CudaOptions.gemm_copy_bytes. When both copies fit, one cast per operand and
+   one GEMM. Otherwise the GEMM is split along one of m, n, k (the split
+   leaving the fewest parts): an operand that does not span the split
+   dimension is copied once, the others part by part, each part a GEMM of its
+   own (along k: beta 1 after the first part, the fp32 C accumulating). */
+static void cg_gemm_bf16(CudaGen *G, const char *what, const CgGemm *q, const char *note)
+{
+    int64_t dim[3] = {q->m, q->n, q->k};
+    Bf16Operand op[2] = {{q->a, q->lda, q->ta ? 2 : 0, q->ta ? 0 : 2, q->type_a == GEMM_BF16, q->na},
+                         {q->b, q->ldb, q->tb ? 1 : 2, q->tb ? 2 : 1, q->type_b == GEMM_BF16, q->nb}};
+    if (!q->m || !q->n) { /* nothing to compute: the runtime skips it */
+        CgGemm b = *q;
+        bf16_gemm_launch(G, what, &b, note, 0, 1);
+        return;
+    }
+    /* the split: per dimension d, the bytes of the copies that do not span d
+       (made once) and of those that do, per unit of d */
+    int best = -1;
+    int64_t best_parts = 0, best_chunk = 0;
+    int64_t budget = G->o.gemm_copy_bytes > 0 ? G->o.gemm_copy_bytes : INT64_MAX / 4;
+    int64_t whole = 0;
+    for (int i = 0; i < 2; i++)
+        if (!op[i].bf16) whole += copy_bytes(dim[op[i].rdim], dim[op[i].cdim]);
+
+    if (whole > budget) {
+        for (int d = 0; d < 3; d++) {
+            int64_t fixed = 0, unit = 0;
+            for (int i = 0; i < 2; i++) {
+                if (op[i].bf16) continue;
+                int64_t r = dim[op[i].rdim], c = dim[op[i].cdim];
+                if (op[i].rdim == d) unit += cg_cdiv(c, 8) * 8 * 2;
+                else if (op[i].cdim == d) unit += r * 2; /* about: the padding of a column part aside */
+                else fixed += copy_bytes(r, c);
+            }
+            if (!unit) continue;
+            int64_t chunk = (budget - fixed - 512) / unit / 16 * 16;
+            if (chunk < 16) continue;
+            chunk = cg_imin(chunk, dim[d]);
+            int64_t parts = cg_cdiv(dim[d], chunk);
+            if (best < 0 || parts < best_parts) best = d, best_parts = parts, best_chunk = chunk;
+        }
+        if (best < 0) { /* even 16 units of k do not fit: take them anyway */
+            best = 2, best_chunk = cg_imin(16, q->k), best_parts = cg_cdiv(q->k, best_chunk);
+        }
+    } else {
+        best = 2, best_chunk = q->k, best_parts = 1;
+    }
+    /* the copies that do not span the split dimension, once (all of them when unsplit) */
+    int64_t at = 0, ld16[2] = {op[0].ld, op[1].ld};
+    CgLoc copy[2] = {op[0].loc, op[1].loc};
+    for (int i = 0; i < 2; i++) {
+        if (op[i].bf16 || (best_parts > 1 && (op[i].rdim == best || op[i].cdim == best))) continue;
+        int64_t r = dim[op[i].rdim], c = dim[op[i].cdim];
+        ld16[i] = cast_operand(G, what, op[i].loc, r, c, op[i].ld, at, op[i].name);
+        copy[i] = (CgLoc){CG_AREA_CAST, at};
+        at += copy_bytes(r, c);
+    }
+    int64_t part0 = at;
+    int split = best_parts > 1 ? best : -1; /* the dimension cut into parts, -1: none */
+    for (int64_t p = 0; p < best_parts; p++) {
+        int64_t u0 = p * best_chunk, un = cg_imin(best_chunk, dim[best] - u0);
+        CgGemm b = *q;
+        b.m = best == 0 ? un : q->m;
+        b.n = best == 1 ? un : q->n;
+        b.k = best == 2 ? un : q->k;
+        if (best == 2 && p) b.beta = 1;
+        if (split == 0) b.c.off += u0 * q->ldc * 4;
+        if (split == 1) b.c.off += u0 * 4;
+        at = part0;
+        for (int i = 0; i < 2; i++) {
+            int64_t r = dim[op[i].rdim], c = dim[op[i].cdim], off = 0;
+            int cut_rows = op[i].rdim == split, cut_cols = op[i].cdim == split;
+            if (!cut_rows && !cut_cols) { /* whole: its copy from above, or itself in bf16 */
+                if (i == 0) b.a = copy[0], b.lda = ld16[0]; else b.b = copy[1], b.ldb = ld16[1];
+                continue;
+            }
+            if (cut_rows) r = un, off = u0 * op[i].ld;
+            if (cut_cols) c = un, off = u0;
+            CgLoc loc = op[i].loc;
+            int64_t ld = op[i].ld;
+            if (op[i].bf16) { /* a part of a bf16 operand: no copy */
+                loc.off += off * 2;
+            } else {
+                CgLoc src = {loc.area, loc.off + off * 4};
+                ld = cast_operand(G, what, src, r, c, op[i].ld, at, op[i].name);
+                loc = (CgLoc){CG_AREA_CAST, at};
+                at += copy_bytes(r, c);
+            }
+            if (i == 0) b.a = loc, b.lda = ld; else b.b = loc, b.ldb = ld;
+        }
+        if (at > G->cast_bytes) G->cast_bytes = at;
+        bf16_gemm_launch(G, what, &b, note, (int)p, (int)best_parts);
+    }
+}
+
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note)
 {
     char ba[32], bb[32];
+    if (G->o.precision == CUDA_BF16 && G->o.use_cublas) {
+        cg_gemm_bf16(G, what, q, note);
+        return;
+    }
+    if (q->type_a != GEMM_F32 || q->type_b != GEMM_F32) {
+        cg_fail(G, "cuda: node %d: GEMM %s has a bf16 operand in an fp32 step", G->n->id, what);
+        return;
+    }
     if (G->o.use_cublas) {
         char name[64];
         snprintf(name, sizeof name, "n%d_%s", G->n->id, what);

@@ -30,6 +30,11 @@
 #define CG_EMB_THREADS     65536 /* embedding backward: about this many (column, chunk) threads */
 #define CG_SMEM_LIMIT      49152 /* static shared memory per block */
 
+/* The bf16 copies of GEMM operands (cg_gemm under CUDA_BF16) during generation:
+   offsets in this pseudo area, which codegen_cuda moves to the end of AREA_WS
+   once the kernels' own workspace is known. Never seen outside the generator. */
+#define CG_AREA_CAST KANC_N_AREAS
+
 /* a tensor: a byte offset in a storage area of KancArgs */
 typedef struct {
     int area;    /* KancArea */
@@ -63,6 +68,7 @@ typedef struct {
     CgKernel *kern; /* distinct kernels, in order of first use */
     int n_kern, cap_kern;
     int64_t ws_bytes;
+    int64_t cast_bytes; /* the bf16 operand copies of the largest GEMM (CG_AREA_CAST) */
     const GNode *n;   /* the node being emitted */
     char kwhat[48];   /* the kernel being emitted: what it computes ("kan_fwd") */
     unsigned kblock;  /* its block size */
@@ -177,6 +183,7 @@ typedef struct {
     float alpha, beta;
     CgLoc a, b, c;
     const char *na, *nb, *nc; /* what A, B and C are, for comments */
+    int type_a, type_b;       /* GemmType A and B are stored in (0: fp32; bf16 only under CUDA_BF16) */
 } CgGemm;
 
 /* Column sums in two launches (cuda/kanc_reduce.cuh): rows split into nchunks
@@ -201,7 +208,11 @@ typedef struct {
 } CgColSum;
 void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q);
 
-/* a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel (CudaOptions.use_cublas) */
+/* a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel (CudaOptions.use_cublas).
+   Under CUDA_BF16 the GEMM's operands are bf16: an operand stored in fp32 is
+   first copied to bf16 (round to nearest even) by a cast kernel into the
+   workspace's operand copies (rows padded to 16 bytes), one launch per operand
+   just before the GEMM; C stays fp32. */
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note);
 
 #endif

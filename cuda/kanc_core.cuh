@@ -166,4 +166,18 @@ KD float kanc_drop(double p, float keep, uint64_t seed, uint64_t stream, uint64_
     return (double)kanc_rng_uniform(seed, stream, idx) >= p ? keep : 0.0f;
 }
 
+/* ---- bf16 operands of the GEMMs (the generator defines KANC_BF16 and includes
+   <cuda_bf16.h> in a step of precision bf16) ---- */
+#ifdef KANC_BF16
+/* dst[r, c] (row stride ld_dst) = bf16(src[r, c]) (row stride ld_src), round to nearest even */
+KD void kanc_cast_bf16_rows(__nv_bfloat16 *dst, const float *src, long long rows, long long cols, long long ld_src,
+                            long long ld_dst)
+{
+    for (long long e = kanc_gtid(); e < rows * cols; e += kanc_gstride()) {
+        long long r = e / cols, c = e - r * cols;
+        dst[r * ld_dst + c] = __float2bfloat16_rn(src[r * ld_src + c]);
+    }
+}
+#endif
+
 #endif

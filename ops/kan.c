@@ -478,8 +478,11 @@ static int64_t kan_block_rows(const CudaGen *G, const KanDims *d)
               (ceil(out / tile_n) times) + one launch;
      blocked: the same FLOPs at 80% of the peak (cuBLASLt) + the basis once + the
               row blocks of A written and read and the fused weight written + two
-              launches per row block and one more. */
+              launches per row block and one more; under bf16 the peak is the tensor
+              cores' (989 TFLOP/s dense) and A and Wf take 2 bytes an element (the
+              fused kernels stay fp32). */
 #define KAN_PEAK_FP32  67e12
+#define KAN_PEAK_BF16  989e12
 #define KAN_BANDWIDTH  3.35e12
 #define KAN_LAUNCH_S   5e-6
 #define KAN_BASIS_OPS  1000.0 /* instructions per input value (Cox-de Boor, k = 3) */
@@ -489,9 +492,12 @@ static double kan_cost(const CudaGen *G, const KanDims *d, int blocked)
     double flops = 2.0 * (double)d->N * (double)d->in * d->S * (double)d->out;
     double basis = (double)d->N * (double)d->in * KAN_BASIS_OPS / (KAN_PEAK_FP32 / 2);
     if (!blocked) return flops / (0.25 * KAN_PEAK_FP32) + basis * (double)cg_cdiv(d->out, G->o.tile_n) + KAN_LAUNCH_S;
-    double bytes = 2.0 * 4 * (double)d->N * (double)d->in * d->S + 4.0 * (double)d->out * (double)d->in * d->S;
+    int bf16 = G->o.precision == CUDA_BF16;
+    double el = bf16 ? 2 : 4;
+    double bytes = 2.0 * el * (double)d->N * (double)d->in * d->S + el * (double)d->out * (double)d->in * d->S;
     double blocks = (double)cg_cdiv(d->N, kan_block_rows(G, d));
-    return flops / (0.8 * KAN_PEAK_FP32) + basis + bytes / KAN_BANDWIDTH + (2 * blocks + 1) * KAN_LAUNCH_S;
+    return flops / (0.8 * (bf16 ? KAN_PEAK_BF16 : KAN_PEAK_FP32)) + basis + bytes / KAN_BANDWIDTH +
+           (2 * blocks + 1) * KAN_LAUNCH_S;
 }
 
 /* 1 if this layer takes the blocked path */
@@ -505,10 +511,15 @@ static int kan_blocked(const CudaGen *G, const KanDims *d)
     }
 }
 
-/* the workspace of a blocked node: the fused weight (or its gradient) at 0, one row block after it */
+/* the workspace of a blocked node: the fused weight (or its gradient) at 0, one row block after it.
+   Under bf16, Wf and the basis block A are bf16 (the GEMMs' operands); dWf and
+   Gb, GEMM results, stay fp32, so both pieces keep their fp32 sizes. */
 typedef struct {
     int64_t rows, blocks;
     CgLoc w, block;
+    int bf16;          /* Wf and A in bf16 */
+    int gtype;         /* their GemmType */
+    const char *type;  /* their element type in the kernels: "float" or "__nv_bfloat16" */
 } KanBlocks;
 
 static KanBlocks kan_blocks(CudaGen *G, const KanDims *d)
@@ -518,6 +529,9 @@ static KanBlocks kan_blocks(CudaGen *G, const KanDims *d)
     int64_t wbytes = kan_ws_align(d->out * d->in * d->S * 4);
     b.w = (CgLoc){AREA_WS, 0};
     b.block = (CgLoc){AREA_WS, wbytes};
+    b.bf16 = G->o.precision == CUDA_BF16;
+    b.type = b.bf16 ? "__nv_bfloat16" : "float";
+    b.gtype = b.bf16 ? GEMM_BF16 : GEMM_F32;
     cg_need_ws(G, wbytes + kan_ws_align(b.rows * d->in * d->S * 4));
     return b;
 }
@@ -538,11 +552,11 @@ static void kan_emit_fuse_w(CudaGen *G, const KanDims *d, const KanBlocks *b)
     cg_kernel_begin(G, "kan_fuse_w", cg_blocks_for(d->out * d->in * d->S), 1, CG_BLOCK, 0,
                     "Wf[%lld, %lld] = [base | spline * scaler] per (output, input), for the GEMMs",
                     (long long)d->out, (long long)(d->in * d->S));
-    cg_ptr(G, "float", "wf", b->w, NULL, "the fused weight (workspace)");
+    cg_ptr(G, b->type, "wf", b->w, NULL, "the fused weight (workspace)");
     kan_weight_ptrs(G, d, 1);
     char a1[32], a2[32];
-    cg_line(G, "kanc_kan_fuse_w<%s, %d, %d, float>(wf, base, spline, scaler, (int)%s, (int)%s);", d->basis, d->base,
-            d->scaler, kan_iarg(G, d->in, a1), kan_iarg(G, d->out, a2));
+    cg_line(G, "kanc_kan_fuse_w<%s, %d, %d, %s>(wf, base, spline, scaler, (int)%s, (int)%s);", d->basis, d->base,
+            d->scaler, b->type, kan_iarg(G, d->in, a1), kan_iarg(G, d->out, a2));
     cg_kernel_end(G);
 }
 
@@ -555,12 +569,12 @@ static void kan_emit_basis_rows(CudaGen *G, const KanDims *d, const KanBlocks *b
     cg_kernel_begin(G, what, cg_blocks_for(rows * d->in), 1, CG_BLOCK, 0,
                     "A[%lld, %lld] = [act(x) | f(x)] of rows %lld.. (block %lld of %lld), %s", (long long)rows,
                     (long long)(d->in * d->S), (long long)r0, (long long)k + 1, (long long)b->blocks, d->basis);
-    cg_ptr(G, "float", "a", b->block, NULL, "the row block of A (workspace)");
+    cg_ptr(G, b->type, "a", b->block, NULL, "the row block of A (workspace)");
     cg_ptr(G, "const float", "x", kan_loc_at(cg_value_loc(G, G->n->in[j]), r0 * d->in * 4), NULL, "its rows of x");
     cg_in_ptr(G, "grid", d->j_grid);
     char a1[32], a2[32];
-    cg_line(G, "kanc_kan_basis_rows<%s, %s, %d, float>(a, x, grid, %s, (int)%s);", d->basis, cg_act_name(d->act),
-            d->base, kan_iarg(G, rows, a1), kan_iarg(G, d->in, a2));
+    cg_line(G, "kanc_kan_basis_rows<%s, %s, %d, %s>(a, x, grid, %s, (int)%s);", d->basis, cg_act_name(d->act),
+            d->base, b->type, kan_iarg(G, rows, a1), kan_iarg(G, d->in, a2));
     cg_kernel_end(G);
 }
 
@@ -577,7 +591,7 @@ static void kan_emit_blocked_fwd(CudaGen *G, const KanDims *d)
         snprintf(what, sizeof what, "kan_fwd_gemm_%lld", (long long)k);
         CgGemm q = {.ta = 0, .tb = 1, .m = rows, .n = d->out, .k = SI, .lda = SI, .ldb = SI, .ldc = d->out,
                     .alpha = 1, .beta = 0, .a = b.block, .b = b.w, .c = kan_loc_at(y, r0 * d->out * 4),
-                    .na = "A (row block)", .nb = "Wf", .nc = "y rows"};
+                    .na = "A (row block)", .nb = "Wf", .nc = "y rows", .type_a = b.gtype, .type_b = b.gtype};
         cg_gemm(G, what, &q, "blocked KAN forward: y rows = A Wf^T");
     }
 }
@@ -595,7 +609,7 @@ static void kan_emit_blocked_bwd_w(CudaGen *G, const KanDims *d)
         snprintf(what, sizeof what, "kan_dw_gemm_%lld", (long long)k);
         CgGemm q = {.ta = 1, .tb = 0, .m = d->out, .n = SI, .k = rows, .lda = d->out, .ldb = SI, .ldc = SI,
                     .alpha = 1, .beta = k ? 1.0f : 0.0f, .a = kan_loc_at(dy, r0 * d->out * 4), .b = b.block,
-                    .c = b.w, .na = "dy rows", .nb = "A (row block)", .nc = "dWf (workspace)"};
+                    .c = b.w, .na = "dy rows", .nb = "A (row block)", .nc = "dWf (workspace)", .type_b = b.gtype};
         cg_gemm(G, what, &q, "blocked KAN weight gradient: dWf (+)= dy rows^T A");
     }
     cg_kernel_begin(G, "kan_split_dw", cg_blocks_for(d->out * d->in), 1, CG_BLOCK, 0,
@@ -633,7 +647,7 @@ static void kan_emit_blocked_bwd_x(CudaGen *G, const KanDims *d)
         snprintf(what, sizeof what, "kan_dx_gemm_%lld", (long long)k);
         CgGemm q = {.ta = 0, .tb = 0, .m = rows, .n = SI, .k = d->out, .lda = d->out, .ldb = SI, .ldc = SI,
                     .alpha = 1, .beta = 0, .a = kan_loc_at(dy, r0 * d->out * 4), .b = b.w, .c = b.block,
-                    .na = "dy rows", .nb = "Wf", .nc = "Gb (row block, workspace)"};
+                    .na = "dy rows", .nb = "Wf", .nc = "Gb (row block, workspace)", .type_b = b.gtype};
         cg_gemm(G, what, &q, "blocked KAN input gradient: Gb = dy rows Wf");
         snprintf(what, sizeof what, "kan_dx_%lld", (long long)k);
         cg_kernel_begin(G, what, cg_blocks_for(rows * d->in), 1, CG_BLOCK, 0,

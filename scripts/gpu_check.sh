@@ -10,10 +10,12 @@
 # On the GPU machine it
 #   1. builds kanc/kanrun (make), or uses gpu-bundle/ when the build libraries are missing;
 #   2. prints the devices (nvidia-smi, kanrun info);
-#   3. runs `kanrun verify --device cuda` on every fixture in $SHARED/fixtures;
-#   4. trains gpt-nano (models/kansformers.kdl, vocab 256) 200 steps on the GPU and on the
-#      CPU from the same seed, and compares the loss curves;
-#   5. times `kanrun bench --device cuda` (tokens/s, MFU, peak memory) against
+#   3. runs `kanrun verify --device cuda --precision fp32` on every fixture in $SHARED/fixtures
+#      (within 1e-4), then `--precision bf16` (bf16 GEMM operands, within 2^-5) on a fixture of
+#      each kind with the KAN layers blocked (so that they take the bf16 GEMMs);
+#   4. trains gpt-nano (models/kansformers.kdl, vocab 256) 200 steps on the GPU (fp32) and on
+#      the CPU from the same seed, and compares the loss curves;
+#   5. times `kanrun bench --device cuda`, fp32 and bf16 (tokens/s, MFU, peak memory) against
 #      shared/bench/torch_train.py (fp32 eager, and --dtype bf16 --compile) for the
 #      GPT-2-small-sized KAN (block 1024, batch 8) and kansformers gpt-mini (vocab 50257,
 #      block 256, batch 64) with blocked KAN layers, the minGPT MLP at both shapes, then
@@ -184,7 +186,7 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         kan_linear*) m=kan-linear ;;
         *) continue ;;
         esac
-        if run 150 "$KANRUN" verify "models/$m.kdl" "$f" --device "$DEV" >"$WORK/verify_$b.txt" 2>&1; then
+        if run 150 "$KANRUN" verify "models/$m.kdl" "$f" --device "$DEV" --precision fp32 >"$WORK/verify_$b.txt" 2>&1; then
             pass=$((pass + 1))
         else
             fail=$((fail + 1))
@@ -207,7 +209,8 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         esac
         [ -f "$f" ] || continue
         b="$(basename "$f" .safetensors)${margs:+ ($kk)}"
-        if KANC_KAN_KERNEL=$kk run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" >"$WORK/verify.txt" 2>&1; then
+        if KANC_KAN_KERNEL=$kk run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" --precision fp32 \
+            >"$WORK/verify.txt" 2>&1; then
             pass=$((pass + 1))
         else
             fail=$((fail + 1))
@@ -217,6 +220,32 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         log "verify $b on $DEV: $(tail -1 "$WORK/verify.txt")"
     done
     if [ $fail = 0 ]; then row "verify --device $DEV" ok "$pass fixture checks within 1e-4"; else row "verify --device $DEV" FAIL "$fail failed:$worst"; fi
+    # bf16 GEMM operands: a fixture of every kind, the KAN layers blocked (the fused kernels stay fp32)
+    pass=0
+    fail=0
+    worst=""
+    for f in "mingpt:$SHARED/fixtures/gpt_mlp.safetensors" "kansformers:$SHARED/fixtures/gpt_kansformers.safetensors" \
+        "hybrid:$SHARED/fixtures/gpt_hybrid.safetensors" "kan-linear:$SHARED/fixtures/kan_linear_nonuniform.safetensors" \
+        "-:$SHARED/fixtures/kan-workflow/kan_chebyshev_layer.safetensors" \
+        "-:$SHARED/fixtures/kan-workflow/kan_rbf_layer.safetensors" \
+        "-:$SHARED/fixtures/kan-workflow/kan_update_grid.safetensors" \
+        "-:$SHARED/fixtures/kan-workflow/kan_reg_loss.safetensors"; do
+        IFS=: read -r m f <<<"$f"
+        margs=()
+        [ "$m" != - ] && margs=("models/$m.kdl")
+        [ -f "$f" ] || continue
+        b=$(basename "$f" .safetensors)
+        if KANC_KAN_KERNEL=blocked run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" --precision bf16 \
+            >"$WORK/verify.txt" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1))
+            worst="$worst $b"
+        fi
+        cat "$WORK/verify.txt" >>"$LOG"
+        log "verify $b bf16 on $DEV: $(tail -1 "$WORK/verify.txt")"
+    done
+    if [ $fail = 0 ]; then row "verify bf16 --device $DEV" ok "$pass fixture checks within 2^-5"; else row "verify bf16 --device $DEV" FAIL "$fail failed:$worst"; fi
 elif [ "$KANRUN_GPU" = 1 ]; then
     row "verify --device $DEV" SKIP "no fixtures in $SHARED (carry shared/ or gpu-bundle)"
 fi
@@ -226,7 +255,7 @@ if [ "$KANRUN_GPU" = 1 ]; then
     cat compiler/*.c runtime/*.c runtime/*.h docs/*.md >"$WORK/corpus.txt" 2>/dev/null
     common=(train models/kansformers.kdl --data "$WORK/corpus.txt" --steps "$STEPS" --seed 1337 --warmup 20
         --eval-every 0 --save-every 100000 --log-every 1 --quiet "${TRAIN_ARGS[@]}")
-    run 150 "$KANRUN" "${common[@]}" --device "$DEV" --out "$WORK/train_cuda" >>"$LOG" 2>&1
+    run 150 "$KANRUN" "${common[@]}" --device "$DEV" --precision fp32 --out "$WORK/train_cuda" >>"$LOG" 2>&1
     rc_gpu=$?
     run 200 "$KANRUN" "${common[@]}" --device cpu --out "$WORK/train_cpu" >>"$LOG" 2>&1
     rc_cpu=$?
@@ -258,7 +287,8 @@ fi
 # 4b. the artifact: kanc -o for this GPU, then the cubin alone as the model
 if [ "$KANRUN_GPU" = 1 ] && [ -f "$WORK/train_cuda/metrics.jsonl" ]; then
     sm=$(echo "$INFO" | grep -m1 '  device 0:' | grep -o 'sm_[0-9]*')
-    if run 120 "$KANC" models/kansformers.kdl -o "$WORK/step.cubin" --arch "${sm:-sm_90}" "${TRAIN_ARGS[@]}" >>"$LOG" 2>&1 &&
+    if run 120 "$KANC" models/kansformers.kdl -o "$WORK/step.cubin" --arch "${sm:-sm_90}" --precision fp32 \
+        "${TRAIN_ARGS[@]}" >>"$LOG" 2>&1 &&
         "$KANRUN" info "$WORK/step.cubin" >"$WORK/info.txt" 2>&1 &&
         run 90 "$KANRUN" train "$WORK/step.cubin" --data "$WORK/corpus.txt" --steps "$((STEPS < 20 ? STEPS : 20))" \
             --seed 1337 --warmup 20 --eval-every 0 --save-every 100000 --quiet --device "$DEV" \
@@ -309,16 +339,21 @@ print(f"{v['tokens_per_s']:.0f} tok/s" + (f", MFU {100 * mfu:.1f}%" if isinstanc
 EOF
 }
 bench_one() { # one CONFIGS entry
-    local name model kk args tl targs k="-" t32="-" tbf="-" tag
+    local name model kk args tl targs k="-" kb="-" t32="-" tbf="-" tag
     IFS='|' read -r name model kk args tl targs <<<"$1"
     [ "$DEV" = cuda ] || args=$TINY
     tag=$(echo "$name" | tr -c 'A-Za-z0-9' _)
     read -r -a A <<<"$args"
     if [ "$KANRUN_GPU" = 1 ] && KANC_KAN_KERNEL=$kk run 200 "$KANRUN" bench "models/$model.kdl" "${A[@]}" \
-        --steps 10 --warmup 2 --device "$DEV" >"$WORK/kanc_$tag.json" 2>>"$LOG"; then
+        --steps 10 --warmup 2 --device "$DEV" --precision fp32 >"$WORK/kanc_$tag.json" 2>>"$LOG"; then
         k=$(summ "$WORK/kanc_$tag.json")
     fi
     cat "$WORK/kanc_$tag.json" >>"$LOG" 2>/dev/null
+    if [ "$KANRUN_GPU" = 1 ] && KANC_KAN_KERNEL=$kk run 200 "$KANRUN" bench "models/$model.kdl" "${A[@]}" \
+        --steps 10 --warmup 2 --device "$DEV" --precision bf16 >"$WORK/kbf_$tag.json" 2>>"$LOG"; then
+        kb=$(summ "$WORK/kbf_$tag.json")
+    fi
+    cat "$WORK/kbf_$tag.json" >>"$LOG" 2>/dev/null
     if [ "$DEV" = cuda ] && [ "$tl" != - ] && [ -f "$SHARED/bench/torch_train.py" ]; then
         read -r -a TA <<<"$targs"
         local torch=(python3 "$SHARED/bench/torch_train.py" --layout "$tl" "${TA[@]}" --steps 10 --warmup 2 --device cuda)
@@ -328,11 +363,11 @@ bench_one() { # one CONFIGS entry
         fi
         cat "$WORK/t32_$tag.json" "$WORK/tbf_$tag.json" >>"$LOG" 2>/dev/null
     fi
-    BENCH+=("$name|$k|$t32|$tbf")
+    BENCH+=("$name|$k|$kb|$t32|$tbf")
 }
 for cfg in "${CONFIGS[@]}"; do
     if [ "$(left)" -lt 60 ]; then
-        BENCH+=("${cfg%%|*}|skipped (time)|-|-")
+        BENCH+=("${cfg%%|*}|skipped (time)|-|-|-")
         continue
     fi
     bench_one "$cfg"
@@ -348,10 +383,11 @@ done
         printf '%-22s %-6s %s\n' "$a" "$b" "$c"
     done
     echo
-    printf '%-24s %-38s %-26s %s\n' "bench" "kanc $DEV fp32" "torch fp32 eager" "torch bf16+compile"
+    printf '%-24s %-34s %-34s %-26s %s\n' "bench" "kanc $DEV fp32" "kanc $DEV bf16" "torch fp32 eager" \
+        "torch bf16+compile"
     for r in "${BENCH[@]}"; do
-        IFS='|' read -r a b c d <<<"$r"
-        printf '%-24s %-38s %-26s %s\n' "$a" "$b" "$c" "$d"
+        IFS='|' read -r a b c d e <<<"$r"
+        printf '%-24s %-34s %-34s %-26s %s\n' "$a" "$b" "$c" "$d" "$e"
     done
 } | tee -a "$LOG"
 rm -rf "$WORK"

@@ -890,7 +890,11 @@ Test(cuda_runtime, cubin_runs_as_the_model)
     cr_assert(model_compile(&m, cubin, NULL, NULL, 0, MODEL_TRAIN, 4, "cpu", stderr) == 0);
     CudaProgram rec, gen;
     cr_assert(artifact_program(&a, &m.plan, &rec, err, sizeof err) == 0, "%s", err);
-    cr_assert(codegen_cuda(&m.plan, NULL, &gen, err, sizeof err) == 0, "%s", err);
+    CudaOptions kanc_default; /* kanc -o compiles for bf16 GEMM operands unless told otherwise */
+    cuda_options_default(&kanc_default);
+    kanc_default.precision = CUDA_BF16;
+    cr_expect_eq(rec.precision, CUDA_BF16);
+    cr_assert(codegen_cuda(&m.plan, &kanc_default, &gen, err, sizeof err) == 0, "%s", err);
     cr_expect(rec.n_launch == gen.n_launch && rec.n_kernels == gen.n_kernels && a.n_kernels == gen.n_kernels,
               "recorded %d launches of %d kernels (%d in the cubin), generated %d of %d", rec.n_launch,
               rec.n_kernels, a.n_kernels, gen.n_launch, gen.n_kernels);

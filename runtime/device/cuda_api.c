@@ -745,6 +745,15 @@ static cublasStatus_t lt_last = CUBLAS_STATUS_SUCCESS;
 
 const char *cuda_mock_lt_error(void) { return lt_err; }
 
+/* matmuls run, by A's type: [0] fp32, [1] bf16 (cuda_mock_lt_counts) */
+static long lt_counts[2];
+
+void cuda_mock_lt_counts(long *fp32, long *bf16)
+{
+    *fp32 = __atomic_load_n(&lt_counts[0], __ATOMIC_RELAXED);
+    *bf16 = __atomic_load_n(&lt_counts[1], __ATOMIC_RELAXED);
+}
+
 static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static cublasStatus_t lt_fail(cublasStatus_t s, const char *fmt, ...)
 {
@@ -1075,6 +1084,7 @@ static void lt_compute(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t adesc, cub
                        const void *C, void *D, float al, float be, void *ws, uint64_t need_ws, uint64_t m,
                        uint64_t n, uint64_t k)
 {
+    __atomic_add_fetch(&lt_counts[adesc->type == CUDA_R_16BF], 1, __ATOMIC_RELAXED); /* products run, by A's type */
     if (need_ws) memset(ws, 0xff, (size_t)need_ws); /* a real algorithm's scratch */
     if (!m || !n) return;
     float *fa = xmalloc(sizeof(float) * (adesc->rows * adesc->cols + 1));

@@ -247,6 +247,10 @@ const char *cublas_status_string(const CudaApi *api, cublasStatus_t s);
    MAX_WORKSPACE_BYTES) of workspace, which the matmul checks and overwrites
    (0xff) as a real algorithm would use it. */
 const char *cuda_mock_lt_error(void);
+/* The mock's successful cublasLtMatmul calls since the process started, by
+   the type of A and B (fp32 or bf16): what a test reads to see that a step's
+   GEMMs really ran on bf16 operands. */
+void cuda_mock_lt_counts(long *fp32, long *bf16);
 
 /* The mock's stream capture follows the driver in CU_STREAM_CAPTURE_MODE_GLOBAL:
    while a stream captures, kernel launches, cuMemsetD8Async, async copies
@@ -276,6 +280,11 @@ char *cuda_mock_image_so(const char *so_path);
 Device *device_open(Plan *plan, const char *name, char *err, size_t errlen);
 /* What "auto" (or NULL) means on this machine; other names unchanged. */
 const char *device_resolve(const char *name, size_t real_size);
+/* A command's --precision P for device name (kanrun train, bench, verify):
+   "fp32" or "bf16", and bf16 only for a CUDA device (cuda, emu, or auto
+   resolving to cuda); sets KANC_PRECISION, which the runtime's compiles read
+   (cuda_options_for_device). 0, or -1 with "CMD: error: ..." printed. */
+int device_precision_request(const char *cmd, const char *precision, const char *device);
 
 
 /* Opens the CUDA device for a plan (real_size 4). mode "cuda": the real driver,

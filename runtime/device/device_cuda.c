@@ -502,9 +502,9 @@ static int alloc(CudaDevice *c, CUdeviceptr *p, size_t n, char *err, size_t errl
 }
 
 /* the largest power of two (<= 256) dividing a byte offset and a row stride of floats */
-static uint32_t align_of(int64_t off, int64_t ld)
+static uint32_t align_of(int64_t off, int64_t ld, int elem)
 {
-    uint64_t x = (uint64_t)off | (uint64_t)ld * 4 | 256;
+    uint64_t x = (uint64_t)off | (uint64_t)ld * (uint64_t)elem | 256;
     return (uint32_t)(x & -x);
 }
 
@@ -645,31 +645,39 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
             /* every operand inside its area (a damaged plan must not make the GPU stray) */
             int64_t ra = m->trans_a ? m->k : m->m, ca = m->trans_a ? m->m : m->k;
             int64_t rb = m->trans_b ? m->n : m->k, cb = m->trans_b ? m->k : m->n;
+            int ea = gemm_type_size(m->type_a), eb = gemm_type_size(m->type_b);
             int64_t nb = m->batch > 1 ? m->batch - 1 : 0; /* a strided batch's last matrices */
-            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca + nb * m->stride_a) * 4,
-                               m->off_b + ((rb - 1) * m->ldb + cb + nb * m->stride_b) * 4,
+            int64_t ends[3] = {m->off_a + ((ra - 1) * m->lda + ca + nb * m->stride_a) * ea,
+                               m->off_b + ((rb - 1) * m->ldb + cb + nb * m->stride_b) * eb,
                                m->off_c + ((m->m - 1) * m->ldc + m->n + nb * m->stride_c) * 4};
             int areas[3] = {m->area_a, m->area_b, m->area_c};
             int bad = m->k < 1 || m->m < 0 || m->n < 0 || m->lda < ca || m->ldb < cb || m->ldc < m->n ||
-                      m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0;
+                      m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0 ||
+                      (m->type_a != GEMM_F32 && m->type_a != GEMM_BF16) ||
+                      (m->type_b != GEMM_F32 && m->type_b != GEMM_BF16) || m->type_a != m->type_b;
             for (int q = 0; q < 3 && !bad; q++) bad = ends[q] > (int64_t)c->area_bytes[areas[q]];
             if (bad) {
-                snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld) does not fit its "
-                         "storage areas", l->name, (long long)m->m, (long long)m->n, (long long)m->k,
-                         (long long)m->lda, (long long)m->ldb, (long long)m->ldc);
+                snprintf(err, errlen, "GEMM %s (m %lld n %lld k %lld, ld %lld %lld %lld, A %s, B %s) does not fit "
+                         "its storage areas or has operand types cuBLASLt does not pair (fp32 or bf16, both "
+                         "alike)", l->name, (long long)m->m, (long long)m->n, (long long)m->k, (long long)m->lda,
+                         (long long)m->ldb, (long long)m->ldc, gemm_type_name(m->type_a),
+                         gemm_type_name(m->type_b));
                 api->cublasLtMatmulPreferenceDestroy(pref);
                 return -1;
             }
             int32_t ta = m->trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, tb = m->trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
             const char *tf32 = getenv("KANC_TF32");
-            int compute = tf32 && *tf32 == '1' ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+            /* bf16 operands: fp32 compute and scale, C and D fp32 (TF32 concerns fp32 operands only) */
+            int bf16 = m->type_a == GEMM_BF16;
+            int compute = !bf16 && tf32 && *tf32 == '1' ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+            int dt_a = bf16 ? CUDA_R_16BF : CUDA_R_32F; /* our A and B, one type (checked above) */
             int nres = 0;
             cublasLtMatmulHeuristicResult_t res;
             /* the real alignment of each operand (cuBLASLt assumes 256 bytes unless told):
                its byte offset in a 256-byte aligned area, and its row stride */
-            int64_t sa = nb ? m->stride_a * 4 : 0, sb = nb ? m->stride_b * 4 : 0, sc = nb ? m->stride_c * 4 : 0;
-            uint32_t al[4] = {align_of(m->off_b | sb, m->ldb), align_of(m->off_a | sa, m->lda),
-                              align_of(m->off_c | sc, m->ldc), align_of(m->off_c | sc, m->ldc)};
+            int64_t sa = nb ? m->stride_a * ea : 0, sb = nb ? m->stride_b * eb : 0, sc = nb ? m->stride_c * 4 : 0;
+            uint32_t al[4] = {align_of(m->off_b | sb, m->ldb, eb), align_of(m->off_a | sa, m->lda, ea),
+                              align_of(m->off_c | sc, m->ldc, 4), align_of(m->off_c | sc, m->ldc, 4)};
             for (int q = 0; q < 4 && ps == CUBLAS_STATUS_SUCCESS; q++)
                 ps = api->cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES + q,
                                                                &al[q], sizeof al[q]);
@@ -678,10 +686,10 @@ static int finish_open(CudaDevice *c, CudaProgram *prog, const void *image, char
                 (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
                 (ps = api->cublasLtMatmulDescSetAttribute(gp->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)) ||
                 /* ours B: op(B)^T is n x k */
-                (ps = api->cublasLtMatrixLayoutCreate(&gp->la, CUDA_R_32F, m->trans_b ? m->k : m->n,
+                (ps = api->cublasLtMatrixLayoutCreate(&gp->la, dt_a, m->trans_b ? m->k : m->n,
                                                       m->trans_b ? m->n : m->k, m->ldb)) ||
                 /* ours A: op(A)^T is k x m */
-                (ps = api->cublasLtMatrixLayoutCreate(&gp->lb, CUDA_R_32F, m->trans_a ? m->m : m->k,
+                (ps = api->cublasLtMatrixLayoutCreate(&gp->lb, dt_a, m->trans_a ? m->m : m->k,
                                                       m->trans_a ? m->k : m->m, m->lda)) ||
                 (ps = api->cublasLtMatrixLayoutCreate(&gp->lc, CUDA_R_32F, m->n, m->m, m->ldc)) ||
                 (nb && (ps = set_batch(api, gp, m))) ||
@@ -752,8 +760,7 @@ Device *device_cuda_new(Plan *plan, const char *mode, char *err, size_t errlen)
     if (!api) return NULL;
     CudaProgram prog;
     CudaOptions co;
-    cuda_options_default(&co);
-    if (cuda_options_from_env(&co, err, errlen) || codegen_cuda(plan, &co, &prog, err, errlen)) return NULL;
+    if (cuda_options_for_device(&co, mode, err, errlen) || codegen_cuda(plan, &co, &prog, err, errlen)) return NULL;
     CudaDevice *c = open_context(api, plan, emu ? "emu" : "cuda", err, errlen);
     if (!c) {
         cuda_program_free(&prog);
@@ -823,6 +830,22 @@ const char *device_resolve(const char *name, size_t real_size)
 {
     if (!name || !strcmp(name, "auto")) return real_size == 4 && cuda_available() ? "cuda" : "cpu";
     return name;
+}
+
+int device_precision_request(const char *cmd, const char *precision, const char *device)
+{
+    CudaPrecision p;
+    if (cuda_precision_parse(precision, &p)) {
+        fprintf(stderr, "%s: error: --precision %s: expected fp32 or bf16\n", cmd, precision);
+        return -1;
+    }
+    if (p == CUDA_BF16 && !strcmp(device_resolve(device, 4), "cpu")) {
+        fprintf(stderr, "%s: error: --precision bf16 needs a CUDA device (--device cuda or emu): the CPU "
+                "computes in fp32 only%s\n", cmd, device && strcmp(device, "auto") ? "" : " (--device auto found no GPU)");
+        return -1;
+    }
+    setenv("KANC_PRECISION", precision, 1);
+    return 0;
 }
 
 Device *device_open(Plan *plan, const char *name, char *err, size_t errlen)

@@ -529,6 +529,8 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
     cJSON_AddNumberToObject(o, "n_buffer_elems", (double)p->n_buffer_elems);
     cJSON_AddNumberToObject(o, "ws_elems", (double)p->ws_elems);
     cJSON_AddNumberToObject(o, "ws_bytes", (double)prog->ws_bytes);
+    cJSON_AddStringToObject(o, "precision", cuda_precision_name(prog->precision));
+    cJSON_AddNumberToObject(o, "ws_cast_bytes", (double)prog->ws_cast_bytes);
     cJSON_AddNumberToObject(o, "args_bytes", (double)sizeof(KancArgs));
     cJSON_AddNumberToObject(o, "scalars_bytes", (double)sizeof(KancScalars));
     cJSON_AddNumberToObject(o, "launch_args_bytes", (double)sizeof(KancLaunchArgs));
@@ -611,6 +613,8 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
                 cJSON_AddNumberToObject(e, "stride_b", (double)m->stride_b);
                 cJSON_AddNumberToObject(e, "stride_c", (double)m->stride_c);
             }
+            cJSON_AddStringToObject(e, "type_a", gemm_type_name(m->type_a));
+            cJSON_AddStringToObject(e, "type_b", gemm_type_name(m->type_b));
         }
         cJSON_AddItemToArray(ls, e);
     }
@@ -718,6 +722,13 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
     }
     if (o->kan_kernel && cuda_kan_kernel_parse(o->kan_kernel, &co.kan_kernel)) {
         fprintf(diag, "kanc: error: --kan-kernel %s: expected auto, fused or blocked\n", o->kan_kernel);
+        goto out;
+    }
+    /* a cubin is for a GPU: bf16 unless KANC_PRECISION or --precision says fp32 */
+    const char *env_prec = getenv("KANC_PRECISION");
+    if (!(env_prec && *env_prec)) co.precision = CUDA_BF16;
+    if (o->precision && cuda_precision_parse(o->precision, &co.precision)) {
+        fprintf(diag, "kanc: error: --precision %s: expected fp32 or bf16\n", o->precision);
         goto out;
     }
     if (codegen_cuda(&plan, &co, &prog, err, sizeof err)) {
@@ -894,6 +905,25 @@ static int read_args(const cJSON *arr, CudaLaunch *l)
     return 0;
 }
 
+/* a string member of a JSON object, NULL if absent */
+static const char *artifact_jstr(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* a GEMM operand's type, "fp32" (also when absent: plans before bf16) or "bf16"; 1 if malformed */
+static int read_gemm_type(const cJSON *e, const char *key, int *t)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, key);
+    *t = GEMM_F32;
+    if (!v) return 0;
+    if (!cJSON_IsString(v)) return 1;
+    if (!strcmp(v->valuestring, "bf16")) *t = GEMM_BF16;
+    else if (strcmp(v->valuestring, "fp32")) return 1;
+    return 0;
+}
+
 int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *err, size_t errlen)
 {
     const Graph *g = p->g;
@@ -905,6 +935,13 @@ int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *
     prog->node_first = xmalloc(sizeof(int) * (size_t)(g->n + 1));
     prog->node_count = xcalloc((size_t)g->n + 1, sizeof(int));
     prog->ws_bytes = jint(a->plan, "ws_bytes", 0);
+    prog->ws_cast_bytes = jint(a->plan, "ws_cast_bytes", 0);
+    const char *prec = artifact_str(a, "precision");
+    prog->precision = CUDA_FP32;
+    if (prec && cuda_precision_parse(prec, &prog->precision)) {
+        snprintf(err, errlen, "%s: the embedded plan's precision '%s' is neither fp32 nor bf16", a->path, prec);
+        goto fail;
+    }
     prog->n_kernels = (int)jint(a->plan, "n_kernels", 0);
     for (int i = 0; i < g->n; i++) prog->node_first[i] = -1;
     int i = 0;
@@ -950,7 +987,8 @@ int artifact_program(const Artifact *a, const Plan *p, CudaProgram *prog, char *
                   m->stride_a < 0 || m->stride_b < 0 || m->stride_c < 0 ||
                   read_operand(cJSON_GetObjectItemCaseSensitive(e, "a"), &m->area_a, &m->off_a) ||
                   read_operand(cJSON_GetObjectItemCaseSensitive(e, "b"), &m->area_b, &m->off_b) ||
-                  read_operand(cJSON_GetObjectItemCaseSensitive(e, "c"), &m->area_c, &m->off_c);
+                  read_operand(cJSON_GetObjectItemCaseSensitive(e, "c"), &m->area_c, &m->off_c) ||
+                  read_gemm_type(e, "type_a", &m->type_a) || read_gemm_type(e, "type_b", &m->type_b);
         } else {
             bad = 1;
         }
@@ -1019,6 +1057,10 @@ void artifact_print_info(const Artifact *a, FILE *f)
             artifact_str(a, "format"), (int)artifact_num(a, "version", 0));
     fprintf(f, "architecture:      %s", artifact_str(a, "arch") ? artifact_str(a, "arch") : "?");
     if (a->elf_sm) fprintf(f, " (ELF header: sm_%d)", a->elf_sm);
+    fprintf(f, "\nprecision:         %s", artifact_str(a, "precision") ? artifact_str(a, "precision") : "fp32");
+    if (artifact_num(a, "ws_cast_bytes", 0) > 0)
+        fprintf(f, " (GEMM operands; their bf16 copies: %.2f MiB of the workspace)",
+                artifact_num(a, "ws_cast_bytes", 0) / (1 << 20));
     fprintf(f, "\nmodel:             %s\n", model_path);
     fprintf(f, "hyperparameters:  ");
     int i = 0;
@@ -1079,12 +1121,15 @@ void artifact_print_info(const Artifact *a, FILE *f)
         const char *ops = cJSON_IsString(op) ? op->valuestring : "-";
         long long node = (long long)jint(e, "node", -1);
         if (cJSON_IsString(kd) && !strcmp(kd->valuestring, "gemm")) {
-            fprintf(f, "  %4d %-28s %5lld %-14s gemm m=%lld n=%lld k=%lld %s%s alpha=%g beta=%g\n", i, "(cuBLASLt)",
-                    node, ops, (long long)jint(e, "m", 0), (long long)jint(e, "n", 0), (long long)jint(e, "k", 0),
+            const char *ta = artifact_jstr(e, "type_a"), *tb = artifact_jstr(e, "type_b");
+            fprintf(f, "  %4d %-28s %5lld %-14s gemm m=%lld n=%lld k=%lld %s%s alpha=%g beta=%g %s/%s\n", i,
+                    "(cuBLASLt)", node, ops, (long long)jint(e, "m", 0), (long long)jint(e, "n", 0),
+                    (long long)jint(e, "k", 0),
                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trans_a")) ? "T" : "N",
                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "trans_b")) ? "T" : "N",
                     cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "alpha")),
-                    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "beta")));
+                    cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(e, "beta")), ta ? ta : "fp32",
+                    tb ? tb : "fp32");
         } else {
             unsigned gr[3] = {0}, bl[3] = {0};
             read_u3(cJSON_GetObjectItemCaseSensitive(e, "grid"), gr);

@@ -120,6 +120,7 @@ typedef struct {
     const char *emit_source; /* also write the CUDA source here (NULL: no) */
     int verbose;             /* one summary line on stdout */
     const char *kan_kernel;  /* "auto", "fused", "blocked"; NULL: KANC_KAN_KERNEL, else auto */
+    const char *precision;   /* "bf16", "fp32"; NULL: KANC_PRECISION, else bf16 */
 } ArtifactOptions;
 /* Returns 0, or 1 with errors printed to diag. */
 int artifact_compile(const ArtifactOptions *o, FILE *diag);
