@@ -82,7 +82,9 @@ Test(bf16, every_fixture_kind_verifies_with_bf16_gemms)
         cuda_mock_lt_counts(&f2, &b2);
         cr_expect(rc16 == 0, "bf16 %s: rc %d\n%s", c->fixture, rc16, r16);
         cr_expect(r16 && strstr(r16, "precision bf16"), "%s", r16);
-        cr_expect(f2 == f1, "bf16 %s ran %ld fp32 matmuls", c->fixture, f2 - f1);
+        /* attention's strided-batched products stay fp32 (docs/cuda.md "Precision"): only
+           the GPT fixtures may run fp32 matmuls in a bf16 step */
+        if (!strstr(c->fixture, "gpt_")) cr_expect(f2 == f1, "bf16 %s ran %ld fp32 matmuls", c->fixture, f2 - f1);
         if (f1 > f0) /* the fixture's model has GEMMs: they all ran in bf16 */
             cr_expect(b2 > b1, "bf16 %s ran no bf16 matmul (%ld fp32 ones in fp32)", c->fixture, f1 - f0);
         /* the bf16 error: at least 2^-12 (16 times below bf16's unit roundoff) and 10 times the fp32 run's */
@@ -139,6 +141,11 @@ static void check_descriptors(const char *model, KanKernel kk)
         if (l->kind != LAUNCH_GEMM) continue;
         n16++;
         const GemmDesc *g = &l->gemm;
+        if (g->batch > 1) { /* attention's per-head products: fp32 operands in place, for now */
+            cr_expect(strstr(l->name, "attention_") && g->type_a == GEMM_F32 && g->type_b == GEMM_F32,
+                      "%s: batched GEMM %s", model, l->name);
+            continue;
+        }
         cr_expect(g->type_a == GEMM_BF16 && g->type_b == GEMM_BF16, "%s: GEMM %s types %d %d", model, l->name,
                   g->type_a, g->type_b);
         /* the operands: a bf16 copy in the workspace (the blocked KAN basis and Wf are
