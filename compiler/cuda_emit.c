@@ -361,12 +361,8 @@ void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q)
 /* GEMM: a LAUNCH_GEMM for cuBLASLt, or a generated tiled kernel             */
 /* ------------------------------------------------------------------------ */
 
-/* bf16 copy of a GEMM operand stored as `rows` x `cols` fp32 with row stride ld:
-   a cast kernel into the operand copies at byte `at` (CG_AREA_CAST), rows padded
-   to a multiple of 8 elements (16 bytes, the tensor-core kernels' vector loads).
-   Returns the copy's row stride. */
-static int64_t cast_operand(CudaGen *G, const char *what, CgLoc src, int64_t rows, int64_t cols, int64_t ld,
-                            int64_t at, const char *name)
+int64_t cg_cast_bf16(CudaGen *G, const char *what, CgLoc src, int64_t rows, int64_t cols, int64_t ld, int64_t at,
+                     const char *name)
 {
     int64_t ld16 = cg_cdiv(cols, 8) * 8;
     char a1[32], a2[32], a3[32], a4[32];
@@ -408,8 +404,7 @@ static void bf16_gemm_launch(CudaGen *G, const char *what, const CgGemm *q, cons
               q->na, q->nb, q->nc);
 }
 
-/* bytes of a bf16 copy of rows x cols (rows padded to 16 bytes, the piece to 256) */
-static int64_t copy_bytes(int64_t rows, int64_t cols) { return cg_cdiv(rows * cg_cdiv(cols, 8) * 8 * 2, 256) * 256; }
+int64_t cg_bf16_copy_bytes(int64_t rows, int64_t cols) { return cg_cdiv(rows * cg_cdiv(cols, 8) * 8 * 2, 256) * 256; }
 
 /* An operand of a bf16 GEMM: its stored matrix, the GEMM dimension of its rows
    and of its columns (0 m, 1 n, 2 k), whether it is stored in bf16 already. */
@@ -444,7 +439,7 @@ static void cg_gemm_bf16(CudaGen *G, const char *what, const CgGemm *q, const ch
     int64_t budget = G->o.gemm_copy_bytes > 0 ? G->o.gemm_copy_bytes : INT64_MAX / 4;
     int64_t whole = 0;
     for (int i = 0; i < 2; i++)
-        if (!op[i].bf16) whole += copy_bytes(dim[op[i].rdim], dim[op[i].cdim]);
+        if (!op[i].bf16) whole += cg_bf16_copy_bytes(dim[op[i].rdim], dim[op[i].cdim]);
 
     if (whole > budget) {
         for (int d = 0; d < 3; d++) {
@@ -454,7 +449,7 @@ static void cg_gemm_bf16(CudaGen *G, const char *what, const CgGemm *q, const ch
                 int64_t r = dim[op[i].rdim], c = dim[op[i].cdim];
                 if (op[i].rdim == d) unit += cg_cdiv(c, 8) * 8 * 2;
                 else if (op[i].cdim == d) unit += r * 2; /* about: the padding of a column part aside */
-                else fixed += copy_bytes(r, c);
+                else fixed += cg_bf16_copy_bytes(r, c);
             }
             if (!unit) continue;
             int64_t chunk = (budget - fixed - 512) / unit / 16 * 16;
@@ -475,9 +470,9 @@ static void cg_gemm_bf16(CudaGen *G, const char *what, const CgGemm *q, const ch
     for (int i = 0; i < 2; i++) {
         if (op[i].bf16 || (best_parts > 1 && (op[i].rdim == best || op[i].cdim == best))) continue;
         int64_t r = dim[op[i].rdim], c = dim[op[i].cdim];
-        ld16[i] = cast_operand(G, what, op[i].loc, r, c, op[i].ld, at, op[i].name);
+        ld16[i] = cg_cast_bf16(G, what, op[i].loc, r, c, op[i].ld, at, op[i].name);
         copy[i] = (CgLoc){CG_AREA_CAST, at};
-        at += copy_bytes(r, c);
+        at += cg_bf16_copy_bytes(r, c);
     }
     int64_t part0 = at;
     int split = best_parts > 1 ? best : -1; /* the dimension cut into parts, -1: none */
@@ -506,9 +501,9 @@ static void cg_gemm_bf16(CudaGen *G, const char *what, const CgGemm *q, const ch
                 loc.off += off * 2;
             } else {
                 CgLoc src = {loc.area, loc.off + off * 4};
-                ld = cast_operand(G, what, src, r, c, op[i].ld, at, op[i].name);
+                ld = cg_cast_bf16(G, what, src, r, c, op[i].ld, at, op[i].name);
                 loc = (CgLoc){CG_AREA_CAST, at};
-                at += copy_bytes(r, c);
+                at += cg_bf16_copy_bytes(r, c);
             }
             if (i == 0) b.a = loc, b.lda = ld; else b.b = loc, b.ldb = ld;
         }

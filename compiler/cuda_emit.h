@@ -215,4 +215,13 @@ void cg_col_sum(CudaGen *G, const char *what, const CgColSum *q);
    just before the GEMM; C stays fp32. */
 void cg_gemm(CudaGen *G, const char *what, const CgGemm *q, const char *note);
 
+/* The bf16 copy of an operand stored as `rows` x `cols` fp32 with row stride
+   ld: a cast kernel into the operand copies at byte `at` (CG_AREA_CAST), rows
+   padded to a multiple of 8 elements (16 bytes, the tensor-core kernels' vector
+   loads). Returns the copy's row stride; cg_bf16_copy_bytes is its size (to 256
+   bytes). The caller raises G->cast_bytes past the copies it uses. */
+int64_t cg_cast_bf16(CudaGen *G, const char *what, CgLoc src, int64_t rows, int64_t cols, int64_t ld, int64_t at,
+                     const char *name);
+int64_t cg_bf16_copy_bytes(int64_t rows, int64_t cols);
+
 #endif

@@ -178,22 +178,71 @@ static void att_consts(CudaGen *G, const AttDims *a)
    large as P), and they are the path for generated GEMMs (use_cublas 0). */
 static int att_on_gemms(const CudaGen *G, const AttDims *a) { return G->o.use_cublas && a->p == 0; }
 
+/* An operand of attention's products: `off` elements into loc, rows ld apart,
+   the batch's matrices stride apart; fp32 in place, or (under bf16, as cg_gemm's
+   operands) a bf16 copy in the operand copies (CG_AREA_CAST) that a cast kernel
+   writes just before the products that read it: qkv and dy whole, [B T, W] with
+   rows padded to 16 bytes, once per node; P (or dS over it) a head at a time. */
+typedef struct {
+    CgLoc loc;
+    int64_t off, ld, stride;
+    int type; /* GemmType */
+} AttMat;
+
+/* the token rows [B T, W] at src (qkv or dy) as an operand, itself or its bf16
+   copy at byte *at of the copies (then *at moves past it) */
+static AttMat att_tokens(CudaGen *G, const char *what, CgLoc src, const AttDims *a, int64_t W, int64_t *at,
+                         const char *name)
+{
+    AttMat m = {src, 0, W, a->T * W, GEMM_F32};
+    if (G->o.precision != CUDA_BF16) return m;
+    m.ld = cg_cast_bf16(G, what, src, a->B * a->T, W, W, *at, name);
+    m = (AttMat){{CG_AREA_CAST, *at}, 0, m.ld, a->T * m.ld, GEMM_BF16};
+    *at += cg_bf16_copy_bytes(a->B * a->T, W);
+    if (*at > G->cast_bytes) G->cast_bytes = *at;
+    return m;
+}
+
+/* the columns from col of a token operand: a head's q, k or v (or dy) */
+static AttMat att_cols(AttMat m, int64_t col)
+{
+    m.off += col;
+    return m;
+}
+
+/* head h of P (or dS) [B, H, T, T] as an operand, itself or a bf16 copy of its
+   B matrices at byte `at` of the copies */
+static AttMat att_head(CudaGen *G, const char *what, CgLoc P, const AttDims *a, int64_t h, int64_t at,
+                       const char *name)
+{
+    int64_t TT = a->T * a->T;
+    AttMat m = {P, h * TT, a->T, a->H * TT, GEMM_F32};
+    if (G->o.precision != CUDA_BF16) return m;
+    int64_t ld = cg_cast_bf16(G, what, (CgLoc){P.area, P.off + h * TT * 4}, a->B, TT, a->H * TT, at, name);
+    if (at + cg_bf16_copy_bytes(a->B, TT) > G->cast_bytes) G->cast_bytes = at + cg_bf16_copy_bytes(a->B, TT);
+    return (AttMat){{CG_AREA_CAST, at}, 0, a->T, ld, GEMM_BF16};
+}
+
 /* a strided-batched GEMM for the runtime: C = alpha op(A) op(B) + beta C per
-   batch, operands at a, b, c plus the head's element offsets */
-static void att_gemm(CudaGen *G, const char *what, int h, GemmDesc m, CgLoc a, CgLoc b, CgLoc c,
+   batch; m gives the shape, transposes, scalars, batch and C's ldc, stride and
+   byte offset from c */
+static void att_gemm(CudaGen *G, const char *what, int h, GemmDesc m, AttMat a, AttMat b, CgLoc c,
                      const char *note)
 {
     char name[64];
     snprintf(name, sizeof name, "n%d_%s_h%d", G->n->id, what, h);
-    m.area_a = a.area, m.area_b = b.area, m.area_c = c.area;
-    m.off_a += a.off, m.off_b += b.off, m.off_c += c.off;
+    m.area_a = a.loc.area, m.off_a = a.loc.off + a.off * gemm_type_size(a.type), m.lda = a.ld;
+    m.stride_a = a.stride, m.type_a = a.type;
+    m.area_b = b.loc.area, m.off_b = b.loc.off + b.off * gemm_type_size(b.type), m.ldb = b.ld;
+    m.stride_b = b.stride, m.type_b = b.type;
+    m.area_c = c.area, m.off_c += c.off;
     CudaLaunch *l = cg_add_launch(G, LAUNCH_GEMM, name);
     l->gemm = m;
     sb_printf(&G->src,
               "/* node %d %s: %s, head %d\n   launch %s: strided-batched GEMM for the runtime (cuBLASLt): %d x "
-              "C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld */\n\n",
+              "C[%lld,%lld] = %g op(A) op(B) + %g C, trans %d %d, k %lld; A, B %s, C fp32 */\n\n",
               G->n->id, op_name(G->n->op), note, h, name, m.batch, (long long)m.m, (long long)m.n,
-              (double)m.alpha, (double)m.beta, m.trans_a, m.trans_b, (long long)m.k);
+              (double)m.alpha, (double)m.beta, m.trans_a, m.trans_b, (long long)m.k, gemm_type_name(a.type));
 }
 
 /* forward: S_h = q_h k_h^T / sqrt(D) into P (per head), softmax in place, y_h = P_h v_h */
@@ -201,15 +250,16 @@ static void att_fwd_gemms(CudaGen *G, const AttDims *a)
 {
     const GNode *n = G->n;
     int64_t B = a->B, T = a->T, C = a->C, H = a->H, D = C / H, C3 = 3 * C;
-    CgLoc qkv = cg_value_loc(G, n->in[0]), P = cg_aux_loc(G, n->id), y = cg_out_loc(G, n);
+    CgLoc P = cg_aux_loc(G, n->id), y = cg_out_loc(G, n);
+    int64_t at = 0; /* the operand copies (bf16) */
+    AttMat qkv = att_tokens(G, "attention", cg_value_loc(G, n->in[0]), a, C3, &at, "qkv");
     float scale = (float)(1.0 / sqrt((double)D));
     char s1[96];
     for (int64_t h = 0; h < H; h++)
         att_gemm(G, "attention_qk", (int)h,
-                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .lda = C3, .ldb = C3, .ldc = T, .alpha = scale,
-                            .off_a = h * D * 4, .off_b = (C + h * D) * 4, .off_c = h * T * T * 4, .batch = (int)B,
-                            .stride_a = T * C3, .stride_b = T * C3, .stride_c = H * T * T},
-                 qkv, qkv, P, "S = q k^T / sqrt(D) into P");
+                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .ldc = T, .alpha = scale, .off_c = h * T * T * 4,
+                            .batch = (int)B, .stride_c = H * T * T},
+                 att_cols(qkv, h * D), att_cols(qkv, C + h * D), P, "S = q k^T / sqrt(D) into P");
     cg_kernel_begin(G, "attention_softmax", (unsigned)cg_cdiv(B * H * T, CG_WARPS_PER_BLOCK), 1,
                     32 * CG_WARPS_PER_BLOCK, 1, "%s softmax of the scores in place: P%s; one warp per row",
                     a->causal ? "causal" : "bidirectional", cg_shp(&n->aux, s1));
@@ -219,10 +269,9 @@ static void att_fwd_gemms(CudaGen *G, const AttDims *a)
     cg_kernel_end(G);
     for (int64_t h = 0; h < H; h++)
         att_gemm(G, "attention_pv", (int)h,
-                 (GemmDesc){.m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C, .alpha = 1, .off_a = h * T * T * 4,
-                            .off_b = (2 * C + h * D) * 4, .off_c = h * D * 4, .batch = (int)B, .stride_a = H * T * T,
-                            .stride_b = T * C3, .stride_c = T * C},
-                 P, qkv, y, "y = P v");
+                 (GemmDesc){.m = T, .n = D, .k = T, .ldc = C, .alpha = 1, .off_c = h * D * 4, .batch = (int)B,
+                            .stride_c = T * C},
+                 att_head(G, "attention_pv", P, a, h, at, "P"), att_cols(qkv, 2 * C + h * D), y, "y = P v");
 }
 
 /* backward: dv_h (+)= P_h^T dy_h for every head (before dS overwrites P);
@@ -232,24 +281,24 @@ static void att_bwd_gemms(CudaGen *G, const AttDims *a)
 {
     const GNode *n = G->n, *f = &G->g->nodes[n->fwd];
     int64_t B = a->B, T = a->T, C = a->C, H = a->H, D = C / H, C3 = 3 * C;
-    CgLoc dy = cg_value_loc(G, n->in[0]), qkv = cg_value_loc(G, n->in[1]), P = cg_aux_loc(G, f->id);
-    CgLoc dq = cg_out_loc(G, n), ws = {AREA_WS, 0};
+    CgLoc P = cg_aux_loc(G, f->id), dq = cg_out_loc(G, n), ws = {AREA_WS, 0};
+    int64_t at = 0; /* the operand copies (bf16) */
+    AttMat dy = att_tokens(G, "attention_bwd", cg_value_loc(G, n->in[0]), a, C, &at, "dy");
+    AttMat qkv = att_tokens(G, "attention_bwd", cg_value_loc(G, n->in[1]), a, C3, &at, "qkv");
     float beta = cg_node_acc(n) ? 1.0f : 0.0f;
     cg_need_ws(G, B * T * T * 4);
     for (int64_t h = 0; h < H; h++)
         att_gemm(G, "attention_dv", (int)h,
-                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .lda = T, .ldb = C, .ldc = C3, .alpha = 1,
-                            .beta = beta, .off_a = h * T * T * 4, .off_b = h * D * 4, .off_c = (2 * C + h * D) * 4,
-                            .batch = (int)B, .stride_a = H * T * T, .stride_b = T * C, .stride_c = T * C3},
-                 P, dy, dq, "dv (+)= P^T dy");
+                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .ldc = C3, .alpha = 1, .beta = beta,
+                            .off_c = (2 * C + h * D) * 4, .batch = (int)B, .stride_c = T * C3},
+                 att_head(G, "attention_dv", P, a, h, at, "P"), att_cols(dy, h * D), dq, "dv (+)= P^T dy");
     GShape dps = shape_of(3, B, T, T);
     char b1[32];
     for (int64_t h = 0; h < H; h++) {
         att_gemm(G, "attention_dp", (int)h,
-                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .lda = C, .ldb = C3, .ldc = T, .alpha = 1,
-                            .off_a = h * D * 4, .off_b = (2 * C + h * D) * 4, .batch = (int)B, .stride_a = T * C,
-                            .stride_b = T * C3, .stride_c = T * T},
-                 dy, qkv, ws, "dP = dy v^T (workspace)");
+                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .ldc = T, .alpha = 1, .batch = (int)B,
+                            .stride_c = T * T},
+                 att_cols(dy, h * D), att_cols(qkv, 2 * C + h * D), ws, "dP = dy v^T (workspace)");
         cg_kernel_begin(G, "attention_softmax_bwd", (unsigned)cg_cdiv(B * T, CG_WARPS_PER_BLOCK), 1,
                         32 * CG_WARPS_PER_BLOCK, 1,
                         "dS = P (dP - rowsum(P dP)) / sqrt(D) over one head's rows of P; one warp per row");
@@ -259,18 +308,15 @@ static void att_bwd_gemms(CudaGen *G, const AttDims *a)
         cg_line(G, "kanc_attention_softmax_bwd<%d>(PdS, dP, %lld, %lld, %lld, (int)la.v[%d], %s);", a->causal,
                 (long long)B, (long long)T, (long long)H, ha, cg_flit(b1, (float)(1.0 / sqrt((double)D))));
         cg_kernel_end(G);
-    }
-    for (int64_t h = 0; h < H; h++) {
+        AttMat dS = att_head(G, "attention_dq", P, a, h, at, "dS");
         att_gemm(G, "attention_dq", (int)h,
-                 (GemmDesc){.m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C3, .alpha = 1, .beta = beta,
-                            .off_a = h * T * T * 4, .off_b = (C + h * D) * 4, .off_c = h * D * 4, .batch = (int)B,
-                            .stride_a = H * T * T, .stride_b = T * C3, .stride_c = T * C3},
-                 P, qkv, dq, "dq (+)= dS k");
+                 (GemmDesc){.m = T, .n = D, .k = T, .ldc = C3, .alpha = 1, .beta = beta, .off_c = h * D * 4,
+                            .batch = (int)B, .stride_c = T * C3},
+                 dS, att_cols(qkv, C + h * D), dq, "dq (+)= dS k");
         att_gemm(G, "attention_dk", (int)h,
-                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .lda = T, .ldb = C3, .ldc = C3, .alpha = 1,
-                            .beta = beta, .off_a = h * T * T * 4, .off_b = h * D * 4, .off_c = (C + h * D) * 4,
-                            .batch = (int)B, .stride_a = H * T * T, .stride_b = T * C3, .stride_c = T * C3},
-                 P, qkv, dq, "dk (+)= dS^T q");
+                 (GemmDesc){.trans_a = 1, .m = T, .n = D, .k = T, .ldc = C3, .alpha = 1, .beta = beta,
+                            .off_c = (C + h * D) * 4, .batch = (int)B, .stride_c = T * C3},
+                 dS, att_cols(qkv, h * D), dq, "dk (+)= dS^T q");
     }
 }
 
