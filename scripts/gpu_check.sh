@@ -174,6 +174,23 @@ KANRUN_GPU=${KANRUN_GPU:-1}
 
 # 3. every fixture on the device
 if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
+    # verify_one LABEL KAN_KERNEL PRECISION FIXTURE [MODEL.kdl]: one verify, counted in
+    # pass / fail (worst: the failed labels) and logged
+    verify_one() {
+        local label=$1 kk=$2 prec=$3 f=$4
+        shift 4
+        if KANC_KAN_KERNEL=$kk run 150 "$KANRUN" verify "$@" "$f" --device "$DEV" --precision "$prec" \
+            >"$WORK/verify.txt" 2>&1; then
+            pass=$((pass + 1))
+        else
+            fail=$((fail + 1))
+            worst="$worst $label"
+        fi
+        cat "$WORK/verify.txt" >>"$LOG"
+        local tag=""
+        [ "$prec" = fp32 ] || tag=" $prec"
+        log "verify $label$tag on $DEV: $(tail -1 "$WORK/verify.txt")"
+    }
     pass=0
     fail=0
     worst=""
@@ -186,14 +203,7 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         kan_linear*) m=kan-linear ;;
         *) continue ;;
         esac
-        if run 150 "$KANRUN" verify "models/$m.kdl" "$f" --device "$DEV" --precision fp32 >"$WORK/verify_$b.txt" 2>&1; then
-            pass=$((pass + 1))
-        else
-            fail=$((fail + 1))
-            worst="$worst $b"
-        fi
-        cat "$WORK/verify_$b.txt" >>"$LOG"
-        log "verify $b on $DEV: $(tail -1 "$WORK/verify_$b.txt")"
+        verify_one "$b" "${KANC_KAN_KERNEL:-auto}" fp32 "$f" "models/$m.kdl"
     done
     # the other bases' fixtures (their models are named inside), and the KAN fixtures with
     # every layer on the blocked path (the cost model keeps these small models fused)
@@ -208,16 +218,7 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
             margs=("models/$m.kdl") ;;
         esac
         [ -f "$f" ] || continue
-        b="$(basename "$f" .safetensors)${margs:+ ($kk)}"
-        if KANC_KAN_KERNEL=$kk run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" --precision fp32 \
-            >"$WORK/verify.txt" 2>&1; then
-            pass=$((pass + 1))
-        else
-            fail=$((fail + 1))
-            worst="$worst $b"
-        fi
-        cat "$WORK/verify.txt" >>"$LOG"
-        log "verify $b on $DEV: $(tail -1 "$WORK/verify.txt")"
+        verify_one "$(basename "$f" .safetensors)${margs:+ ($kk)}" "$kk" fp32 "$f" "${margs[@]}"
     done
     if [ $fail = 0 ]; then row "verify --device $DEV" ok "$pass fixture checks within 1e-4"; else row "verify --device $DEV" FAIL "$fail failed:$worst"; fi
     # bf16 GEMM operands: a fixture of every kind, the KAN layers blocked (the fused kernels stay fp32)
@@ -234,16 +235,7 @@ if [ "$KANRUN_GPU" = 1 ] && [ -d "$SHARED/fixtures" ]; then
         margs=()
         [ "$m" != - ] && margs=("models/$m.kdl")
         [ -f "$f" ] || continue
-        b=$(basename "$f" .safetensors)
-        if KANC_KAN_KERNEL=blocked run 150 "$KANRUN" verify "${margs[@]}" "$f" --device "$DEV" --precision bf16 \
-            >"$WORK/verify.txt" 2>&1; then
-            pass=$((pass + 1))
-        else
-            fail=$((fail + 1))
-            worst="$worst $b"
-        fi
-        cat "$WORK/verify.txt" >>"$LOG"
-        log "verify $b bf16 on $DEV: $(tail -1 "$WORK/verify.txt")"
+        verify_one "$(basename "$f" .safetensors)" blocked bf16 "$f" "${margs[@]}"
     done
     if [ $fail = 0 ]; then row "verify bf16 --device $DEV" ok "$pass fixture checks within 2^-5"; else row "verify bf16 --device $DEV" FAIL "$fail failed:$worst"; fi
 elif [ "$KANRUN_GPU" = 1 ]; then
