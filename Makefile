@@ -12,9 +12,9 @@ OPTFLAGS ?= -O3 -march=native
 SRC_DIRS := compiler ops runtime runtime/exec runtime/device runtime/device/emu runtime/io runtime/data runtime/dist cli
 KANC_CFLAGS := $(OPTFLAGS) -std=gnu11 -g -Wall -Wextra -Wno-unused-parameter -Wno-sign-compare -fopenmp \
            -I. $(addprefix -I,$(SRC_DIRS)) -Icuda -I$(BUILD)/gen \
-           -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8 cairo) $(CFLAGS)
+           -I/usr/include/x86_64-linux-gnu/openblas-openmp $(shell pkg-config --cflags libcjson libpcre2-8 cairo zlib) $(CFLAGS)
 LDLIBS  := -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas \
-           $(shell pkg-config --libs libcjson libpcre2-8 cairo) -lm -ldl -fopenmp
+           $(shell pkg-config --libs libcjson libpcre2-8 cairo zlib) -lm -ldl -fopenmp
 
 GEN      := $(BUILD)/gen/kdl.tab.c $(BUILD)/gen/kdl.yy.c
 LIB_SRC  := $(filter-out %_main.c,$(wildcard $(addsuffix /*.c,$(SRC_DIRS))))

@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 PKGS=(build-essential pkg-config flex bison libopenblas-openmp-dev libcjson-dev libpcre2-dev
-      libcriterion-dev libcairo2-dev bible-kjv xxd openmpi-bin libopenmpi-dev)
+      libcriterion-dev libcairo2-dev zlib1g-dev bible-kjv xxd openmpi-bin libopenmpi-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -49,8 +49,9 @@ static size_t put(Buf *b, const void *p, size_t n, size_t align)
     return at;
 }
 
-/* an EM_CUDA ELF holding `json` as kanc_plan and one kernel "k" with 42 registers */
-static unsigned char *hand_cubin(const char *json, size_t *size)
+/* an EM_CUDA ELF holding the plan `json` as kanc_plan (packed as kanc -o packs
+   it, or as the plain JSON of older cubins) and one kernel "k" with 42 registers */
+static unsigned char *hand_cubin_as(const char *json, int packed, size_t *size)
 {
     static const char shstr[] = "\0.shstrtab\0.strtab\0.symtab\0.nv.info\0.text.k\0.nv.global.init\0"
                                 ".nv.shared.k\0.nv.info.k";
@@ -65,6 +66,8 @@ static unsigned char *hand_cubin(const char *json, size_t *size)
     sh[S_STR] = (Elf64_Shdr){.sh_type = SHT_STRTAB, .sh_size = sizeof str, .sh_addralign = 1};
     sh[S_STR].sh_offset = put(&b, str, sizeof str, 1);
     size_t plen = strlen(json) + 1;
+    unsigned char *plan = packed ? artifact_pack_plan(json, &plen) : (unsigned char *)xstrdup(json);
+    if (packed) plan = xrealloc(plan, ++plen), plan[plen - 1] = 0; /* the string literal's NUL */
     Elf64_Sym sym[3] = {{0}};
     sym[1] = (Elf64_Sym){.st_name = 1, .st_info = ELF64_ST_INFO(STB_GLOBAL, STT_OBJECT), .st_shndx = S_INIT,
                          .st_size = plen};
@@ -83,7 +86,8 @@ static unsigned char *hand_cubin(const char *json, size_t *size)
     sh[S_TEXT].sh_offset = put(&b, code, sizeof code, 128);
     sh[S_INIT] = (Elf64_Shdr){.sh_type = SHT_PROGBITS, .sh_flags = SHF_ALLOC | SHF_WRITE, .sh_size = plen,
                               .sh_addralign = 8};
-    sh[S_INIT].sh_offset = put(&b, json, plen, 8);
+    sh[S_INIT].sh_offset = put(&b, plan, plen, 8);
+    free(plan);
     sh[S_SHARED] = (Elf64_Shdr){.sh_type = SHT_NOBITS, .sh_flags = SHF_ALLOC | SHF_WRITE, .sh_size = 1280,
                                 .sh_offset = b.n, .sh_addralign = 16};
     /* EIFMT_SVAL EIATTR_MAX_THREADS: 128 x 1 x 1 */
@@ -111,6 +115,8 @@ static unsigned char *hand_cubin(const char *json, size_t *size)
     *size = b.n;
     return b.d;
 }
+
+static unsigned char *hand_cubin(const char *json, size_t *size) { return hand_cubin_as(json, 1, size); }
 
 static const char *PLAN = "{\"format\":\"kanc-step\",\"version\":2,\"arch\":\"sm_90\",\"source\":\"param x = 1\","
                           "\"hyperparameters\":{\"x\":\"1\"},\"launches\":[],\"params\":[]}";
@@ -150,6 +156,72 @@ Test(formats, hand_built_cubin_reads_back)
     cr_expect(a.kernels[0].static_smem == 1280 && a.kernels[0].code_bytes == 32);
     artifact_free(&a);
     free(d);
+}
+
+Test(formats, plain_json_plans_of_older_cubins_read_back)
+{
+    size_t n;
+    unsigned char *d = hand_cubin_as(PLAN, 0, &n);
+    Artifact a;
+    char err[1024];
+    cr_assert(artifact_parse(&a, d, n, "plain.cubin", err, sizeof err) == 0, "%s", err);
+    cr_expect(!strcmp(a.json, PLAN));
+    artifact_free(&a);
+    free(d);
+    /* packed or plain, a plan that is not JSON is named as such */
+    for (int packed = 0; packed < 2; packed++) {
+        d = hand_cubin_as("{\"format\": \"kanc-step\", ", packed, &n);
+        cr_expect(artifact_parse(&a, d, n, "bad.cubin", err, sizeof err) == -1);
+        cr_expect(strstr(err, "bad.cubin") && strstr(err, "not valid JSON"), "%s", err);
+        free(d);
+    }
+}
+
+/* the packed plan's own damage: each refused with its own message */
+Test(formats, damaged_packed_plans_are_named)
+{
+    size_t n;
+    unsigned char *p = artifact_pack_plan(PLAN, &n);
+    char err[512];
+    char *json = artifact_unpack_plan(p, n, "x.cubin", err, sizeof err);
+    cr_assert(json && !strcmp(json, PLAN), "%s", json ? json : err);
+    free(json);
+    struct {
+        size_t cut;       /* bytes kept (0: all) */
+        int at, xor_with; /* a byte changed (at < 0: none) */
+        const char *want;
+    } cases[] = {
+        {8, -1, 0, "cut short (8 bytes"},
+        {n - 5, -1, 0, "stream is cut short"},
+        {0, 11, 0x80, "claims"},                       /* 2^63 bytes */
+        {0, ARTIFACT_PACK_HEADER + 20, 0xff, NULL},    /* inside the stream */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        unsigned char *b = xmalloc(n);
+        memcpy(b, p, n);
+        if (cases[c].at >= 0) b[cases[c].at] ^= (unsigned char)cases[c].xor_with;
+        err[0] = 0;
+        json = artifact_unpack_plan(b, cases[c].cut ? cases[c].cut : n, "x.cubin", err, sizeof err);
+        cr_expect(!json, "case %zu accepted", c);
+        cr_expect(strstr(err, "x.cubin") && (!cases[c].want || strstr(err, cases[c].want)),
+                  "case %zu: '%s' (wanted '%s')", c, err, cases[c].want ? cases[c].want : "x.cubin");
+        free(json);
+        free(b);
+    }
+    /* a stated length that is not the stream's */
+    const int64_t delta[] = {-1, 1, 300};
+    for (int k = 0; k < 3; k++) {
+        unsigned char *b = xmalloc(n);
+        memcpy(b, p, n);
+        uint64_t len = strlen(PLAN) + (uint64_t)delta[k];
+        for (int i = 0; i < 8; i++) b[4 + i] = (unsigned char)(len >> (8 * i));
+        json = artifact_unpack_plan(b, n, "x.cubin", err, sizeof err);
+        cr_expect(!json && strstr(err, delta[k] < 0 ? "longer than its header says" : "shorter than its header says"),
+                  "length %+lld: '%s'", (long long)delta[k], err);
+        free(json);
+        free(b);
+    }
+    free(p);
 }
 
 /* ------------------------------------------------------------ mutation fuzzing */

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "atomic_file.h"
 #include "autodiff.h"
@@ -309,10 +310,7 @@ static int parse_elf(Artifact *a, Elf *e)
                  e->label, ARTIFACT_SYMBOL);
         goto out;
     }
-    while (plan_size && plan[plan_size - 1] == 0) plan_size--;
-    a->json = xmalloc(plan_size + 1);
-    memcpy(a->json, plan, plan_size);
-    a->json[plan_size] = 0;
+    if (!(a->json = artifact_unpack_plan(plan, plan_size, e->label, e->err, e->errlen))) goto out;
     rc = 0;
 out:
     free(sec);
@@ -634,9 +632,76 @@ char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactM
     return r;
 }
 
+/* ------------------------------------------------------------ the stored plan */
+
+unsigned char *artifact_pack_plan(const char *json, size_t *size)
+{
+    size_t n = strlen(json);
+    uLongf zn = compressBound((uLong)n);
+    unsigned char *out = xmalloc(ARTIFACT_PACK_HEADER + zn);
+    memcpy(out, ARTIFACT_PACK_MAGIC, 4);
+    for (int i = 0; i < 8; i++) out[4 + i] = (unsigned char)((uint64_t)n >> (8 * i));
+    if (compress2(out + ARTIFACT_PACK_HEADER, &zn, (const Bytef *)json, (uLong)n, Z_BEST_COMPRESSION) != Z_OK)
+        die("kanc: zlib could not compress the %zu-byte plan", n); /* only out of memory */
+    *size = ARTIFACT_PACK_HEADER + zn;
+    return out;
+}
+
+char *artifact_unpack_plan(const unsigned char *d, size_t n, const char *label, char *err, size_t errlen)
+{
+    if (n < 4 || memcmp(d, ARTIFACT_PACK_MAGIC, 4)) { /* a plain JSON plan (cubins before the packing) */
+        while (n && d[n - 1] == 0) n--;
+        char *json = xmalloc(n + 1);
+        memcpy(json, d, n);
+        json[n] = 0;
+        return json;
+    }
+    if (n < ARTIFACT_PACK_HEADER) {
+        snprintf(err, errlen, "%s: the embedded plan is cut short (%zu bytes; its header alone is %d)", label, n,
+                 ARTIFACT_PACK_HEADER);
+        return NULL;
+    }
+    uint64_t len = 0;
+    for (int i = 0; i < 8; i++) len |= (uint64_t)d[4 + i] << (8 * i);
+    if (len == 0 || len > ARTIFACT_PLAN_MAX) {
+        snprintf(err, errlen, "%s: the embedded plan claims %" PRIu64 " bytes of JSON (at most %d MiB are "
+                 "plausible): a corrupt cubin", label, len, ARTIFACT_PLAN_MAX >> 20);
+        return NULL;
+    }
+    char *json = xmalloc((size_t)len + 1);
+    z_stream z = {0};
+    z.next_in = (Bytef *)(uintptr_t)(d + ARTIFACT_PACK_HEADER);
+    z.avail_in = (uInt)(n - ARTIFACT_PACK_HEADER);
+    z.next_out = (Bytef *)json;
+    z.avail_out = (uInt)len;
+    int r = inflateInit(&z);
+    if (r == Z_OK) r = inflate(&z, Z_FINISH);
+    /* what follows the stream is the string literal's NUL */
+    int ok = r == Z_STREAM_END && z.total_out == len;
+    if (!ok)
+        snprintf(err, errlen, "%s: the embedded plan's zlib stream is %s (corrupt cubin?)", label,
+                 r == Z_STREAM_END ? "shorter than its header says"
+                 : r == Z_BUF_ERROR && z.avail_in == 0 ? "cut short"
+                 : r == Z_BUF_ERROR ? "longer than its header says"
+                 : z.msg ? z.msg : "damaged");
+    inflateEnd(&z);
+    if (!ok) {
+        free(json);
+        return NULL;
+    }
+    json[len] = 0;
+    if (memchr(json, 0, (size_t)len)) {
+        snprintf(err, errlen, "%s: the embedded plan holds a NUL byte (corrupt cubin?)", label);
+        free(json);
+        return NULL;
+    }
+    return json;
+}
+
 char *artifact_embed(const char *source, const char *json)
 {
-    size_t n = strlen(json), sl = strlen(source);
+    size_t n, sl = strlen(source);
+    unsigned char *packed = artifact_pack_plan(json, &n);
     /* worst case: 4 bytes per byte (an octal escape), plus a 3-byte break every 25 bytes */
     size_t cap = sl + 5 * n + 512;
     char *out = xmalloc(cap), *w = out;
@@ -644,12 +709,13 @@ char *artifact_embed(const char *source, const char *json)
     w += sl;
     if (sl && source[sl - 1] != '\n') *w++ = '\n';
     w += sprintf(w,
-                 "\n/* ---- the step plan (JSON), read back from the cubin by kanrun: see docs/cuda.md ---- */\n"
+                 "\n/* ---- the step plan (zlib-compressed JSON), read back from the cubin by kanrun: see "
+                 "docs/cuda.md ---- */\n"
                  "extern \"C\" __device__ const unsigned char %s[%zu] __attribute__((used)) =\n\"",
                  ARTIFACT_SYMBOL, n + 1);
     size_t col = 0;
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)json[i];
+        unsigned char c = packed[i];
         if (col >= 100) {
             w += sprintf(w, "\"\n\"");
             col = 0;
@@ -664,6 +730,7 @@ char *artifact_embed(const char *source, const char *json)
     }
     w += sprintf(w, "\";\n");
     *w = 0;
+    free(packed);
     return out;
 }
 

@@ -4,10 +4,12 @@
  * the CUDA source of the step (codegen_cuda.h), appends the plan as a JSON
  * document in a device array,
  *
- *     extern "C" __device__ const unsigned char kanc_plan[N] = "{...}";
+ *     extern "C" __device__ const unsigned char kanc_plan[N] = "KPZ1...";
  *
  * and compiles it with NVRTC, so the plan lands in the cubin's ELF data (the
- * section .nv.global.init, symbol kanc_plan). The cubin alone is the artifact:
+ * section .nv.global.init, symbol kanc_plan). The array holds the JSON packed
+ * (artifact_pack_plan): a 1 MB string literal would cost NVRTC ~190 MB and
+ * 1.4 s at the GPT-2-small-sized KAN, its 58 KB zlib stream ~10 MB. The cubin alone is the artifact:
  * the runtime reads the plan back by parsing the ELF file (no GPU, no CUDA
  * library needed), rebuilds the identical graph from the model source and
  * hyperparameters it records, checks the rebuilt plan against it, and loads
@@ -106,7 +108,17 @@ typedef struct {
 
 /* The plan JSON (caller frees). */
 char *artifact_plan_json(const Plan *p, const CudaProgram *prog, const ArtifactMeta *meta);
-/* source + the kanc_plan array holding json (caller frees). */
+/* The plan as the cubin stores it: "KPZ1", the JSON's length in bytes (u64,
+   little-endian), the JSON's zlib stream (caller frees; *size its bytes). */
+#define ARTIFACT_PACK_MAGIC "KPZ1"
+#define ARTIFACT_PACK_HEADER 12
+#define ARTIFACT_PLAN_MAX (256 << 20) /* a plan claiming more JSON than this is corrupt */
+unsigned char *artifact_pack_plan(const char *json, size_t *size);
+/* The JSON back from the n bytes of kanc_plan (packed, or the plain JSON of
+   cubins from before the packing), NUL-terminated (caller frees); NULL with a
+   message naming label if the stream is damaged, cut or of the wrong length. */
+char *artifact_unpack_plan(const unsigned char *d, size_t n, const char *label, char *err, size_t errlen);
+/* source + the kanc_plan array holding the packed json (caller frees). */
 char *artifact_embed(const char *source, const char *json);
 
 /* kanc MODEL.kdl -o OUT: everything from the model file to the cubin on disk. */
