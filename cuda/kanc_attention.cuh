@@ -134,49 +134,57 @@ __device__ __forceinline__ void kanc_attention_bwd_dqk(float *dqkv, const float 
    kernels between them. The scores S = q k^T / sqrt(D) come as whole rows (the
    causal mask's half too). ---- */
 
-/* P = softmax(S) in place, causal rows over j <= i and 0 after (as P is
-   saved). One warp per row u = (b*H + h)*T + i of P[B,H,T,T]; each lane
-   touches only its own entries. */
-template <int CAUSAL>
-__device__ __forceinline__ void kanc_attention_softmax(float *P, int B, int T, int H)
+/* P = softmax(S), causal rows over j <= i and 0 after (as P is saved). Rows
+   u = (b*NH + hh)*T + i for b < B, hh < NH heads, i < T, one warp each; S's row
+   at S + b sB + hh sH + i T (fp32; it holds the exponentials after), P's at
+   P + b pB + hh pH + i ldp. TP is float (S may be P: in place over P[B,H,T,T],
+   all heads at once) or __nv_bfloat16 (precision bf16: one head's scores in
+   the workspace, its P in bf16 rows padded to ldp). Each lane touches only
+   its own entries. */
+template <int CAUSAL, class TP>
+__device__ __forceinline__ void kanc_attention_softmax(TP *P, float *S, int B, int NH, int T, long long sB,
+                                                       long long sH, long long pB, long long pH, int ldp)
 {
     int lane = threadIdx.x & 31;
     long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (u >= (long long)B * H * T) return; /* whole warps leave together */
-    int i = (int)(u % T), jn = CAUSAL ? i + 1 : T;
-    float *pr = P + u * T;
+    if (u >= (long long)B * NH * T) return; /* whole warps leave together */
+    long long b = u / ((long long)NH * T);
+    int hh = (int)(u / T % NH), i = (int)(u % T), jn = CAUSAL ? i + 1 : T;
+    float *sr = S + b * sB + hh * sH + (long long)i * T;
+    TP *pr = P + b * pB + hh * pH + (long long)i * ldp;
     float mx = -KANC_BIG;
-    for (int j = lane; j < jn; j += 32) mx = fmaxf(mx, pr[j]);
+    for (int j = lane; j < jn; j += 32) mx = fmaxf(mx, sr[j]);
     mx = kanc_warp_max(mx);
     double sum = 0.0;
     for (int j = lane; j < jn; j += 32) {
-        pr[j] = expf(pr[j] - mx);
-        sum += pr[j];
+        sr[j] = expf(sr[j] - mx);
+        sum += sr[j];
     }
     float inv = (float)(1.0 / kanc_warp_sum(sum));
-    for (int j = lane; j < jn; j += 32) pr[j] *= inv;
-    for (int j = jn + lane; j < T; j += 32) pr[j] = 0.0f;
+    for (int j = lane; j < jn; j += 32) pr[j] = TP(sr[j] * inv);
+    for (int j = jn + lane; j < T; j += 32) pr[j] = TP(0.0f);
 }
 
-/* dS = P (dP - rowsum(P dP)) / sqrt(D), written over head h's rows of P;
-   dP[B,T,T] is the head's dy v^T (a GEMM into the workspace). One warp per
-   row u = b*T + i. */
-template <int CAUSAL>
-__device__ __forceinline__ void kanc_attention_softmax_bwd(float *PdS, const float *dP, int B, int T, int H,
-                                                           int h, float sc)
+/* dS = P (dP - rowsum(P dP)) / sqrt(D), written over head h's rows of P
+   (P[B,H,T,ld], TP float with ld = T, or bf16 rows padded to ld); dP[B,T,T]
+   is the head's dy v^T (a GEMM into the workspace). One warp per row
+   u = b*T + i. */
+template <int CAUSAL, class TP>
+__device__ __forceinline__ void kanc_attention_softmax_bwd(TP *PdS, const float *dP, int B, int T, int H, int h,
+                                                           int ld, float sc)
 {
     int lane = threadIdx.x & 31;
     long long u = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (u >= (long long)B * T) return; /* whole warps leave together */
     long long b = u / T;
     int i = (int)(u % T), jn = CAUSAL ? i + 1 : T;
-    float *row = PdS + ((b * H + h) * T + i) * T;
+    TP *row = PdS + ((b * H + h) * T + i) * ld;
     const float *dr = dP + u * T;
     double rowdot = 0.0;
-    for (int j = lane; j < jn; j += 32) rowdot += (double)row[j] * dr[j];
+    for (int j = lane; j < jn; j += 32) rowdot += (double)(float)row[j] * dr[j];
     rowdot = kanc_warp_sum(rowdot);
-    for (int j = lane; j < jn; j += 32) row[j] = (float)(row[j] * ((double)dr[j] - rowdot)) * sc;
-    for (int j = jn + lane; j < T; j += 32) row[j] = 0.0f;
+    for (int j = lane; j < jn; j += 32) row[j] = TP((float)((float)row[j] * ((double)dr[j] - rowdot)) * sc);
+    for (int j = jn + lane; j < T; j += 32) row[j] = TP(0.0f);
 }
 
 /* ---- rotary position embedding (rope): one thread per element ---- */

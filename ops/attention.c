@@ -210,12 +210,24 @@ static AttMat att_cols(AttMat m, int64_t col)
     return m;
 }
 
-/* head h of P (or dS) [B, H, T, T] as an operand, itself or a bf16 copy of its
-   B matrices at byte `at` of the copies */
+/* Under bf16, P is stored in bf16 where the fp32 P would be (the node's aux):
+   rows padded to att_p_ld elements (16 bytes, as cuBLASLt's bf16 operands
+   need), so the softmax kernels write the GEMMs' operands themselves and no
+   cast touches P or dS. The padded rows fit the fp32 P's bytes for T >= 4;
+   below that P stays fp32 with per-head copies. */
+static int64_t att_p_ld(const AttDims *a) { return cg_cdiv(a->T, 8) * 8; }
+static int att_p_bf16(const CudaGen *G, const AttDims *a)
+{
+    return G->o.precision == CUDA_BF16 && att_p_ld(a) * 2 <= a->T * 4;
+}
+
+/* head h of P (or dS) [B, H, T, T] as an operand: itself (fp32, or bf16 with
+   att_p_bf16), or a bf16 copy of its B matrices at byte `at` of the copies */
 static AttMat att_head(CudaGen *G, const char *what, CgLoc P, const AttDims *a, int64_t h, int64_t at,
                        const char *name)
 {
-    int64_t TT = a->T * a->T;
+    int64_t TT = a->T * a->T, pl = att_p_ld(a);
+    if (att_p_bf16(G, a)) return (AttMat){P, h * a->T * pl, pl, a->H * a->T * pl, GEMM_BF16};
     AttMat m = {P, h * TT, a->T, a->H * TT, GEMM_F32};
     if (G->o.precision != CUDA_BF16) return m;
     int64_t ld = cg_cast_bf16(G, what, (CgLoc){P.area, P.off + h * TT * 4}, a->B, TT, a->H * TT, at, name);
@@ -245,33 +257,69 @@ static void att_gemm(CudaGen *G, const char *what, int h, GemmDesc m, AttMat a, 
               (double)m.alpha, (double)m.beta, m.trans_a, m.trans_b, (long long)m.k, gemm_type_name(a.type));
 }
 
-/* forward: S_h = q_h k_h^T / sqrt(D) into P (per head), softmax in place, y_h = P_h v_h */
+/* the softmax kernel over P, in place (all heads), or (att_p_bf16) from
+   head h's scores in the workspace into its bf16 P */
+static void att_softmax(CudaGen *G, const AttDims *a, CgLoc P, int64_t h)
+{
+    const GNode *n = G->n;
+    int64_t B = a->B, T = a->T, H = a->H, TT = T * T, ld = att_p_ld(a);
+    int bf = att_p_bf16(G, a);
+    int64_t rows = bf ? B * T : B * H * T;
+    char s1[96];
+    cg_kernel_begin(G, "attention_softmax", (unsigned)cg_cdiv(rows, CG_WARPS_PER_BLOCK), 1, 32 * CG_WARPS_PER_BLOCK,
+                    1, "%s softmax of the scores: P%s%s; one warp per row", a->causal ? "causal" : "bidirectional",
+                    cg_shp(&n->aux, s1), bf ? " in bf16 (rows padded to 16 bytes), from one head's scores" : " in place");
+    if (bf) {
+        GShape ss = shape_of(3, B, T, T);
+        cg_ptr(G, "__nv_bfloat16", "P", (CgLoc){P.area, P.off + h * T * ld * 2}, NULL, "the head's P, bf16");
+        cg_ptr(G, "float", "S", (CgLoc){AREA_WS, 0}, &ss, "the head's scores (workspace)");
+        cg_line(G, "kanc_attention_softmax<%d>(P, S, %lld, 1, %lld, %lldLL, 0LL, %lldLL, 0LL, %lld);", a->causal,
+                (long long)B, (long long)T, (long long)TT, (long long)(H * T * ld), (long long)ld);
+    } else {
+        cg_ptr(G, "float", "P", P, &n->aux, "scores in, softmax out");
+        cg_line(G, "kanc_attention_softmax<%d>(P, P, %lld, %lld, %lld, %lldLL, %lldLL, %lldLL, %lldLL, %lld);",
+                a->causal, (long long)B, (long long)H, (long long)T, (long long)(H * TT), (long long)TT,
+                (long long)(H * TT), (long long)TT, (long long)T);
+    }
+    cg_kernel_end(G);
+}
+
+/* y_h = P_h v_h */
+static void att_pv(CudaGen *G, const AttDims *a, CgLoc P, AttMat qkv, CgLoc y, int64_t h, int64_t at)
+{
+    int64_t T = a->T, C = a->C, D = C / a->H;
+    att_gemm(G, "attention_pv", (int)h,
+             (GemmDesc){.m = T, .n = D, .k = T, .ldc = C, .alpha = 1, .off_c = h * D * 4, .batch = (int)a->B,
+                        .stride_c = T * C},
+             att_head(G, "attention_pv", P, a, h, at, "P"), att_cols(qkv, 2 * C + h * D), y, "y = P v");
+}
+
+/* forward: S_h = q_h k_h^T / sqrt(D) into P (per head), softmax in place, y_h = P_h v_h;
+   with att_p_bf16 head by head: S_h into the workspace, its softmax into P_h (bf16), y_h */
 static void att_fwd_gemms(CudaGen *G, const AttDims *a)
 {
     const GNode *n = G->n;
     int64_t B = a->B, T = a->T, C = a->C, H = a->H, D = C / H, C3 = 3 * C;
-    CgLoc P = cg_aux_loc(G, n->id), y = cg_out_loc(G, n);
+    CgLoc P = cg_aux_loc(G, n->id), y = cg_out_loc(G, n), ws = {AREA_WS, 0};
     int64_t at = 0; /* the operand copies (bf16) */
     AttMat qkv = att_tokens(G, "attention", cg_value_loc(G, n->in[0]), a, C3, &at, "qkv");
     float scale = (float)(1.0 / sqrt((double)D));
-    char s1[96];
-    for (int64_t h = 0; h < H; h++)
+    int bf = att_p_bf16(G, a);
+    if (bf) cg_need_ws(G, B * T * T * 4);
+    for (int64_t h = 0; h < H; h++) {
         att_gemm(G, "attention_qk", (int)h,
-                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .ldc = T, .alpha = scale, .off_c = h * T * T * 4,
-                            .batch = (int)B, .stride_c = H * T * T},
-                 att_cols(qkv, h * D), att_cols(qkv, C + h * D), P, "S = q k^T / sqrt(D) into P");
-    cg_kernel_begin(G, "attention_softmax", (unsigned)cg_cdiv(B * H * T, CG_WARPS_PER_BLOCK), 1,
-                    32 * CG_WARPS_PER_BLOCK, 1, "%s softmax of the scores in place: P%s; one warp per row",
-                    a->causal ? "causal" : "bidirectional", cg_shp(&n->aux, s1));
-    cg_ptr(G, "float", "P", P, &n->aux, "scores in, softmax out");
-    cg_line(G, "kanc_attention_softmax<%d>(P, %lld, %lld, %lld);", a->causal, (long long)B, (long long)T,
-            (long long)H);
-    cg_kernel_end(G);
-    for (int64_t h = 0; h < H; h++)
-        att_gemm(G, "attention_pv", (int)h,
-                 (GemmDesc){.m = T, .n = D, .k = T, .ldc = C, .alpha = 1, .off_c = h * D * 4, .batch = (int)B,
-                            .stride_c = T * C},
-                 att_head(G, "attention_pv", P, a, h, at, "P"), att_cols(qkv, 2 * C + h * D), y, "y = P v");
+                 (GemmDesc){.trans_b = 1, .m = T, .n = T, .k = D, .ldc = T, .alpha = scale,
+                            .off_c = bf ? 0 : h * T * T * 4, .batch = (int)B, .stride_c = bf ? T * T : H * T * T},
+                 att_cols(qkv, h * D), att_cols(qkv, C + h * D), bf ? ws : P,
+                 bf ? "S = q k^T / sqrt(D) (workspace)" : "S = q k^T / sqrt(D) into P");
+        if (bf) {
+            att_softmax(G, a, P, h);
+            att_pv(G, a, P, qkv, y, h, at);
+        }
+    }
+    if (bf) return;
+    att_softmax(G, a, P, 0);
+    for (int64_t h = 0; h < H; h++) att_pv(G, a, P, qkv, y, h, at);
 }
 
 /* backward: dv_h (+)= P_h^T dy_h for every head (before dS overwrites P);
@@ -286,6 +334,7 @@ static void att_bwd_gemms(CudaGen *G, const AttDims *a)
     AttMat dy = att_tokens(G, "attention_bwd", cg_value_loc(G, n->in[0]), a, C, &at, "dy");
     AttMat qkv = att_tokens(G, "attention_bwd", cg_value_loc(G, n->in[1]), a, C3, &at, "qkv");
     float beta = cg_node_acc(n) ? 1.0f : 0.0f;
+    int bf = att_p_bf16(G, a);
     cg_need_ws(G, B * T * T * 4);
     for (int64_t h = 0; h < H; h++)
         att_gemm(G, "attention_dv", (int)h,
@@ -301,12 +350,14 @@ static void att_bwd_gemms(CudaGen *G, const AttDims *a)
                  att_cols(dy, h * D), att_cols(qkv, 2 * C + h * D), ws, "dP = dy v^T (workspace)");
         cg_kernel_begin(G, "attention_softmax_bwd", (unsigned)cg_cdiv(B * T, CG_WARPS_PER_BLOCK), 1,
                         32 * CG_WARPS_PER_BLOCK, 1,
-                        "dS = P (dP - rowsum(P dP)) / sqrt(D) over one head's rows of P; one warp per row");
-        cg_ptr(G, "float", "PdS", P, &f->aux, "P in, dS out");
+                        "dS = P (dP - rowsum(P dP)) / sqrt(D) over one head's rows of P%s; one warp per row",
+                        bf ? " (bf16, rows padded to 16 bytes)" : "");
+        cg_ptr(G, bf ? "__nv_bfloat16" : "float", "PdS", P, bf ? NULL : &f->aux, "P in, dS out");
         cg_ptr(G, "const float", "dP", ws, &dps, "dy v^T of the head (workspace)");
         int ha = cg_arg(G, CUDA_ARG_INT, h);
-        cg_line(G, "kanc_attention_softmax_bwd<%d>(PdS, dP, %lld, %lld, %lld, (int)la.v[%d], %s);", a->causal,
-                (long long)B, (long long)T, (long long)H, ha, cg_flit(b1, (float)(1.0 / sqrt((double)D))));
+        cg_line(G, "kanc_attention_softmax_bwd<%d>(PdS, dP, %lld, %lld, %lld, (int)la.v[%d], %lld, %s);", a->causal,
+                (long long)B, (long long)T, (long long)H, ha, (long long)(bf ? att_p_ld(a) : T),
+                cg_flit(b1, (float)(1.0 / sqrt((double)D))));
         cg_kernel_end(G);
         AttMat dS = att_head(G, "attention_dq", P, a, h, at, "dS");
         att_gemm(G, "attention_dq", (int)h,

@@ -9,9 +9,13 @@
  *   that operands that silently stayed fp32 fail;
  * - the GEMM descriptors the generator writes: bf16 A and B, fp32 C, copies inside
  *   the workspace's operand area, 16-byte aligned; none in fp32;
- * - the options: parsing, KANC_PRECISION, the defaults per device, refusals.
+ * - the options: parsing, KANC_PRECISION, the defaults per device, refusals;
+ * - attention's P in bf16 (the softmax kernels write the GEMM operands, rows
+ *   padded to 16 bytes) at ragged lengths against the CPU, and its fp32 P with
+ *   per-head copies where padded bf16 rows would not fit (T < 4).
  */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +23,7 @@
 #include "codegen_cuda.h"
 #include "cuda_api.h"
 #include "model.h"
+#include "rng.h"
 #include "util.h"
 #include "verify.h"
 #include "test_util.h"
@@ -142,9 +147,12 @@ static void check_descriptors(const char *model, KanKernel kk)
         cr_expect(g->type_a == GEMM_BF16 && g->type_b == GEMM_BF16, "%s: GEMM %s types %d %d", model, l->name,
                   g->type_a, g->type_b);
         /* the operands: a bf16 copy in the workspace (the blocked KAN basis and Wf are
-           written in bf16 where they are), 16-byte aligned rows; C fp32 outside the copies */
-        cr_expect(g->area_a == AREA_WS && g->area_b == AREA_WS, "%s: GEMM %s reads areas %d %d", model, l->name,
-                  g->area_a, g->area_b);
+           written in bf16 where they are, and so is attention's P, or dS over it, in the
+           node's aux), 16-byte aligned rows; C fp32 outside the copies */
+        int p_in_aux = g->area_a == AREA_ARENA && g->batch > 1 && strstr(l->name, "_attention_") &&
+                       g->lda * 2 % 16 == 0 && g->off_a % 16 == 0;
+        cr_expect((g->area_a == AREA_WS || p_in_aux) && g->area_b == AREA_WS, "%s: GEMM %s reads areas %d %d", model,
+                  l->name, g->area_a, g->area_b);
         /* attention's per-head operands start at the head's column (h D elements: the
            runtime promises cuBLASLt the alignment they have); the others at 16 bytes */
         if (g->batch > 1)
@@ -152,8 +160,8 @@ static void check_descriptors(const char *model, KanKernel kk)
                       g->stride_b * 2 % 16 == 0, "%s: GEMM %s", model, l->name);
         else
             cr_expect(g->off_a % 16 == 0 && g->off_b % 16 == 0, "%s: GEMM %s", model, l->name);
-        if (g->off_a >= cast0) cr_expect(g->lda * 2 % 16 == 0 && g->off_a < p16.ws_bytes);
-        if (g->off_b >= cast0) cr_expect(g->ldb * 2 % 16 == 0 && g->off_b < p16.ws_bytes);
+        if (g->area_a == AREA_WS && g->off_a >= cast0) cr_expect(g->lda * 2 % 16 == 0 && g->off_a < p16.ws_bytes);
+        if (g->area_b == AREA_WS && g->off_b >= cast0) cr_expect(g->ldb * 2 % 16 == 0 && g->off_b < p16.ws_bytes);
         cr_expect(g->area_c != AREA_WS || g->off_c + (g->m - 1) * g->ldc * 4 + g->n * 4 <= cast0,
                   "%s: GEMM %s writes into the operand copies", model, l->name);
     }
@@ -288,4 +296,120 @@ Test(bf16, large_operand_copies_run_in_parts)
     cr_expect_eq(cuda_options_from_env(&e, err, sizeof err), -1);
     cr_expect(strstr(err, "KANC_GEMM_COPY_BYTES=12kb"), "%s", err);
     unsetenv("KANC_GEMM_COPY_BYTES");
+}
+
+/* |a - b| / |b| over n values */
+static double rel_err(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* one minGPT step (1 layer, 12 wide, H heads, context T) on the CPU and on the emulated GPU in
+   bf16: logits, loss and every gradient agree to the bf16 tolerance; and the step's attention
+   launches: with P in bf16 only qkv and dy are cast, else P and dS per head too */
+static void attention_p_case(int64_t T, int64_t H)
+{
+    char *path = xasprintf("%s/models/mingpt.kdl", test_root());
+    char ts[16], hs[16];
+    snprintf(ts, sizeof ts, "%lld", (long long)T);
+    snprintf(hs, sizeof hs, "%lld", (long long)H);
+    KdlSet sets[] = {{"n_layer", "1", 1}, {"batch", "2", 1}, {"block_size", ts, 1},
+                     {"n_embd", "12", 1}, {"n_head", hs, 1}, {"vocab_size", "29", 1}};
+    Model c, e;
+    cr_assert(model_compile(&c, path, NULL, sets, 6, MODEL_TRAIN, 4, "cpu", stderr) == 0);
+    setenv("KANC_PRECISION", "bf16", 1);
+    cr_assert(model_compile(&e, path, NULL, sets, 6, MODEL_TRAIN, 4, "emu", stderr) == 0);
+    unsetenv("KANC_PRECISION");
+    free(path);
+    char err[512];
+    cr_assert(model_init_params(&c, 5, err, sizeof err) == 0, "%s", err);
+    cr_assert(model_init_params(&e, 5, err, sizeof err) == 0, "%s", err);
+    const Graph *g = &c.g;
+    int idx = model_input(&c, "idx"), tgt = model_input(&c, "targets"), adam = -1;
+    for (int i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_ADAMW) adam = i;
+    cr_assert(idx >= 0 && tgt >= 0 && adam > 0);
+    int64_t n = shape_numel(&g->nodes[idx].shape), np = c.plan.n_param_elems;
+    int64_t nl = shape_numel(&g->nodes[g->output].shape);
+    int32_t *x = xmalloc(sizeof(int32_t) * (size_t)n), *y = xmalloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        x[i] = (int32_t)(kanc_rng_bits(3, 0, (uint64_t)i) % 29);
+        y[i] = (int32_t)(kanc_rng_bits(4, 0, (uint64_t)i) % 29);
+    }
+    float *lc = xmalloc(sizeof(float) * (size_t)nl), *le = xmalloc(sizeof(float) * (size_t)nl);
+    float *gc = xmalloc(sizeof(float) * (size_t)np), *ge = xmalloc(sizeof(float) * (size_t)np);
+    Model *ms[2] = {&c, &e};
+    double loss[2];
+    for (int k = 0; k < 2; k++) {
+        cr_assert(model_set_tokens(ms[k], idx, x, err, sizeof err) == 0, "%s", err);
+        cr_assert(model_set_tokens(ms[k], tgt, y, err, sizeof err) == 0, "%s", err);
+        ms[k]->dev->training = 1;
+        ms[k]->dev->ops->run(ms[k]->dev, 0, adam); /* forward and backward */
+        model_read_value(ms[k], g->loss, &loss[k]);
+    }
+    c.dev->ops->read_value(c.dev, g->output, lc);
+    e.dev->ops->read_value(e.dev, g->output, le);
+    c.dev->ops->read_area(c.dev, AREA_GRADS, gc);
+    e.dev->ops->read_area(e.dev, AREA_GRADS, ge);
+    double rl = rel_err(le, lc, nl), rg = rel_err(ge, gc, np);
+    cr_log_info("attention T %lld H %lld, bf16 against the CPU: logits %.3e, gradients %.3e", (long long)T,
+                (long long)H, rl, rg);
+    cr_expect(fabs(loss[1] - loss[0]) <= VERIFY_TOLERANCE_BF16 * fabs(loss[0]), "T %lld: loss cpu %.6f emu bf16 %.6f",
+              (long long)T, loss[0], loss[1]);
+    cr_expect(rl <= VERIFY_TOLERANCE_BF16 && rg <= VERIFY_TOLERANCE_BF16, "T %lld H %lld: logits %.3e, grads %.3e",
+              (long long)T, (long long)H, rl, rg);
+    cr_expect(rg > 2.44e-4, "T %lld: gradient error %.3e: no bf16 rounding", (long long)T, rg);
+    for (int i = 0; i < g->n; i++) { /* per parameter, attention's inputs among them */
+        if (g->nodes[i].op != OP_PARAM) continue;
+        int64_t k = shape_numel(&g->nodes[i].shape);
+        double r = rel_err(ge + c.plan.pos[i], gc + c.plan.pos[i], k);
+        cr_expect(r <= VERIFY_TOLERANCE_BF16, "T %lld: grad of %s rel %.3e", (long long)T, g->nodes[i].name, r);
+    }
+    /* the launches of the attention nodes */
+    CudaOptions o;
+    cuda_options_default(&o);
+    o.precision = CUDA_BF16;
+    CudaProgram p;
+    cr_assert(codegen_cuda(&c.plan, &o, &p, err, sizeof err) == 0, "%s", err);
+    int casts = 0, p_in_arena = 0;
+    for (int i = 0; i < g->n; i++) {
+        GOp op = g->nodes[i].op;
+        if (op != OP_ATTENTION && op != OP_ATTENTION_BWD) continue;
+        for (int l = p.node_first[i]; l >= 0 && l < p.node_first[i] + p.node_count[i]; l++) {
+            const CudaLaunch *L = &p.launch[l];
+            if (L->kind == LAUNCH_KERNEL && strstr(L->name, "cast_bf16")) casts++;
+            if (L->kind == LAUNCH_GEMM && L->gemm.area_a == AREA_ARENA) {
+                p_in_arena++;
+                cr_expect(L->gemm.type_a == GEMM_BF16 && L->gemm.lda * 2 % 16 == 0 && L->gemm.off_a % 16 == 0 &&
+                              L->gemm.stride_a * 2 % 16 == 0,
+                          "T %lld: %s: P operand lda %lld off %lld stride %lld", (long long)T, L->name,
+                          (long long)L->gemm.lda, (long long)L->gemm.off_a, (long long)L->gemm.stride_a);
+            }
+        }
+    }
+    if (T >= 4) { /* qkv in the forward, dy and qkv in the backward; P (PV, dv) and dS (dq, dk) read in place */
+        cr_expect(casts == 3, "T %lld: %d casts in attention", (long long)T, casts);
+        cr_expect(p_in_arena == 4 * H, "T %lld: %d GEMMs read P or dS in place", (long long)T, p_in_arena);
+    } else { /* P (PV, dv) and dS per head as well */
+        cr_expect(casts == 3 + 3 * H, "T %lld: %d casts in attention", (long long)T, casts);
+        cr_expect(p_in_arena == 0, "T %lld: %d GEMMs read an fp32 P in place", (long long)T, p_in_arena);
+    }
+    cuda_program_free(&p);
+    free(x), free(y), free(lc), free(le), free(gc), free(ge);
+    model_free(&c);
+    model_free(&e);
+}
+
+Test(bf16, attention_p_in_bf16_at_ragged_lengths)
+{
+    attention_p_case(21, 3); /* rows padded from 21 to 24 */
+    attention_p_case(37, 2); /* longer than a warp */
+    attention_p_case(8, 2);  /* no padding */
+    attention_p_case(3, 3);  /* padded rows would not fit: fp32 P, copies per head */
 }
