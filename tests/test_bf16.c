@@ -298,18 +298,6 @@ Test(bf16, large_operand_copies_run_in_parts)
     unsetenv("KANC_GEMM_COPY_BYTES");
 }
 
-/* |a - b| / |b| over n values */
-static double rel_err(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return sqrt(num / (den > 0 ? den : 1));
-}
-
 /* one minGPT step (1 layer, 12 wide, H heads, context T) on the CPU and on the emulated GPU in
    bf16: logits, loss and every gradient agree to the bf16 tolerance; and the step's attention
    launches: with P in bf16 only qkv and dy are cast, else P and dS per head too */
@@ -357,7 +345,7 @@ static void attention_p_case(int64_t T, int64_t H)
     e.dev->ops->read_value(e.dev, g->output, le);
     c.dev->ops->read_area(c.dev, AREA_GRADS, gc);
     e.dev->ops->read_area(e.dev, AREA_GRADS, ge);
-    double rl = rel_err(le, lc, nl), rg = rel_err(ge, gc, np);
+    double rl = test_rel_err_f(le, lc, nl), rg = test_rel_err_f(ge, gc, np);
     cr_log_info("attention T %lld H %lld, bf16 against the CPU: logits %.3e, gradients %.3e", (long long)T,
                 (long long)H, rl, rg);
     cr_expect(fabs(loss[1] - loss[0]) <= VERIFY_TOLERANCE_BF16 * fabs(loss[0]), "T %lld: loss cpu %.6f emu bf16 %.6f",
@@ -368,7 +356,7 @@ static void attention_p_case(int64_t T, int64_t H)
     for (int i = 0; i < g->n; i++) { /* per parameter, attention's inputs among them */
         if (g->nodes[i].op != OP_PARAM) continue;
         int64_t k = shape_numel(&g->nodes[i].shape);
-        double r = rel_err(ge + c.plan.pos[i], gc + c.plan.pos[i], k);
+        double r = test_rel_err_f(ge + c.plan.pos[i], gc + c.plan.pos[i], k);
         cr_expect(r <= VERIFY_TOLERANCE_BF16, "T %lld: grad of %s rel %.3e", (long long)T, g->nodes[i].name, r);
     }
     /* the launches of the attention nodes */

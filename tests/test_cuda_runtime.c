@@ -71,17 +71,6 @@ static void rm_rf(char *dir)
     free(dir);
 }
 
-static double rel_err(const float *a, const float *b, int64_t n)
-{
-    double num = 0, den = 0;
-    for (int64_t i = 0; i < n; i++) {
-        double d = (double)a[i] - b[i];
-        num += d * d;
-        den += (double)b[i] * b[i];
-    }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
-}
-
 /* ------------------------------------------------------------ cuda_api.h vs the real headers */
 
 Test(cuda_runtime, constants_match_cuda_headers)
@@ -831,21 +820,21 @@ static void parity(const char *model, double pdrop)
                   (long long)e.dev->step);
         c.dev->ops->read_value(c.dev, g->output, lc);
         e.dev->ops->read_value(e.dev, g->output, le);
-        cr_expect(rel_err(le, lc, nl) < 1e-5, "%s step %d: logits rel %g", model, s, rel_err(le, lc, nl));
+        cr_expect(test_rel_err_f(le, lc, nl) < 1e-5, "%s step %d: logits rel %g", model, s, test_rel_err_f(le, lc, nl));
         read_area(&c, AREA_GRADS, pc);
         read_area(&e, AREA_GRADS, pe);
-        cr_expect(rel_err(pe, pc, np) < 1e-4, "%s step %d: grads rel %g", model, s, rel_err(pe, pc, np));
+        cr_expect(test_rel_err_f(pe, pc, np) < 1e-4, "%s step %d: grads rel %g", model, s, test_rel_err_f(pe, pc, np));
         for (int i = 0; i < g->n && s == 0; i++) { /* per parameter, by name */
             if (g->nodes[i].op != OP_PARAM) continue;
             int64_t k = shape_numel(&g->nodes[i].shape);
-            double r = rel_err(pe + c.plan.pos[i], pc + c.plan.pos[i], k);
+            double r = test_rel_err_f(pe + c.plan.pos[i], pc + c.plan.pos[i], k);
             cr_expect(r < 1e-4, "%s: grad of %s rel %g", model, g->nodes[i].name, r);
         }
         KancArea areas[] = {AREA_PARAMS, AREA_M, AREA_V};
         for (int a = 0; a < 3; a++) {
             read_area(&c, areas[a], pc);
             read_area(&e, areas[a], pe);
-            cr_expect(rel_err(pe, pc, np) < 1e-5, "%s step %d: area %d rel %g", model, s, a, rel_err(pe, pc, np));
+            cr_expect(test_rel_err_f(pe, pc, np) < 1e-5, "%s step %d: area %d rel %g", model, s, a, test_rel_err_f(pe, pc, np));
         }
     }
     free(x), free(y), free(pc), free(pe), free(lc), free(le);

@@ -32,13 +32,6 @@ static double *read_f64(const StFile *f, const char *name, int64_t *n)
     return v;
 }
 
-static double rel_err(const double *got, const double *want, int64_t n)
-{
-    double d2 = 0, w2 = 0;
-    for (int64_t i = 0; i < n; i++) d2 += (got[i] - want[i]) * (got[i] - want[i]), w2 += want[i] * want[i];
-    return w2 > 0 ? sqrt(d2 / w2) : sqrt(d2);
-}
-
 /* the spline part of a layer at x [N, in]: y [N, out] */
 static void spline_out(const double *x, int64_t N, int64_t in, int64_t out, int G, int k, const double *grid,
                        const double *spline, const double *scaler, double *y)
@@ -92,12 +85,12 @@ Test(kan_grid, the_update_matches_efficient_kan_in_float64)
             for (int64_t o = 0; o < out; o++) mine[(t * in + i) * out + o] = y[t * out + o];
         free(only), free(y);
     }
-    cr_expect_leq(rel_err(mine, unreduced, nu), 1e-12, "unreduced: %.3e", rel_err(mine, unreduced, nu));
+    cr_expect_leq(test_rel_err(mine, unreduced, nu), 1e-12, "unreduced: %.3e", test_rel_err(mine, unreduced, nu));
     KanGridOpts o = {.margin = cJSON_GetObjectItem(cfg, "margin")->valuedouble,
                      .eps = cJSON_GetObjectItem(cfg, "grid_eps")->valuedouble,
                      .mode = KAN_GRID_EFFICIENT_KAN};
     cr_assert_eq(kan_grid_update_layer(x, N, in, out, G, k, grid, spline, scaler, &o, 8, err, sizeof err), 0, "%s", err);
-    double eg = rel_err(grid, want_grid, ng), es = rel_err(spline, want_spline, ns);
+    double eg = test_rel_err(grid, want_grid, ng), es = test_rel_err(spline, want_spline, ns);
     cr_expect_leq(eg, 1e-14, "after.grid: relative error %.3e", eg);
     /* the reference solves with gelsy, kanc with gelsd: equal to the conditioning's rounding */
     cr_expect_leq(es, 1e-11, "after.spline_weight: relative error %.3e", es);

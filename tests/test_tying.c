@@ -100,13 +100,6 @@ static double *grad_of(Model *m, const char *name)
     return g;
 }
 
-static double rel_err(const double *a, const double *b, int64_t n)
-{
-    double d2 = 0, r2 = 0;
-    for (int64_t i = 0; i < n; i++) d2 += (a[i] - b[i]) * (a[i] - b[i]), r2 += b[i] * b[i];
-    return sqrt(d2 / (r2 > 0 ? r2 : 1));
-}
-
 /* the tied model (on device, real_size) against the untied one in double on the CPU */
 static void tied_matches_untied(const char *device, size_t real_size, double tol)
 {
@@ -129,16 +122,16 @@ static void tied_matches_untied(const char *device, size_t real_size, double tol
     double he = 0, hh = 0;
     for (int64_t i = 0; i < n; i++) sum[i] = ge[i] + gh[i], he += ge[i] * ge[i], hh += gh[i] * gh[i];
     cr_assert(he > 0 && hh > 0, "both uses contribute a gradient");
-    double r = rel_err(gt, sum, n);
+    double r = test_rel_err(gt, sum, n);
     cr_expect(r < tol, "%s: tied gradient vs the sum of the two: relative error %.3e", device, r);
-    cr_expect(rel_err(gt, ge, n) > 1e-3, "the tied gradient is not the embedding's alone");
+    cr_expect(test_rel_err(gt, ge, n) > 1e-3, "the tied gradient is not the embedding's alone");
     static const char *const others[] = {"transformer.wpe.weight", "mix.weight", "mix.bias",
                                          "transformer.ln_1.weight", "transformer.ln_f.weight"};
     for (int k = 0; k < 5; k++) {
         int i = param_node(&u, others[k]);
         int64_t m = shape_numel(&u.g.nodes[i].shape);
         double *a = grad_of(&t, others[k]), *b = grad_of(&u, others[k]);
-        double e = rel_err(a, b, m);
+        double e = test_rel_err(a, b, m);
         cr_expect(e < tol, "%s: gradient of %s: relative error %.3e", device, others[k], e);
         free(a);
         free(b);

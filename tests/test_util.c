@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,4 +143,22 @@ ReportHook(POST_ALL)(struct criterion_global_stats *stats)
     printf("%zu passed, %zu failed (%zu crashed), %zu skipped\n", stats->tests_passed, stats->tests_failed,
            stats->tests_crashed, skipped);
     fflush(stdout);
+}
+
+double test_rel_err(const double *got, const double *want, int64_t n)
+{
+    double d2 = 0, w2 = 0;
+    for (int64_t i = 0; i < n; i++) d2 += (got[i] - want[i]) * (got[i] - want[i]), w2 += want[i] * want[i];
+    return w2 > 0 ? sqrt(d2 / w2) : sqrt(d2);
+}
+
+double test_rel_err_f(const float *got, const float *want, int64_t n)
+{
+    double d2 = 0, w2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)got[i] - want[i];
+        d2 += d * d;
+        w2 += (double)want[i] * want[i];
+    }
+    return w2 > 0 ? sqrt(d2 / w2) : sqrt(d2);
 }

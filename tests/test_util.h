@@ -8,6 +8,7 @@
 #define KANC_TEST_UTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -42,5 +43,9 @@ const char *test_corpus(void);
 
 /* 1 if a CPU PyTorch imports under /usr/bin/python3 (checked once) */
 int test_have_torch(void);
+
+/* |got - want| / |want| (2-norms) over n values; |got - want| when want is 0 */
+double test_rel_err(const double *got, const double *want, int64_t n);
+double test_rel_err_f(const float *got, const float *want, int64_t n);
 
 #endif
