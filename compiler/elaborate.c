@@ -517,6 +517,7 @@ int el_tied_param(Elab *E, Args *A, int i, GShape sh, const char *what)
         diag_note(E->d, node_loc(E, id), "'%s' was made here, with shape %s", v.s, el_shape_text(E, &p->shape));
         return -1;
     }
+    graph_add_alias(E->g, scope_join(E, A->scope, what), id); /* the name an untied one would have */
     return id;
 }
 

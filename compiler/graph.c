@@ -20,7 +20,25 @@ void graph_free(Graph *g)
     for (int i = 0; i < g->n_outputs; i++) free(g->output_names[i]);
     free(g->nodes);
     free(g->grad_of);
+    for (int i = 0; i < g->n_alias; i++) free(g->alias_name[i]);
+    free(g->alias_name);
+    free(g->alias_param);
     memset(g, 0, sizeof *g);
+}
+
+void graph_add_alias(Graph *g, const char *name, int param)
+{
+    g->alias_name = xrealloc(g->alias_name, sizeof *g->alias_name * (size_t)(g->n_alias + 1));
+    g->alias_param = xrealloc(g->alias_param, sizeof *g->alias_param * (size_t)(g->n_alias + 1));
+    g->alias_name[g->n_alias] = xstrdup(name);
+    g->alias_param[g->n_alias++] = param;
+}
+
+int graph_alias_param(const Graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_alias; i++)
+        if (!strcmp(g->alias_name[i], name)) return g->alias_param[i];
+    return -1;
 }
 
 int graph_add(Graph *g, const GNode *proto)

@@ -120,6 +120,12 @@ typedef struct {
     /* after autodiff: grad_of[i] = the node holding d(output)/d(node i) for
        forward nodes (-1 when none is computed); NULL before */
     int *grad_of;
+    /* tied weights: the state_dict names a tie stands in for (the head's
+       "lm_head.weight"), each with the parameter it uses; loaders accept
+       them, checkpoints store only the parameter's own name */
+    int n_alias;
+    char **alias_name;
+    int *alias_param;
 } Graph;
 
 void graph_init(Graph *g);
@@ -129,6 +135,10 @@ int graph_add(Graph *g, const GNode *proto);
 /* Convenience: a node of op with the given inputs, shape from `shape`. */
 int graph_op(Graph *g, GOp op, const int *in, int nin, GShape shape, const GAttr *attr);
 int graph_find(const Graph *g, GOp op, const char *name);
+/* records that state_dict name `name` is parameter node `param` (a tie) */
+void graph_add_alias(Graph *g, const char *name, int param);
+/* the parameter node a tied name stands for, -1 if name is no alias */
+int graph_alias_param(const Graph *g, const char *name);
 /* The vocabulary an int32 input's ids index: the rows of the embedding it
    feeds, or the logits' last dimension of the cross-entropy it is the targets
    of; -1 when neither. */

@@ -4,7 +4,8 @@
  * loss of the untied model whose head holds a copy of the embedding, and its
  * one gradient must be the sum of the untied model's two (in double on the
  * CPU, and in float under the emulated CUDA path); its checkpoint holds one
- * name, which loads back by name. The shape check names both places.
+ * name, which loads back by name; a state_dict that also lists the tied name
+ * (nanoGPT's) loads when the copies agree. The shape check names both places.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -184,6 +185,78 @@ Test(tying, one_name_in_the_checkpoint)
     model_free(&u);
     model_free(&back);
     model_free(&t);
+    test_run(NULL, "rm -rf %s", dir);
+    free(dir);
+}
+
+/* u's parameters as a float32 state_dict file, leaving out `skip` (NULL: none) */
+static void save_state_dict(Model *u, const char *path, const char *skip)
+{
+    StEntry e[16];
+    float *data[16];
+    int k = 0;
+    for (int i = 0; i < u->g.n; i++) {
+        const GNode *n = &u->g.nodes[i];
+        if (n->op != OP_PARAM || (skip && !strcmp(n->name, skip))) continue;
+        cr_assert_lt(k, 16);
+        int64_t c = shape_numel(&n->shape);
+        double *v = xmalloc(sizeof(double) * (size_t)c);
+        model_read_value(u, i, v);
+        data[k] = xmalloc(sizeof(float) * (size_t)c);
+        for (int64_t j = 0; j < c; j++) data[k][j] = (float)v[j];
+        free(v);
+        e[k] = (StEntry){.name = n->name, .dtype = ST_F32, .rank = n->shape.nd, .data = data[k]};
+        for (int d = 0; d < n->shape.nd; d++) e[k].shape[d] = n->shape.d[d];
+        k++;
+    }
+    char err[256];
+    cr_assert_eq(st_write(path, e, k, NULL, 0, err, sizeof err), 0, "%s", err);
+    for (int j = 0; j < k; j++) free(data[j]);
+}
+
+/* a PyTorch state_dict of a tied model lists the shared tensor under both names (nanoGPT:
+   lm_head.weight and transformer.wte.weight): it loads when the two are equal, and from the
+   tied name alone; two that differ are an error naming both */
+Test(tying, a_state_dict_with_the_tied_name_loads)
+{
+    Model t, u, back;
+    compile(&t, TIED, 4, "cpu");
+    compile(&u, UNTIED, 4, "cpu");
+    char err[1024];
+    cr_assert_eq(model_init_params(&t, 5, err, sizeof err), 0, "%s", err);
+    copy_params(&t, &u); /* u's head holds t's embedding */
+    int wu = param_node(&u, "lm_head.weight");
+    double head[78], got[78];
+    model_read_value(&u, wu, head);
+    char *dir = test_tmpdir();
+    char *path = xasprintf("%s/sd.safetensors", dir);
+    save_state_dict(&u, path, NULL); /* both names, equal */
+    compile(&back, TIED, 4, "cpu");
+    cr_assert_eq(sd_load(&back, path, err, sizeof err), 0, "%s", err);
+    model_read_value(&back, param_node(&back, "transformer.wte.weight"), got);
+    for (int i = 0; i < 78; i++) cr_assert_eq((float)got[i], (float)head[i], "element %d", i);
+    model_free(&back);
+    /* the tied name alone */
+    head[7] += 0.5;
+    model_write_value(&u, wu, head);
+    save_state_dict(&u, path, "transformer.wte.weight");
+    compile(&back, TIED, 4, "cpu");
+    cr_assert_eq(sd_load(&back, path, err, sizeof err), 0, "%s", err);
+    model_read_value(&back, param_node(&back, "transformer.wte.weight"), got);
+    cr_expect_eq((float)got[7], (float)head[7], "the embedding comes from lm_head.weight");
+    model_free(&back);
+    /* both names, different values (the head changed at element 7) */
+    save_state_dict(&u, path, NULL);
+    compile(&back, TIED, 4, "cpu");
+    cr_expect_neq(sd_load(&back, path, err, sizeof err), 0);
+    cr_expect(strstr(err, "1 tied copy that differs") &&
+                  strstr(err, "lm_head.weight differs from transformer.wte.weight, the parameter it is tied to "
+                              "(by 0.5 at element 7)"),
+              "%s", err);
+    model_free(&back);
+    model_free(&u);
+    model_free(&t);
+    free(path);
     test_run(NULL, "rm -rf %s", dir);
     free(dir);
 }
