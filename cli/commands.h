@@ -14,5 +14,6 @@ int regrid_main(int argc, char **argv);  /* regrid.c */
 int inspect_main(int argc, char **argv); /* inspect.c */
 int plot_main(int argc, char **argv);    /* curves.c */
 int compare_main(int argc, char **argv); /* curves.c */
+int predict_main(int argc, char **argv); /* predict.c */
 
 #endif

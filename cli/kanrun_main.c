@@ -23,6 +23,7 @@ static const char USAGE[] =
     "                                        layers' inputs (grid update, once)\n"
     "  forward DIR --tokens IDS -o OUT       logits (and loss) on given token ids, as\n"
     "                                        safetensors (compare with PyTorch)\n"
+    "  predict DIR --data ROWS.csv [-o OUT]  a table model's predictions for CSV rows\n"
     "  inspect DIR -o OUT [--data PATH]      a KAN's learned edge functions: CSV, JSON and a\n"
     "                                        PNG of small plots per layer\n"
     "  verify [MODEL.kdl] REFERENCE.safetensors   compare with the PyTorch reference\n"
@@ -160,6 +161,7 @@ static const struct {
     {"encode", cmd_encode},  {"decode", cmd_decode},   {"forward", forward_main},
     {"regrid", regrid_main},
     {"inspect", inspect_main}, {"plot", plot_main},   {"compare", compare_main},
+    {"predict", predict_main},
 };
 
 int main(int argc, char **argv)

@@ -190,7 +190,10 @@ static int is_output(const Model *m, int node)
     return 0;
 }
 
-int objective_open_table(Objective *o, Model *m, const Table *train, const Table *val, char *err, size_t errlen)
+/* objective_open_table, or (predict) objective_open_rows: the target's columns
+   may be absent (*has_target 0) and columns no input reads are allowed */
+static int open_table(Objective *o, Model *m, const Table *train, const Table *val, int predict, int *has_target,
+                      char *err, size_t errlen)
 {
     memset(o, 0, sizeof *o);
     o->kind = OBJ_TABLE;
@@ -199,7 +202,8 @@ int objective_open_table(Objective *o, Model *m, const Table *train, const Table
     o->val = val;
     o->batch = -1;
     int *used = xcalloc((size_t)train->ncols + 1, sizeof *used);
-    int rc = -1;
+    int rc = -1, score = find_score(m), target = score >= 0 ? m->g.nodes[score].in[1] : -1;
+    if (has_target) *has_target = 1;
     for (int i = 0; i < m->g.n; i++) {
         const GNode *n = &m->g.nodes[i];
         if (n->op != OP_INPUT) continue;
@@ -230,10 +234,16 @@ int objective_open_table(Objective *o, Model *m, const Table *train, const Table
                     (long long)c->width, (int)(sizeof c->cols / sizeof c->cols[0]));
             goto out;
         }
+        int absent = predict && i == target; /* predict: the target's columns, none of them in the table */
         for (int64_t j = 0; j < c->width; j++) {
             char name[256];
             column_name(n->name, c->width, j, name, sizeof name);
-            if ((c->cols[j] = table_column(train, name)) < 0) {
+            if ((c->cols[j] = table_column(train, name)) >= 0) absent = 0;
+        }
+        for (int64_t j = 0; j < c->width && !absent; j++) {
+            char name[256];
+            column_name(n->name, c->width, j, name, sizeof name);
+            if (c->cols[j] < 0) {
                 char want[300];
                 if (c->width == 1) snprintf(want, sizeof want, "a column '%s'", n->name);
                 else snprintf(want, sizeof want, "columns %s0..%s%lld", n->name, n->name, (long long)c->width - 1);
@@ -242,6 +252,10 @@ int objective_open_table(Objective *o, Model *m, const Table *train, const Table
                 goto out;
             }
             used[c->cols[j]] = 1;
+        }
+        if (absent) { /* the rows' targets are unknown: zeros feed the loss, which nobody reads */
+            *has_target = 0;
+            continue;
         }
         if (c->tokens) { /* class ids: integers in [0, classes) */
             c->classes = graph_vocab(&m->g, i);
@@ -263,7 +277,7 @@ int objective_open_table(Objective *o, Model *m, const Table *train, const Table
         set_err(err, errlen, "%s: the model has no inputs for the table's columns", m->path);
         goto out;
     }
-    for (int j = 0; j < train->ncols; j++)
+    for (int j = 0; j < train->ncols && !predict; j++)
         if (!used[j]) {
             set_err(err, errlen, "%s:1: column '%s' is no input of %s (a real[batch, n] input x reads x when n = 1, "
                     "else x0..x{n-1}; a tokens[batch] input y reads y)", train->path, train->names[j], m->path);
@@ -273,7 +287,7 @@ int objective_open_table(Objective *o, Model *m, const Table *train, const Table
         set_err(err, errlen, "%s: the model returns no scalar 'loss' to train", m->path);
         goto out;
     }
-    if ((o->score = find_score(m)) < 0) {
+    if ((o->score = score) < 0) {
         set_err(err, errlen, "%s: no mse(pred, target) or cross_entropy(logits, target) scores a table input",
                 m->path);
         goto out;
@@ -299,6 +313,16 @@ out:
     return rc;
 }
 
+int objective_open_table(Objective *o, Model *m, const Table *train, const Table *val, char *err, size_t errlen)
+{
+    return open_table(o, m, train, val, 0, NULL, err, errlen);
+}
+
+int objective_open_rows(Objective *o, Model *m, const Table *rows, int *has_target, char *err, size_t errlen)
+{
+    return open_table(o, m, rows, rows, 1, has_target, err, errlen);
+}
+
 /* Sets every input from rows[0..batch) of t. */
 static int table_batch(Objective *o, const Table *t, const size_t *rows, char *err, size_t errlen)
 {
@@ -309,7 +333,7 @@ static int table_batch(Objective *o, const Table *t, const size_t *rows, char *e
             const double *row = t->v + rows[b] * (size_t)t->ncols;
             for (int64_t j = 0; j < c->width; j++) {
                 size_t e = (size_t)(b * c->width + j);
-                double v = row[c->cols[j]];
+                double v = c->cols[j] >= 0 ? row[c->cols[j]] : 0; /* an absent target (predict) */
                 if (c->tokens) o->x[e] = (int32_t)v;
                 else if (m->plan.real_size == 8) ((double *)o->real)[e] = v;
                 else ((float *)o->real)[e] = (float)v;
@@ -361,6 +385,20 @@ static void forward(Objective *o, KanProbe *probe, double *frac, double *out_of_
     o->m->dev->ops->run(o->m->dev, from, o->m->g.n_forward);
 }
 
+/* rows of table batch j (j * batch ..; past the end, row 0: padding) into
+   rows[batch]; sets the inputs from them; *real the rows that are the table's */
+static int table_rows_batch(Objective *o, const Table *t, size_t j, size_t *rows, int64_t *real, char *err,
+                            size_t errlen)
+{
+    *real = 0;
+    for (int64_t b = 0; b < o->batch; b++) {
+        size_t r = j * (size_t)o->batch + (size_t)b;
+        rows[b] = r < t->nrows ? r : 0;
+        *real += r < t->nrows;
+    }
+    return table_batch(o, t, rows, err, errlen);
+}
+
 /* table: every validation row once, in batches (the last one padded with row 0, not scored) */
 static int table_evaluate(Objective *o, KanProbe *probe, double *frac, double *out_of_grid, ObjMetrics *mt,
                           char *err, size_t errlen)
@@ -380,13 +418,8 @@ static int table_evaluate(Objective *o, KanProbe *probe, double *frac, double *o
     double sum = 0, correct = 0;
     int rc = 0;
     for (size_t j = 0; j < nb && !rc; j++) {
-        int64_t real_rows = 0;
-        for (int64_t b = 0; b < o->batch; b++) {
-            size_t r = j * (size_t)o->batch + (size_t)b;
-            rows[b] = r < t->nrows ? r : 0;
-            real_rows += r < t->nrows;
-        }
-        if (table_batch(o, t, rows, err, errlen)) {
+        int64_t real_rows;
+        if (table_rows_batch(o, t, j, rows, &real_rows, err, errlen)) {
             rc = -1;
             break;
         }
@@ -423,6 +456,36 @@ static int table_evaluate(Objective *o, KanProbe *probe, double *frac, double *o
         }
     }
     free(pred);
+    free(rows);
+    return rc;
+}
+
+int64_t objective_pred_width(const Objective *o)
+{
+    return shape_numel(&o->m->g.nodes[o->pred].shape) / o->batch;
+}
+
+int objective_predict(Objective *o, double *pred, char *err, size_t errlen)
+{
+    Model *m = o->m;
+    const Table *t = o->val;
+    int64_t w = objective_pred_width(o);
+    double *p = xmalloc((size_t)(o->batch * w) * sizeof *p);
+    size_t *rows = xmalloc((size_t)o->batch * sizeof *rows);
+    int training = m->dev->training, rc = 0;
+    m->dev->training = 0;
+    for (size_t j = 0; j * (size_t)o->batch < t->nrows && !rc; j++) {
+        int64_t real;
+        if (table_rows_batch(o, t, j, rows, &real, err, errlen)) {
+            rc = -1;
+            break;
+        }
+        forward(o, NULL, NULL, NULL, 0);
+        model_read_value(m, o->pred, p);
+        memcpy(pred + j * (size_t)o->batch * (size_t)w, p, (size_t)(real * w) * sizeof *p);
+    }
+    m->dev->training = training;
+    free(p);
     free(rows);
     return rc;
 }

@@ -104,6 +104,18 @@ int objective_set_corpus(Objective *o, const Corpus *c, char *err, size_t errlen
    header), checks class ids. Both tables are kept by pointer. */
 int objective_open_table(Objective *o, Model *m, const Table *train, const Table *val, char *err, size_t errlen);
 
+/* table, for prediction (kanrun predict): maps the model's inputs onto the
+   columns of rows (kept by pointer), where the scored target's columns may be
+   absent (*has_target = 0; zeros stand in) and other columns are passed over. */
+int objective_open_rows(Objective *o, Model *m, const Table *rows, int *has_target, char *err, size_t errlen);
+/* The scored prediction's values per row (1 for a one-column mse, the number
+   of classes for cross_entropy's logits). */
+int64_t objective_pred_width(const Objective *o);
+/* Every row of objective_open_rows's table through the model without dropout:
+   pred[nrows * objective_pred_width] (the logits for cross_entropy). Returns
+   0, or -1 with a message. */
+int objective_predict(Objective *o, double *pred, char *err, size_t errlen);
+
 /* Reads a table objective's data: data_path, and val_path or else the last
    10% of data's rows. Returns 0, or -1 with "file:line: ..." in err. */
 int objective_load_tables(const char *data_path, const char *val_path, Table *train, Table *val, char *err,

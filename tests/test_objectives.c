@@ -96,6 +96,63 @@ static double number_after(const char *text, const char *key)
     return p ? atof(p + strlen(key)) : NAN;
 }
 
+/* kanrun predict on the trained regression run: the held-out rows' y_pred scores the RMSE
+   eval gave; without the target column, with an id column, the same predictions; a missing
+   input column and a taken prediction name are errors naming the file */
+static void predict_regression(const char *dir, const char *held, double eval_rmse)
+{
+    char *out = NULL, *csv = xasprintf("%s/pred.csv", dir);
+    cr_assert_eq(test_run(&out, "$KANRUN predict %s/run --data %s -o %s", dir, held, csv), 0, "%s", out);
+    cr_expect(strstr(out, "rmse ") && fabs(number_after(out, "rmse ") - eval_rmse) <= 1e-6,
+              "predict scores the rows as eval does (rmse %g):\n%s", eval_rmse, out);
+    free(out);
+    Table t, u;
+    char err[512];
+    cr_assert_eq(table_read(csv, &t, err, sizeof err), 0, "%s", err);
+    cr_assert(t.ncols == 4 && !strcmp(t.names[3], "y_pred") && t.nrows == 200, "%d columns, %zu rows", t.ncols,
+              t.nrows);
+    double se = 0;
+    for (size_t r = 0; r < t.nrows; r++) se += pow(t.v[r * 4 + 3] - t.v[r * 4 + 2], 2);
+    cr_expect(fabs(sqrt(se / 200) - eval_rmse) < 1e-5, "RMSE of y_pred %g, eval's %g", sqrt(se / 200), eval_rmse);
+    /* the first 3 rows again, without y and with an id column first */
+    char *rows = xasprintf("%s/rows.csv", dir);
+    FILE *f = fopen(rows, "w");
+    fprintf(f, "id,x0,x1\n");
+    for (size_t r = 0; r < 3; r++) fprintf(f, "%zu,%.17g,%.17g\n", r + 1, t.v[r * 4], t.v[r * 4 + 1]);
+    fclose(f);
+    char *csv2 = xasprintf("%s/pred2.csv", dir);
+    cr_assert_eq(test_run(&out, "$KANRUN predict %s/run --data %s -o %s", dir, rows, csv2), 0, "%s", out);
+    cr_expect(!strstr(out, "rmse"), "no target, no score:\n%s", out);
+    free(out);
+    cr_assert_eq(table_read(csv2, &u, err, sizeof err), 0, "%s", err);
+    cr_assert(u.ncols == 4 && !strcmp(u.names[0], "id") && !strcmp(u.names[3], "y_pred") && u.nrows == 3);
+    for (size_t r = 0; r < 3; r++) {
+        cr_expect_eq(u.v[r * 4], (double)(r + 1), "the id column is copied");
+        cr_expect_eq((float)u.v[r * 4 + 3], (float)t.v[r * 4 + 3], "row %zu: %g vs %g", r, u.v[r * 4 + 3],
+                     t.v[r * 4 + 3]);
+    }
+    table_free(&u);
+    /* standard output without -o */
+    cr_assert_eq(test_run(&out, "$KANRUN predict %s/run --data %s 2>/dev/null", dir, rows), 0, "%s", out);
+    cr_expect(!strncmp(out, "id,x0,x1,y_pred\n", 16) && strstr(out, "\n3,"), "%s", out);
+    free(out);
+    /* errors: an input column missing, the prediction's name taken */
+    f = fopen(rows, "w");
+    fprintf(f, "x0,y\n0.5,1\n");
+    fclose(f);
+    cr_expect_eq(test_run(&out, "$KANRUN predict %s/run --data %s", dir, rows), 1, "%s", out);
+    cr_expect(strstr(out, "rows.csv:1: no column 'x1'"), "%s", out);
+    free(out);
+    f = fopen(rows, "w");
+    fprintf(f, "x0,x1,y_pred\n0.5,0.5,1\n");
+    fclose(f);
+    cr_expect_eq(test_run(&out, "$KANRUN predict %s/run --data %s", dir, rows), 1, "%s", out);
+    cr_expect(strstr(out, "rows.csv:1: column 'y_pred' would be the prediction's"), "%s", out);
+    free(out);
+    table_free(&t);
+    free(csv), free(csv2), free(rows);
+}
+
 #define REGRESS "--steps 1000 --lr 1e-2 --warmup 20 --min-lr 1e-4 --weight-decay 0 --log-every 250 --threads 2"
 
 /* The measured figure: held-out RMSE 0.0096 after 1000 steps (batch 64, under a second). */
@@ -117,7 +174,9 @@ Test(objectives, kan_regression_fits_exp_sin_on_held_out_points, .timeout = 120)
     cr_assert(text);
     cr_expect(strstr(text, "\"val_rmse\":") && strstr(text, "\"val_mse\":") && strstr(text, "\"val_loss\":"),
               "metrics.jsonl holds val_loss, val_mse and val_rmse");
-    free(text), free(path), free(train), free(held), free(dir);
+    free(text), free(path);
+    predict_regression(dir, held, rmse);
+    free(train), free(held), free(dir);
 }
 
 Test(objectives, a_table_run_resumed_equals_an_uninterrupted_one, .timeout = 60)
@@ -186,6 +245,28 @@ Test(objectives, a_kan_classifier_reports_accuracy, .timeout = 60)
     double acc = number_after(out, "accuracy ");
     cr_expect(acc > 0.9, "held-out accuracy %g, want > 0.9:\n%s", acc, out);
     free(out);
+    /* predict: the class is the most probable one, the probabilities sum to 1, and the
+       share of right classes is eval's accuracy */
+    char *csv = xasprintf("%s/pred.csv", dir);
+    cr_assert_eq(test_run(&out, "$KANRUN predict %s/run --data %s -o %s", dir, held, csv), 0, "%s", out);
+    cr_expect(fabs(number_after(out, "accuracy ") - acc) < 1e-9, "%s", out);
+    free(out);
+    Table t;
+    char err[512];
+    cr_assert_eq(table_read(csv, &t, err, sizeof err), 0, "%s", err);
+    cr_assert(t.ncols == 7 && !strcmp(t.names[3], "y_pred") && !strcmp(t.names[6], "y_p2") && t.nrows == 300);
+    double right = 0;
+    for (size_t r = 0; r < t.nrows; r++) {
+        const double *row = t.v + r * 7;
+        int best = row[4] >= row[5] && row[4] >= row[6] ? 0 : row[5] >= row[6] ? 1 : 2;
+        cr_expect_eq((int)row[3], best, "row %zu: class %g, probabilities %g %g %g", r, row[3], row[4], row[5], row[6]);
+        cr_expect(fabs(row[4] + row[5] + row[6] - 1) < 1e-6, "row %zu: probabilities sum to %g", r,
+                  row[4] + row[5] + row[6]);
+        right += row[3] == row[2];
+    }
+    cr_expect(fabs(right / 300 - acc) < 1e-9, "accuracy of y_pred %g, eval's %g", right / 300, acc);
+    table_free(&t);
+    free(csv);
     /* a class id the model's 3 logits cannot score: the file and its line */
     f = fopen(held, "a");
     fprintf(f, "0.5,0.5,3\n");
