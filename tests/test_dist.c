@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "rng.h"
 #include "run_check.h"
 #include "test_util.h"
 #include "util.h"
@@ -179,6 +180,55 @@ Test(dist, two_ranks_equal_one_process_with_the_doubled_batch_and_repeat_bit_for
                   "step %d: 2 ranks x 4 give %s, one process x 8 gives %s", i + 1, la[i], l1[i]);
     }
     expect_same_state(a, b, "2 ranks twice");
+}
+
+/* 2 ranks x batch against one process x 2 batch, loss by loss, for a model and objective */
+static void expect_split_equals_one(const char *model, const char *data, const char *flags, int batch)
+{
+    char *one = test_tmpdir(), *two = test_tmpdir(), *out = NULL;
+    cr_assert_eq(test_run(&out, "$KANRUN train %s --data %s --out %s %s --batch %d", model, data, one, flags,
+                          2 * batch), 0, "%s", out);
+    free(out);
+    cr_assert_eq(test_run(&out, MPIRUN " $KANRUN train %s --data %s --out %s %s --batch %d", model, data, two,
+                          flags, batch), 0, "%s", out);
+    cr_expect(strstr(out, "data parallel: 2 ranks") && strstr(out, "kanrun: done"), "%s", out);
+    free(out);
+    char l1[16][64], l2[16][64];
+    double v1[16], v2[16];
+    int n = run_read_losses(one, l1, v1, 16);
+    cr_assert(n >= 6 && run_read_losses(two, l2, v2, 16) == n, "%s: %d steps", model, n);
+    for (int i = 0; i < n; i++)
+        cr_expect(fabs(v2[i] - v1[i]) <= SAME_AS_ONE_PROCESS * fabs(v1[i]),
+                  "%s step %d: 2 ranks x %d give %s, one process x %d gives %s", model, i + 1, batch, l2[i],
+                  2 * batch, l1[i]);
+    test_run(NULL, "rm -rf %s %s", one, two);
+    free(one), free(two);
+}
+
+/* the objectives beyond text split their rows across ranks as text does: a CSV table
+   (kan-regression) and masked LM (kan-bert, masks drawn by the global row). Every
+   position masked (--mask-prob 1), so that each rank's loss averages as many targets:
+   with fewer, N ranks average the ranks' means, as PyTorch DDP does (docs/scaling.md) */
+Test(dist, table_and_mlm_runs_on_two_ranks_equal_one_process, .timeout = 300)
+{
+    need_mpirun();
+    char *dir = test_tmpdir(), *csv = xasprintf("%s/f.csv", dir);
+    FILE *f = fopen(csv, "w");
+    cr_assert(f);
+    fprintf(f, "x0,x1,y\n");
+    for (int i = 0; i < 400; i++) {
+        double a = 2.0 * kanc_rng_uniform(8, 1, 2 * (uint64_t)i) - 1, b = 2.0 * kanc_rng_uniform(8, 1, 2 * (uint64_t)i + 1) - 1;
+        fprintf(f, "%.7f,%.7f,%.7f\n", a, b, exp(sin(3.14159265 * a) + b * b));
+    }
+    fclose(f);
+    expect_split_equals_one("models/kan-regression.kdl", csv,
+                            "--steps 8 --lr 1e-2 --warmup 2 --eval-every 4 --log-every 1 --threads 1", 32);
+    char *text = write_text();
+    expect_split_equals_one("models/kan-bert.kdl", text,
+                            "--objective mlm --mask-prob 1 --set n_layer=1 --set n_embd=16 --set n_head=2 --set block_size=16 "
+                            "--steps 8 --lr 1e-3 --warmup 2 --eval-every 0 --log-every 1 --threads 1", 2);
+    test_run(NULL, "rm -rf %s", dir);
+    free(csv), free(dir), free(text);
 }
 
 Test(dist, zero1_gives_the_same_run_and_its_checkpoint_reads_anywhere, .timeout = 300)
