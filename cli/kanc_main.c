@@ -17,25 +17,38 @@ static const char USAGE[] =
     "\n"
     "Compiles a model description into a training step.\n";
 
-/* --report: the CUDA step's workspace at precision prec (the bf16 operand
-   copies of the GEMMs are part of it), as kanc -o would generate it */
-static void report_cuda_workspace(const Plan *p, CudaPrecision prec)
+/* --report: the CUDA step at precision prec as kanc -o would generate it: its
+   arena (laid out for the precision: attention's P in bf16 under bf16) beside
+   the CPU's, and its workspace (the bf16 operand copies of the GEMMs are part
+   of it) */
+static void report_cuda_step(const Plan *cpu, Graph *g, CudaPrecision prec)
 {
     CudaOptions co;
     char err[512];
     CudaProgram prog;
     cuda_options_default(&co);
     co.precision = prec;
-    if (cuda_options_from_env(&co, err, sizeof err) || codegen_cuda(p, &co, &prog, err, sizeof err)) {
+    if (cuda_options_from_env(&co, err, sizeof err)) {
         printf("cuda workspace:  not generated (%s)\n", err);
+        return;
+    }
+    Plan p;
+    plan_build_for(&p, g, 4, co.precision == CUDA_BF16 && co.use_cublas);
+    if (codegen_cuda(&p, &co, &prog, err, sizeof err)) {
+        printf("cuda workspace:  not generated (%s)\n", err);
+        plan_free(&p);
         return;
     }
     int ng = 0;
     for (int i = 0; i < prog.n_launch; i++) ng += prog.launch[i].kind == LAUNCH_GEMM;
+    printf("cuda arena:      %.2f MiB at precision %s%s\n", (double)p.arena_bytes / (1 << 20),
+           cuda_precision_name(prog.precision),
+           p.arena_bytes < cpu->arena_bytes ? " (attention's P in bf16)" : "");
     printf("cuda workspace:  %.2f MiB at precision %s (%d GEMMs; bf16 operand copies %.2f MiB)\n",
            (double)prog.ws_bytes / (1 << 20), cuda_precision_name(prog.precision), ng,
            (double)prog.ws_cast_bytes / (1 << 20));
     cuda_program_free(&prog);
+    plan_free(&p);
 }
 
 int main(int argc, char **argv)
@@ -146,7 +159,7 @@ int main(int argc, char **argv)
             printf("%s%s = %s", i ? ", " : "hyperparameters: ", params.names[i], params.values[i]);
         printf("\n");
         plan_report(&p, tokens, stdout);
-        report_cuda_workspace(&p, prec);
+        report_cuda_step(&p, &g, prec);
         plan_free(&p);
     }
     if (!dump && !report) printf("%s: ok (%d nodes)\n", path, g.n);

@@ -218,6 +218,11 @@ int codegen_cuda(const Plan *p, const CudaOptions *o, CudaProgram *out, char *er
         snprintf(err, errlen, "cuda: unknown precision %d (fp32 or bf16)", (int)G.o.precision);
         return -1;
     }
+    if (p->gemm_bf16 && (G.o.precision != CUDA_BF16 || !G.o.use_cublas)) {
+        snprintf(err, errlen, "cuda: the plan is laid out for bf16 GEMM operands on cuBLASLt (attention's P in "
+                 "bf16): generate it at precision bf16 with cuBLASLt");
+        return -1;
+    }
     if (G.o.precision == CUDA_BF16 && !G.o.use_cublas) {
         snprintf(err, errlen, "cuda: precision bf16 runs its matrix products on cuBLASLt; the generated "
                  "GEMM kernels (use_cublas 0) are fp32 only");

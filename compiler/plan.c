@@ -72,11 +72,14 @@ static int64_t place(Interval *iv, int n)
     return align_up(peak);
 }
 
-void plan_build(Plan *p, Graph *g, size_t real_size)
+void plan_build(Plan *p, Graph *g, size_t real_size) { plan_build_for(p, g, real_size, 0); }
+
+void plan_build_for(Plan *p, Graph *g, size_t real_size, int gemm_bf16)
 {
     memset(p, 0, sizeof *p);
     p->g = g;
     p->real_size = real_size;
+    p->gemm_bf16 = gemm_bf16;
     int n = g->n;
     p->off = xmalloc(sizeof(int64_t) * (size_t)n);
     p->aux_off = xmalloc(sizeof(int64_t) * (size_t)n);
@@ -140,7 +143,7 @@ void plan_build(Plan *p, Graph *g, size_t real_size)
             slot[i] = niv++;
         }
         if (x->aux_numel > 0) {
-            iv[niv] = (Interval){i, aux_end[i], x->aux_numel * (int64_t)real_size, 0};
+            iv[niv] = (Interval){i, aux_end[i], op_aux_bytes(x, real_size, gemm_bf16), 0};
             aux_slot[i] = niv++;
         }
     }

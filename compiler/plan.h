@@ -28,6 +28,8 @@ typedef struct {
     int64_t n_param_elems, n_buffer_elems;
     int64_t ws_elems;     /* the largest kernel workspace (the fused KAN layer's) */
     int n_params, n_buffers;
+    int gemm_bf16;        /* laid out for a CUDA step with bf16 GEMM operands (aux tensors
+                             the op keeps in bf16 are half the size: op_aux_bytes) */
 } Plan;
 
 /* 1 if node n produces a value (parameter-gradient and optimizer nodes don't) */
@@ -35,6 +37,9 @@ int node_has_value(const GNode *n);
 int64_t node_bytes(const GNode *n, size_t real_size);
 
 void plan_build(Plan *p, Graph *g, size_t real_size);
+/* plan_build for the step a device runs: gemm_bf16 for a CUDA step with bf16
+   GEMM operands (attention's P then in bf16), 0 for every other */
+void plan_build_for(Plan *p, Graph *g, size_t real_size, int gemm_bf16);
 void plan_free(Plan *p);
 
 /* FLOPs per token of the forward graph and of the whole step (2 per

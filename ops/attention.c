@@ -48,8 +48,11 @@ static double attention_family_flops(const Graph *g, const GNode *n)
     return n->op == OP_ROPE || n->op == OP_ROPE_BWD ? 0 : attention_flops(g, n);
 }
 
+static int64_t attention_aux_bytes_bf16(const GNode *n);
+
 const OpFamily op_family_attention = {.name = "attention", .flops = attention_family_flops,
-                                      .elementwise_flops = attention_family_arith};
+                                      .elementwise_flops = attention_family_arith,
+                                      .aux_bytes_bf16 = attention_aux_bytes_bf16};
 
 /* the rope node on x [..., T, W]: rotates the first `cols` columns, `groups`
    heads of D = cols / groups (even) each; -1 after an error */
@@ -210,15 +213,24 @@ static AttMat att_cols(AttMat m, int64_t col)
     return m;
 }
 
-/* Under bf16, P is stored in bf16 where the fp32 P would be (the node's aux):
+/* Under bf16, the GEMM path (no dropout) stores P in bf16 as the node's aux,
    rows padded to att_p_ld elements (16 bytes, as cuBLASLt's bf16 operands
    need), so the softmax kernels write the GEMMs' operands themselves and no
-   cast touches P or dS. The padded rows fit the fp32 P's bytes for T >= 4;
+   cast touches P or dS; a plan for bf16 (plan_build_for) gives the aux these
+   bytes only, half the fp32 P's. Padded rows fit the fp32 P's bytes for T >= 4;
    below that P stays fp32 with per-head copies. */
 static int64_t att_p_ld(const AttDims *a) { return cg_cdiv(a->T, 8) * 8; }
+static int att_p_storable(const AttDims *a) { return a->p == 0 && att_p_ld(a) * 2 <= a->T * 4; }
 static int att_p_bf16(const CudaGen *G, const AttDims *a)
 {
-    return G->o.precision == CUDA_BF16 && att_p_ld(a) * 2 <= a->T * 4;
+    return G->o.precision == CUDA_BF16 && att_p_storable(a);
+}
+
+static int64_t attention_aux_bytes_bf16(const GNode *n)
+{
+    if (n->op != OP_ATTENTION) return 0;
+    AttDims a = att_dims(n);
+    return att_p_storable(&a) ? a.B * a.H * a.T * att_p_ld(&a) * 2 : 0;
 }
 
 /* head h of P (or dS) [B, H, T, T] as an operand: itself (fp32, or bf16 with

@@ -42,6 +42,13 @@ const char *flop_class_name(FlopClass c)
     return c >= 0 && c < FLOPS__COUNT ? names[c] : "?";
 }
 
+int64_t op_aux_bytes(const GNode *n, size_t real_size, int gemm_bf16)
+{
+    const OpFamily *f = op_info(n->op)->family;
+    int64_t b = gemm_bf16 && f->aux_bytes_bf16 ? f->aux_bytes_bf16(n) : 0;
+    return b > 0 ? b : n->aux_numel * (int64_t)real_size;
+}
+
 int64_t op_cpu_workspace(const Graph *g, const GNode *n, size_t real_size)
 {
     const OpFamily *f = op_info(n->op)->family;

@@ -42,6 +42,9 @@ typedef struct {
     double (*elementwise_flops)(const Graph *g, const GNode *n);
     /* CPU workspace elements node n needs, in reals of real_size bytes; may be NULL */
     int64_t (*cpu_workspace)(const Graph *g, const GNode *n, size_t real_size);
+    /* bytes of node n's aux tensor in a CUDA step with bf16 GEMM operands, 0 for
+       the aux_numel reals it has otherwise; may be NULL (always those) */
+    int64_t (*aux_bytes_bf16)(const GNode *n);
 } OpFamily;
 
 typedef struct {
@@ -70,5 +73,7 @@ FlopClass op_flop_class(GOp op);
 /* "KAN GEMMs", "other GEMMs", "attention", "elementwise" */
 const char *flop_class_name(FlopClass c);
 int64_t op_cpu_workspace(const Graph *g, const GNode *n, size_t real_size);
+/* the bytes of node n's aux tensor (gemm_bf16: in a step with bf16 GEMM operands) */
+int64_t op_aux_bytes(const GNode *n, size_t real_size, int gemm_bf16);
 
 #endif

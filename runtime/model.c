@@ -86,11 +86,20 @@ static int compile_prebuilt(Model *m, const char *path, const KdlSet *sets, int 
     for (int i = 0; i < nsets; i++)
         if (!sets[i].soft) config_sets_add(&cs, sets[i].name, sets[i].value, 0);
     if (model_compile(m, model_path, src, cs.sets, cs.n, MODEL_TRAIN, 4, "none", diag)) goto out;
+    /* laid out as the cubin was (attention's P in bf16 under bf16 operands) for the check */
+    const char *prec = artifact_str(&a, "precision");
+    int cubin_bf16 = prec && !strcmp(prec, "bf16");
+    const char *dev = device_resolve(device, 4);
+    plan_free(&m->plan);
+    plan_build_for(&m->plan, &m->g, 4, cubin_bf16);
     if (artifact_check_plan(&a, &m->plan, err, sizeof err)) {
         fprintf(diag, "error: %s\n", err);
         goto out;
     }
-    const char *dev = device_resolve(device, 4);
+    if (strcmp(dev, "cuda") && m->plan.gemm_bf16 != device_gemm_bf16(dev, 4)) { /* the source on another device */
+        plan_free(&m->plan);
+        plan_build_for(&m->plan, &m->g, 4, device_gemm_bf16(dev, 4));
+    }
     if (!strcmp(dev, "cuda")) {
         CudaProgram prog;
         if (artifact_program(&a, &m->plan, &prog, err, sizeof err) == 0) {
@@ -137,7 +146,7 @@ int model_compile(Model *m, const char *path, const char *src, const KdlSet *set
     if (kdl_compile(path, m->src, m->src_len, sets, nsets, &m->g, &m->params, diag)) return -1;
     m->g.n_forward = m->g.n;
     if (differentiate(m, diag)) return -1;
-    plan_build(&m->plan, &m->g, real_size);
+    plan_build_for(&m->plan, &m->g, real_size, device_gemm_bf16(device, real_size));
     if (!strcmp(device, "none")) return 0; /* the caller opens the device (a prebuilt cubin) */
     char derr[1024];
     if (!(m->dev = device_open(&m->plan, device, derr, sizeof derr))) { /* cpu, cuda, emu, auto */

@@ -23,6 +23,7 @@
 #include "codegen_cuda.h"
 #include "cuda_api.h"
 #include "model.h"
+#include "ops.h"
 #include "rng.h"
 #include "util.h"
 #include "verify.h"
@@ -315,6 +316,18 @@ static void attention_p_case(int64_t T, int64_t H)
     cr_assert(model_compile(&e, path, NULL, sets, 6, MODEL_TRAIN, 4, "emu", stderr) == 0);
     unsetenv("KANC_PRECISION");
     free(path);
+    /* the emulated step's plan holds P in bf16: B H T ld 2 bytes (rows padded to ld) instead of B H T T 4 */
+    int64_t ld = (T + 7) / 8 * 8;
+    cr_expect(e.plan.gemm_bf16 && !c.plan.gemm_bf16);
+    for (int i = 0; i < e.g.n; i++)
+        if (e.g.nodes[i].op == OP_ATTENTION)
+            cr_expect_eq(op_aux_bytes(&e.g.nodes[i], 4, 1), T >= 4 ? 2 * H * T * ld * 2 : 2 * H * T * T * 4, "T %lld",
+                         (long long)T);
+    if (T >= 4)
+        cr_expect(e.plan.arena_bytes < c.plan.arena_bytes, "T %lld: arena %lld in bf16, %lld in fp32", (long long)T,
+                  (long long)e.plan.arena_bytes, (long long)c.plan.arena_bytes);
+    else
+        cr_expect_eq(e.plan.arena_bytes, c.plan.arena_bytes);
     char err[512];
     cr_assert(model_init_params(&c, 5, err, sizeof err) == 0, "%s", err);
     cr_assert(model_init_params(&e, 5, err, sizeof err) == 0, "%s", err);
@@ -400,4 +413,30 @@ Test(bf16, attention_p_in_bf16_at_ragged_lengths)
     attention_p_case(37, 2); /* longer than a warp */
     attention_p_case(8, 2);  /* no padding */
     attention_p_case(3, 3);  /* padded rows would not fit: fp32 P, copies per head */
+}
+
+/* a plan laid out for bf16 operands (P in half the bytes) runs nowhere else: fp32 code
+   generation, generated GEMMs and the CPU refuse it, saying why */
+Test(bf16, a_bf16_plan_is_refused_where_p_would_be_fp32)
+{
+    Model m;
+    tiny_model(&m, "mingpt.kdl");
+    Plan bf;
+    plan_build_for(&bf, &m.g, 4, 1);
+    CudaOptions o;
+    cuda_options_default(&o);
+    CudaProgram p;
+    char err[512];
+    cr_expect_eq(codegen_cuda(&bf, &o, &p, err, sizeof err), -1);
+    cr_expect(strstr(err, "laid out for bf16"), "%s", err);
+    o.precision = CUDA_BF16;
+    o.use_cublas = 0;
+    cr_expect_eq(codegen_cuda(&bf, &o, &p, err, sizeof err), -1);
+    o.use_cublas = 1;
+    cr_assert_eq(codegen_cuda(&bf, &o, &p, err, sizeof err), 0, "%s", err);
+    cuda_program_free(&p);
+    cr_expect(device_open(&bf, "cpu", err, sizeof err) == NULL);
+    cr_expect(strstr(err, "device 'cpu' cannot run it"), "%s", err);
+    plan_free(&bf);
+    model_free(&m);
 }

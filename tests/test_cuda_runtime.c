@@ -883,7 +883,13 @@ Test(cuda_runtime, cubin_runs_as_the_model)
     cuda_options_default(&kanc_default);
     kanc_default.precision = CUDA_BF16;
     cr_expect_eq(rec.precision, CUDA_BF16);
-    cr_assert(codegen_cuda(&m.plan, &kanc_default, &gen, err, sizeof err) == 0, "%s", err);
+    /* laid out as the cubin: attention's P in bf16, half the fp32 P's bytes (the CPU's plan) */
+    Plan bf;
+    plan_build_for(&bf, &m.g, 4, 1);
+    cr_expect(bf.arena_bytes < m.plan.arena_bytes && artifact_num(&a, "arena_bytes", 0) == (double)bf.arena_bytes,
+              "arena: cubin %.0f, bf16 layout %lld, cpu %lld", artifact_num(&a, "arena_bytes", 0),
+              (long long)bf.arena_bytes, (long long)m.plan.arena_bytes);
+    cr_assert(codegen_cuda(&bf, &kanc_default, &gen, err, sizeof err) == 0, "%s", err);
     cr_expect(rec.n_launch == gen.n_launch && rec.n_kernels == gen.n_kernels && a.n_kernels == gen.n_kernels,
               "recorded %d launches of %d kernels (%d in the cubin), generated %d of %d", rec.n_launch,
               rec.n_kernels, a.n_kernels, gen.n_launch, gen.n_kernels);
@@ -897,6 +903,7 @@ Test(cuda_runtime, cubin_runs_as_the_model)
     }
     cuda_program_free(&rec);
     cuda_program_free(&gen);
+    plan_free(&bf);
     model_free(&m);
     artifact_free(&a);
     model_free(&r);

@@ -280,6 +280,10 @@ char *cuda_mock_image_so(const char *so_path);
 Device *device_open(Plan *plan, const char *name, char *err, size_t errlen);
 /* What "auto" (or NULL) means on this machine; other names unchanged. */
 const char *device_resolve(const char *name, size_t real_size);
+/* 1 when the device (resolved) runs a CUDA step with bf16 GEMM operands on
+   cuBLASLt (its precision: KANC_PRECISION, else bf16 on cuda, fp32 on emu):
+   the plan for it is plan_build_for(..., 1) */
+int device_gemm_bf16(const char *device, size_t real_size);
 /* A command's --precision P for device name (kanrun train, bench, verify):
    "fp32" or "bf16", and bf16 only for a CUDA device (cuda, emu, or auto
    resolving to cuda); sets KANC_PRECISION, which the runtime's compiles read

@@ -832,6 +832,16 @@ const char *device_resolve(const char *name, size_t real_size)
     return name;
 }
 
+int device_gemm_bf16(const char *device, size_t real_size)
+{
+    const char *d = device_resolve(device, real_size);
+    if (real_size != 4 || (strcmp(d, "cuda") && strcmp(d, "emu"))) return 0;
+    CudaOptions o;
+    char err[256];
+    if (cuda_options_for_device(&o, d, err, sizeof err)) return 0; /* device_open says what is wrong */
+    return o.precision == CUDA_BF16 && o.use_cublas;
+}
+
 int device_precision_request(const char *cmd, const char *precision, const char *device)
 {
     CudaPrecision p;
@@ -851,6 +861,11 @@ int device_precision_request(const char *cmd, const char *precision, const char 
 Device *device_open(Plan *plan, const char *name, char *err, size_t errlen)
 {
     name = device_resolve(name, plan->real_size);
+    if (plan->gemm_bf16 && strcmp(name, "cuda") && strcmp(name, "emu")) {
+        snprintf(err, errlen, "the plan is laid out for a CUDA step with bf16 GEMM operands: device '%s' cannot "
+                 "run it", name);
+        return NULL;
+    }
     if (!strcmp(name, "cpu")) return device_cpu_new(plan);
     if (!strcmp(name, "cuda") || !strcmp(name, "emu")) return device_cuda_new(plan, name, err, errlen);
     snprintf(err, errlen, "unknown device '%s' (cpu, cuda, emu or auto)", name);

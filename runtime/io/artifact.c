@@ -779,8 +779,6 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
         goto out;
     }
     autodiff_add_optimizer(&g);
-    plan_build(&plan, &g, 4);
-    have_plan = 1;
     CudaOptions co;
     cuda_options_default(&co);
     if (cuda_options_from_env(&co, err, sizeof err)) {
@@ -798,6 +796,8 @@ int artifact_compile(const ArtifactOptions *o, FILE *diag)
         fprintf(diag, "kanc: error: --precision %s: expected fp32 or bf16\n", o->precision);
         goto out;
     }
+    plan_build_for(&plan, &g, 4, co.precision == CUDA_BF16 && co.use_cublas); /* laid out for the step's precision */
+    have_plan = 1;
     if (codegen_cuda(&plan, &co, &prog, err, sizeof err)) {
         fprintf(diag, "%s: error: CUDA code generation: %s\n", o->model_path, err);
         goto out;
