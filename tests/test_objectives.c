@@ -137,18 +137,16 @@ static void predict_regression(const char *dir, const char *held, double eval_rm
     cr_expect(!strncmp(out, "id,x0,x1,y_pred\n", 16) && strstr(out, "\n3,"), "%s", out);
     free(out);
     /* errors: an input column missing, the prediction's name taken */
-    f = fopen(rows, "w");
-    fprintf(f, "x0,y\n0.5,1\n");
-    fclose(f);
-    cr_expect_eq(test_run(&out, "$KANRUN predict %s/run --data %s", dir, rows), 1, "%s", out);
-    cr_expect(strstr(out, "rows.csv:1: no column 'x1'"), "%s", out);
-    free(out);
-    f = fopen(rows, "w");
-    fprintf(f, "x0,x1,y_pred\n0.5,0.5,1\n");
-    fclose(f);
-    cr_expect_eq(test_run(&out, "$KANRUN predict %s/run --data %s", dir, rows), 1, "%s", out);
-    cr_expect(strstr(out, "rows.csv:1: column 'y_pred' would be the prediction's"), "%s", out);
-    free(out);
+    const char *bad[][2] = {{"x0,y\n0.5,1\n", "rows.csv:1: no column 'x1'"},
+                            {"x0,x1,y_pred\n0.5,0.5,1\n", "rows.csv:1: column 'y_pred' would be the prediction's"}};
+    for (int k = 0; k < 2; k++) {
+        f = fopen(rows, "w");
+        fputs(bad[k][0], f);
+        fclose(f);
+        cr_expect_eq(test_run(&out, "$KANRUN predict %s/run --data %s", dir, rows), 1, "%s", out);
+        cr_expect(strstr(out, bad[k][1]), "%s", out);
+        free(out);
+    }
     table_free(&t);
     free(csv), free(csv2), free(rows);
 }
