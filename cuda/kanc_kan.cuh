@@ -62,6 +62,29 @@ __device__ __forceinline__ void kanc_kan_split_one(float *dbase, float *dspline,
     if (SCALER) dscaler[oi] += ds;
 }
 
+/* The register tile of the fused kernels' products (256 threads as 16 x 16, RM
+   x RN values each): acc += a b^T over one shared-memory step, a[ty + 16 i]
+   from arow and b[tx + 16 j] from brow (columns W and beyond read as 0) */
+template <int RM, int RN, int W>
+__device__ __forceinline__ void kanc_tile_step(float (&acc)[RM][RN], const float *arow, const float *brow, int tx,
+                                               int ty)
+{
+    float a[RM], b[RN];
+    for (int i = 0; i < RM; i++) a[i] = arow[ty + 16 * i];
+    for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < W ? brow[tx + 16 * j] : 0.0f;
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
+}
+
+/* the finished register tile into a shared [16 RM][ld] tile, columns below W */
+template <int RM, int RN, int W, int LD>
+__device__ __forceinline__ void kanc_tile_store(float (*g)[LD], const float (&acc)[RM][RN], int tx, int ty)
+{
+    for (int i = 0; i < RM; i++)
+        for (int j = 0; j < RN; j++)
+            if (tx + 16 * j < W) g[ty + 16 * i][tx + 16 * j] = acc[i][j];
+}
+
 /* forward Y[N,OUT] = A(X) Wf^T. Block: TM rows x TN outputs, 256 threads;
    the reduction advances TI inputs (TI*S columns of A) per stage. */
 template <class B, int ACT, int BASE, int SCALER, int TM, int TN, int TI>
@@ -98,13 +121,7 @@ __device__ __forceinline__ void kanc_kan_fwd(float *y, const float *x, const flo
                              : 0.0f;
         }
         __syncthreads();
-        for (int kk = 0; kk < TKW; kk++) {
-            float a[RM], b[RN];
-            for (int i = 0; i < RM; i++) a[i] = As[kk][ty + 16 * i];
-            for (int j = 0; j < RN; j++) b[j] = Ws[kk][tx + 16 * j];
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
-        }
+        for (int kk = 0; kk < TKW; kk++) kanc_tile_step<RM, RN, TN>(acc, As[kk], Ws[kk], tx, ty);
         __syncthreads();
     }
     for (int i = 0; i < RM; i++)
@@ -152,18 +169,10 @@ __device__ __forceinline__ void kanc_kan_bwd_w(float *dbase, float *dspline, flo
             for (int c = 0; c < S; c++) As[r][ii * S + c] = a[c];
         }
         __syncthreads();
-        for (int r = 0; r < TR; r++) {
-            float a[RM], b[RN];
-            for (int i = 0; i < RM; i++) a[i] = Ds[r][ty + 16 * i];
-            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? As[r][tx + 16 * j] : 0.0f;
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
-        }
+        for (int r = 0; r < TR; r++) kanc_tile_step<RM, RN, TNW>(acc, Ds[r], As[r], tx, ty);
         __syncthreads();
     }
-    for (int i = 0; i < RM; i++)
-        for (int j = 0; j < RN; j++)
-            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];
+    kanc_tile_store<RM, RN, TNW, TNW + 1>(Gs, acc, tx, ty);
     __syncthreads();
     for (int e = tid; e < TM * TI; e += 256) {
         int oo = e / TI, ii = e % TI, o = o0 + oo, i = i0 + ii;
@@ -206,18 +215,10 @@ __device__ __forceinline__ void kanc_kan_bwd_x(float *dx, const float *dy, const
                              : 0.0f;
         }
         __syncthreads();
-        for (int oo = 0; oo < TO; oo++) {
-            float a[RM], b[RN];
-            for (int i = 0; i < RM; i++) a[i] = Ds[oo][ty + 16 * i];
-            for (int j = 0; j < RN; j++) b[j] = tx + 16 * j < TNW ? Ws[oo][tx + 16 * j] : 0.0f;
-            for (int i = 0; i < RM; i++)
-                for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
-        }
+        for (int oo = 0; oo < TO; oo++) kanc_tile_step<RM, RN, TNW>(acc, Ds[oo], Ws[oo], tx, ty);
         __syncthreads();
     }
-    for (int i = 0; i < RM; i++)
-        for (int j = 0; j < RN; j++)
-            if (tx + 16 * j < TNW) Gs[ty + 16 * i][tx + 16 * j] = acc[i][j];
+    kanc_tile_store<RM, RN, TNW, TNW + 1>(Gs, acc, tx, ty);
     __syncthreads();
     for (int e = tid; e < TM * TI; e += 256) {
         int r = e / TI, ii = e % TI, i = i0 + ii;

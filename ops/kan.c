@@ -596,6 +596,24 @@ static void kan_emit_blocked_fwd(CudaGen *G, const KanDims *d)
     }
 }
 
+/* dbase, dspline and dscaler: the weight gradients a kan_bwd_w node accumulates into
+   (null pointers for a layer without a base branch or scaler) */
+static void kan_grad_ptrs(CudaGen *G, const KanDims *d)
+{
+    const GNode *n = G->n;
+    if (d->base)
+        cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[d->j_base]), &CG_IN(d->j_base)->shape, "grad of base_weight");
+    else
+        cg_line(G, "float *dbase = 0; /* no base branch */");
+    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[d->j_spline]), &CG_IN(d->j_spline)->shape,
+           "grad of the spline weights");
+    if (d->scaler)
+        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[d->j_scaler]), &CG_IN(d->j_scaler)->shape,
+               "grad of spline_scaler");
+    else
+        cg_line(G, "float *dscaler = 0;");
+}
+
 static void kan_emit_blocked_bwd_w(CudaGen *G, const KanDims *d)
 {
     const GNode *n = G->n;
@@ -615,17 +633,7 @@ static void kan_emit_blocked_bwd_w(CudaGen *G, const KanDims *d)
     cg_kernel_begin(G, "kan_split_dw", cg_blocks_for(d->out * d->in), 1, CG_BLOCK, 0,
                     "d base, d spline, d scaler (accumulate) from dWf[%lld, %lld]", (long long)d->out,
                     (long long)SI);
-    if (d->base)
-        cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[d->j_base]), &CG_IN(d->j_base)->shape, "grad of base_weight");
-    else
-        cg_line(G, "float *dbase = 0; /* no base branch */");
-    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[d->j_spline]), &CG_IN(d->j_spline)->shape,
-           "grad of the spline weights");
-    if (d->scaler)
-        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[d->j_scaler]), &CG_IN(d->j_scaler)->shape,
-               "grad of spline_scaler");
-    else
-        cg_line(G, "float *dscaler = 0;");
+    kan_grad_ptrs(G, d);
     cg_ptr(G, "const float", "dwf", b.w, NULL, "dWf (workspace)");
     kan_weight_ptrs(G, d, 0);
     char a1[32], a2[32];
@@ -716,17 +724,7 @@ void cuda_emit_kan_bwd_w(CudaGen *G)
                     "   %s G=%d k=%d base %s%s; tiles: %d outputs x inputs: %d (columns: %d); rows per "
                     "stage: %d",
                     d.basis, d.G, d.k, kan_base_text(&d), d.scaler ? " scaler" : "", TM, TI, TI * d.S, TR);
-    if (d.base)
-        cg_ptr(G, "float", "dbase", cg_grad_loc(G, n->in[d.j_base]), &CG_IN(d.j_base)->shape, "grad of base_weight");
-    else
-        cg_line(G, "float *dbase = 0; /* no base branch */");
-    cg_ptr(G, "float", "dspline", cg_grad_loc(G, n->in[d.j_spline]), &CG_IN(d.j_spline)->shape,
-           "grad of the spline weights");
-    if (d.scaler)
-        cg_ptr(G, "float", "dscaler", cg_grad_loc(G, n->in[d.j_scaler]), &CG_IN(d.j_scaler)->shape,
-               "grad of spline_scaler");
-    else
-        cg_line(G, "float *dscaler = 0;");
+    kan_grad_ptrs(G, &d);
     cg_in_ptr(G, "dy", 0);
     cg_in_ptr(G, "x", 1);
     kan_params(G, &d, 0);
