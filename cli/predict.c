@@ -54,6 +54,21 @@ static char *pred_name(const char *t, int classes, int64_t width, int64_t j)
     return width == 1 ? xasprintf("%s_pred", t) : xasprintf("%s_pred%lld", t, (long long)j);
 }
 
+/* a column name as a CSV field: quoted (RFC 4180, "" for a quote) when it holds a comma, a
+   quote or a line break, or starts or ends with a blank, as table_read reads it back */
+static void put_name(StrBuf *b, const char *name)
+{
+    size_t n = strlen(name);
+    int quote = strpbrk(name, ",\"\r\n") || (n && (strchr(" \t", name[0]) || strchr(" \t", name[n - 1])));
+    if (!quote) {
+        sb_printf(b, "%s", name);
+        return;
+    }
+    sb_printf(b, "\"");
+    for (const char *p = name; *p; p++) sb_printf(b, *p == '"' ? "\"\"" : "%c", *p);
+    sb_printf(b, "\"");
+}
+
 /* The CSV: the rows' columns, then the predictions. -1 with a message when a
    prediction column's name is taken by a column of the rows. */
 static int write_csv(const Table *t, const double *pred, int64_t w, int classes, const char *target,
@@ -68,7 +83,10 @@ static int write_csv(const Table *t, const double *pred, int64_t w, int classes,
         if (taken) return -1;
     }
     StrBuf b = {0};
-    for (int c = 0; c < t->ncols; c++) sb_printf(&b, "%s%s", c ? "," : "", t->names[c]);
+    for (int c = 0; c < t->ncols; c++) {
+        if (c) sb_printf(&b, ",");
+        put_name(&b, t->names[c]);
+    }
     for (int64_t j = 0; j < ncol; j++) {
         char *name = pred_name(target, classes, w, j);
         sb_printf(&b, ",%s", name);

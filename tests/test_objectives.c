@@ -97,7 +97,7 @@ static double number_after(const char *text, const char *key)
 }
 
 /* kanrun predict on the trained regression run: the held-out rows' y_pred scores the RMSE
-   eval gave; without the target column, with an id column, the same predictions; a missing
+   eval gave; without the target column, with a quoted id column, the same predictions; a missing
    input column and a taken prediction name are errors naming the file */
 static void predict_regression(const char *dir, const char *held, double eval_rmse)
 {
@@ -114,10 +114,11 @@ static void predict_regression(const char *dir, const char *held, double eval_rm
     double se = 0;
     for (size_t r = 0; r < t.nrows; r++) se += pow(t.v[r * 4 + 3] - t.v[r * 4 + 2], 2);
     cr_expect(fabs(sqrt(se / 200) - eval_rmse) < 1e-5, "RMSE of y_pred %g, eval's %g", sqrt(se / 200), eval_rmse);
-    /* the first 3 rows again, without y and with an id column first */
+    /* the first 3 rows again, without y and with an id column first, its name quoted (a comma
+       and quotes in it): predict's CSV quotes it again */
     char *rows = xasprintf("%s/rows.csv", dir);
     FILE *f = fopen(rows, "w");
-    fprintf(f, "id,x0,x1\n");
+    fprintf(f, "\"id, \"\"sheet\"\"\",x0,x1\n");
     for (size_t r = 0; r < 3; r++) fprintf(f, "%zu,%.17g,%.17g\n", r + 1, t.v[r * 4], t.v[r * 4 + 1]);
     fclose(f);
     char *csv2 = xasprintf("%s/pred2.csv", dir);
@@ -125,7 +126,8 @@ static void predict_regression(const char *dir, const char *held, double eval_rm
     cr_expect(!strstr(out, "rmse"), "no target, no score:\n%s", out);
     free(out);
     cr_assert_eq(table_read(csv2, &u, err, sizeof err), 0, "%s", err);
-    cr_assert(u.ncols == 4 && !strcmp(u.names[0], "id") && !strcmp(u.names[3], "y_pred") && u.nrows == 3);
+    cr_assert(u.ncols == 4 && !strcmp(u.names[0], "id, \"sheet\"") && !strcmp(u.names[3], "y_pred") && u.nrows == 3,
+              "'%s'", u.names[0]);
     for (size_t r = 0; r < 3; r++) {
         cr_expect_eq(u.v[r * 4], (double)(r + 1), "the id column is copied");
         cr_expect_eq((float)u.v[r * 4 + 3], (float)t.v[r * 4 + 3], "row %zu: %g vs %g", r, u.v[r * 4 + 3],
@@ -134,7 +136,8 @@ static void predict_regression(const char *dir, const char *held, double eval_rm
     table_free(&u);
     /* standard output without -o */
     cr_assert_eq(test_run(&out, "$KANRUN predict %s/run --data %s 2>/dev/null", dir, rows), 0, "%s", out);
-    cr_expect(!strncmp(out, "id,x0,x1,y_pred\n", 16) && strstr(out, "\n3,"), "%s", out);
+    const char *header = "\"id, \"\"sheet\"\"\",x0,x1,y_pred\n";
+    cr_expect(!strncmp(out, header, strlen(header)) && strstr(out, "\n3,"), "%s", out);
     free(out);
     /* errors: an input column missing, the prediction's name taken */
     const char *bad[][2] = {{"x0,y\n0.5,1\n", "rows.csv:1: no column 'x1'"},
@@ -309,6 +312,35 @@ Test(objectives, bad_csv_files_are_errors_with_their_line)
     int st = test_run(&out, "$KANRUN train models/kan-regression.kdl --data %s --out %s/few --steps 1", path, dir);
     cr_expect(st == 1 && strstr(out, "at least 10 rows"), "%s", out);
     free(out), free(path), free(dir);
+}
+
+/* what spreadsheets write: a byte order mark, quoted names and numbers, "" inside quotes,
+   quoted commas, CRLF; and the two quoting errors, with their line */
+Test(objectives, csv_quoting_and_byte_order_mark_read_as_spreadsheets_write_them)
+{
+    char *dir = test_tmpdir(), *path = xasprintf("%s/q.csv", dir), err[512];
+    FILE *f = fopen(path, "w");
+    fputs("\xEF\xBB\xBF\"x0\", \"a, \"\"b\"\"\" ,y\r\n\"1.5\",2,\"-3e2\"\r\n 4 , \"5\" ,6\r\n", f);
+    fclose(f);
+    Table t;
+    cr_assert_eq(table_read(path, &t, err, sizeof err), 0, "%s", err);
+    cr_expect(t.ncols == 3 && t.nrows == 2);
+    cr_expect_str_eq(t.names[0], "x0");
+    cr_expect_str_eq(t.names[1], "a, \"b\"");
+    cr_expect_str_eq(t.names[2], "y");
+    const double want[] = {1.5, 2, -300, 4, 5, 6};
+    for (int i = 0; i < 6; i++) cr_expect_eq(t.v[i], want[i], "value %d: %g", i, t.v[i]);
+    table_free(&t);
+    const char *bad[][2] = {{"x0,y\n1,\"2\n", "q.csv:2: a quoted field is not closed on its line"},
+                            {"x0,\"y\"z\n1,2\n", "q.csv:1: text after a quoted field's closing quote"}};
+    for (int i = 0; i < 2; i++) {
+        f = fopen(path, "w");
+        fputs(bad[i][0], f);
+        fclose(f);
+        cr_expect_eq(table_read(path, &t, err, sizeof err), -1);
+        cr_expect(strstr(err, bad[i][1]) != NULL, "want '%s': %s", bad[i][1], err);
+    }
+    free(path), free(dir);
 }
 
 /* ------------------------------------------------------------ masked LM */

@@ -18,17 +18,46 @@ static char *trim(char *s)
     return s;
 }
 
-/* the fields of line (split at commas, in place) into f[max]; their count, or max + 1 when there are more */
-static int split_fields(char *line, char **f, int max)
+/* The fields of line (split at commas, in place) into f[max]; their count, or max + 1
+   when there are more. A field may be quoted as RFC 4180 has it ("a, b", "say ""x"""):
+   its quotes are removed, its commas kept, "" read as one quote; quoted, it is not
+   trimmed. -1 with *why set for a quote left open on the line or text after a
+   closing quote. */
+static int split_fields(char *line, char **f, int max, const char **why)
 {
     int n = 0;
     for (char *p = line;;) {
-        char *comma = strchr(p, ',');
-        if (comma) *comma = 0;
-        if (n < max) f[n] = trim(p);
+        while (*p == ' ' || *p == '\t') p++;
+        char *field = p, *next;
+        if (*p == '"') {
+            char *w = field = ++p;
+            for (;; p++) {
+                if (!*p) {
+                    *why = "a quoted field is not closed on its line (fields spanning lines are not read)";
+                    return -1;
+                }
+                if (*p == '"' && p[1] != '"') break;
+                *w++ = *p;
+                if (*p == '"') p++; /* "" is one quote */
+            }
+            *w = 0;
+            p++;
+            while (*p == ' ' || *p == '\t' || *p == '\r') p++;
+            if (*p && *p != ',') {
+                *why = "text after a quoted field's closing quote";
+                return -1;
+            }
+            next = *p ? p + 1 : NULL;
+        } else {
+            char *comma = strchr(p, ',');
+            if (comma) *comma = 0;
+            field = trim(p);
+            next = comma ? comma + 1 : NULL;
+        }
+        if (n < max) f[n] = field;
         n++;
-        if (!comma) break;
-        p = comma + 1;
+        if (!next) break;
+        p = next;
     }
     return n > max ? max + 1 : n;
 }
@@ -71,13 +100,20 @@ int table_read(const char *path, Table *t, char *err, size_t errlen)
     char **f = xmalloc(sizeof *f * (size_t)(maxf + 1));
     size_t cap = 0;
     char *save = NULL;
-    for (char *p = text; p; p = save) { /* line by line, keeping the numbers of blank lines */
+    /* a UTF-8 byte order mark (spreadsheets' "CSV UTF-8") is no part of the first name */
+    char *start = len >= 3 && !memcmp(text, "\xEF\xBB\xBF", 3) ? text + 3 : text;
+    for (char *p = start; p; p = save) { /* line by line, keeping the numbers of blank lines */
         char *nl = strchr(p, '\n');
         if (nl) *nl = 0;
         save = nl ? nl + 1 : NULL;
         lineno++;
         if (blank(p)) continue;
-        int n = split_fields(p, f, maxf);
+        const char *bad = NULL;
+        int n = split_fields(p, f, maxf, &bad);
+        if (n < 0) {
+            set_err(err, errlen, "%s:%d: %s", path, lineno, bad);
+            goto out;
+        }
         if (n > maxf) {
             set_err(err, errlen, "%s:%d: more than %d columns", path, lineno, maxf);
             goto out;

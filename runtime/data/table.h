@@ -4,12 +4,14 @@
  * surrounding spaces trimmed, each non-empty and unique). Every other
  * non-empty line is a row of as many comma-separated numbers (strtod:
  * decimal or exponent form, inf and nan are refused). Lines may end in
- * "\r\n"; blank lines are skipped. There is no quoting: a name or value
- * holding a comma is not supported.
+ * "\r\n"; blank lines are skipped; a leading UTF-8 byte order mark is
+ * skipped. A field may be quoted as RFC 4180 has it ("a, b", "" for a quote
+ * inside), as spreadsheets write names; a quoted field must close on its
+ * line.
  *
  * Errors name the file and the line (and the column for a bad number):
  * an empty file, no data rows, a ragged row, a value that is not a finite
- * number, a duplicate or empty column name.
+ * number, a duplicate or empty column name, a quote left open.
  */
 #ifndef KANC_TABLE_H
 #define KANC_TABLE_H
