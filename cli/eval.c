@@ -121,7 +121,8 @@ int eval_main(int argc, char **argv)
     /* the objective: the run's record, unless given */
     ObjRecord rec = {.kind = objective_default(data), .mask_prob = OBJ_DEFAULT_MASK_PROB, .mask_id = -1};
     if (run && objective_recorded(run, info.step, &rec, rerr, sizeof rerr) && !objective) {
-        fprintf(stderr, "kanrun eval: error: %s\n", rerr);
+        fprintf(stderr, "kanrun eval: error: %s (--objective lm|mlm|table evaluates without the run's record)\n",
+                rerr);
         goto out;
     }
     if (objective && objective_parse(objective, &rec.kind, err, sizeof err)) {

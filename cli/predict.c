@@ -157,8 +157,10 @@ int predict_main(int argc, char **argv)
     char *run = w.model ? NULL : run_dir_of(w.weights);
     ObjRecord rec;
     if (weights_open(&w, NULL, "auto", "kanrun predict", &m, &info, NULL, err, sizeof err)) goto fail;
-    if (run && objective_recorded(run, info.step, &rec, err, sizeof err)) goto fail;
-    if (run && rec.kind != OBJ_TABLE) {
+    int recorded = run && !objective_recorded(run, info.step, &rec, err, sizeof err);
+    if (run && !recorded) /* the weights are intact: the rows decide whether they fit */
+        fprintf(stderr, "kanrun predict: warning: %s; predicting without the run's training record\n", err);
+    if (recorded && rec.kind != OBJ_TABLE) {
         set_err(err, sizeof err, "%s was trained with the %s objective: predict reads table rows (for text: kanrun "
                 "sample, or kanrun forward on token ids)", w.weights, objective_name(rec.kind));
         goto fail;

@@ -120,13 +120,15 @@ int sample_main(int argc, char **argv)
     }
     char *run = w.model ? NULL : run_dir_of(w.weights);
     ObjRecord rec = {.kind = OBJ_LM};
-    int bad_run = run && objective_recorded(run, info.step, &rec, err, sizeof err);
+    if (run && objective_recorded(run, info.step, &rec, err, sizeof err)) { /* the weights are intact */
+        fprintf(stderr, "kanrun sample: warning: %s; sampling without the run's training record, as from a "
+                "next-token model\n", err);
+        rec.kind = OBJ_LM;
+    }
     free(run);
-    if (bad_run || rec.kind != OBJ_LM) { /* sampling continues text: only a next-token model can */
-        if (!bad_run)
-            snprintf(err, sizeof err, "%s was trained with --objective %s: kanrun sample generates text from "
-                     "a next-token model (--objective lm)", w.weights, objective_name(rec.kind));
-        fprintf(stderr, "kanrun sample: error: %s\n", err);
+    if (rec.kind != OBJ_LM) { /* sampling continues text: only a next-token model can */
+        fprintf(stderr, "kanrun sample: error: %s was trained with --objective %s: kanrun sample generates text "
+                "from a next-token model (--objective lm)\n", w.weights, objective_name(rec.kind));
         goto out;
     }
     if (tok_encode(tok, prompt, strlen(prompt), &ids, &n)) {

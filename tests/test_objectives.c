@@ -150,6 +150,19 @@ static void predict_regression(const char *dir, const char *held, double eval_rm
         cr_expect(strstr(out, bad[k][1]), "%s", out);
         free(out);
     }
+    /* a damaged optimizer file (the training record): predict warns and predicts from the intact
+       weights; eval stops and names --objective, with which it evaluates */
+    cr_assert_eq(test_run(&out, "cp -r %s/run %s/damaged && truncate -s 100 %s/damaged/optimizer-*.safetensors", dir,
+                          dir, dir), 0, "%s", out);
+    free(out);
+    cr_expect_eq(test_run(&out, "$KANRUN predict %s/damaged --data %s -o %s", dir, held, csv2), 0, "%s", out);
+    cr_expect(strstr(out, "warning: ") && strstr(out, "optimizer-") && strstr(out, "rmse "), "%s", out);
+    free(out);
+    cr_expect_eq(test_run(&out, "$KANRUN eval %s/damaged --data %s", dir, held), 1, "%s", out);
+    cr_expect(strstr(out, "--objective lm|mlm|table"), "%s", out);
+    free(out);
+    cr_expect_eq(test_run(&out, "$KANRUN eval %s/damaged --data %s --objective table", dir, held), 0, "%s", out);
+    free(out);
     table_free(&t);
     free(csv), free(csv2), free(rows);
 }

@@ -385,6 +385,18 @@ Test(saved_values, bad_saved_hyperparameters_source_and_tokenizer_are_errors, .t
     free(orig), free(dir);
 }
 
+/* A damaged optimizer file (the moments and the training record) stops a resume, naming the
+   file; sample only warns, as the weights beside it are intact. */
+Test(saved_values, a_damaged_optimizer_file_stops_resume_and_lets_sample_warn, .timeout = 200)
+{
+    char *dir = train_tiny("models/kansformers.kdl", NULL), *run = copy_run(dir, "bad");
+    cr_assert_eq(test_run(NULL, "truncate -s 100 %s/optimizer-1.safetensors", run), 0);
+    expect_run(1, "optimizer-1.safetensors", "file truncated", NULL, "$KANRUN train --resume %s --quiet", run);
+    expect_run(0, "warning: ", "optimizer-1.safetensors", "sampling without the run's training record",
+               "$KANRUN sample %s --tokens 3", run);
+    free(run), free(dir);
+}
+
 /* kanc_step is a plain non-negative integer, in the model file and in the
    optimizer file, and the two agree. */
 Test(saved_values, kanc_step_is_a_plain_integer_and_the_files_agree, .timeout = 200)
